@@ -1,0 +1,28 @@
+# Two commands after cloning: `make demo` and `make test`. Both create ./.venv on first use.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.magec-installed
+
+.PHONY: install test demo bench clean
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/magec demo
+
+bench: install
+	$(VENV)/bin/magec bench --json
+
+clean:
+	rm -rf $(VENV) magec-demo .magec-cache

@@ -1,0 +1,5 @@
+import sys
+
+from magec.cli.main import main
+
+sys.exit(main())

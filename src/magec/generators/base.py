@@ -1,0 +1,100 @@
+"""The interface every pretrained GAN implements in magec.
+
+A generator maps latent codes to images in [-1, 1], NCHW. It names the latent spaces an optimiser may
+work in (``z`` for a plain GAN; ``w``, ``w+`` and noise maps for StyleGAN2). One of them is the
+*editing space*: where LinkNet, the editors and latent statistics live, and what ``sample_latents``
+returns. Inversion optimises in the editing space unless a method asks for another (Image2StyleGAN++
+uses ``w+`` then noise).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LatentSpace:
+    """One optimisable latent space: its name and the shape of one sample's code."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+class Generator(nn.Module, abc.ABC):
+    """A pretrained GAN generator behind magec's common interface.
+
+    Subclasses set ``resolution`` and ``spaces`` (name -> LatentSpace; the first entry is the editing
+    space) and implement ``sample_latents``, ``synthesize`` and ``initial_latent``. Generators are
+    always in eval mode with frozen weights: inversion optimises latents, never the network.
+    """
+
+    #: A short, stable identifier recorded in pack manifests, e.g. ``"dcgan-face"``.
+    spec: str = ""
+    resolution: int = 0
+    spaces: dict[str, LatentSpace]
+
+    @property
+    def editing_space(self) -> LatentSpace:
+        """The space where LinkNet and editors live (the first of ``spaces``)."""
+        return next(iter(self.spaces.values()))
+
+    @property
+    def latent_dim(self) -> int:
+        """Flattened size of one code in the editing space."""
+        n = 1
+        for s in self.editing_space.shape:
+            n *= s
+        return n
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    @property
+    def has_noise(self) -> bool:
+        """True when the generator has per-layer noise inputs that an optimiser may tune."""
+        return False
+
+    @abc.abstractmethod
+    def sample_latents(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` random codes in the editing space, shape (n, *editing_space.shape); same seed, same codes."""
+
+    @abc.abstractmethod
+    def synthesize(self, latents: torch.Tensor, space: str | None = None, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Images in [-1, 1], shape (B, 3, resolution, resolution), from codes in ``space`` (default: editing space)."""
+
+    @abc.abstractmethod
+    def initial_latent(self) -> torch.Tensor:
+        """The code inversion starts from (the paper's average latent), shape editing_space.shape.
+
+        It must be a point where the gradient of the image with respect to the code is non-zero.
+        """
+
+    def convert_latents(self, latents: torch.Tensor, source: str, target: str) -> torch.Tensor:
+        """Map codes between spaces where that is a fixed function (e.g. ``w`` -> ``w+`` by repetition)."""
+        if source == target:
+            return latents
+        raise ValueError(f"{self.spec}: cannot convert latents from {source!r} to {target!r}")
+
+    def make_noise(self, batch: int, seed: int) -> list[torch.Tensor]:
+        """Per-layer noise maps for ``batch`` images (empty for generators without noise inputs)."""
+        return []
+
+    def pca_features(self, latents: torch.Tensor) -> torch.Tensor | None:
+        """Activations GANSpace runs PCA on, shape (B, D); ``None`` means PCA of the latents themselves.
+
+        GANSpace uses PCA of W for style-based generators and PCA of early-layer activations,
+        regressed back to the latent, for generators without a style space (as for BigGAN).
+        """
+        return None
+
+    def train(self, mode: bool = True) -> Generator:  # noqa: D102 - always frozen
+        return super().train(False)

@@ -1,0 +1,1 @@
+"""Reading and writing files safely: images, atomic outputs, restricted unpickling."""
