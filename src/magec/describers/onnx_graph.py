@@ -92,6 +92,7 @@ class OnnxGraphModule(nn.Module):
         self.input_name = inputs[0]
         self.output_name = graph.output[0].name
 
+        self._opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
         # Check every node before running any, so a bad graph fails at load time with the file named.
         self._nodes: list[tuple[str, list[str], list[str], dict]] = []
         known = {self.input_name, *self._buffer_of}
@@ -140,6 +141,8 @@ class OnnxGraphModule(nn.Module):
             refuse("only 2-D convolutions with constant weights are supported")
         if op in ("MaxPool", "AveragePool") and len(attrs.get("kernel_shape", [])) != 2:
             refuse("only 2-D pooling is supported")
+        if op == "Softmax" and self._opset < 13:
+            refuse(f"opset {self._opset} Softmax (flattening semantics) is not supported; re-export with opset >= 13")
         if op == "Softmax" and "axis" not in attrs:
             attrs["axis"] = -1  # opset >= 13 default
 
@@ -150,17 +153,13 @@ class OnnxGraphModule(nn.Module):
             return env[name]
         return getattr(self, self._buffer_of[name])
 
-    def _run(self, op: str, args: list[torch.Tensor | None], attrs: dict) -> torch.Tensor:
-        fn = _OPS[op]
-        return fn(args, attrs)
-
     def forward(self, x: torch.Tensor, capture: Iterable[str] = ()) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Run the graph on ``x``; with ``capture`` also return those intermediate values by name."""
         wanted = set(capture)
         env: dict[str, torch.Tensor] = {self.input_name: x}
         for op, inputs, outputs, attrs in self._nodes:
             args = [self._value(env, i) if i else None for i in inputs]
-            env[outputs[0]] = self._run(op, args, attrs)
+            env[outputs[0]] = _OPS[op](args, attrs)
         out = env[self.output_name]
         if not wanted:
             return out
