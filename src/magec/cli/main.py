@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from magec import __version__
@@ -11,6 +12,12 @@ from magec.errors import MagecError
 
 #: Sub-command modules, in help order; each has ``register(subparsers)`` setting ``func`` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
+    "magec.cli.cmd_demo",
+    "magec.cli.cmd_prepare",
+    "magec.cli.cmd_preview",
+    "magec.cli.cmd_invert",
+    "magec.cli.cmd_edit",
+    "magec.cli.cmd_bench",
 )
 
 
@@ -23,9 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging() -> None:
+    """Library notes (e.g. a perceptual-loss fallback) reach the user as ``magec: ...`` lines on stderr."""
+    logger = logging.getLogger("magec")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("magec: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _setup_logging()
     try:
         return int(args.func(args) or 0)
     except MagecError as exc:

@@ -18,10 +18,9 @@ from magec.describers.base import DescriptorLayout, descriptor_loss
 
 @dataclass
 class LinkNetConfig:
-    """Full-batch Adam on L_F with a little weight decay; enough for a linear model on a few thousand pairs."""
+    """Full-batch L-BFGS on L_F (a convex problem for a linear model) with a little weight decay."""
 
-    steps: int = 600
-    lr: float = 0.02
+    max_iter: int = 200
     weight_decay: float = 1e-4
     #: Tolerance (in attribute units, e.g. years) under which a continuous prediction counts as agreeing with F.
     continuous_tolerance: float = 5.0
@@ -52,15 +51,20 @@ class LinkNet(nn.Module):
         x = (latents - mean) / std
         weight = torch.zeros_like(self.linear.weight, requires_grad=True)
         bias = self.linear.bias.detach().clone().requires_grad_(True)
-        optim = torch.optim.Adam([weight, bias], lr=config.lr)
-        bar = tqdm(range(config.steps), desc="fit LinkNet", disable=not progress, leave=False)
+        optim = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=config.max_iter, history_size=20, line_search_fn="strong_wolfe")
+        bar = tqdm(total=config.max_iter, desc="fit LinkNet", disable=not progress, leave=False)
+
+        def closure() -> torch.Tensor:
+            optim.zero_grad(set_to_none=True)
+            loss = descriptor_loss(self.layout, x @ weight.T + bias, target_probs) + config.weight_decay * weight.square().sum()
+            loss.backward()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            return loss
+
         with torch.enable_grad():
-            for _ in bar:
-                optim.zero_grad(set_to_none=True)
-                loss = descriptor_loss(self.layout, x @ weight.T + bias, target_probs) + config.weight_decay * weight.square().sum()
-                loss.backward()
-                optim.step()
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+            optim.step(closure)
+        bar.close()
         with torch.no_grad():
             w = weight / std
             self.linear.weight.copy_(w)

@@ -1,0 +1,108 @@
+"""``magec bench``: speed figures, measured on the current device (never asserted by tests).
+
+- ``step_ms``: one optimisation step (forward + backward + Adam) per method, batch 1.
+- ``magec_share``: the MAGEC term's share of a full magec step, for 1 and 40 attributes (a synthetic
+  40-attribute LinkNet and InterfaceGAN editor, as the paper's CelebA setup has).
+- ``images_per_s``: full magec inversions (the paper's 200 steps) per second, for batch sizes 1, 4, 16.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from magec.describers.base import Attribute, DescriptorLayout, Head
+from magec.devices import resolve_device
+from magec.inversion import invert, method_config
+from magec.latent.interfacegan import InterfaceGANEditor
+from magec.latent.linknet import LinkNet
+from magec.losses.magec_loss import MagecLoss
+from magec.losses.reconstruction import mse_per_image
+from magec.pipeline import Pipeline
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def synthetic_magec(latent_dim: int, attributes: int, device: torch.device, seed: int = 0) -> MagecLoss:
+    """A MAGEC loss with ``attributes`` binary attributes and random LinkNet / boundaries (for timing only)."""
+    g = torch.Generator().manual_seed(seed)
+    names = [f"attr{i}" for i in range(attributes)]
+    layout = DescriptorLayout(tuple(Head(n, "binary", 1) for n in names), tuple(Attribute(n, n, "binary") for n in names))
+    linknet = LinkNet(latent_dim, layout)
+    with torch.no_grad():
+        linknet.linear.weight.copy_(torch.randn(layout.dim, latent_dim, generator=g) * 0.1)
+    linknet.requires_grad_(False)
+    directions = torch.nn.functional.normalize(torch.randn(attributes, latent_dim, generator=g), dim=1)
+    editor = InterfaceGANEditor(names, directions, 3.0, torch.ones(attributes), torch.ones(attributes))
+    return MagecLoss(linknet, editor).to(device)
+
+
+def step_time(pipeline: Pipeline, method: str, batch: int, repeats: int) -> float:
+    """Milliseconds per optimisation step of ``method`` for ``batch`` images (phase 1 of its schedule)."""
+    config = method_config(method)
+    config = replace(config, phases=(replace(config.phases[0], steps=3),))
+    images = pipeline.generator.synthesize(pipeline.generator.sample_latents(batch, 4242)).detach()
+    ms = median_ms(lambda: invert(pipeline, images, method, config, progress=False), repeats=repeats)
+    return ms / 3
+
+
+def magec_share(pipeline: Pipeline, attributes: int, repeats: int) -> float:
+    """MAGEC term (forward + backward) over a full magec step (generator, MSE, perceptual and MAGEC), batch 1."""
+    gen, device = pipeline.generator, pipeline.device
+    loss = synthetic_magec(gen.latent_dim, attributes, device)
+    target = gen.synthesize(gen.sample_latents(1, 7)).detach()
+    descriptor = torch.rand(1, attributes, device=device)
+    edited = loss.targets(descriptor)
+    z = gen.initial_latent()[None].clone().requires_grad_(True)
+
+    def magec_only() -> None:
+        loss(z.flatten(1), descriptor, edited).sum().backward()
+
+    def full() -> None:
+        x = gen.synthesize(z)
+        total = 1e-3 * mse_per_image(x, target) + 0.5 * pipeline.perceptual(x, target) + 3e-4 * loss(z.flatten(1), descriptor, edited)
+        total.sum().backward()
+
+    return median_ms(magec_only, repeats * 4) / median_ms(full, repeats)
+
+
+def run_bench(pipeline: Pipeline, repeats: int = 5, extra: dict[str, Callable[[torch.device], object]] | None = None) -> dict:
+    """All figures as one JSON-ready dict."""
+    out: dict = {"device": str(pipeline.device), "torch_threads": torch.get_num_threads(), **pipeline.settings()}
+    out["step_ms"] = {m: round(step_time(pipeline, m, 1, repeats), 2) for m in ("magec", "no-magec", "im2stylegan++")}
+    out["magec_share"] = {str(a): round(magec_share(pipeline, a, repeats), 4) for a in (1, 40)}
+    steps = method_config("magec").total_steps
+    out["images_per_s"] = {str(b): round(b / (step_time(pipeline, "magec", b, repeats) * steps / 1000), 4) for b in (1, 4, 16)}
+    for name, fn in (extra or {}).items():
+        out[name] = fn(pipeline.device)
+    return out
+
+
+def bench_pipeline(device: str = "auto", pack: str | None = None, perceptual: str = "auto") -> Pipeline:
+    """The embedded pipeline: from ``pack`` if given, else a small pack fitted on the spot (timings do not depend on its quality)."""
+    from magec.describers import load_describer
+    from magec.generators import load_generator
+    from magec.pipeline import assemble_pipeline, load_pipeline
+    from magec.prepare import PrepareConfig, prepare_pack
+
+    device = resolve_device(device)
+    if pack:
+        return load_pipeline(pack, device, perceptual=perceptual)
+    gen, desc = load_generator("dcgan-face", device), load_describer("dlib-age-gender", device)
+    small = prepare_pack(gen, desc, PrepareConfig(n_samples=600, ganspace_samples=300), progress=False)
+    return assemble_pipeline(gen, desc, small, perceptual=perceptual, device=device)

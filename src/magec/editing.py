@@ -1,0 +1,79 @@
+"""Editing an inverted latent with the pack's editors, and the grids of the paper's Fig. 1 and 3."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from magec.errors import MagecError
+from magec.io.images import save_png
+from magec.pipeline import Pipeline
+from magec.visualize import image_grid
+
+
+@dataclass
+class Edit:
+    editor: str
+    operation: str
+    amount: float
+    image: torch.Tensor
+
+    @property
+    def label(self) -> str:
+        return f"{self.operation} {self.amount:+.2f}"
+
+
+def default_operations(pipeline: Pipeline, editor: str, count: int = 4, seed: int = 0) -> list[str]:
+    ed = pipeline.pack.editors[editor]
+    if editor == "interpolate":
+        return [f"sample:{seed + k}" for k in range(count)]
+    return ed.operations()[:count]
+
+
+def default_amounts(pipeline: Pipeline, editor: str, steps: int = 4) -> list[float]:
+    """Symmetric steps up to the editor's default amount (interpolation: t in (0, 1])."""
+    ed = pipeline.pack.editors[editor]
+    if editor == "interpolate":
+        return [round((k + 1) / steps, 4) for k in range(steps)]
+    half = max(1, steps // 2)
+    grid = [ed.default_amount * k / half for k in range(-half, half + 1) if k != 0]
+    return [round(a, 4) for a in grid]
+
+
+@torch.no_grad()
+def apply_edits(pipeline: Pipeline, latent: torch.Tensor, space: str, noise: list[torch.Tensor] | None, editor: str, operations: list[str], amounts: list[float]) -> list[list[Edit]]:
+    """Edited images, one row per operation and one column per amount, for a single code (1, ...)."""
+    if editor not in pipeline.pack.editors:
+        raise MagecError(f"unknown editor {editor!r}; available: {', '.join(pipeline.pack.editors)}")
+    ed = pipeline.pack.editors[editor]
+    latent = latent.to(pipeline.device)
+    noise = [n.to(pipeline.device) for n in noise] if noise is not None else None
+    rows = []
+    for op in operations:
+        try:
+            codes = torch.cat([ed.edit(latent, op, a) for a in amounts])
+        except KeyError as exc:
+            raise MagecError(str(exc.args[0])) from None
+        batch_noise = [n.expand(len(amounts), *n.shape[1:]) for n in noise] if noise is not None else None
+        images = pipeline.generator.synthesize(codes, space=space, noise=batch_noise)
+        rows.append([Edit(editor, op, a, img) for a, img in zip(amounts, images)])
+    return rows
+
+
+def write_edits(out_dir: str | Path, rows: list[list[Edit]], source: torch.Tensor | None, projection: torch.Tensor, title: str) -> list[Path]:
+    """One PNG per edit and ``grid.png``: original, projection, then the edits, one row per operation."""
+    out_dir = Path(out_dir)
+    written = []
+    for row in rows:
+        for e in row:
+            safe = e.operation.replace(":", "-").replace("/", "-")
+            written.append(save_png(e.image, out_dir / f"{e.editor}_{safe}_{e.amount:+.2f}.png"))
+    lead = ([source] if source is not None else []) + [projection]
+    lead_labels = (["original"] if source is not None else []) + ["projection"]
+    grid_rows = [lead + [e.image for e in row] for row in rows]
+    col_labels = lead_labels + [f"{e.amount:+.2f}" for e in rows[0]]
+    row_labels = [row[0].operation for row in rows]
+    written.append(image_grid(grid_rows, out_dir / "grid.png", row_labels=row_labels, col_labels=col_labels, title=title))
+    return written

@@ -1,0 +1,65 @@
+"""Crop a photo so its face sits where the generator's faces sit.
+
+The embedded DCGAN was trained on tightly framed synthetic faces, not on FFHQ-aligned photos. To invert
+a real photo into it we place the face the way dlib places it on the generator's own samples: find
+dlib's face chip (frontal detector + 5-point landmarks, padding 0.2, as the describer's networks expect)
+in the photo, then cut the rotated square that puts that chip at the generator's measured chip box
+(``magec.describers.dlib_faces.DCGAN_CHIP``). For FFHQ generators use ``magec align`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from magec.describers.dlib_faces import DCGAN_CHIP, ChipBox, embedded_models_dir
+from magec.errors import MagecError
+
+
+def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, float, float]:
+    """dlib's padding-0.2 face chip in ``image``: (centre x, centre y, side, angle in radians); largest face first."""
+    import dlib
+
+    rgb = np.asarray(image.convert("RGB"))
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(embedded_models_dir() / "shape_predictor_5_face_landmarks.dat"))
+    faces = sorted(detector(rgb, 1), key=lambda r: r.width() * r.height(), reverse=True)
+    if not faces:
+        raise MagecError("no face found in the image (dlib frontal face detector)")
+    if face_index >= len(faces):
+        raise MagecError(f"face {face_index} requested but only {len(faces)} found")
+    chip = dlib.get_face_chip_details(predictor(rgb, faces[face_index]), size=64, padding=0.2)
+    rect = chip.rect
+    cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+    return cx, cy, float(rect.right() - rect.left()), float(chip.angle)
+
+
+def crop_to_chip_box(image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, face_index: int = 0, render: int = 256) -> Image.Image:
+    """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``."""
+    cx, cy, side, angle = detect_chip(image, face_index)
+    render = max(render, size)
+    k = side / (box.size * render)  # source pixels per output pixel
+    cos, sin = math.cos(angle), math.sin(angle)
+    u0, v0 = box.center_x * render, box.center_y * render
+    # Output (u, v) -> source: centre + R(angle) * k * (u - u0, v - v0)
+    a, b, d, e = k * cos, -k * sin, k * sin, k * cos
+    c = cx - a * u0 - b * v0
+    f = cy - d * u0 - e * v0
+    out = image.convert("RGB").transform((render, render), Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BICUBIC, fillcolor=(128, 128, 128))
+    return out.resize((size, size), Image.Resampling.LANCZOS) if render != size else out
+
+
+def astronaut_face(size: int, box: ChipBox = DCGAN_CHIP) -> Image.Image:
+    """scikit-image's ``astronaut`` portrait (public domain, ships in the package), face-cropped for the generator."""
+    from skimage import data
+
+    return crop_to_chip_box(Image.fromarray(data.astronaut()), size, box)
+
+
+def save_astronaut(target: str | Path, size: int) -> Path:
+    from magec.io.images import save_png, pil_to_tensor
+
+    return save_png(pil_to_tensor(astronaut_face(size)), target)
