@@ -45,6 +45,8 @@ def sniff_format(path: str | Path) -> str:
 def load_stylegan2(path: str | Path, device: torch.device | str = "cpu", **overrides) -> StyleGAN2Generator:
     """Load any supported StyleGAN2 checkpoint; ``overrides`` (size, channel_multiplier, n_mlp) apply to rosinality files."""
     kind = sniff_format(path)
+    if overrides and kind != "rosinality":
+        raise file_error(path, f"architecture overrides {sorted(overrides)} apply only to rosinality checkpoints, this is {kind}")
     if kind == "rosinality":
         model = load_rosinality(path, **overrides)
     elif kind == "nvidia":

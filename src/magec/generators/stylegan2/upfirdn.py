@@ -36,15 +36,15 @@ def upfirdn2d(
     else:
         px0, px1, py0, py1 = pad
     b, c, h, w = x.shape
-    y = x.reshape(b * c, 1, h, w)
+    y = x
     if up > 1:
-        y = y.reshape(b * c, 1, h, 1, w, 1)
+        y = y.reshape(b, c, h, 1, w, 1)
         y = F.pad(y, (0, up - 1, 0, 0, 0, up - 1))
-        y = y.reshape(b * c, 1, h * up, w * up)
+        y = y.reshape(b, c, h * up, w * up)
     y = F.pad(y, (max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)))
     y = y[:, :, max(-py0, 0) : y.shape[2] - max(-py1, 0), max(-px0, 0) : y.shape[3] - max(-px1, 0)]
-    k = torch.flip(kernel, [0, 1]).to(dtype=y.dtype, device=y.device)[None, None]
-    y = F.conv2d(y, k)
+    k = torch.flip(kernel, [0, 1]).to(dtype=y.dtype, device=y.device)
+    y = F.conv2d(y, k[None, None].expand(c, 1, *k.shape), groups=c)  # depthwise: the same filter per channel
     if down > 1:
         y = y[:, :, ::down, ::down]
-    return y.reshape(b, c, y.shape[2], y.shape[3])
+    return y
