@@ -245,3 +245,10 @@ def test_bench_step_runs_at_small_resolution():
     from magec.generators.stylegan2.bench import stylegan2_step_ms
 
     assert stylegan2_step_ms(8, "cpu", repeats=1) > 0
+
+
+def test_tensorflow_pickle_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "tf.pkl"
+    path.write_bytes(b"\x80\x02}q\x00X\x05\x00\x00\x00G_emaq\x01cdnnlib.tflib.network\nNetwork\nq\x02)\x81q\x03s.")
+    with pytest.raises(MagecError, match=r"tf\.pkl: refusing to load dnnlib\.tflib\.network\.Network.*TensorFlow"):
+        load_stylegan2(path)

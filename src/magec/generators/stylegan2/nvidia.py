@@ -30,7 +30,7 @@ import torch
 from magec.errors import MagecError, file_error
 from magec.generators.stylegan2.config import StyleGAN2Config
 from magec.generators.stylegan2.upfirdn import make_fir_kernel
-from magec.io.safe_unpickle import inert_factory, restricted_load
+from magec.io.safe_unpickle import RefusedPickle, inert_factory, restricted_load
 
 
 @dataclass
@@ -80,7 +80,12 @@ NVIDIA_ALLOWED: dict[tuple[str, str], Any] = {
 
 def read_nvidia_pickle(path: str | Path) -> PersistentStub:
     """The ``G_ema`` network of an NVIDIA pickle, as an inert stub tree."""
-    data = restricted_load(path, NVIDIA_ALLOWED)
+    try:
+        data = restricted_load(path, NVIDIA_ALLOWED)
+    except RefusedPickle as exc:
+        if "dnnlib.tflib" in str(exc):
+            raise RefusedPickle(f"{exc} (a TensorFlow StyleGAN2 pickle: convert it first with stylegan2-ada-pytorch's legacy.py or rosinality's convert_weight.py)") from None
+        raise
     g = data.get("G_ema") if isinstance(data, dict) else None
     if not isinstance(g, PersistentStub):
         keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
