@@ -18,6 +18,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "magec.cli.cmd_invert",
     "magec.cli.cmd_edit",
     "magec.cli.cmd_bench",
+    "magec.cli.cmd_convert",
+    "magec.cli.cmd_align",
+    "magec.cli.cmd_train_describer",
+    "magec.cli.cmd_doctor",
 )
 
 
