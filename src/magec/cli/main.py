@@ -11,6 +11,9 @@ from magec.errors import MagecError
 
 #: Sub-command modules, in help order; each has ``register(subparsers)`` setting ``func`` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
+    "magec.cli.cmd_align",
+    "magec.cli.cmd_train_describer",
+    "magec.cli.cmd_doctor",
 )
 
 

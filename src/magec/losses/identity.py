@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from magec.errors import MagecError, file_error
+from magec.io.checkpoints import read_checkpoint, read_state_dict, strict_load
+from magec.io.resize import resize_square
 
 #: InsightFace IR-50 stages: (output channels, number of units); the first unit of each stage has stride 2.
 IR50_STAGES: tuple[tuple[int, int], ...] = ((64, 3), (128, 4), (256, 14), (512, 3))
@@ -48,16 +50,6 @@ class IdentityLoss(nn.Module, abc.ABC):
 
     def train(self, mode: bool = True) -> IdentityLoss:  # noqa: D102 - always frozen
         return super().train(False)
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Differentiable square resize: area pooling when shrinking (as pSp does), bilinear when enlarging."""
-    h, w = images.shape[-2:]
-    if (h, w) == (size, size):
-        return images
-    if h >= size and w >= size:
-        return F.adaptive_avg_pool2d(images, (size, size))
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 # ---- ArcFace IR-SE50 (InsightFace, TreB1eN layout) ----------------------------------------------
@@ -136,15 +128,15 @@ class ArcFaceIRSE50(IdentityLoss):
         self.eval()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        x = _resize(images, 256)[:, :, 35:223, 32:220]
+        x = resize_square(images, 256)[:, :, 35:223, 32:220]
         return self.net(F.adaptive_avg_pool2d(x, (112, 112)))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> ArcFaceIRSE50:
         """Load ``model_ir_se50.pth`` (a plain state_dict of the backbone) strictly."""
-        state = _read_state_dict(path, "an ArcFace IR-SE50 checkpoint (model_ir_se50.pth)")
+        state = read_state_dict(path, "an ArcFace IR-SE50 checkpoint (model_ir_se50.pth)")
         model = cls()
-        _strict_load(model.net, state, path, "the ArcFace IR-SE50 layout of model_ir_se50.pth (pSp/e4e/PTI)")
+        strict_load(model.net, state, path, "the ArcFace IR-SE50 layout of model_ir_se50.pth (pSp/e4e/PTI)")
         model.spec = f"arcface:{path}"
         return model.to(device)
 
@@ -171,13 +163,13 @@ class MocoResNet50(IdentityLoss):
         self.eval()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        x = (_resize(images, 224) + 1.0) / 2.0
+        x = (resize_square(images, 224) + 1.0) / 2.0
         return self.net((x - self.mean) / self.std)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> MocoResNet50:
         """Load ``moco_v2_800ep_pretrain.pth.tar``: keep ``module.encoder_q.*`` minus its ``fc`` head, strictly."""
-        checkpoint = _read_checkpoint(path, "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)")
+        checkpoint = read_checkpoint(path, "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)")
         state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):
             raise file_error(path, "expected a dict with key 'state_dict' (MoCo v2 layout of moco_v2_800ep_pretrain.pth.tar)")
@@ -187,59 +179,9 @@ class MocoResNet50(IdentityLoss):
             raise file_error(path, f"no '{MOCO_PREFIX}*' keys (found e.g. {first}); not a MoCo v2 checkpoint")
         encoder = {k: v for k, v in encoder.items() if not k.startswith("fc.")}
         model = cls()
-        _strict_load(model.net, encoder, path, f"a torchvision ResNet-50 under '{MOCO_PREFIX}'")
+        strict_load(model.net, encoder, path, f"a torchvision ResNet-50 under '{MOCO_PREFIX}'")
         model.spec = f"moco:{path}"
         return model.to(device)
-
-
-# ---- loading helpers --------------------------------------------------------------------------
-
-
-def _read_checkpoint(path: str | Path, what: str) -> object:
-    path = Path(path)
-    if not path.is_file():
-        raise file_error(path, f"no such file (expected {what})")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a bad or unsafe file
-        first = (str(exc).splitlines() or [""])[0][:200]
-        raise file_error(path, f"not loadable as {what} with the safe loader ({type(exc).__name__}: {first})") from None
-
-
-def _read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    state = _read_checkpoint(path, what)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise file_error(path, f"expected a state_dict of tensors ({what})")
-    return state
-
-
-def _strict_load(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, layout: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error naming the first missing / unexpected keys.
-
-    BatchNorm ``num_batches_tracked`` counters are optional (checkpoints saved by old PyTorch lack them
-    and they do not affect inference).
-    """
-    state = dict(state)
-    expected = module.state_dict()
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = value
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
-        raise file_error(path, f"does not match {layout}: {'; '.join(parts)}")
-    wrong = [k for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)]
-    if wrong:
-        k = wrong[0]
-        raise file_error(path, f"does not match {layout}: {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}")
-    module.load_state_dict(state, strict=True)
 
 
 def build_identity(spec: str, device: torch.device | str = "cpu") -> IdentityLoss | None:
