@@ -51,6 +51,15 @@ def celeba_root(tmp_path_factory):
 SMALL = CelebAConfig(input_size=32)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convolutions run several times faster on one thread when the machine's cores are busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_training(**kw) -> DescriberTraining:
     base = dict(epochs=3, batch_size=8, lr=3e-3, workers=0, checkpoint_every=2, seed=1)
     return DescriberTraining(**(base | kw))
@@ -67,9 +76,9 @@ def test_reads_real_celeba_formats(celeba_root):
 @pytest.mark.slow
 def test_training_loss_goes_down_and_describer_round_trips(celeba_root, tmp_path):
     out = tmp_path / "celeba.safetensors"
-    result = train_celeba_describer(celeba_root, out, SMALL, small_training(epochs=4), progress=False, log=lambda s: None)
+    result = train_celeba_describer(celeba_root, out, SMALL, small_training(epochs=3, batch_size=12), progress=False, log=lambda s: None)
     losses = result.epoch_losses
-    assert len(losses) == 4
+    assert len(losses) == 3
     assert losses[-1] < 0.8 * losses[0], losses
 
     describer = CelebADescriber.load(out)
