@@ -14,6 +14,8 @@ from magec.describers.celeba import CELEBA_ATTRIBUTES, CelebAConfig, CelebADescr
 from magec.describers.celeba_training import DescriberTraining, load_celeba, train_celeba_describer
 from magec.errors import MagecError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 N_TRAIN, N_VAL, N_TEST = 24, 6, 6
 
 
@@ -50,14 +52,6 @@ def celeba_root(tmp_path_factory):
 
 SMALL = CelebAConfig(input_size=32)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run several times faster on one thread when the machine's cores are busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small_training(**kw) -> DescriberTraining:

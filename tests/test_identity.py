@@ -11,12 +11,8 @@ from magec.errors import MagecError
 from magec.losses.identity import ArcFaceIRSE50, MocoResNet50, build_identity
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomise_bn(module: torch.nn.Module, seed: int) -> None:
