@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from magec.errors import MagecError
+from magec.losses.perceptual import VGG16_FILE, find_vgg16_weights, torch_cache_dir
 
 #: File names looked up in the weights folder by bare specs (``--identity arcface``, ``--describer celeba``).
 DEFAULT_FILES: dict[str, str] = {
@@ -24,20 +25,13 @@ DEFAULT_FILES: dict[str, str] = {
     "moco": "moco_v2_800ep_pretrain.pth.tar",
     "celeba": "celeba_resnet18.safetensors",
 }
-TORCHVISION_FILES: dict[str, str] = {"vgg16": "vgg16-397923af.pth", "resnet18": "resnet18-f37072fd.pth", "resnet50": "resnet50-0676ba61.pth"}
+RESNET18_FILE = "resnet18-f37072fd.pth"
 
 
 def weights_dir() -> Path:
     """magec's folder for user-supplied checkpoints: ``$MAGEC_WEIGHTS`` or ``~/.cache/magec/weights``."""
     env = os.environ.get("MAGEC_WEIGHTS")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "magec" / "weights"
-
-
-def torch_checkpoints_dir() -> Path:
-    """torchvision's weight cache (``torch.hub.get_dir()/checkpoints``, honouring ``$TORCH_HOME``)."""
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def default_weight_path(kind: str) -> Path:
@@ -72,22 +66,13 @@ def _entry(name: str, purpose: str, path: Path | None, fallback: str, how: str, 
     return WeightFile(name, purpose, str(path) if path is not None else fallback, present, how, required)
 
 
-def _vgg16_path() -> Path:
-    try:
-        from magec.losses.perceptual import find_vgg16_weights
-    except ImportError:  # the perceptual module may not be merged yet
-        find_vgg16_weights = None
-    found = find_vgg16_weights() if find_vgg16_weights is not None else None
-    return Path(found) if found is not None else torch_checkpoints_dir() / TORCHVISION_FILES["vgg16"]
-
-
 def list_weight_files(checkpoints: Sequence[str | Path] = ()) -> list[WeightFile]:
     """Every optional (and the one required) weight file, with presence and where to put it.
 
     ``checkpoints`` are generator checkpoints the user means to use (e.g. StyleGAN2 ``.pkl`` / ``.pt``).
     """
     wd = weights_dir()
-    hub = torch_checkpoints_dir()
+    hub = torch_cache_dir()
     entries = [
         _entry("face DCGAN (embedded generator)", "default generator of the demo and tests",
                _package_file("gan_face_generate", "weights.tar"), "gan_face_generate/weights.tar",
@@ -105,15 +90,15 @@ def list_weight_files(checkpoints: Sequence[str | Path] = ()) -> list[WeightFile
         _entry("LPIPS linear heads (VGG)", "--perceptual lpips",
                _package_file("lpips", "weights/v0.1/vgg.pth"), "lpips/weights/v0.1/vgg.pth", "pip install lpips==0.1.4"),
         _entry("LPIPS backbone: torchvision VGG16", "--perceptual lpips",
-               _vgg16_path(), "", f"copy {TORCHVISION_FILES['vgg16']} (torchvision's ImageNet VGG16) into {hub}"),
+               find_vgg16_weights() or hub / VGG16_FILE, "", f"copy {VGG16_FILE} (torchvision's ImageNet VGG16) into {hub}"),
         _entry("ArcFace IR-SE50", "--identity arcface (the paper's ID loss for faces)",
                wd / DEFAULT_FILES["arcface"], "", f"put model_ir_se50.pth (the file pSp/e4e/PTI use) in {wd} or pass arcface:PATH"),
         _entry("MoCo v2 ResNet-50", "--identity moco (ID loss for non-face domains)",
                wd / DEFAULT_FILES["moco"], "", f"put moco_v2_800ep_pretrain.pth.tar (facebookresearch/moco) in {wd} or pass moco:PATH"),
-        _entry("CelebA 40-attribute describer", "--describer celeba (the paper's F)",
+        _entry("CelebA 40-attribute describer", "--describer celeba:PATH (the paper's F)",
                wd / DEFAULT_FILES["celeba"], "", f"train it: magec train-describer celeba --root CELEBA --out {wd / DEFAULT_FILES['celeba']}"),
         _entry("torchvision ResNet-18 (ImageNet)", "optional pretrained init of train-describer",
-               hub / TORCHVISION_FILES["resnet18"], "", f"copy {TORCHVISION_FILES['resnet18']} into {hub} and pass --pretrained PATH"),
+               hub / RESNET18_FILE, "", f"copy {RESNET18_FILE} into {hub} and pass --pretrained PATH"),
     ]
     for ckpt in checkpoints:
         path = Path(ckpt).expanduser()

@@ -40,6 +40,11 @@ class IdentityLoss(nn.Module, abc.ABC):
 
     spec: str = ""
 
+    @property
+    def name(self) -> str:
+        """What produced a result, for output metadata (the spec, e.g. ``arcface:PATH``)."""
+        return self.spec
+
     @abc.abstractmethod
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(B, D) embeddings of images in [-1, 1]."""
