@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = align_file(args.photo, args.out, size=args.size, face_index=args.face)
-    print(f"aligned {args.photo} -> {out} ({args.size}x{args.size})")
+    found = align_file(args.photo, args.out, size=args.size, face_index=args.face)
+    note = "" if found == 1 else f" (face {args.face} of {found} found, 0 = largest; --face picks another)"
+    print(f"aligned {args.photo} -> {args.out} ({args.size}x{args.size}){note}")
     return 0

@@ -196,6 +196,20 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
     return img
 
 
+def _check_size(size: int) -> None:
+    if size < 8:
+        raise MagecError(f"alignment size {size} is too small (at least 8 pixels)")
+
+
+def select_face(faces: list[Face], face_index: int = 0) -> Face:
+    """The ``face_index``-th largest face, or a ``MagecError`` saying why there is none."""
+    if not faces:
+        raise MagecError("no face found (dlib's frontal face detector needs a roughly frontal face of at least ~40 pixels)")
+    if not 0 <= face_index < len(faces):
+        raise MagecError(f"face index {face_index} out of range: {len(faces)} face(s) found (0 = largest)")
+    return faces[face_index]
+
+
 def align_face(
     image: Image.Image,
     size: int = 1024,
@@ -207,15 +221,9 @@ def align_face(
 
     Raises ``MagecError`` when no face is found or ``face_index`` is out of range.
     """
-    if size < 8:
-        raise MagecError(f"alignment size {size} is too small (at least 8 pixels)")
+    _check_size(size)
     detector = detector or LandmarkDetector(upsample=config.upsample)
-    faces = detector.detect(image)
-    if not faces:
-        raise MagecError("no face found (dlib's frontal face detector needs a roughly frontal face of at least ~40 pixels)")
-    if not 0 <= face_index < len(faces):
-        raise MagecError(f"face index {face_index} out of range: {len(faces)} face(s) found (0 = largest)")
-    return align_quad(image, ffhq_quad(faces[face_index]), size, config)
+    return align_quad(image, ffhq_quad(select_face(detector.detect(image), face_index)), size, config)
 
 
 def align_file(
@@ -225,11 +233,18 @@ def align_file(
     face_index: int = 0,
     detector: LandmarkDetector | None = None,
     config: AlignConfig = AlignConfig(),
-) -> Path:
-    """Read ``photo``, FFHQ-align a face, write it as PNG to ``out`` atomically; errors name the photo."""
+) -> int:
+    """Read ``photo``, FFHQ-align a face, write it as PNG to ``out`` atomically; returns how many faces were found.
+
+    Errors name the photo; nothing is written when there is no (such) face.
+    """
+    _check_size(size)
     image = read_image(photo)
+    detector = detector or LandmarkDetector(upsample=config.upsample)
+    faces = detector.detect(image)
     try:
-        aligned = align_face(image, size, face_index, detector, config)
+        face = select_face(faces, face_index)
     except MagecError as exc:
         raise file_error(photo, str(exc)) from None
-    return save_png(aligned, out)
+    save_png(align_quad(image, ffhq_quad(face), size, config), out)
+    return len(faces)
