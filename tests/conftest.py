@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes.py
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_settings():
-    torch.set_num_threads(2)
+    # One thread: on a busy 2-core machine small tensor ops run far slower with two spinning threads.
+    torch.set_num_threads(1)
     yield
 
 
@@ -26,3 +32,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def dlib_describer():
+    from magec.describers import load_describer
+
+    return load_describer("dlib-age-gender", "cpu")
+
+
+@pytest.fixture(scope="session")
+def embedded_pack(dcgan, dlib_describer):
+    """A small real pack (embedded DCGAN + dlib F); 1500 samples keep it well under a minute."""
+    from magec.prepare import PrepareConfig, prepare_pack
+
+    return prepare_pack(dcgan, dlib_describer, PrepareConfig(n_samples=1500, ganspace_samples=600), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tone_pipeline(dcgan):
+    """A fast pipeline: the embedded DCGAN with the toy ToneDescriber as F."""
+    from fakes import ToneDescriber
+
+    from magec.pipeline import assemble_pipeline
+    from magec.prepare import PrepareConfig, prepare_pack
+
+    describer = ToneDescriber()
+    pack = prepare_pack(dcgan, describer, PrepareConfig(n_samples=600, ganspace_samples=300), progress=False)
+    return assemble_pipeline(dcgan, describer, pack, perceptual="describer-features", device="cpu")

@@ -89,13 +89,25 @@ class DescriberFeatures(PerceptualLoss):
     def __init__(self, describer: Describer) -> None:
         super().__init__()
         self.describer = describer
+        self._cached_target: torch.Tensor | None = None
+        self._cached_version = -1
+        self._cached_features: list[torch.Tensor] = []
         with torch.no_grad():
             if not describer.features(torch.zeros(1, 3, 64, 64, device=_device_of(describer))):
                 raise MagecError(f"describer {describer.spec} exposes no features for a perceptual loss")
 
+    def _target_features(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """Features of the target batch, cached while the same tensor is passed (it is fixed during an inversion)."""
+        if self._cached_target is not y or self._cached_version != y._version:
+            with torch.no_grad():
+                self._cached_features = self.describer.features(y)
+            self._cached_target, self._cached_version = y, y._version
+        return self._cached_features
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-        for fx, fy in zip(self.describer.features(x), self.describer.features(y)):
+        target = self._target_features(y) if not y.requires_grad else self.describer.features(y)
+        for fx, fy in zip(self.describer.features(x), target):
             nx = fx / (fx.square().sum(1, keepdim=True).sqrt() + 1e-10)
             ny = fy / (fy.square().sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + (nx - ny).square().sum(1).flatten(1).mean(1)
