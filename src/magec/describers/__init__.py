@@ -1,0 +1,34 @@
+"""Image describers F (``magec.describers.base.Describer``).
+
+Spec strings: ``dlib-age-gender`` (the embedded default: dlib's gender and age networks) and
+``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from magec.describers.base import Attribute, Describer, DescriptorLayout, Head, descriptor_loss
+from magec.devices import resolve_device
+from magec.errors import MagecError
+
+EMBEDDED_DESCRIBER = "dlib-age-gender"
+
+__all__ = ["EMBEDDED_DESCRIBER", "Attribute", "Describer", "DescriptorLayout", "Head", "descriptor_loss", "load_describer"]
+
+
+def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = "auto") -> Describer:
+    """Build the describer a spec string names, on ``device``."""
+    device = resolve_device(device)
+    kind, _, arg = spec.partition(":")
+    if kind == "dlib-age-gender":
+        from magec.describers.dlib_faces import DlibFaceDescriber
+
+        return DlibFaceDescriber().to(device)
+    if kind == "celeba":
+        if not arg:
+            raise MagecError("--describer celeba:PATH needs the describer file after the colon")
+        from magec.describers.celeba import CelebADescriber
+
+        return CelebADescriber.load(arg, device=device)
+    raise MagecError(f"unknown describer {spec!r}; use 'dlib-age-gender' or 'celeba:PATH'")

@@ -1,0 +1,1 @@
+"""Latent-space models fitted on generated samples: LinkNet, editors, latent statistics."""

@@ -1,0 +1,84 @@
+"""Inversion settings: the paper's protocol as defaults (Sec. 4, "Training Protocol").
+
+MAGEC: start from the generator's initial (average) latent; Adam (0.9, 0.999, 1e-8); phase 1, 100 steps
+with lambda_MAGEC = 3e-4, lambda_LPIPS = 0.5, lambda_MSE = 1e-3, lambda_ID = 3e-4; phase 2, 100 steps with
+lambda_MSE = lambda_LPIPS = 0.5, the others unchanged; learning rate 0.07, times 0.8 every 25 steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of the optimisation: how many steps, and the weight of each loss term."""
+
+    steps: int
+    mse: float
+    perceptual: float
+    identity: float = 0.0
+    magec: float = 0.0
+    #: What this phase optimises: "latent" (the code) or "noise" (the generator's noise maps).
+    target: str = "latent"
+
+
+PAPER_PHASES = (
+    Phase(steps=100, mse=1e-3, perceptual=0.5, identity=3e-4, magec=3e-4),
+    Phase(steps=100, mse=0.5, perceptual=0.5, identity=3e-4, magec=3e-4),
+)
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    phases: tuple[Phase, ...] = PAPER_PHASES
+    lr: float = 0.07
+    lr_decay: float = 0.8
+    lr_decay_every: int = 25
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    #: Latent space to optimise; None = the generator's editing space. "w+" for Image2StyleGAN++.
+    space: str | None = None
+    #: Step of the InterfaceGAN edits inside the MAGEC loss; None = the editor's default.
+    edit_amount: float | None = None
+    #: Attributes whose edits the MAGEC loss uses; None = all of the pack's attributes.
+    attributes: tuple[str, ...] | None = field(default=None)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(p.steps for p in self.phases)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate at global step ``step`` (0-based): exponential decay every ``lr_decay_every`` steps."""
+        return self.lr * self.lr_decay ** (step // self.lr_decay_every)
+
+    def phase_at(self, step: int) -> Phase:
+        for phase in self.phases:
+            if step < phase.steps:
+                return phase
+            step -= phase.steps
+        raise IndexError("step beyond the schedule")
+
+
+METHODS = ("magec", "no-magec", "im2stylegan++")
+
+
+def method_config(method: str, steps_scale: float = 1.0) -> InversionConfig:
+    """The paper's three methods. ``steps_scale`` shortens every phase (tests, quick previews).
+
+    - ``magec``: the full Eq. 3 with the two-phase schedule.
+    - ``no-magec``: the paper's ablation, the same schedule with lambda_MAGEC = 0.
+    - ``im2stylegan++``: Eq. 1 (MSE + LPIPS), 1000 steps on the latent (W+ where the generator has it)
+      then 1000 on the noise maps where it has them; Adam at a constant 0.01 as in Image2StyleGAN.
+    """
+    def scaled(p: Phase) -> Phase:
+        return replace(p, steps=max(1, round(p.steps * steps_scale)))
+
+    if method == "magec":
+        return InversionConfig(phases=tuple(scaled(p) for p in PAPER_PHASES))
+    if method == "no-magec":
+        return InversionConfig(phases=tuple(scaled(replace(p, magec=0.0)) for p in PAPER_PHASES))
+    if method == "im2stylegan++":
+        phases = (Phase(1000, mse=0.5, perceptual=0.5), Phase(1000, mse=0.5, perceptual=0.5, target="noise"))
+        return InversionConfig(phases=tuple(scaled(p) for p in phases), lr=0.01, lr_decay=1.0, space="w+")
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")

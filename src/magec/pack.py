@@ -1,0 +1,152 @@
+"""The latent *pack*: everything ``prepare`` learns about one generator + describer pair.
+
+A pack is a folder::
+
+    PACK/manifest.json          format, version, provenance, fit quality, tensor hashes and shapes
+    PACK/tensors.safetensors    LinkNet, InterfaceGAN, GANSpace and latent statistics tensors
+
+Loading verifies the format version, the SHA-256 of the tensor file and every tensor's shape, so a
+corrupted or mismatched pack is refused with one line naming the problem instead of failing later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from magec.describers.base import DescriptorLayout
+from magec.errors import file_error
+from magec.io.atomic import atomic_dir
+from magec.latent.ganspace import GANSpaceEditor
+from magec.latent.interfacegan import InterfaceGANEditor
+from magec.latent.linknet import LinkNet
+from magec.latent.stats import LatentStats
+
+PACK_FORMAT = "magec-pack"
+PACK_VERSION = 1
+MANIFEST = "manifest.json"
+TENSORS = "tensors.safetensors"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Pack:
+    """LinkNet, editors and latent statistics of one generator/describer pair, plus its manifest."""
+
+    generator_spec: str
+    describer_spec: str
+    layout: DescriptorLayout
+    linknet: LinkNet
+    interfacegan: InterfaceGANEditor
+    ganspace: GANSpaceEditor
+    stats: LatentStats
+    #: Provenance and fit quality (free-form JSON; ``linknet.heldout_agreement.<attribute>`` among others).
+    info: dict[str, Any] = field(default_factory=dict)
+    #: Editors by kind; ``magec.pipeline`` adds "interpolate", which needs the generator.
+    editors: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.editors.setdefault("interfacegan", self.interfacegan)
+        self.editors.setdefault("ganspace", self.ganspace)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.linknet.latent_dim
+
+    def to(self, device: torch.device | str) -> Pack:
+        self.linknet.to(device)
+        self.interfacegan.to(device)
+        self.ganspace.to(device)
+        return self
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"linknet.{k}": v for k, v in self.linknet.state_dict().items()}
+        out |= {f"interfacegan.{k}": v for k, v in self.interfacegan.tensors().items()}
+        out |= {f"ganspace.{k}": v for k, v in self.ganspace.tensors().items()}
+        out |= {f"stats.{k}": v for k, v in self.stats.tensors().items()}
+        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+    def manifest(self, tensor_sha256: str) -> dict[str, Any]:
+        tensors = self.tensors()
+        return {
+            "format": PACK_FORMAT,
+            "version": PACK_VERSION,
+            "generator": self.generator_spec,
+            "describer": {"spec": self.describer_spec, "layout": self.layout.to_dict()},
+            "latent_dim": self.latent_dim,
+            "tensors": {"file": TENSORS, "sha256": tensor_sha256, "shapes": {k: list(v.shape) for k, v in sorted(tensors.items())}},
+            **self.info,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the pack atomically: a temporary folder replaces ``folder`` only when complete."""
+        folder = Path(folder)
+        with atomic_dir(folder) as tmp:
+            save_file(self.tensors(), str(tmp / TENSORS))
+            manifest = self.manifest(sha256_file(tmp / TENSORS))
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: torch.device | str = "cpu") -> Pack:
+        """Read and verify a pack; any inconsistency raises a one-line MagecError naming the file."""
+        folder = Path(folder)
+        manifest_path, tensors_path = folder / MANIFEST, folder / TENSORS
+        if not folder.is_dir():
+            raise file_error(folder, "no such pack folder (create one with `magec prepare --out PACK`)")
+        if not manifest_path.is_file():
+            raise file_error(manifest_path, "missing: not a magec pack")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise file_error(manifest_path, f"corrupted manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT:
+            raise file_error(manifest_path, f"not a magec pack manifest (format is not {PACK_FORMAT!r})")
+        if manifest.get("version") != PACK_VERSION:
+            raise file_error(manifest_path, f"pack version {manifest.get('version')!r} is not supported (this magec reads version {PACK_VERSION}); re-run `magec prepare`")
+        if not tensors_path.is_file():
+            raise file_error(tensors_path, "missing: the pack is incomplete")
+        expected = manifest.get("tensors", {})
+        if sha256_file(tensors_path) != expected.get("sha256"):
+            raise file_error(tensors_path, "corrupted: SHA-256 does not match the manifest")
+        try:
+            tensors = load_file(str(tensors_path))
+        except (SafetensorError, OSError) as exc:
+            raise file_error(tensors_path, f"corrupted tensor file ({exc})") from None
+        shapes = expected.get("shapes", {})
+        if set(shapes) != set(tensors):
+            missing = sorted(set(shapes) ^ set(tensors))
+            raise file_error(tensors_path, f"tensor names do not match the manifest: {', '.join(missing[:5])}")
+        for name, shape in shapes.items():
+            if list(tensors[name].shape) != list(shape):
+                raise file_error(tensors_path, f"tensor {name} has shape {list(tensors[name].shape)}, manifest says {shape}")
+        try:
+            layout = DescriptorLayout.from_dict(manifest["describer"]["layout"])
+            latent_dim = int(manifest["latent_dim"])
+            group = lambda prefix: {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}  # noqa: E731
+            linknet = LinkNet(latent_dim, layout)
+            linknet.load_state_dict(group("linknet"), strict=True)
+            linknet.requires_grad_(False)
+            interfacegan = InterfaceGANEditor.from_tensors(layout.attribute_names, group("interfacegan"))
+            ganspace = GANSpaceEditor.from_tensors(group("ganspace"))
+            stats = LatentStats.from_tensors(group("stats"))
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise file_error(folder, f"inconsistent pack ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        reserved = {"format", "version", "generator", "describer", "latent_dim", "tensors"}
+        info = {k: v for k, v in manifest.items() if k not in reserved}
+        pack = cls(manifest["generator"], manifest["describer"]["spec"], layout, linknet, interfacegan, ganspace, stats, info)
+        return pack.to(device)
