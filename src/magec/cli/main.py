@@ -11,6 +11,7 @@ from magec.errors import MagecError
 
 #: Sub-command modules, in help order; each has ``register(subparsers)`` setting ``func`` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
+    "magec.cli.cmd_evaluate",
 )
 
 

@@ -60,6 +60,8 @@ class EvaluationConfig:
     seed: int = 0
     #: Keep PNGs of projections and ECS edits (needed for the report's best/worst ECS examples).
     save_images: bool = True
+    #: Scale of every inversion phase's step count (1 = the paper's schedules; smaller for quick looks).
+    steps_scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -118,6 +120,15 @@ def _default_invert() -> InvertFn:
     from magec.inversion import invert
 
     return invert
+
+
+def _inversion_config(method: str, steps_scale: float) -> Any:
+    """The method's paper schedule, scaled; None (the inverter's own default) at scale 1."""
+    if steps_scale == 1.0:
+        return None
+    from magec.inversion import method_config
+
+    return method_config(method, steps_scale)
 
 
 @dataclass
@@ -299,7 +310,7 @@ def _lacks_attributes(ctx: _Context, image: torch.Tensor) -> dict[str, bool | No
 def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
     cfg, pipe = ctx.config, ctx.pipeline
     with torch.enable_grad():
-        proj = ctx.invert(pipe, images, method=method, progress=False, seed=derived_seed("project", cfg.seed, ids[0]) % (2**31))
+        proj = ctx.invert(pipe, images, method=method, config=_inversion_config(method, cfg.steps_scale), progress=False, seed=derived_seed("project", cfg.seed, ids[0]) % (2**31))
     recon = proj.images.detach()
     rec = reconstruction_metrics(pipe.perceptual, images, recon)
     records = [
@@ -369,7 +380,7 @@ def _edit_consistency(ctx: _Context, method: str, images: torch.Tensor, ids: lis
         return
     x_edit = torch.cat(edited)
     with torch.enable_grad():
-        reproj = ctx.invert(pipe, x_edit, method=method, progress=False, seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31))
+        reproj = ctx.invert(pipe, x_edit, method=method, config=_inversion_config(method, cfg.steps_scale), progress=False, seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31))
     x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,5 +38,7 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
     diff = float(np.mean(x - y)) if n else float("nan")
     if n < 2 or not np.any(x - y):
         return PairedTest(n, diff, float("nan"), float("nan"))
-    res = stats.ttest_rel(x, y)
+    with warnings.catch_warnings():  # constant differences (e.g. equal step counts) are fine: t = +-inf, p = 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_rel(x, y)
     return PairedTest(n, diff, float(res.statistic), float(res.pvalue))
