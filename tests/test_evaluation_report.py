@@ -55,8 +55,14 @@ def test_report_numbers_match_the_csvs(tmp_path):
     vals = [float(r["ecs"]) for r in ecs if not math.isnan(float(r["ecs"]))]
     assert f"{sum(vals) / len(vals):.4g} ({len(vals)})" in text
     assert "magec evaluate --pack P --generated 4 --out R" in text
-    for name in ("reconstruction.png", "editability.png", "ecs.png", "ecs-examples-ganspace-magec.png"):
+    for name in ("reconstruction.png", "editability.png", "ecs.png", "ecs-examples-ganspace-magec.png", "ecs-examples-interfacegan-im2stylegan__.png"):
         assert (assets / name).stat().st_size > 1000
         assert f"embedded/{name}" in text
+    # the examples show all four images of a row (real, projection, edit, cycle), also for "im2stylegan++"
+    from PIL import Image
+    import numpy as np
+
+    grid = np.asarray(Image.open(assets / "ecs-examples-interfacegan-im2stylegan__.png").convert("L"), dtype=float)
+    assert (grid < 250).mean() > 0.05
     html = md.with_suffix(".html").read_text()
     assert "<table>" in html and "embedded/ecs.png" in html

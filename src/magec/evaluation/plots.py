@@ -68,6 +68,13 @@ def distribution_plots(rec, edits, ecs, methods: Sequence[str], out_dir: Path) -
     return out
 
 
+def _safe(name: str) -> str:
+    """The folder name the runner stores a method's or editor's images under."""
+    from magec.evaluation.runner import safe_name
+
+    return safe_name(name)
+
+
 def _load(path: Path) -> Image.Image | None:
     return Image.open(path).convert("RGB") if path.is_file() else None
 
@@ -84,7 +91,7 @@ def ecs_examples(run_dir: Path, ecs: list[dict[str, str]], methods: Sequence[str
             rows.sort(key=lambda r: float(r["ecs"]))
             panels = [("best", rows[:n]), ("worst", rows[::-1][:n])]
             k = max(len(p[1]) for p in panels)
-            fig, axes = plt.subplots(k, 8, figsize=(8 * 1.1, k * 1.3), squeeze=False)
+            fig, axes = plt.subplots(k, 8, figsize=(8 * 1.25, k * 1.3 + 0.4), squeeze=False)
             for col0, (label, chosen) in zip((0, 4), panels):
                 for i in range(k):
                     for j in range(4):
@@ -93,21 +100,25 @@ def ecs_examples(run_dir: Path, ecs: list[dict[str, str]], methods: Sequence[str
                         continue
                     r = chosen[i]
                     base = run_dir / "images" / r["image"]
+                    md = base / _safe(m)
                     tiles = [
                         _load(base / "real.png"),
-                        _load(base / m / "projection.png"),
-                        _load(base / m / f"ecs-{ed}-{r['index']}-edit.png"),
-                        _load(base / m / f"ecs-{ed}-{r['index']}-cyc.png"),
+                        _load(md / "projection.png"),
+                        _load(md / f"ecs-{_safe(ed)}-{r['index']}-edit.png"),
+                        _load(md / f"ecs-{_safe(ed)}-{r['index']}-cyc.png"),
                     ]
                     for j, (tile, name) in enumerate(zip(tiles, ("real", "projection", "edit", "cycle"))):
                         if tile is not None:
                             axes[i][col0 + j].imshow(tile)
                         if i == 0:
                             axes[i][col0 + j].set_title(f"{label}: {name}" if j == 0 else name, fontsize=7)
-                    axes[i][col0].text(-0.1, 0.5, f"ecs {float(r['ecs']):.2f}\n{r['operation']} {float(r['amount']):+g}", fontsize=6, ha="right", va="center", transform=axes[i][col0].transAxes)
+                    axes[i][col0].text(
+                        0.03, 0.03, f"ecs {float(r['ecs']):.2f}\n{r['operation']} {float(r['amount']):+.3g}", fontsize=6, ha="left", va="bottom",
+                        transform=axes[i][col0].transAxes, bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "lw": 0},
+                    )
             fig.suptitle(f"{m}, {ed}: best (left) and worst (right) ecs", fontsize=9)
-            fig.tight_layout()
-            name = f"ecs-examples-{ed}-{''.join(c if c.isalnum() or c in '-_' else '_' for c in m)}.png"
+            fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.02, wspace=0.08, hspace=0.12)
+            name = f"ecs-examples-{_safe(ed)}-{_safe(m)}.png"
             fig.savefig(out_dir / name, dpi=100, metadata=_PNG_META)
             plt.close(fig)
             out.append((name, f"Best and worst ecs, {m}, {ed}"))

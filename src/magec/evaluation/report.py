@@ -113,12 +113,12 @@ def evaluate_column(col: Column, methods: Sequence[str]) -> ColumnResult:
 # ---- the three tables ------------------------------------------------------------------------------
 
 
-def reconstruction_columns(rows: list[dict[str, str]], timing: list[dict[str, str]]) -> list[Column]:
+def reconstruction_columns(rows: list[dict[str, str]], timing: list[dict[str, str]], perceptual: str = "LPIPS") -> list[Column]:
     paper = PAPER["reconstruction"]
     key = lambda r: (r["image"],)  # noqa: E731
     return [
         Column("MSE ↓", rows, "mse", False, key, {m: v[0] for m, v in paper.items()}),
-        Column("LPIPS ↓", rows, "lpips", False, key, {m: v[1] for m, v in paper.items()}),
+        Column(f"LPIPS [{perceptual}] ↓", rows, "lpips", False, key, {m: v[1] for m, v in paper.items()}),
         Column("opt. steps ↓", rows, "steps", False, key, {m: v[2] for m, v in paper.items()}),
         Column("time (s) ↓", timing, "projection_seconds", False, key, {m: v[3] for m, v in paper.items()}),
     ]
@@ -152,7 +152,8 @@ def ecs_columns(rows: list[dict[str, str]]) -> list[Column]:
     groups: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[ecs_group(r)].append(r)
-    return [Column(f"{g} ↓", groups[g], "ecs", False) for g in sorted(groups)]
+    order = sorted(groups, key=lambda g: (not g.startswith("interfacegan"), g))  # the paper's column order
+    return [Column(f"{g} ↓", groups[g], "ecs", False) for g in order]
 
 
 # ---- rendering ------------------------------------------------------------------------------------
@@ -251,7 +252,8 @@ def _pvalue_table(doc: _Doc, results: list[ColumnResult], methods: Sequence[str]
             cells = []
             for r in results:
                 t = r.tests[(a, b)]
-                sign = "" if math.isnan(t.mean_difference) else (">" if t.mean_difference > 0 else "<")
+                d = t.mean_difference
+                sign = "" if math.isnan(d) else (">" if d > 0 else "<" if d < 0 else "=")
                 cells.append((f"{_pfmt(t.pvalue)} ({sign})" if sign else _pfmt(t.pvalue), t.significant(ALPHA)))
             rows.append([(f"{a} vs {b}", False)] + cells)
     doc.table(header, rows)
@@ -283,7 +285,7 @@ def write_report(run_dir: str | Path, report_md: str | Path, command: str | None
     assets.mkdir(parents=True, exist_ok=True)
     rel = assets.name
 
-    t1 = [evaluate_column(c, methods) for c in reconstruction_columns(rec, timing)]
+    t1 = [evaluate_column(c, methods) for c in reconstruction_columns(rec, timing, meta["perceptual"])]
     t2 = [evaluate_column(c, methods) for c in editability_columns(edits, editors)]
     t3 = [evaluate_column(c, methods) for c in ecs_columns(ecs)]
     n_images = len({r["image"] for r in rec})
@@ -313,7 +315,10 @@ def write_report(run_dir: str | Path, report_md: str | Path, command: str | None
         "for orientation only: the generator, describer and feature networks here differ."
     )
     doc.h(2, "Table 1: reconstruction (per image)")
-    doc.p("MSE on [0, 1] pixels; LPIPS as above; time: wall time of the projection per image on this machine.")
+    doc.p(
+        "MSE on [0, 1] pixels; LPIPS column: the perceptual distance named in brackets (the paper's LPIPS-VGG "
+        "only when its weights are on disk); time: wall time of the projection per image on this machine."
+    )
     _mean_table(doc, t1, methods, with_paper=True)
     _pvalue_table(doc, t1, methods)
     doc.h(2, "Table 2: realism and improved-target score of random edits")

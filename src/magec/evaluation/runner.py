@@ -94,14 +94,15 @@ class EvaluationPaths:
         self.images = self.root / "images"
 
     def record(self, method: str, image_id: str) -> Path:
-        return self.records / _safe(method) / f"{image_id}.json"
+        return self.records / safe_name(method) / f"{image_id}.json"
 
     def image_dir(self, image_id: str, method: str | None = None) -> Path:
         d = self.images / image_id
-        return d / _safe(method) if method else d
+        return d / safe_name(method) if method else d
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A method or editor name as a file-name part (``im2stylegan++`` -> ``im2stylegan__``)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
@@ -401,8 +402,8 @@ def _edit_consistency(ctx: _Context, method: str, images: torch.Tensor, ids: lis
         )
         if cfg.save_images:
             d = ctx.paths.image_dir(ids[b], method)
-            save_png(x_edit[k].cpu(), d / f"ecs-{_safe(op.editor)}-{op.index}-edit.png")
-            save_png(x_cyc[k].cpu(), d / f"ecs-{_safe(op.editor)}-{op.index}-cyc.png")
+            save_png(x_edit[k].cpu(), d / f"ecs-{safe_name(op.editor)}-{op.index}-edit.png")
+            save_png(x_cyc[k].cpu(), d / f"ecs-{safe_name(op.editor)}-{op.index}-cyc.png")
     per_image = float(reproj.seconds) / len(plans)
     for b in owners:
         records[b]["timing"]["ecs_reprojection_seconds"] += per_image
