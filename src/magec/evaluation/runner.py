@@ -1,0 +1,441 @@
+"""The resumable evaluation run behind ``magec evaluate``.
+
+For each chunk of input images and each inversion method: project the images, measure the
+reconstruction, apply the image's seeded random edits (realism and improved-target scores) and its
+edit-consistency edits (re-projection of every edit, then the inverse edit: ecs). Each finished
+(image, method) record is written atomically as JSON under ``OUT/records``; a killed run restarted
+with the same arguments skips finished records and recomputes the rest with the same seeds. The CSVs
+are rebuilt from the records, so an interrupted-then-resumed run writes byte-identical
+``reconstruction.csv``, ``edits.csv`` and ``ecs.csv`` to an uninterrupted one. Wall-clock times, which
+can never repeat exactly, live apart in ``timing.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from magec.errors import MagecError, file_error
+from magec.evaluation.ecs import edit_consistency
+from magec.evaluation.edits import EditOp, EditPlanConfig, derived_seed, ecs_edits, random_edits
+from magec.evaluation.realism import FeatureNetwork, RealismConfig, ReferenceManifold, build_manifold, realism_features, realism_score
+from magec.evaluation.reconstruction import reconstruction_metrics
+from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
+from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
+from magec.io import atomic
+from magec.io.images import save_png
+
+RECORD_VERSION = 1
+SIGNIFICANT_DIGITS = 6
+
+RECONSTRUCTION_COLUMNS = ("image", "method", "mse", "lpips", "steps")
+EDIT_COLUMNS = ("image", "method", "editor", "index", "operation", "amount", "realism", "target_before", "target_after", "target_change", "t")
+ECS_COLUMNS = ("image", "method", "editor", "index", "operation", "amount", "lacks_target", "d_proj_edit", "d_edit_cyc", "d_proj_cyc", "ecs")
+TIMING_COLUMNS = ("image", "method", "projection_seconds", "ecs_reprojection_seconds")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What one evaluation measures. Defaults follow the paper: the three methods of Tables 1-3,
+    about 20 random edits per image, realism with k = 3, ECS on InterfaceGAN and GANSpace."""
+
+    methods: tuple[str, ...] = ("magec", "no-magec", "im2stylegan++")
+    editors: tuple[str, ...] = ("interfacegan", "ganspace", "interpolate")
+    plan: EditPlanConfig = EditPlanConfig()
+    realism: RealismConfig = RealismConfig()
+    ecs: bool = True
+    #: Generator samples forming the realism reference set when no real reference images are given.
+    reference_size: int = 1000
+    #: Images inverted together in one call (a resumed run keeps the same chunks, so results repeat).
+    batch_size: int = 1
+    seed: int = 0
+    #: Keep PNGs of projections and ECS edits (needed for the report's best/worst ECS examples).
+    save_images: bool = True
+    #: Scale of every inversion phase's step count (1 = the paper's schedules; smaller for quick looks).
+    steps_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["methods"], d["editors"] = list(self.methods), list(self.editors)
+        d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
+        return d
+
+
+@dataclass
+class EvaluationPaths:
+    """Files one run writes under its output folder."""
+
+    root: Path
+    reconstruction_csv: Path = field(init=False)
+    edits_csv: Path = field(init=False)
+    ecs_csv: Path = field(init=False)
+    timing_csv: Path = field(init=False)
+    run_json: Path = field(init=False)
+    records: Path = field(init=False)
+    images: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.reconstruction_csv = self.root / "reconstruction.csv"
+        self.edits_csv = self.root / "edits.csv"
+        self.ecs_csv = self.root / "ecs.csv"
+        self.timing_csv = self.root / "timing.csv"
+        self.run_json = self.root / "run.json"
+        self.records = self.root / "records"
+        self.images = self.root / "images"
+
+    def record(self, method: str, image_id: str) -> Path:
+        return self.records / safe_name(method) / f"{image_id}.json"
+
+    def image_dir(self, image_id: str, method: str | None = None) -> Path:
+        d = self.images / image_id
+        return d / safe_name(method) if method else d
+
+
+def safe_name(name: str) -> str:
+    """A method or editor name as a file-name part (``im2stylegan++`` -> ``im2stylegan__``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _num(value: float | torch.Tensor) -> float:
+    """Round to SIGNIFICANT_DIGITS so records, CSVs and the report carry the same numbers."""
+    v = float(value)
+    if math.isnan(v) or math.isinf(v):
+        return v
+    return float(f"{v:.{SIGNIFICANT_DIGITS}g}")
+
+
+InvertFn = Callable[..., Any]
+
+
+def _default_invert() -> InvertFn:
+    from magec.inversion import invert
+
+    return invert
+
+
+def _inversion_config(method: str, steps_scale: float) -> Any:
+    """The method's paper schedule, scaled; None (the inverter's own default) at scale 1."""
+    if steps_scale == 1.0:
+        return None
+    from magec.inversion import method_config
+
+    return method_config(method, steps_scale)
+
+
+@dataclass
+class _Context:
+    pipeline: Any
+    config: EvaluationConfig
+    paths: EvaluationPaths
+    invert: InvertFn
+    features: FeatureNetwork
+    manifold: ReferenceManifold
+    editors: dict[str, Any]
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+
+def run_evaluation(
+    pipeline: Any,
+    source: ImageSource,
+    out_dir: str | Path,
+    config: EvaluationConfig = EvaluationConfig(),
+    reference: ImageSource | None = None,
+    invert_fn: InvertFn | None = None,
+    features: FeatureNetwork | None = None,
+    progress: bool = True,
+    extra_metadata: dict[str, Any] | None = None,
+) -> EvaluationPaths:
+    """Evaluate ``config.methods`` on ``source`` into ``out_dir``, resuming whatever is already done there.
+
+    ``pipeline`` is a ``magec.pipeline.Pipeline`` (generator, describer, pack.editors, perceptual,
+    device). ``reference`` holds real images for the realism score; without it, ``config.reference_size``
+    generator samples are used, and the run metadata says so.
+    """
+    paths = EvaluationPaths(Path(out_dir))
+    editors = _select_editors(pipeline, config.editors)
+    features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
+    if reference is None:
+        reference = generated_source(pipeline.generator, config.reference_size, config.seed, REFERENCE_SEED_OFFSET, "generator samples")
+        reference_kind = "generator samples (no real reference images given)"
+    else:
+        reference_kind = "real images"
+    metadata = {
+        "config": config.to_dict(),
+        "inputs": source.description,
+        "image_ids": list(source.ids),
+        "reference": f"{reference.description}: {reference_kind}",
+        "feature_network": features.name,
+        "perceptual": getattr(pipeline.perceptual, "name", type(pipeline.perceptual).__name__),
+        "generator": getattr(pipeline.generator, "spec", type(pipeline.generator).__name__),
+        "describer": getattr(pipeline.describer, "spec", type(pipeline.describer).__name__),
+        **(extra_metadata or {}),
+    }
+    _check_or_write_metadata(paths, metadata)
+    manifold = _reference_manifold(paths, reference, features, config, pipeline.device, progress)
+    ctx = _Context(pipeline, config, paths, invert_fn or _default_invert(), features, manifold, editors)
+
+    chunks = [list(range(i, min(i + config.batch_size, len(source)))) for i in range(0, len(source), config.batch_size)]
+    todo = [(c, m) for c in chunks for m in config.methods if not all(_record_done(paths, m, source.ids[i]) for i in c)]
+    done_images = len(chunks) * len(config.methods) - len(todo)
+    bar = tqdm(total=len(chunks) * len(config.methods), initial=done_images, desc="evaluate", unit="chunk", disable=not progress)
+    try:
+        for chunk, method in todo:
+            ids = [source.ids[i] for i in chunk]
+            bar.set_postfix_str(f"{method} {ids[0]}")
+            images = source.load(chunk).to(pipeline.device)
+            for image_id, record in zip(ids, _evaluate_chunk(ctx, method, images, ids)):
+                atomic.write_json(paths.record(method, image_id), record)
+            bar.update(1)
+    finally:
+        bar.close()
+    write_csvs(paths, source.ids, config.methods)
+    return paths
+
+
+def _select_editors(pipeline: Any, names: Sequence[str]) -> dict[str, Any]:
+    available = dict(pipeline.pack.editors)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise MagecError(f"--editors: the pack has no {', '.join(missing)} editor (it has: {', '.join(sorted(available)) or 'none'})")
+    return {n: available[n] for n in names}
+
+
+def _check_or_write_metadata(paths: EvaluationPaths, metadata: dict[str, Any]) -> None:
+    """A resumed run must measure exactly what the first run measured; anything else is refused."""
+    if paths.run_json.exists():
+        try:
+            previous = json.loads(paths.run_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise file_error(paths.run_json, f"unreadable run description ({exc}); remove the folder to start over") from None
+        if previous != json.loads(json.dumps(metadata)):
+            changed = sorted(k for k in set(previous) | set(metadata) if previous.get(k) != json.loads(json.dumps(metadata.get(k))))
+            raise file_error(paths.root, f"holds a run with different settings ({', '.join(changed)}); use another --out to start a new one")
+        return
+    atomic.write_json(paths.run_json, metadata)
+
+
+def _record_done(paths: EvaluationPaths, method: str, image_id: str) -> bool:
+    path = paths.record(method, image_id)
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("version") == RECORD_VERSION
+    except (OSError, ValueError):
+        return False  # a damaged record is recomputed
+
+
+@torch.no_grad()
+def _extract(features: FeatureNetwork, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    return torch.cat([features(images[i : i + batch]).cpu() for i in range(0, images.shape[0], batch)])
+
+
+def _reference_manifold(
+    paths: EvaluationPaths, reference: ImageSource, features: FeatureNetwork, config: EvaluationConfig, device: torch.device, progress: bool
+) -> ReferenceManifold:
+    """Reference features, computed once per run folder and reloaded on resume."""
+    cache = paths.root / "reference_features.pt"
+    if cache.is_file():
+        feats = torch.load(cache, map_location="cpu", weights_only=True)
+    else:
+        parts = []
+        step = 64
+        for i in tqdm(range(0, len(reference), step), desc="reference features", disable=not progress):
+            idx = list(range(i, min(i + step, len(reference))))
+            parts.append(_extract(features, reference.load(idx).to(device)))
+        feats = torch.cat(parts)
+        with atomic.atomic_path(cache) as tmp:
+            torch.save(feats, tmp)
+    return build_manifold(feats, config.realism)
+
+
+# ---- one chunk, one method ---------------------------------------------------------------------
+
+
+def _slice_noise(noise: list[torch.Tensor] | None, index: int, repeat: int) -> list[torch.Tensor] | None:
+    """The noise maps of image ``index`` of a batch, repeated for ``repeat`` edited copies."""
+    if not noise:
+        return noise
+    out = []
+    for n in noise:
+        one = n[index : index + 1] if n.shape[0] > 1 else n[:1]
+        out.append(one.expand(repeat, *one.shape[1:]).contiguous())
+    return out
+
+
+def _apply(ctx: _Context, latents: torch.Tensor, ops: Sequence[EditOp], invert: bool = False) -> torch.Tensor:
+    """Edit copy k of ``latents`` (k-th row, or the single row repeated) with ``ops[k]``; inverse edits with ``invert``."""
+    rows = []
+    for k, op in enumerate(ops):
+        lat = latents[k : k + 1] if latents.shape[0] == len(ops) else latents[:1]
+        rows.append(ctx.editors[op.editor].edit(lat, op.operation, -op.amount if invert else op.amount))
+    return torch.cat(rows)
+
+
+def _synth(ctx: _Context, latents: torch.Tensor, space: str, noise: list[torch.Tensor] | None) -> torch.Tensor:
+    return ctx.pipeline.generator.synthesize(latents, space=space, noise=noise).detach()
+
+
+def _attribute_scores(ctx: _Context, images: torch.Tensor, attributes: Sequence[str]) -> list[float]:
+    """P(attribute) of image k for attributes[k]; NaN when the describer does not know the attribute."""
+    layout = ctx.pipeline.describer.layout
+    probs = ctx.pipeline.describer(images).detach()
+    out = []
+    for k, a in enumerate(attributes):
+        out.append(float(attribute_probability(layout, probs[k : k + 1], a)[0]) if a in layout.attribute_names else float("nan"))
+    return out
+
+
+def _lacks_attributes(ctx: _Context, image: torch.Tensor) -> dict[str, bool | None]:
+    """For each binary attribute: does the real image lack it (P < 0.5)? Continuous attributes: None."""
+    layout = ctx.pipeline.describer.layout
+    probs = ctx.pipeline.describer(image).detach()
+    out: dict[str, bool | None] = {}
+    for a in layout.attributes:
+        out[a.name] = bool(float(attribute_probability(layout, probs, a.name)[0]) < 0.5) if a.kind == "binary" else None
+    return out
+
+
+@torch.no_grad()
+def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
+    cfg, pipe = ctx.config, ctx.pipeline
+    with torch.enable_grad():
+        proj = ctx.invert(pipe, images, method=method, config=_inversion_config(method, cfg.steps_scale), progress=False, seed=derived_seed("project", cfg.seed, ids[0]) % (2**31))
+    recon = proj.images.detach()
+    rec = reconstruction_metrics(pipe.perceptual, images, recon)
+    records = [
+        {
+            "version": RECORD_VERSION,
+            "image": image_id,
+            "method": method,
+            "reconstruction": {"mse": _num(rec["mse"][b]), "lpips": _num(rec["lpips"][b]), "steps": int(proj.steps)},
+            "timing": {"projection_seconds": float(proj.seconds) / len(ids), "ecs_reprojection_seconds": 0.0},
+            "edits": [],
+            "ecs": [],
+        }
+        for b, image_id in enumerate(ids)
+    ]
+
+    # random edits: realism (every editor) and improved target (attribute editors)
+    for b, image_id in enumerate(ids):
+        ops = random_edits(ctx.editors, image_id, cfg.seed, cfg.plan)
+        if not ops:
+            continue
+        lat = proj.latents[b : b + 1].detach()
+        edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, _slice_noise(proj.noise, b, len(ops)))
+        realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
+        attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind == "interfacegan"]
+        before = after = {}
+        if attr_ops:
+            names = [ops[k].operation for k in attr_ops]
+            before = dict(zip(attr_ops, _attribute_scores(ctx, recon[b : b + 1].expand(len(names), -1, -1, -1), names)))
+            after = dict(zip(attr_ops, _attribute_scores(ctx, edited[attr_ops], names)))
+        for k, op in enumerate(ops):
+            row = {"editor": op.editor, "index": op.index, "operation": op.operation, "amount": op.amount, "realism": _num(realism[k])}
+            if k in before:
+                bt, at = torch.tensor(before[k]), torch.tensor(after[k])
+                row |= {
+                    "target_before": _num(bt),
+                    "target_after": _num(at),
+                    "target_change": _num(signed_target_change(bt, at, op.direction)),
+                    "t": _num(improved_target(bt, at, op.direction)),
+                }
+            records[b]["edits"].append(row)
+
+    if cfg.ecs:
+        _edit_consistency(ctx, method, images, ids, proj, recon, records)
+    if cfg.save_images:
+        for b, image_id in enumerate(ids):
+            real_png = ctx.paths.image_dir(image_id) / "real.png"
+            if not real_png.exists():
+                save_png(images[b].cpu(), real_png)
+            save_png(recon[b].cpu(), ctx.paths.image_dir(image_id, method) / "projection.png")
+    return records
+
+
+def _edit_consistency(ctx: _Context, method: str, images: torch.Tensor, ids: list[str], proj: Any, recon: torch.Tensor, records: list[dict]) -> None:
+    """Eq. 4 for every ECS edit of the chunk; all edited images are re-projected in one call."""
+    cfg, pipe = ctx.config, ctx.pipeline
+    plans, edited, owners = [], [], []
+    lacks = [_lacks_attributes(ctx, images[b : b + 1]) for b in range(len(ids))]
+    for b, image_id in enumerate(ids):
+        ops = ecs_edits(ctx.editors, image_id, cfg.seed, lacks[b], cfg.plan)
+        if not ops:
+            continue
+        lat = proj.latents[b : b + 1].detach()
+        edited.append(_synth(ctx, _apply(ctx, lat, ops), proj.space, _slice_noise(proj.noise, b, len(ops))))
+        plans.extend(ops)
+        owners.extend([b] * len(ops))
+    if not plans:
+        return
+    x_edit = torch.cat(edited)
+    with torch.enable_grad():
+        reproj = ctx.invert(pipe, x_edit, method=method, config=_inversion_config(method, cfg.steps_scale), progress=False, seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31))
+    x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
+    base = recon[owners]
+    scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)
+    for k, (op, b) in enumerate(zip(plans, owners)):
+        lack = lacks[b].get(op.operation) if ctx.editors[op.editor].kind == "interfacegan" else None
+        records[b]["ecs"].append(
+            {
+                "editor": op.editor,
+                "index": op.index,
+                "operation": op.operation,
+                "amount": op.amount,
+                "lacks_target": "" if lack is None else int(lack),
+                "d_proj_edit": _num(scores["d_proj_edit"][k]),
+                "d_edit_cyc": _num(scores["d_edit_cyc"][k]),
+                "d_proj_cyc": _num(scores["d_proj_cyc"][k]),
+                "ecs": _num(scores["ecs"][k]),
+            }
+        )
+        if cfg.save_images:
+            d = ctx.paths.image_dir(ids[b], method)
+            save_png(x_edit[k].cpu(), d / f"ecs-{safe_name(op.editor)}-{op.index}-edit.png")
+            save_png(x_cyc[k].cpu(), d / f"ecs-{safe_name(op.editor)}-{op.index}-cyc.png")
+    per_image = float(reproj.seconds) / len(plans)
+    for b in owners:
+        records[b]["timing"]["ecs_reprojection_seconds"] += per_image
+
+
+# ---- CSVs ----------------------------------------------------------------------------------------
+
+
+def _csv_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: ("" if row.get(c) is None else row.get(c, "")) for c in columns})
+    return buf.getvalue()
+
+
+def write_csvs(paths: EvaluationPaths, image_ids: Sequence[str], methods: Sequence[str]) -> None:
+    """Rebuild the four CSVs from the records, in input order then method order."""
+    rec_rows, edit_rows, ecs_rows, time_rows = [], [], [], []
+    for image_id in image_ids:
+        for method in methods:
+            path = paths.record(method, image_id)
+            if not path.is_file():
+                continue
+            r = json.loads(path.read_text(encoding="utf-8"))
+            key = {"image": image_id, "method": method}
+            rec_rows.append(key | r["reconstruction"])
+            edit_rows.extend(key | e for e in r["edits"])
+            ecs_rows.extend(key | e for e in r["ecs"])
+            time_rows.append(key | {k: round(v, 3) for k, v in r["timing"].items()})
+    atomic.write_text(paths.reconstruction_csv, _csv_text(RECONSTRUCTION_COLUMNS, rec_rows))
+    atomic.write_text(paths.edits_csv, _csv_text(EDIT_COLUMNS, edit_rows))
+    atomic.write_text(paths.ecs_csv, _csv_text(ECS_COLUMNS, ecs_rows))
+    atomic.write_text(paths.timing_csv, _csv_text(TIMING_COLUMNS, time_rows))

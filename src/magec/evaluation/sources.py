@@ -1,0 +1,70 @@
+"""Where evaluated images come from: a folder of the user's images, or fresh generator samples.
+
+Images are loaded one chunk at a time, so an evaluation of many high-resolution photos never holds
+them all in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from magec.errors import MagecError, file_error
+from magec.io.images import load_image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+#: Offset added to the user's seed for generated evaluation inputs, and for generated reference samples,
+#: so neither coincides with samples drawn from small seeds elsewhere (e.g. when a pack is prepared).
+GENERATED_SEED_OFFSET = 7_000_003
+REFERENCE_SEED_OFFSET = 9_000_011
+
+
+@dataclass
+class ImageSource:
+    """Named images: ``ids[i]`` is a stable key, ``load(indices)`` returns them as (B, 3, R, R) in [-1, 1]."""
+
+    ids: list[str]
+    description: str
+    _load: Callable[[Sequence[int]], torch.Tensor] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, indices: Sequence[int]) -> torch.Tensor:
+        return self._load(indices)
+
+
+def folder_source(folder: str | Path, resolution: int, limit: int | None = None) -> ImageSource:
+    """Every image file in ``folder`` (sorted by name), centre-cropped and resized to ``resolution``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise file_error(folder, "not a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if limit is not None:
+        files = files[:limit]
+    if not files:
+        raise file_error(folder, f"contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    ids = [f"{i:05d}-{p.stem}" for i, p in enumerate(files)]
+
+    def load(indices: Sequence[int]) -> torch.Tensor:
+        return torch.cat([load_image(files[i], resolution) for i in indices])
+
+    return ImageSource(ids, f"{len(files)} images from {folder}", load)
+
+
+def generated_source(generator, n: int, seed: int, offset: int = GENERATED_SEED_OFFSET, label: str = "generator samples") -> ImageSource:
+    """``n`` generator samples G(z) with latents from seed ``seed + offset`` (images the pack never saw)."""
+    if n < 1:
+        raise MagecError(f"--generated {n}: need at least one image")
+    latents = generator.sample_latents(n, seed + offset)
+
+    @torch.no_grad()
+    def load(indices: Sequence[int]) -> torch.Tensor:
+        z = latents[list(indices)].to(generator.device)
+        return generator.synthesize(z).detach().cpu()
+
+    return ImageSource([f"{i:05d}-gen" for i in range(n)], f"{n} {label} (latent seed {seed + offset})", load)
