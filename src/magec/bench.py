@@ -4,6 +4,7 @@
 - ``magec_share``: the MAGEC term's share of a full magec step, for 1 and 40 attributes (a synthetic
   40-attribute LinkNet and InterfaceGAN editor, as the paper's CelebA setup has).
 - ``images_per_s``: full magec inversions (the paper's 200 steps) per second, for batch sizes 1, 4, 16.
+- ``stylegan2_step_ms``: one W+ inversion step of a config-f StyleGAN2 (random weights) at 256 and 1024.
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ def run_bench(pipeline: Pipeline, repeats: int = 5, extra: dict[str, Callable[[t
     for name, fn in (extra or {}).items():
         out[name] = fn(pipeline.device)
     return out
+
+
+def stylegan2_steps(resolutions: tuple[int, ...] = (256, 1024), repeats: int = 3) -> Callable[[torch.device], dict[str, float]]:
+    def measure(device: torch.device) -> dict[str, float]:
+        from magec.generators.stylegan2.bench import stylegan2_step_ms
+
+        return {str(r): round(stylegan2_step_ms(r, device, repeats=repeats), 1) for r in resolutions}
+
+    return measure
 
 
 def bench_pipeline(device: str = "auto", pack: str | None = None, perceptual: str = "auto") -> Pipeline:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from magec.bench import bench_pipeline, run_bench
+from magec.bench import bench_pipeline, run_bench, stylegan2_steps
+from magec.errors import MagecError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,11 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--perceptual", default="auto")
+    p.add_argument("--stylegan2", default="256,1024", help="StyleGAN2 resolutions to time (comma-separated; 'none' to skip; 1024 takes minutes on a CPU)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_bench(bench_pipeline(args.device, args.pack, args.perceptual), repeats=args.repeats)
+    extra = {}
+    if args.stylegan2 != "none":
+        try:
+            resolutions = tuple(int(r) for r in args.stylegan2.split(","))
+        except ValueError:
+            raise MagecError(f"--stylegan2 {args.stylegan2!r}: expected comma-separated resolutions or 'none'") from None
+        extra["stylegan2_step_ms"] = stylegan2_steps(resolutions, repeats=min(args.repeats, 3))
+    result = run_bench(bench_pipeline(args.device, args.pack, args.perceptual), repeats=args.repeats, extra=extra)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

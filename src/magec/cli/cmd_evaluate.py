@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images inverted together (keep it fixed when resuming)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="scale every inversion schedule's steps (1 = the paper's)")
     p.add_argument("--perceptual", default="auto", help="perceptual loss / LPIPS network: auto, lpips-vgg[:PATH], describer-features")
+    p.add_argument("--identity", default="none", help="identity loss for the inversions: none | arcface:PATH | moco:PATH")
+    p.add_argument("--describer", help="override the pack's describer spec (same descriptor layout)")
     p.add_argument("--out", required=True, type=Path, help="run folder: CSVs, per-image records, images (resumed if it exists)")
     p.add_argument("--report", type=Path, default=None, help="report path (.md; .html and a folder of the same stem beside it); default OUT/report.md")
     p.add_argument("--notes", type=Path, default=None, help="markdown file included as the report's discussion")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise MagecError("--batch-size must be >= 1, --edits-per-editor >= 0 and --steps-scale > 0")
     if args.notes is not None and not args.notes.is_file():
         raise MagecError(f"{args.notes}: no such notes file")
-    pipeline = load_pipeline(args.pack, device=args.device, perceptual=args.perceptual)
+    pipeline = load_pipeline(args.pack, device=args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer)
     res = pipeline.generator.resolution
     source = folder_source(args.images, res, args.limit) if args.images else generated_source(pipeline.generator, args.generated, args.seed)
     reference = folder_source(args.reference, res) if args.reference else None

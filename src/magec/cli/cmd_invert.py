@@ -11,7 +11,7 @@ from magec.cli.common import add_device_and_seed
 from magec.errors import MagecError
 from magec.inversion import METHODS, invert, method_config
 from magec.inversion.outputs import write_inversion_outputs
-from magec.io.images import load_image
+from magec.io.images import load_image, pil_to_tensor, read_image
 from magec.pipeline import load_pipeline
 
 
@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every phase's steps (default 1: the paper's protocol)")
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument("--identity", default="none", help="none | arcface:PATH | moco:PATH")
+    p.add_argument("--describer", help="override the pack's describer spec (must have the same descriptor layout)")
+    framing = p.add_mutually_exclusive_group()
+    framing.add_argument("--align", action="store_true", help="FFHQ-align each photo first (dlib 68 landmarks), for FFHQ generators")
+    framing.add_argument("--face-crop", action="store_true", help="crop each photo so its face sits where the embedded DCGAN's faces sit")
+    p.add_argument("--face", type=int, default=0, help="with --align/--face-crop: which face, largest first (default 0)")
     add_device_and_seed(p)
     p.set_defaults(func=run)
 
@@ -38,13 +43,32 @@ def unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def read_input(path: Path, size: int, args: argparse.Namespace) -> torch.Tensor:
+    """One input image as a (1, 3, size, size) tensor, framed as the options say."""
+    if not (args.align or args.face_crop):
+        return load_image(path, size)
+    photo = read_image(path)
+    try:
+        if args.align:
+            from magec.io.alignment import align_face
+
+            framed = align_face(photo, size, face_index=args.face)
+        else:
+            from magec.io.face_crop import crop_to_chip_box
+
+            framed = crop_to_chip_box(photo, size, face_index=args.face)
+    except MagecError as exc:
+        raise MagecError(f"{path}: {exc}") from None
+    return pil_to_tensor(framed)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise MagecError("--batch-size must be at least 1")
-    pipeline = load_pipeline(args.pack, args.device, perceptual=args.perceptual, identity=args.identity)
+    pipeline = load_pipeline(args.pack, args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer)
     paths = [Path(p) for p in args.images]
     size = pipeline.generator.resolution
-    images = [load_image(p, size) for p in paths]  # every input is read before anything is written
+    images = [read_input(p, size, args) for p in paths]  # every input is read before anything is written
     names = unique_names(paths)
     config = method_config(args.method, args.steps_scale)
     for start in range(0, len(images), args.batch_size):

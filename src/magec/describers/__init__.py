@@ -1,6 +1,7 @@
 """Image describers F (``magec.describers.base.Describer``).
 
-Spec strings: ``dlib-age-gender`` (the embedded default: dlib's gender and age networks) and
+Spec strings: ``dlib-age-gender[:dcgan|ffhq]`` (the embedded default: dlib's gender and age networks,
+with the face-chip box of the embedded DCGAN's faces or of FFHQ-aligned images) and
 ``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``).
 """
 
@@ -24,11 +25,14 @@ def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = 
     if kind == "dlib-age-gender":
         from magec.describers.dlib_faces import DlibFaceDescriber
 
-        return DlibFaceDescriber().to(device)
+        describer = DlibFaceDescriber(chip=arg or "dcgan")
+        if arg:  # e.g. dlib-age-gender:ffhq for FFHQ-aligned generators; recorded so packs reload the same F
+            describer.spec = spec
+        return describer.to(device)
     if kind == "celeba":
         if not arg:
             raise MagecError("--describer celeba:PATH needs the describer file after the colon")
         from magec.describers.celeba import CelebADescriber
 
         return CelebADescriber.load(arg, device=device)
-    raise MagecError(f"unknown describer {spec!r}; use 'dlib-age-gender' or 'celeba:PATH'")
+    raise MagecError(f"unknown describer {spec!r}; use 'dlib-age-gender[:dcgan|ffhq]' or 'celeba:PATH'")

@@ -1,0 +1,75 @@
+"""The command line on the real embedded models: prepare -> invert -> edit, previews, and refused inputs."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from magec.cli.main import main
+from magec.inversion.outputs import load_latent
+from magec.io.images import save_png
+
+
+@pytest.fixture(scope="module")
+def pack_dir(embedded_pack, tmp_path_factory):
+    return embedded_pack.save(tmp_path_factory.mktemp("pack") / "embedded")
+
+
+@pytest.fixture(scope="module")
+def face_png(dcgan, tmp_path_factory):
+    with torch.no_grad():
+        image = dcgan.synthesize(dcgan.sample_latents(1, seed=31337))[0]
+    return save_png(image, tmp_path_factory.mktemp("faces") / "face.png")
+
+
+def test_invert_then_edit(pack_dir, face_png, tmp_path, capsys):
+    out = tmp_path / "inv"
+    code = main(["invert", str(face_png), "--pack", str(pack_dir), "--method", "magec", "--steps-scale", "0.05", "--perceptual", "describer-features", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    record = json.loads((out / "face.json").read_text())
+    assert record["method"] == "magec" and record["perceptual"] == "describer-features" and record["identity"] == "off"
+    assert record["steps"] == 10 and len(record["history"]) == 10
+    assert record["history"][-1]["mse"] < record["history"][0]["mse"]
+    saved = load_latent(out / "face.latent.safetensors")
+    assert saved.latent.shape == (1, 100) and saved.space == "z" and saved.source.shape == (3, 64, 64)
+    assert Image.open(out / "face.png").size == (64, 64)
+
+    edits = tmp_path / "edits"
+    assert main(["edit", str(out / "face.latent.safetensors"), "--pack", str(pack_dir), "--editor", "interfacegan", "--operation", "male", "--amounts=-3,3", "--out", str(edits), "--device", "cpu"]) == 0
+    assert (edits / "grid.png").is_file()
+    assert {p.name for p in edits.glob("interfacegan_*.png")} == {"interfacegan_male_-3.00.png", "interfacegan_male_+3.00.png"}
+    assert main(["edit", str(out / "face.latent.safetensors"), "--pack", str(pack_dir), "--editor", "interpolate", "--out", str(tmp_path / "interp"), "--device", "cpu"]) == 0
+
+
+def test_bad_inputs_refused_without_partial_outputs(pack_dir, face_png, tmp_path, capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    out = tmp_path / "out"
+    code = main(["invert", str(face_png), str(bad), "--pack", str(pack_dir), "--steps-scale", "0.01", "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("magec: error: ") and str(bad) in err[-1]
+    assert not out.exists() or not any(out.iterdir())
+
+    assert main(["invert", str(tmp_path / "missing.jpg"), "--pack", str(pack_dir), "--out", str(out), "--device", "cpu"]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["invert", str(face_png), "--pack", str(tmp_path / "nopack"), "--out", str(out), "--device", "cpu"]) == 1
+    assert "no such pack" in capsys.readouterr().err
+    assert main(["edit", str(face_png), "--pack", str(pack_dir), "--out", str(out), "--device", "cpu"]) == 1
+    assert "not a readable safetensors latent" in capsys.readouterr().err
+
+
+def test_preview_writes_labelled_grids(pack_dir, tmp_path):
+    assert main(["preview", "--pack", str(pack_dir), "--out", str(tmp_path), "-n", "8", "--device", "cpu"]) == 0
+    assert {p.name for p in tmp_path.glob("*.png")} == {"samples.png", "edits-interfacegan.png", "edits-ganspace.png", "edits-interpolate.png"}
+
+
+def test_prepare_cli_writes_a_loadable_pack(tmp_path, capsys):
+    out = tmp_path / "pack"
+    assert main(["prepare", "--out", str(out), "--samples", "300", "--device", "cpu", "--seed", "3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["prepare"]["seed"] == 3 and manifest["prepare"]["n_samples"] == 300
+    assert manifest["generator"] == "dcgan-face" and manifest["describer"]["spec"] == "dlib-age-gender"
+    assert set(manifest["linknet"]["heldout_agreement"]) == {"male", "age"}
+    assert "held-out agreement" in capsys.readouterr().out
