@@ -29,7 +29,7 @@ def pipeline(tmp_path_factory):
     torch.save({"g_ema": source.state_dict(), "latent_avg": source.sample_latents(500, seed=9).mean(0)}, root / "tiny.pt")
     generator = load_generator(f"stylegan2:{root / 'tiny.pt'}", "cpu")
     describer = ToneDescriber()
-    config = PrepareConfig(n_samples=400, batch_size=200, ganspace_samples=400, linknet=LinkNetConfig(steps=150), ganspace=GANSpaceConfig(components=5))
+    config = PrepareConfig(n_samples=400, batch_size=200, ganspace_samples=400, linknet=LinkNetConfig(max_iter=100), ganspace=GANSpaceConfig(components=5))
     pack = prepare_pack(generator, describer, config, progress=False)
     assert pack.info["ganspace"]["source"] == "latent PCA"  # GANSpace on W for a style-based generator
     assert pack.latent_dim == TINY.style_dim  # InterfaceGAN and LinkNet live in W
