@@ -18,6 +18,7 @@ from magec.generators.stylegan2.config import StyleGAN2Config
 from magec.generators.stylegan2.model import StyleGAN2Generator
 from magec.generators.stylegan2.nvidia import nvidia_to_rosinality, read_nvidia_pickle
 from magec.io.atomic import atomic_path
+from magec.io.checkpoints import strict_load
 
 #: safetensors metadata value identifying our format.
 SAFETENSORS_FORMAT = "magec-stylegan2"
@@ -59,22 +60,7 @@ def load_stylegan2(path: str | Path, device: torch.device | str = "cpu", **overr
 
 def load_state_strict(model: StyleGAN2Generator, state: dict[str, torch.Tensor], path: str | Path) -> None:
     """``load_state_dict(strict=True)`` with a one-line error that names the offending keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    arch = f"StyleGAN2 {model.resolution}x{model.resolution}"
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing key(s) {_names(missing)}")
-        if unexpected:
-            parts.append(f"unexpected key(s) {_names(unexpected)}")
-        raise file_error(path, f"weights do not match the {arch} architecture: " + "; ".join(parts))
-    for k, v in expected.items():
-        if not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape):
-            got = tuple(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__
-            raise file_error(path, f"weights do not match the {arch} architecture: {k} has shape {got}, expected {tuple(v.shape)}")
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    strict_load(model, state, path, f"the StyleGAN2 {model.resolution}x{model.resolution} architecture")
 
 
 def _names(keys: list[str], limit: int = 6) -> str:
