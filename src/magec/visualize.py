@@ -52,5 +52,5 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], target: str | Path, row_l
                 ax.set_ylabel(row_labels[i], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else (0, 0, 1, 1))
     return save_figure(fig, target)
