@@ -61,3 +61,19 @@ def test_png_round_trip(tmp_path):
     assert (back - x).abs().max() <= 1 / 127.5 + 1e-6
     assert tensor_to_pil(x).size == (16, 16)
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    from magec.io.atomic import atomic_dir, write_text
+
+    mask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
