@@ -100,3 +100,10 @@ def test_magec_loss_pulls_latent_towards_descriptor(tone_pipeline, targets):
     config = InversionConfig(phases=(replace(PAPER_PHASES[0], steps=30, mse=0.0, perceptual=0.0, identity=0.0, magec=1.0),))
     result = invert(tone_pipeline, targets, "magec", config, progress=False)
     assert sum(result.history[-1]["magec"]) < 0.9 * sum(result.history[0]["magec"])
+
+
+def test_weights_are_configurable_per_method():
+    config = method_config("magec", lambda_magec=0.01, lambda_id=0.0)
+    assert all(p.magec == 0.01 and p.identity == 0.0 for p in config.phases)
+    assert [p.mse for p in config.phases] == [1e-3, 0.5]  # the rest of the protocol is untouched
+    assert all(p.magec == 0 for p in method_config("no-magec", lambda_magec=0.01).phases)

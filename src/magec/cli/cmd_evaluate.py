@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images inverted together (keep it fixed when resuming)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="scale every inversion schedule's steps (1 = the paper's)")
     p.add_argument("--perceptual", default="auto", help="perceptual loss / LPIPS network: auto, lpips-vgg[:PATH], describer-features")
+    p.add_argument("--lambda-magec", type=float, help="replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies")
     p.add_argument("--identity", default="none", help="identity loss for the inversions: none | arcface:PATH | moco:PATH")
     p.add_argument("--describer", help="override the pack's describer spec (same descriptor layout)")
     p.add_argument("--out", required=True, type=Path, help="run folder: CSVs, per-image records, images (resumed if it exists)")
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         steps_scale=args.steps_scale,
+        lambda_magec=args.lambda_magec,
     )
     paths = run_evaluation(pipeline, source, args.out, config, reference=reference, progress=not args.no_progress, extra_metadata={"pack": str(args.pack)})
     command = "magec evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 and sys.argv[1] == "evaluate" else None

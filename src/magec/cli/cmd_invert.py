@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for <name>.latent.safetensors, <name>.png, <name>.json")
     p.add_argument("--batch-size", type=int, default=8, help="images optimised together (default 8)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every phase's steps (default 1: the paper's protocol)")
+    p.add_argument("--lambda-magec", type=float, help="weight of the MAGEC term in every phase (paper: 3e-4)")
+    p.add_argument("--lambda-id", type=float, help="weight of the identity term in every phase (paper: 3e-4)")
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument("--identity", default="none", help="none | arcface:PATH | moco:PATH")
     p.add_argument("--describer", help="override the pack's describer spec (must have the same descriptor layout)")
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     size = pipeline.generator.resolution
     images = [read_input(p, size, args) for p in paths]  # every input is read before anything is written
     names = unique_names(paths)
-    config = method_config(args.method, args.steps_scale)
+    config = method_config(args.method, args.steps_scale, lambda_magec=args.lambda_magec, lambda_id=args.lambda_id)
     for start in range(0, len(images), args.batch_size):
         batch = torch.cat(images[start : start + args.batch_size])
         result = invert(pipeline, batch, args.method, config, seed=args.seed)

@@ -62,9 +62,13 @@ class EvaluationConfig:
     save_images: bool = True
     #: Scale of every inversion phase's step count (1 = the paper's schedules; smaller for quick looks).
     steps_scale: float = 1.0
+    #: Replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies; None keeps the paper's.
+    lambda_magec: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if d["lambda_magec"] is None:  # runs made before this option existed stay resumable
+            del d["lambda_magec"]
         d["methods"], d["editors"] = list(self.methods), list(self.editors)
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
         return d
@@ -123,13 +127,13 @@ def _default_invert() -> InvertFn:
     return invert
 
 
-def _inversion_config(method: str, steps_scale: float) -> Any:
-    """The method's paper schedule, scaled; None (the inverter's own default) at scale 1."""
-    if steps_scale == 1.0:
+def _inversion_config(method: str, steps_scale: float, lambda_magec: float | None = None) -> Any:
+    """The method's paper schedule, scaled; None (the inverter's own default) at scale 1 with the paper's weights."""
+    if steps_scale == 1.0 and lambda_magec is None:
         return None
     from magec.inversion import method_config
 
-    return method_config(method, steps_scale)
+    return method_config(method, steps_scale, lambda_magec=lambda_magec)
 
 
 @dataclass
@@ -311,7 +315,7 @@ def _lacks_attributes(ctx: _Context, image: torch.Tensor) -> dict[str, bool | No
 def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
     cfg, pipe = ctx.config, ctx.pipeline
     with torch.enable_grad():
-        proj = ctx.invert(pipe, images, method=method, config=_inversion_config(method, cfg.steps_scale), progress=False, seed=derived_seed("project", cfg.seed, ids[0]) % (2**31))
+        proj = ctx.invert(pipe, images, method=method, config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec), progress=False, seed=derived_seed("project", cfg.seed, ids[0]) % (2**31))
     recon = proj.images.detach()
     rec = reconstruction_metrics(pipe.perceptual, images, recon)
     records = [
@@ -381,7 +385,7 @@ def _edit_consistency(ctx: _Context, method: str, images: torch.Tensor, ids: lis
         return
     x_edit = torch.cat(edited)
     with torch.enable_grad():
-        reproj = ctx.invert(pipe, x_edit, method=method, config=_inversion_config(method, cfg.steps_scale), progress=False, seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31))
+        reproj = ctx.invert(pipe, x_edit, method=method, config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec), progress=False, seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31))
     x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)

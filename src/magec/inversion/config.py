@@ -63,8 +63,9 @@ class InversionConfig:
 METHODS = ("magec", "no-magec", "im2stylegan++")
 
 
-def method_config(method: str, steps_scale: float = 1.0) -> InversionConfig:
-    """The paper's three methods. ``steps_scale`` shortens every phase (tests, quick previews).
+def method_config(method: str, steps_scale: float = 1.0, lambda_magec: float | None = None, lambda_id: float | None = None) -> InversionConfig:
+    """The paper's three methods. ``steps_scale`` shortens every phase (tests, quick previews);
+    ``lambda_magec`` / ``lambda_id`` replace those weights in every phase (the paper: 3e-4 each).
 
     - ``magec``: the full Eq. 3 with the two-phase schedule.
     - ``no-magec``: the paper's ablation, the same schedule with lambda_MAGEC = 0.
@@ -72,7 +73,12 @@ def method_config(method: str, steps_scale: float = 1.0) -> InversionConfig:
       then 1000 on the noise maps where it has them; Adam at a constant 0.01 as in Image2StyleGAN.
     """
     def scaled(p: Phase) -> Phase:
-        return replace(p, steps=max(1, round(p.steps * steps_scale)))
+        p = replace(p, steps=max(1, round(p.steps * steps_scale)))
+        if lambda_id is not None and p.target == "latent":
+            p = replace(p, identity=lambda_id)
+        if lambda_magec is not None and p.magec > 0:
+            p = replace(p, magec=lambda_magec)
+        return p
 
     if method == "magec":
         return InversionConfig(phases=tuple(scaled(p) for p in PAPER_PHASES))
