@@ -1,0 +1,55 @@
+"""The main job and the helper tools, run small: face crop for the generator, demo, bench."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from magec.cli.main import main
+from magec.describers.dlib_faces import DCGAN_CHIP
+from magec.io.face_crop import astronaut_face, detect_chip
+
+
+def test_face_crop_puts_dlib_chip_on_the_generator_box():
+    crop = astronaut_face(256)
+    cx, cy, side, angle = detect_chip(crop)
+    assert abs(cx / 256 - DCGAN_CHIP.center_x) < 0.02
+    assert abs(cy / 256 - DCGAN_CHIP.center_y) < 0.02
+    assert abs(side / 256 - DCGAN_CHIP.size) < 0.03
+    assert abs(angle) < 0.05
+
+
+def test_face_crop_without_a_face_is_refused():
+    from magec.errors import MagecError
+    from magec.io.face_crop import crop_to_chip_box
+
+    with pytest.raises(MagecError, match="no face"):
+        crop_to_chip_box(Image.new("RGB", (120, 120), (40, 40, 40)), 64)
+
+
+@pytest.mark.slow
+def test_demo_writes_a_self_contained_page(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--cache", str(tmp_path / "cache"), "--generated", "1", "--samples", "300", "--steps-scale", "0.02", "--perceptual", "describer-features", "--device", "cpu"]
+    assert main(args) == 0
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 5  # reconstructions, 3 editors, losses: all inlined
+    for method in ("magec", "no-magec", "im2stylegan++"):
+        assert method in page
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"magec", "no-magec", "im2stylegan++"}
+    assert set(summary["methods"]["magec"]["final_mse"]) == {"astronaut", "generated-0"}
+    assert (tmp_path / "cache" / "embedded-pack" / "manifest.json").is_file()
+    assert main(args) == 0  # second run reuses the cached pack
+
+
+def test_bench_reports_every_figure(embedded_pack, dcgan, dlib_describer):
+    from magec.bench import run_bench
+    from magec.pipeline import assemble_pipeline
+
+    pipeline = assemble_pipeline(dcgan, dlib_describer, embedded_pack, perceptual="describer-features", device="cpu")
+    result = run_bench(pipeline, repeats=1)
+    assert set(result["step_ms"]) == {"magec", "no-magec", "im2stylegan++"}
+    assert set(result["magec_share"]) == {"1", "40"} and all(0 < v < 1 for v in result["magec_share"].values())
+    assert set(result["images_per_s"]) == {"1", "4", "16"}
+    json.dumps(result)
