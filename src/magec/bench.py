@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -24,24 +22,13 @@ from magec.latent.linknet import LinkNet
 from magec.losses.magec_loss import MagecLoss
 from magec.losses.reconstruction import mse_per_image
 from magec.pipeline import Pipeline
-
-
-def median_ms(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from magec.seeding import generator_for
+from magec.timing import median_ms
 
 
 def synthetic_magec(latent_dim: int, attributes: int, device: torch.device, seed: int = 0) -> MagecLoss:
     """A MAGEC loss with ``attributes`` binary attributes and random LinkNet / boundaries (for timing only)."""
-    g = torch.Generator().manual_seed(seed)
+    g = generator_for(seed)
     names = [f"attr{i}" for i in range(attributes)]
     layout = DescriptorLayout(tuple(Head(n, "binary", 1) for n in names), tuple(Attribute(n, n, "binary") for n in names))
     linknet = LinkNet(latent_dim, layout)

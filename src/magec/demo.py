@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,8 +23,10 @@ import torch  # noqa: E402
 
 from magec.describers import load_describer  # noqa: E402
 from magec.devices import resolve_device  # noqa: E402
+from magec.editing import apply_edits  # noqa: E402
 from magec.errors import MagecError  # noqa: E402
 from magec.generators import load_generator  # noqa: E402
+from magec.generators.base import select_noise  # noqa: E402
 from magec.inversion import METHODS, InversionResult, invert, method_config  # noqa: E402
 from magec.io.atomic import atomic_dir  # noqa: E402
 from magec.io.face_crop import astronaut_face  # noqa: E402
@@ -68,42 +69,31 @@ def cached_pack(config: DemoConfig, generator, describer, progress: bool) -> Pac
             log.info("cached pack unusable (%s): preparing again", exc)
     pack = prepare_pack(generator, describer, config.prepare, progress=progress)
     pack.save(folder)
-    return Pack.load(folder)
+    return pack
 
 
 def _png_data(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _caption(pipeline: Pipeline, images: torch.Tensor) -> list[str]:
-    with torch.no_grad():
-        values = pipeline.describer.layout.attribute_values(pipeline.describer(images))
-    names = [a.name for a in pipeline.describer.layout.attributes]
-    return [" ".join(f"{n} {v:.2f}" if v <= 1 else f"{n} {v:.0f}" for n, v in zip(names, row.tolist())) for row in values]
-
-
 def edit_grid(pipeline: Pipeline, inputs: torch.Tensor, names: list[str], results: dict[str, InversionResult], editor: str, target: Path) -> Path:
     """Rows (input, method); columns original, projection, then the editor's edits (Fig. 3 of the paper)."""
     ed = pipeline.pack.editors[editor]
     if editor == "interpolate":
-        ops = [("sample:777", t) for t in (0.25, 0.5, 0.75)]
+        operations, amounts = ["sample:777"], [0.25, 0.5, 0.75]
     else:
-        a = ed.default_amount
-        ops = [(op, s * a) for op in ed.operations()[:2] for s in (-1.0, 1.0)]
+        operations, amounts = ed.operations()[:2], [-ed.default_amount, ed.default_amount]
+    layout = pipeline.describer.layout
     rows, labels, cells = [], [], []
     with torch.no_grad():
         for i, name in enumerate(names):
             for method, res in results.items():
-                z = res.latents[i : i + 1]
-                noise = [n[i : i + 1] for n in res.noise] if res.noise is not None else None
-                edited = torch.cat([ed.edit(z, op, amt) for op, amt in ops])
-                batch_noise = [n.expand(len(ops), *n.shape[1:]) for n in noise] if noise is not None else None
-                imgs = pipeline.generator.synthesize(edited, space=res.space, noise=batch_noise)
-                row = [inputs[i], res.images[i], *imgs]
+                edits = apply_edits(pipeline, res.latents[i : i + 1], res.space, select_noise(res.noise, i), editor, operations, amounts)
+                row = [inputs[i], res.images[i], *(e.image for op_row in edits for e in op_row)]
                 rows.append(row)
                 labels.append(f"{name}\n{method}")
-                cells.append(_caption(pipeline, torch.stack(row)))
-    cols = ["original", "projection"] + [f"{op} {amt:+.2f}" if editor != "interpolate" else f"t={amt}" for op, amt in ops]
+                cells.append(layout.captions(pipeline.describer(torch.stack(row)), sep=" "))
+    cols = ["original", "projection"] + [f"{op} {amt:+.2f}" if editor != "interpolate" else f"t={amt}" for op in operations for amt in amounts]
     return image_grid(rows, target, row_labels=labels, col_labels=cols, cell_labels=cells, title=f"{editor} edits; captions: F's predictions", cell=1.5)
 
 

@@ -7,6 +7,15 @@ import torch
 from magec.errors import MagecError
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's weights live (first parameter, else first buffer; CPU for a module without either)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """Turn ``auto`` / ``cpu`` / ``cuda`` / ``cuda:1`` into a usable ``torch.device``."""
     if isinstance(name, torch.device):

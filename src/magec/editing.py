@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from magec.errors import MagecError
+from magec.generators.base import select_noise
 from magec.io.images import save_png
 from magec.pipeline import Pipeline
 from magec.visualize import image_grid
@@ -56,7 +57,7 @@ def apply_edits(pipeline: Pipeline, latent: torch.Tensor, space: str, noise: lis
             codes = torch.cat([ed.edit(latent, op, a) for a in amounts])
         except KeyError as exc:
             raise MagecError(str(exc.args[0])) from None
-        batch_noise = [n.expand(len(amounts), *n.shape[1:]) for n in noise] if noise is not None else None
+        batch_noise = select_noise(noise, 0, len(amounts))
         images = pipeline.generator.synthesize(codes, space=space, noise=batch_noise)
         rows.append([Edit(editor, op, a, img) for a, img in zip(amounts, images)])
     return rows

@@ -80,8 +80,7 @@ class Pack:
         out |= {f"stats.{k}": v for k, v in self.stats.tensors().items()}
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
-    def manifest(self, tensor_sha256: str) -> dict[str, Any]:
-        tensors = self.tensors()
+    def manifest(self, tensors: dict[str, torch.Tensor], tensor_sha256: str) -> dict[str, Any]:
         return {
             "format": PACK_FORMAT,
             "version": PACK_VERSION,
@@ -95,9 +94,10 @@ class Pack:
     def save(self, folder: str | Path) -> Path:
         """Write the pack atomically: a temporary folder replaces ``folder`` only when complete."""
         folder = Path(folder)
+        tensors = self.tensors()
         with atomic_dir(folder) as tmp:
-            save_file(self.tensors(), str(tmp / TENSORS))
-            manifest = self.manifest(sha256_file(tmp / TENSORS))
+            save_file(tensors, str(tmp / TENSORS))
+            manifest = self.manifest(tensors, sha256_file(tmp / TENSORS))
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return folder
 

@@ -23,6 +23,7 @@ from magec.latent.interfacegan import InterfaceGANConfig, InterfaceGANEditor
 from magec.latent.linknet import LinkNet, LinkNetConfig
 from magec.latent.stats import LatentStats
 from magec.pack import Pack
+from magec.seeding import generator_for
 
 
 @dataclass
@@ -73,7 +74,7 @@ def prepare_pack(generator: Generator, describer: Describer, config: PrepareConf
     latents, probs, features = sample_and_describe(generator, describer, config.n_samples, config.seed, config.batch_size, config.ganspace_samples, progress)
     latents = latents.flatten(1)
     n_hold = max(1, int(round(config.holdout_fraction * len(latents))))
-    order = torch.randperm(len(latents), generator=torch.Generator().manual_seed(config.seed))
+    order = torch.randperm(len(latents), generator=generator_for(config.seed))
     hold, train = order[:n_hold], order[n_hold:]
     layout = describer.layout
 

@@ -6,29 +6,19 @@ from pathlib import Path
 
 import torch
 
+from magec.editing import apply_edits
 from magec.pipeline import Pipeline
 from magec.visualize import image_grid
-
-
-def _caption(pipeline: Pipeline, probs: torch.Tensor) -> list[str]:
-    values = pipeline.describer.layout.attribute_values(probs)
-    out = []
-    for row in values:
-        parts = []
-        for attr, v in zip(pipeline.describer.layout.attributes, row.tolist()):
-            parts.append(f"{attr.name} {v:.2f}" if attr.kind == "binary" else f"{attr.name} {v:.0f}")
-        out.append("\n".join(parts))
-    return out
 
 
 @torch.no_grad()
 def write_preview(pipeline: Pipeline, out_dir: str | Path, n: int = 24, seed: int = 1234, steps: int = 5, directions: int = 4) -> list[Path]:
     """Write ``samples.png`` (F's predictions on n generated faces) and ``edits-<editor>.png`` strips."""
     out_dir = Path(out_dir)
-    gen, layout = pipeline.generator, pipeline.describer.layout
+    gen, describer = pipeline.generator, pipeline.describer
     latents = gen.sample_latents(n, seed)
     images = gen.synthesize(latents)
-    captions = _caption(pipeline, pipeline.describer(images))
+    captions = describer.layout.captions(describer(images))
     cols = 8
     rows = [list(images[i : i + cols]) for i in range(0, n, cols)]
     cells = [captions[i : i + cols] for i in range(0, n, cols)]
@@ -37,15 +27,14 @@ def write_preview(pipeline: Pipeline, out_dir: str | Path, n: int = 24, seed: in
     base = latents[:3]
     for kind, editor in pipeline.pack.editors.items():
         ops = editor.operations()[:directions] if kind != "interpolate" else [f"sample:{seed + 1000 + k}" for k in range(directions)]
-        amounts = torch.linspace(-1, 1, steps) * editor.default_amount if kind != "interpolate" else torch.linspace(0, 1, steps)
+        amounts = (torch.linspace(-1, 1, steps) * editor.default_amount if kind != "interpolate" else torch.linspace(0, 1, steps)).tolist()
         strip_rows, labels, cell_labels = [], [], []
         for op in ops:
             for b in range(len(base)):
-                edited = torch.cat([editor.edit(base[b : b + 1], op, float(a)) for a in amounts])
-                imgs = gen.synthesize(edited)
-                strip_rows.append(list(imgs))
+                imgs = [e.image for e in apply_edits(pipeline, base[b : b + 1], gen.editing_space.name, None, kind, [op], amounts)[0]]
+                strip_rows.append(imgs)
                 labels.append(f"{op}\nface {b}")
-                cell_labels.append(_caption(pipeline, pipeline.describer(imgs)))
-        col_labels = [f"{float(a):+.2f}" for a in amounts]
+                cell_labels.append(describer.layout.captions(describer(torch.stack(imgs))))
+        col_labels = [f"{a:+.2f}" for a in amounts]
         written.append(image_grid(strip_rows, out_dir / f"edits-{kind}.png", row_labels=labels, col_labels=col_labels, cell_labels=cell_labels, title=f"{kind} edits (amount in latent units)"))
     return written

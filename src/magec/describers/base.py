@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from magec.devices import module_device
+
 
 @dataclass(frozen=True)
 class Head:
@@ -129,6 +131,14 @@ class DescriptorLayout:
                 values.append((block * cv).sum(-1))
         return torch.stack(values, dim=-1)
 
+    def captions(self, probs: torch.Tensor, sep: str = "\n") -> list[str]:
+        """One short text per row of probabilities (B, dim): binary attributes as probabilities, continuous ones rounded."""
+        rows = []
+        for values in self.attribute_values(probs).tolist():
+            parts = [f"{a.name} {v:.2f}" if a.kind == "binary" else f"{a.name} {v:.0f}" for a, v in zip(self.attributes, values)]
+            rows.append(sep.join(parts))
+        return rows
+
     def edit_target(self, probs: torch.Tensor, attribute: str, amount: float) -> torch.Tensor:
         """The descriptor d_e after editing ``attribute`` of ``probs`` (..., dim).
 
@@ -215,6 +225,10 @@ class Describer(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Descriptor probabilities, shape (B, layout.dim)."""
+
+    @property
+    def device(self) -> torch.device:
+        return module_device(self)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Intermediate activations usable as an offline perceptual feature space (may be empty)."""

@@ -27,6 +27,7 @@ from magec.errors import MagecError, file_error
 from magec.io.atomic import atomic_path
 from magec.io.checkpoints import read_checkpoint
 from magec.io.images import center_square, pil_to_tensor, read_image
+from magec.seeding import generator_for
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 
@@ -170,7 +171,7 @@ def _seed_for(*parts: int) -> int:
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_for(seed, epoch))).tolist()
+    perm = torch.randperm(n, generator=generator_for(_seed_for(seed, epoch))).tolist()
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
@@ -259,7 +260,7 @@ def train_celeba_describer(
         for b, (x, y) in enumerate(loader, start=first):
             x, y = x.to(device), y.to(device)
             if training.flip:
-                flip = torch.rand(x.shape[0], generator=torch.Generator().manual_seed(_seed_for(training.seed, epoch, b))) < 0.5
+                flip = torch.rand(x.shape[0], generator=generator_for(_seed_for(training.seed, epoch, b))) < 0.5
                 x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
             loss = F.binary_cross_entropy_with_logits(model.logits(x), y)
             opt.zero_grad(set_to_none=True)

@@ -170,10 +170,6 @@ class DlibFaceDescriber(Describer):
         if out.dim() != 2:
             raise file_error(net.source, f"output has shape {tuple(out.shape)}, expected (batch, classes)")
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.buffers()).device
-
     def _normalise(self, chip: torch.Tensor, spec: NetInput) -> torch.Tensor:
         means = torch.tensor(spec.means, dtype=chip.dtype, device=chip.device).view(1, 3, 1, 1)
         return ((chip + 1.0) * 127.5 - means) * spec.scale

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magec.errors import file_error
+from magec.io.checkpoints import read_state_dict, strict_load
+from magec.losses.perceptual import find_vgg16_weights
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -112,11 +113,7 @@ def vgg16_fc2(weights: str | Path, device: torch.device | str = "cpu", size: int
     from torchvision.models import vgg16
 
     net = vgg16(weights=None)
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-    except Exception as exc:  # noqa: BLE001 - any failure means a bad weights file
-        raise file_error(weights, f"not a torchvision VGG16 state_dict ({type(exc).__name__})") from None
+    strict_load(net, read_state_dict(weights, "a torchvision VGG16 state_dict"), weights, "torchvision VGG16")
     net.eval().requires_grad_(False).to(device)
     head = net.classifier[:5]  # fc1, relu, dropout (off in eval), fc2, relu
 
@@ -162,19 +159,9 @@ def describer_features(describer: nn.Module, spec: str) -> FeatureNetwork:
     return FeatureNetwork(f"describer {spec} features (no VGG16 weights on disk)", fn, [describer])
 
 
-def find_vgg16() -> Path | None:
-    """The VGG16 weights file the perceptual loss uses, if the lead's locator exists and finds one."""
-    try:
-        from magec.losses.perceptual import find_vgg16_weights
-    except ImportError:
-        return None
-    found = find_vgg16_weights()
-    return Path(found) if found else None
-
-
 def realism_features(describer: nn.Module | None = None, device: torch.device | str = "cpu", seed: int = 0) -> FeatureNetwork:
     """The best available feature space: VGG16 fc2, else the describer's features, else a random VGG16 trunk."""
-    weights = find_vgg16()
+    weights = find_vgg16_weights()
     if weights is not None:
         return vgg16_fc2(weights, device)
     if describer is not None:

@@ -31,6 +31,7 @@ from magec.evaluation.realism import FeatureNetwork, RealismConfig, ReferenceMan
 from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
+from magec.generators.base import select_noise
 from magec.io import atomic
 from magec.io.images import save_png
 
@@ -267,17 +268,6 @@ def _reference_manifold(
 # ---- one chunk, one method ---------------------------------------------------------------------
 
 
-def _slice_noise(noise: list[torch.Tensor] | None, index: int, repeat: int) -> list[torch.Tensor] | None:
-    """The noise maps of image ``index`` of a batch, repeated for ``repeat`` edited copies."""
-    if not noise:
-        return noise
-    out = []
-    for n in noise:
-        one = n[index : index + 1] if n.shape[0] > 1 else n[:1]
-        out.append(one.expand(repeat, *one.shape[1:]).contiguous())
-    return out
-
-
 def _apply(ctx: _Context, latents: torch.Tensor, ops: Sequence[EditOp], invert: bool = False) -> torch.Tensor:
     """Edit copy k of ``latents`` (k-th row, or the single row repeated) with ``ops[k]``; inverse edits with ``invert``."""
     rows = []
@@ -337,7 +327,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
         if not ops:
             continue
         lat = proj.latents[b : b + 1].detach()
-        edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, _slice_noise(proj.noise, b, len(ops)))
+        edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)))
         realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
         attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind == "interfacegan"]
         before = after = {}
@@ -378,7 +368,7 @@ def _edit_consistency(ctx: _Context, method: str, images: torch.Tensor, ids: lis
         if not ops:
             continue
         lat = proj.latents[b : b + 1].detach()
-        edited.append(_synth(ctx, _apply(ctx, lat, ops), proj.space, _slice_noise(proj.noise, b, len(ops))))
+        edited.append(_synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops))))
         plans.extend(ops)
         owners.extend([b] * len(ops))
     if not plans:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from magec.devices import module_device
+
 
 @dataclass(frozen=True)
 class LatentSpace:
@@ -22,6 +24,20 @@ class LatentSpace:
 
     name: str
     shape: tuple[int, ...]
+
+
+def select_noise(noise: list[torch.Tensor] | None, index: int, repeat: int = 1) -> list[torch.Tensor] | None:
+    """The noise maps of image ``index`` of a batch (or the shared maps of a batch of one), repeated ``repeat`` times.
+
+    Edited copies of one inverted image must keep that image's noise; ``None`` / empty stays as it is.
+    """
+    if not noise:
+        return noise
+    out = []
+    for n in noise:
+        one = n[index : index + 1] if n.shape[0] > 1 else n[:1]
+        out.append(one.expand(repeat, *one.shape[1:]).contiguous())
+    return out
 
 
 class Generator(nn.Module, abc.ABC):
@@ -52,11 +68,7 @@ class Generator(nn.Module, abc.ABC):
 
     @property
     def device(self) -> torch.device:
-        for p in self.parameters():
-            return p.device
-        for b in self.buffers():
-            return b.device
-        return torch.device("cpu")
+        return module_device(self)
 
     @property
     def has_noise(self) -> bool:

@@ -21,6 +21,7 @@ from torch import nn
 
 from magec.errors import MagecError, file_error
 from magec.generators.base import Generator, LatentSpace
+from magec.io.checkpoints import read_checkpoint, strict_load
 from magec.seeding import randn
 
 WEIGHTS_PACKAGE = "gan_face_generate"
@@ -73,18 +74,12 @@ class DCGANFace(Generator):
     def from_checkpoint(cls, path: str | Path | None = None, device: torch.device | str = "cpu") -> DCGANFace:
         """Load the published weights (default: the embedded copy inside gan-face-generate)."""
         path = Path(path) if path is not None else embedded_weights_path()
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure here is a bad file
-            raise file_error(path, f"not a loadable DCGAN checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        checkpoint = read_checkpoint(path, "a DCGAN checkpoint")
         state = checkpoint.get("netG_state_dict") if isinstance(checkpoint, dict) else None
-        if state is None:
+        if not isinstance(state, dict):
             raise file_error(path, "expected a dict with key 'netG_state_dict' (gan-face-generate layout)")
         model = cls()
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise file_error(path, f"state_dict does not match the 64x64 DCGAN ({str(exc).splitlines()[0]})") from None
+        strict_load(model, state, path, "the 64x64 DCGAN")
         return model.to(device)
 
     def sample_latents(self, n: int, seed: int) -> torch.Tensor:

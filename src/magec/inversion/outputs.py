@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from magec.errors import file_error
+from magec.generators.base import select_noise
 from magec.io.atomic import atomic_path, write_json
 from magec.io.images import save_png
 from magec.inversion.optimizer import InversionResult
@@ -80,7 +81,7 @@ def write_inversion_outputs(out_dir: str | Path, names: list[str], sources: torc
     out_dir = Path(out_dir)
     written = []
     for i, name in enumerate(names):
-        noise = [n[i : i + 1] for n in result.noise] if result.noise is not None else None
+        noise = select_noise(result.noise, i)
         meta = {**settings, "method": result.method, "space": result.space, "source_name": name}
         written.append(save_latent(out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta))
         written.append(save_png(result.images[i], out_dir / f"{name}.png"))

@@ -7,7 +7,9 @@ missing / unexpected keys, never half-loaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,13 +17,18 @@ from torch import nn
 from magec.errors import file_error
 
 
-def read_checkpoint(path: str | Path, what: str) -> object:
-    """``torch.load(path, weights_only=True)`` on CPU; any failure is a ``MagecError`` naming ``path`` and ``what`` was expected."""
+def read_checkpoint(path: str | Path, what: str, allowed_globals: Sequence[Any] = ()) -> object:
+    """``torch.load(path, weights_only=True)`` on CPU; any failure is a ``MagecError`` naming ``path`` and ``what`` was expected.
+
+    ``allowed_globals`` extends the safe loader's allow-list for one call (e.g. ``argparse.Namespace``,
+    which training checkpoints keep their arguments in).
+    """
     path = Path(path)
     if not path.is_file():
         raise file_error(path, f"no such file (expected {what})")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad or unsafe file
         first = (str(exc).splitlines() or [""])[0][:200]
         raise file_error(path, f"not loadable as {what} with the safe loader ({type(exc).__name__}: {first})") from None

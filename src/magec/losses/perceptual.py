@@ -20,6 +20,7 @@ from torch import nn
 from magec.describers.base import Describer
 from magec.devices import resolve_device
 from magec.errors import MagecError, file_error
+from magec.io.checkpoints import read_state_dict
 
 log = logging.getLogger("magec")
 
@@ -59,10 +60,7 @@ class LPIPSVGG(PerceptualLoss):
         weights = Path(weights)
         # pnet_rand=True builds the backbone without touching the network; we load the weights ourselves.
         self.model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise file_error(weights, f"not a loadable VGG16 state_dict ({type(exc).__name__})") from None
+        state = read_state_dict(weights, "a torchvision VGG16 state_dict")
         backbone = {}
         for name, _ in self.model.net.named_parameters():
             index = name.split(".", 1)[1]  # "slice2.5.weight" -> "5.weight", the torchvision features index
@@ -93,7 +91,7 @@ class DescriberFeatures(PerceptualLoss):
         self._cached_version = -1
         self._cached_features: list[torch.Tensor] = []
         with torch.no_grad():
-            if not describer.features(torch.zeros(1, 3, 64, 64, device=_device_of(describer))):
+            if not describer.features(torch.zeros(1, 3, 64, 64, device=describer.device)):
                 raise MagecError(f"describer {describer.spec} exposes no features for a perceptual loss")
 
     def _target_features(self, y: torch.Tensor) -> list[torch.Tensor]:
@@ -112,12 +110,6 @@ class DescriberFeatures(PerceptualLoss):
             ny = fy / (fy.square().sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + (nx - ny).square().sum(1).flatten(1).mean(1)
         return total
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    for t in list(module.parameters()) + list(module.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 def build_perceptual(spec: str = "auto", device: str | torch.device = "auto", describer: Describer | None = None) -> PerceptualLoss:

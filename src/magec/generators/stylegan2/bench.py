@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 
 from magec.devices import resolve_device
 from magec.generators.stylegan2.config import StyleGAN2Config
 from magec.generators.stylegan2.model import StyleGAN2Generator
+from magec.seeding import generator_for
+from magec.timing import median_ms
 
 
 def stylegan2_step_ms(resolution: int, device: torch.device | str = "auto", repeats: int = 3, seed: int = 0) -> float:
@@ -21,7 +20,7 @@ def stylegan2_step_ms(resolution: int, device: torch.device | str = "auto", repe
     device = resolve_device(device)
     model = StyleGAN2Generator.random(StyleGAN2Config(resolution=resolution), seed=seed).to(device)
     target = torch.zeros(1, 3, resolution, resolution, device=device)
-    w = torch.randn(1, model.n_latent, model.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    w = torch.randn(1, model.n_latent, model.style_dim, generator=generator_for(seed)).to(device)
     w.requires_grad_(True)
 
     def step() -> None:
@@ -31,10 +30,4 @@ def stylegan2_step_ms(resolution: int, device: torch.device | str = "auto", repe
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return float(statistics.median(times))
+    return float(median_ms(step, repeats=repeats, warmup=1))

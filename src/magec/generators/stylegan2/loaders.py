@@ -18,7 +18,7 @@ from magec.generators.stylegan2.config import StyleGAN2Config
 from magec.generators.stylegan2.model import StyleGAN2Generator
 from magec.generators.stylegan2.nvidia import nvidia_to_rosinality, read_nvidia_pickle
 from magec.io.atomic import atomic_path
-from magec.io.checkpoints import strict_load
+from magec.io.checkpoints import read_checkpoint, strict_load
 
 #: safetensors metadata value identifying our format.
 SAFETENSORS_FORMAT = "magec-stylegan2"
@@ -108,11 +108,7 @@ def load_rosinality(
 ) -> StyleGAN2Generator:
     """A rosinality checkpoint: ``{"g_ema": state_dict, "latent_avg": w_avg, ...}`` or a bare g_ema state_dict."""
     path = Path(path)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):  # training checkpoints keep their args
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here is a bad or unsafe file
-        raise file_error(path, f"not a loadable torch checkpoint ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})") from None
+    ckpt = read_checkpoint(path, "a rosinality StyleGAN2 checkpoint", allowed_globals=[argparse.Namespace])  # training checkpoints keep their args
     if not isinstance(ckpt, dict):
         raise file_error(path, f"expected a dict with key 'g_ema' (rosinality layout), found {type(ckpt).__name__}")
     state = ckpt["g_ema"] if "g_ema" in ckpt else ckpt if "input.input" in ckpt else None
