@@ -73,3 +73,17 @@ def test_prepare_cli_writes_a_loadable_pack(tmp_path, capsys):
     assert manifest["generator"] == "dcgan-face" and manifest["describer"]["spec"] == "dlib-age-gender"
     assert set(manifest["linknet"]["heldout_agreement"]) == {"male", "age"}
     assert "held-out agreement" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("samples", ["0", "10"])
+def test_prepare_refuses_too_few_samples_without_writing(tmp_path, capsys, samples):
+    out = tmp_path / "pack"
+    assert main(["prepare", "--out", str(out), "--samples", samples, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("magec: error: --samples") and not out.exists()
+
+
+def test_invert_refuses_negative_settings(pack_dir, face_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["invert", str(face_png), "--pack", str(pack_dir), "--lambda-magec", "-1", "--out", str(out), "--device", "cpu"]) == 1
+    assert "lambda_MAGEC -1.0 must not be negative" in capsys.readouterr().err and not out.exists()

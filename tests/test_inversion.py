@@ -107,3 +107,11 @@ def test_weights_are_configurable_per_method():
     assert all(p.magec == 0.01 and p.identity == 0.0 for p in config.phases)
     assert [p.mse for p in config.phases] == [1e-3, 0.5]  # the rest of the protocol is untouched
     assert all(p.magec == 0 for p in method_config("no-magec", lambda_magec=0.01).phases)
+
+
+@pytest.mark.parametrize("kwargs", [{"steps_scale": 0}, {"steps_scale": -1}, {"lambda_magec": -1e-3}, {"lambda_id": -1.0}])
+def test_nonsense_settings_are_refused(kwargs):
+    from magec.errors import MagecError
+
+    with pytest.raises(MagecError):
+        method_config("magec", **kwargs)

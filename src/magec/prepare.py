@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from magec import __version__
 from magec.describers.base import Describer
+from magec.errors import MagecError
 from magec.generators.base import Generator
 from magec.latent.ganspace import GANSpaceConfig, GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANConfig, InterfaceGANEditor
@@ -24,6 +25,10 @@ from magec.latent.linknet import LinkNet, LinkNetConfig
 from magec.latent.stats import LatentStats
 from magec.pack import Pack
 from magec.seeding import generator_for
+
+
+#: Fewer pairs cannot give both a training split and a held-out split with both classes of an attribute.
+MIN_SAMPLES = 50
 
 
 @dataclass
@@ -70,6 +75,10 @@ def package_versions() -> dict[str, str]:
 def prepare_pack(generator: Generator, describer: Describer, config: PrepareConfig | None = None, progress: bool = True) -> Pack:
     """Fit LinkNet, InterfaceGAN, GANSpace and latent statistics for this generator/describer pair."""
     config = config or PrepareConfig()
+    if config.n_samples < MIN_SAMPLES:
+        raise MagecError(f"--samples {config.n_samples}: need at least {MIN_SAMPLES} latent-image pairs to fit and hold out")
+    if not 0 < config.holdout_fraction < 1:
+        raise MagecError(f"holdout fraction {config.holdout_fraction} must be between 0 and 1")
     started = time.perf_counter()
     latents, probs, features = sample_and_describe(generator, describer, config.n_samples, config.seed, config.batch_size, config.ganspace_samples, progress)
     latents = latents.flatten(1)
@@ -81,7 +90,10 @@ def prepare_pack(generator: Generator, describer: Describer, config: PrepareConf
     linknet = LinkNet(latents.shape[1], layout).fit(latents[train], probs[train], config.linknet, seed=config.seed, progress=progress)
     heldout = linknet.agreement(latents[hold], probs[hold], tolerance=config.linknet.continuous_tolerance)
     values = layout.attribute_values(probs)
-    interfacegan = InterfaceGANEditor.fit(latents[train], values[train], layout, config.interfacegan, seed=config.seed)
+    try:
+        interfacegan = InterfaceGANEditor.fit(latents[train], values[train], layout, config.interfacegan, seed=config.seed)
+    except ValueError as exc:  # e.g. every sample on one side of an attribute: more samples are needed
+        raise MagecError(f"cannot fit InterfaceGAN on {len(train)} samples: {exc}") from None
     ganspace = GANSpaceEditor.fit(latents[: len(features)] if features is not None else latents[train], features, config.ganspace, seed=config.seed)
     stats = LatentStats.fit(latents[train], generator.initial_latent().flatten())
 

@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.edits_per_editor < 0 or args.steps_scale <= 0:
         raise MagecError("--batch-size must be >= 1, --edits-per-editor >= 0 and --steps-scale > 0")
+    if args.lambda_magec is not None and args.lambda_magec < 0:
+        raise MagecError(f"--lambda-magec {args.lambda_magec}: must not be negative")
     if args.notes is not None and not args.notes.is_file():
         raise MagecError(f"{args.notes}: no such notes file")
     pipeline = load_pipeline(args.pack, device=args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from magec.errors import MagecError
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -72,6 +74,12 @@ def method_config(method: str, steps_scale: float = 1.0, lambda_magec: float | N
     - ``im2stylegan++``: Eq. 1 (MSE + LPIPS), 1000 steps on the latent (W+ where the generator has it)
       then 1000 on the noise maps where it has them; Adam at a constant 0.01 as in Image2StyleGAN.
     """
+    if steps_scale <= 0:
+        raise MagecError(f"steps scale {steps_scale} must be positive")
+    for name, value in (("lambda_MAGEC", lambda_magec), ("lambda_ID", lambda_id)):
+        if value is not None and value < 0:
+            raise MagecError(f"{name} {value} must not be negative")
+
     def scaled(p: Phase) -> Phase:
         p = replace(p, steps=max(1, round(p.steps * steps_scale)))
         if lambda_id is not None and p.target == "latent":
