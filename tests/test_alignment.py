@@ -53,7 +53,7 @@ def test_no_face_is_a_clear_error(detector):
 
 def test_face_index_out_of_range(detector, astronaut):
     n = len(detector.detect(astronaut))
-    with pytest.raises(MagecError, match=f"face index {n} out of range: {n} face"):
+    with pytest.raises(MagecError, match=f"no face {n}: only {n} face"):
         align_face(astronaut, 64, face_index=n, detector=detector)
 
 

@@ -78,12 +78,37 @@ def test_prepare_cli_writes_a_loadable_pack(tmp_path, capsys):
 @pytest.mark.parametrize("samples", ["0", "10"])
 def test_prepare_refuses_too_few_samples_without_writing(tmp_path, capsys, samples):
     out = tmp_path / "pack"
-    assert main(["prepare", "--out", str(out), "--samples", samples, "--device", "cpu"]) == 1
+    with pytest.raises(SystemExit) as exit_:
+        main(["prepare", "--out", str(out), "--samples", samples, "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("magec: error: --samples") and not out.exists()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("magec: error: argument --samples") and not out.exists()
 
 
-def test_invert_refuses_negative_settings(pack_dir, face_png, tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["invert", str(face_png), "--pack", str(pack_dir), "--lambda-magec", "-1", "--out", str(out), "--device", "cpu"]) == 1
-    assert "lambda_MAGEC -1.0 must not be negative" in capsys.readouterr().err and not out.exists()
+def test_library_refuses_what_the_cli_refuses():
+    from magec.errors import MagecError
+    from magec.inversion import method_config
+    from magec.prepare import PrepareConfig
+
+    with pytest.raises(MagecError, match="at least 50"):
+        PrepareConfig(n_samples=10)
+    with pytest.raises(MagecError, match="--lambda-magec -1: must not be negative"):
+        method_config("magec", lambda_magec=-1)
+    with pytest.raises(MagecError, match="finite"):
+        method_config("magec", steps_scale=float("nan"))
+
+
+def test_cli_defaults_match_the_library():
+    from magec.cli import cmd_prepare, cmd_train_describer
+    from magec.describers.celeba import ARCHITECTURES
+    from magec.prepare import MIN_SAMPLES, PrepareConfig
+
+    assert (cmd_prepare.DEFAULT_SAMPLES, cmd_prepare.DEFAULT_BATCH, cmd_prepare.MIN_SAMPLES) == (PrepareConfig.n_samples, PrepareConfig.batch_size, MIN_SAMPLES)
+    assert cmd_train_describer.ARCHITECTURES == ARCHITECTURES
+
+
+def test_help_and_version_do_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from magec.cli.main import main\ntry:\n    main(['--version'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().endswith("False")

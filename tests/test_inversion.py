@@ -88,11 +88,25 @@ def test_each_method_lowers_its_own_objective(tone_pipeline, targets, method):
     assert torch.allclose(result.images, tone_pipeline.generator.synthesize(result.latents), atol=1e-6)
 
 
-def test_batched_inversion_equals_sequential(tone_pipeline, targets):
+def test_same_batches_give_identical_results(tone_pipeline, targets):
+    """Determinism: the same images in the same batches give bit-identical latents and histories."""
+    config = method_config("magec", steps_scale=0.1)
+    first = invert(tone_pipeline, targets, "magec", config, progress=False)
+    second = invert(tone_pipeline, targets, "magec", config, progress=False)
+    assert torch.equal(first.latents, second.latents) and first.history == second.history
+
+
+def test_batched_inversion_solves_the_same_problem_as_sequential(tone_pipeline, targets):
+    """What holds across batch sizes: each image's objective is its own (losses summed per image, Adam is
+    elementwise), so the first step's losses agree to float rounding; later steps may drift apart as the
+    optimiser amplifies that rounding (README, "Batches")."""
     config = method_config("magec", steps_scale=0.1)
     together = invert(tone_pipeline, targets, "magec", config, progress=False)
-    apart = torch.cat([invert(tone_pipeline, targets[i : i + 1], "magec", config, progress=False).latents for i in range(len(targets))])
-    assert torch.allclose(together.latents, apart, atol=1e-4)
+    apart = [invert(tone_pipeline, targets[i : i + 1], "magec", config, progress=False) for i in range(len(targets))]
+    for key in ("mse", "perceptual", "magec"):
+        start = torch.tensor(together.history[0][key])
+        alone = torch.tensor([a.history[0][key][0] for a in apart])
+        assert torch.allclose(start, alone, rtol=1e-5, atol=1e-7), key
 
 
 def test_magec_loss_pulls_latent_towards_descriptor(tone_pipeline, targets):

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,12 @@ from magec.errors import MagecError  # noqa: E402
 from magec.generators import load_generator  # noqa: E402
 from magec.generators.base import select_noise  # noqa: E402
 from magec.inversion import METHODS, InversionResult, invert, method_config  # noqa: E402
-from magec.io.atomic import atomic_dir  # noqa: E402
+from magec.io.output_folder import OutputFolder  # noqa: E402
+from magec import validation  # noqa: E402
 from magec.io.face_crop import astronaut_face  # noqa: E402
 from magec.io.images import pil_to_tensor, save_png  # noqa: E402
 from magec.losses.reconstruction import mse_per_image  # noqa: E402
-from magec.pack import Pack  # noqa: E402
+from magec.pack import Pack, check_pack_folder  # noqa: E402
 from magec.pipeline import Pipeline, assemble_pipeline  # noqa: E402
 from magec.prepare import PrepareConfig, prepare_pack  # noqa: E402
 from magec.visualize import image_grid, save_figure  # noqa: E402
@@ -54,6 +56,16 @@ class DemoConfig:
     perceptual: str = "auto"
     methods: tuple[str, ...] = METHODS
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    #: Write into an existing ``out`` that holds other files (files magec did not write are never replaced).
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.out, self.cache = Path(self.out), Path(self.cache)
+        validation.integer("--generated", self.generated, 0, 64)
+        validation.integer("--seed", self.seed, 0)
+        validation.positive("--steps-scale", self.steps_scale)
+        for method in self.methods:
+            validation.choice("method", method, METHODS)
 
 
 def cached_pack(config: DemoConfig, generator, describer, progress: bool) -> Pack:
@@ -67,6 +79,7 @@ def cached_pack(config: DemoConfig, generator, describer, progress: bool) -> Pac
                 return pack
         except MagecError as exc:
             log.info("cached pack unusable (%s): preparing again", exc)
+    check_pack_folder(folder)
     pack = prepare_pack(generator, describer, config.prepare, progress=progress)
     pack.save(folder)
     return pack
@@ -116,6 +129,7 @@ def loss_plot(results: dict[str, InversionResult], target: Path) -> Path:
 def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     """Run the demo; returns the path of ``index.html``."""
     config = config or DemoConfig()
+    out = OutputFolder.open(config.out, "demo", config.force)  # before minutes of work
     device = resolve_device(config.device)
     generator = load_generator("dcgan-face", device)
     describer = load_describer("dlib-age-gender", device)
@@ -133,7 +147,9 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     for method in config.methods:
         results[method] = invert(pipeline, inputs, method, method_config(method, config.steps_scale), progress=progress, seed=config.seed)
 
-    with atomic_dir(config.out) as tmp:
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{config.out.name}.", dir=config.out.parent) as staging:
+        tmp = Path(staging)
         for i, name in enumerate(names):
             save_png(inputs[i], tmp / f"input-{name}.png")
         recon_rows = [[inputs[i]] + [results[m].images[i] for m in results] for i in range(len(names))]
@@ -158,6 +174,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (tmp / "index.html").write_text(render_html(summary, figures, names), encoding="utf-8")
+        out.publish(tmp)
     return config.out / "index.html"
 
 

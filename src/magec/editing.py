@@ -63,18 +63,41 @@ def apply_edits(pipeline: Pipeline, latent: torch.Tensor, space: str, noise: lis
     return rows
 
 
+GRID_FILE = "grid.png"
+
+
+def edit_file_name(editor: str, operation: str, amount: float) -> str:
+    """The PNG one edit is written to, e.g. ``interfacegan_male_+3.00.png``."""
+    safe = operation.replace(":", "-").replace("/", "-").replace("\\", "-")
+    return f"{editor}_{safe}_{amount:+.2f}.png"
+
+
+def planned_edit_files(editor: str, operations: list[str], amounts: list[float]) -> list[str]:
+    """Every file ``write_edits`` will write, checked to be distinct (two edits never share a file)."""
+    names: dict[str, tuple[str, float]] = {}
+    for op in operations:
+        for amount in amounts:
+            name = edit_file_name(editor, op, amount)
+            if name in names:
+                raise MagecError(
+                    f"edits {names[name][0]} {names[name][1]:g} and {op} {amount:g} would both be written to {name}; "
+                    "use distinct operations and amounts that differ by at least 0.01"
+                )
+            names[name] = (op, amount)
+    return [*names, GRID_FILE]
+
+
 def write_edits(out_dir: str | Path, rows: list[list[Edit]], source: torch.Tensor | None, projection: torch.Tensor, title: str) -> list[Path]:
     """One PNG per edit and ``grid.png``: original, projection, then the edits, one row per operation."""
     out_dir = Path(out_dir)
     written = []
     for row in rows:
         for e in row:
-            safe = e.operation.replace(":", "-").replace("/", "-")
-            written.append(save_png(e.image, out_dir / f"{e.editor}_{safe}_{e.amount:+.2f}.png"))
+            written.append(save_png(e.image, out_dir / edit_file_name(e.editor, e.operation, e.amount)))
     lead = ([source] if source is not None else []) + [projection]
     lead_labels = (["original"] if source is not None else []) + ["projection"]
     grid_rows = [lead + [e.image for e in row] for row in rows]
     col_labels = lead_labels + [f"{e.amount:+.2f}" for e in rows[0]]
     row_labels = [row[0].operation for row in rows]
-    written.append(image_grid(grid_rows, out_dir / "grid.png", row_labels=row_labels, col_labels=col_labels, title=title))
+    written.append(image_grid(grid_rows, out_dir / GRID_FILE, row_labels=row_labels, col_labels=col_labels, title=title))
     return written

@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from magec.describers.base import DescriptorLayout
 from magec.errors import file_error
-from magec.io.atomic import atomic_dir
+from magec.io.atomic import atomic_dir, atomic_path, write_text
+from magec.io.output_folder import OutputFolder
 from magec.latent.ganspace import GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANEditor
 from magec.latent.linknet import LinkNet
@@ -41,6 +42,23 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _pack_files(folder: Path) -> list[str]:
+    """The files of a pack written before output indexes existed: its manifest vouches for them."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    return [MANIFEST, TENSORS] if isinstance(manifest, dict) and manifest.get("format") == PACK_FORMAT else []
+
+
+def check_pack_folder(folder: str | Path, force: bool = False) -> Path:
+    """Check, before any heavy work, that a pack may be written to ``folder`` (one-line error otherwise)."""
+    folder = Path(folder)
+    out = OutputFolder.open(folder, "pack", force, own=_pack_files)
+    out.check_claims({TENSORS: "", MANIFEST: ""})
+    return folder
 
 
 @dataclass
@@ -91,15 +109,33 @@ class Pack:
             **self.info,
         }
 
-    def save(self, folder: str | Path) -> Path:
-        """Write the pack atomically: a temporary folder replaces ``folder`` only when complete."""
-        folder = Path(folder)
+    def save(self, folder: str | Path, force: bool = False) -> Path:
+        """Write the pack; nothing is ever half-written and no file magec did not write is replaced.
+
+        A new (or empty) folder is built under a temporary name and renamed. An existing pack is
+        updated file by file (tensors, then the manifest that vouches for them by SHA-256), so an
+        interruption leaves either the old pack or one that ``load`` refuses, never a wrong one.
+        A folder holding anything else is refused (``force`` allows adding the pack beside its files).
+        """
+        folder = check_pack_folder(folder, force)
         tensors = self.tensors()
-        with atomic_dir(folder) as tmp:
-            save_file(tensors, str(tmp / TENSORS))
-            manifest = self.manifest(tensors, sha256_file(tmp / TENSORS))
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if not folder.exists() or not any(folder.iterdir()):
+            with atomic_dir(folder) as tmp:
+                self._write_files(tmp, tensors)
+            return folder
+        out = OutputFolder.open(folder, "pack", force, own=_pack_files)
+        out.claim({TENSORS: "", MANIFEST: ""})
+        with atomic_path(folder / TENSORS) as tmp_tensors:
+            save_file(tensors, str(tmp_tensors))
+            digest = sha256_file(tmp_tensors)
+        write_text(folder / MANIFEST, json.dumps(self.manifest(tensors, digest), indent=2, sort_keys=True) + "\n")
         return folder
+
+    def _write_files(self, folder: Path, tensors: dict[str, torch.Tensor]) -> None:
+        save_file(tensors, str(folder / TENSORS))
+        manifest = self.manifest(tensors, sha256_file(folder / TENSORS))
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        OutputFolder(folder, "pack", files={TENSORS: "", MANIFEST: ""}).save_index()
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device | str = "cpu") -> Pack:
@@ -134,6 +170,8 @@ class Pack:
         for name, shape in shapes.items():
             if list(tensors[name].shape) != list(shape):
                 raise file_error(tensors_path, f"tensor {name} has shape {list(tensors[name].shape)}, manifest says {shape}")
+            if tensors[name].is_floating_point() and not bool(torch.isfinite(tensors[name]).all()):
+                raise file_error(tensors_path, f"tensor {name} holds NaN or infinite values; re-run `magec prepare`")
         try:
             layout = DescriptorLayout.from_dict(manifest["describer"]["layout"])
             latent_dim = int(manifest["latent_dim"])

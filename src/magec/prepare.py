@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from magec import __version__
 from magec.describers.base import Describer
+from magec import validation
 from magec.errors import MagecError
 from magec.generators.base import Generator
 from magec.latent.ganspace import GANSpaceConfig, GANSpaceEditor
@@ -44,6 +45,15 @@ class PrepareConfig:
     linknet: LinkNetConfig = field(default_factory=LinkNetConfig)
     interfacegan: InterfaceGANConfig = field(default_factory=InterfaceGANConfig)
     ganspace: GANSpaceConfig = field(default_factory=GANSpaceConfig)
+
+    def __post_init__(self) -> None:
+        if validation.integer("--samples", self.n_samples) < MIN_SAMPLES:
+            raise MagecError(f"--samples {self.n_samples}: need at least {MIN_SAMPLES} latent-image pairs to fit and hold out")
+        validation.integer("seed", self.seed, 0)
+        validation.integer("--batch-size", self.batch_size, 1)
+        validation.integer("GANSpace samples", self.ganspace_samples, 1)
+        if not 0 < validation.finite("holdout fraction", self.holdout_fraction) < 1:
+            raise MagecError(f"holdout fraction {self.holdout_fraction} must be between 0 and 1")
 
 
 @torch.no_grad()
@@ -75,10 +85,6 @@ def package_versions() -> dict[str, str]:
 def prepare_pack(generator: Generator, describer: Describer, config: PrepareConfig | None = None, progress: bool = True) -> Pack:
     """Fit LinkNet, InterfaceGAN, GANSpace and latent statistics for this generator/describer pair."""
     config = config or PrepareConfig()
-    if config.n_samples < MIN_SAMPLES:
-        raise MagecError(f"--samples {config.n_samples}: need at least {MIN_SAMPLES} latent-image pairs to fit and hold out")
-    if not 0 < config.holdout_fraction < 1:
-        raise MagecError(f"holdout fraction {config.holdout_fraction} must be between 0 and 1")
     started = time.perf_counter()
     latents, probs, features = sample_and_describe(generator, describer, config.n_samples, config.seed, config.batch_size, config.ganspace_samples, progress)
     latents = latents.flatten(1)

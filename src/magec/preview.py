@@ -6,14 +6,23 @@ from pathlib import Path
 
 import torch
 
+from magec import validation
 from magec.editing import apply_edits
 from magec.pipeline import Pipeline
 from magec.visualize import image_grid
 
 
+def preview_files(pipeline: Pipeline) -> list[str]:
+    """The files ``write_preview`` writes."""
+    return ["samples.png", *(f"edits-{kind}.png" for kind in pipeline.pack.editors)]
+
+
 @torch.no_grad()
 def write_preview(pipeline: Pipeline, out_dir: str | Path, n: int = 24, seed: int = 1234, steps: int = 5, directions: int = 4) -> list[Path]:
     """Write ``samples.png`` (F's predictions on n generated faces) and ``edits-<editor>.png`` strips."""
+    validation.integer("-n", n, 1, 1024)
+    validation.integer("steps", steps, 2, 64)
+    validation.integer("directions", directions, 1, 64)
     out_dir = Path(out_dir)
     gen, describer = pipeline.generator, pipeline.describer
     latents = gen.sample_latents(n, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from magec.bench import bench_pipeline, run_bench, stylegan2_steps
+from magec.cli.options import device_spec, positive_int
 from magec.errors import MagecError
 
 
@@ -13,20 +13,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure step times, the MAGEC term's share and throughput", description=__doc__)
     p.add_argument("--json", action="store_true", help="print one JSON object (default: readable lines)")
     p.add_argument("--pack", help="pack to time with (default: a small embedded pack fitted on the spot)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", type=device_spec, default="auto")
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--perceptual", default="auto")
     p.add_argument("--stylegan2", default="256,1024", help="StyleGAN2 resolutions to time (comma-separated; 'none' to skip; 1024 takes minutes on a CPU)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from magec.bench import bench_pipeline, run_bench, stylegan2_steps
+
     extra = {}
     if args.stylegan2 != "none":
         try:
             resolutions = tuple(int(r) for r in args.stylegan2.split(","))
+            if any(r < 4 or r > 1024 or r & (r - 1) for r in resolutions):
+                raise ValueError
         except ValueError:
-            raise MagecError(f"--stylegan2 {args.stylegan2!r}: expected comma-separated resolutions or 'none'") from None
+            raise MagecError(f"--stylegan2 {args.stylegan2!r}: expected comma-separated powers of two from 4 to 1024, or 'none'") from None
         extra["stylegan2_step_ms"] = stylegan2_steps(resolutions, repeats=min(args.repeats, 3))
     result = run_bench(bench_pipeline(args.device, args.pack, args.perceptual), repeats=args.repeats, extra=extra)
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from magec.cli.options import int_at_least, positive_int
 from magec.errors import MagecError
 
 
@@ -17,18 +18,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "code is never run.",
     )
     parser.add_argument("input", help="checkpoint to read")
-    parser.add_argument("output", help="safetensors file to write (atomically)")
-    parser.add_argument("--size", type=int, default=None, help="rosinality only: output resolution (default: from the keys)")
-    parser.add_argument("--channel-multiplier", type=int, default=None, help="rosinality only: channel multiplier (default: from the shapes)")
-    parser.add_argument("--n-mlp", type=int, default=None, help="rosinality only: mapping layers (default: from the keys)")
+    parser.add_argument("output", help="safetensors file to write (atomically; an existing file is replaced only if magec wrote it)")
+    parser.add_argument("--size", type=int_at_least(4, 4096), default=None, help="rosinality only: output resolution (default: from the keys)")
+    parser.add_argument("--channel-multiplier", type=positive_int, default=None, help="rosinality only: channel multiplier (default: from the shapes)")
+    parser.add_argument("--n-mlp", type=positive_int, default=None, help="rosinality only: mapping layers (default: from the keys)")
+    parser.add_argument("--force", action="store_true", help="replace OUTPUT even if magec did not write it")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from magec.generators.stylegan2.loaders import convert_checkpoint
+    from magec.io.checkpoints import safetensors_format
+    from magec.io.output_folder import check_not_inputs, check_output_file
 
     if not str(args.output).endswith(".safetensors"):
         raise MagecError(f"{args.output}: output must end in .safetensors")
+    check_not_inputs([args.output], [args.input])
+    check_output_file(args.output, args.force, ours=lambda p: (safetensors_format(p) or "").startswith("magec"))
+    from magec.generators.stylegan2.loaders import convert_checkpoint
+
     overrides = {k: v for k, v in (("size", args.size), ("channel_multiplier", args.channel_multiplier), ("n_mlp", args.n_mlp)) if v is not None}
     model = convert_checkpoint(args.input, args.output, **overrides)
     c = model.config

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from magec.weights import list_weight_files, weight_files_as_dicts
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="list the optional weight files magec can use and whether they are present")
@@ -17,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from magec.weights import list_weight_files, weight_files_as_dicts
+
     if args.json:
         print(json.dumps(weight_files_as_dicts(args.checkpoint), indent=2))
         return 0

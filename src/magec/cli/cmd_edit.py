@@ -3,39 +3,64 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from magec.cli.common import add_device_and_seed
-from magec.editing import apply_edits, default_amounts, default_operations, write_edits
+from magec import validation
+from magec.cli.options import add_device_and_seed, add_force
 from magec.errors import MagecError
-from magec.inversion.outputs import load_latent
-from magec.pipeline import load_pipeline
+
+EDITORS = ("interfacegan", "ganspace", "interpolate")
+
+
+def parse_amounts(text: str) -> list[float]:
+    """``--amounts`` as finite numbers within +-MAX_EDIT_AMOUNT (one line naming the bad value otherwise)."""
+    amounts = []
+    for part in text.split(","):
+        try:
+            amounts.append(validation.in_range("--amounts value", part.strip(), -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT))
+        except MagecError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (expected comma-separated numbers)") from None
+    return amounts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="edit an inverted latent and write the images and a grid", description=__doc__)
     p.add_argument("latent", help="a <name>.latent.safetensors written by `magec invert`")
     p.add_argument("--pack", required=True)
-    p.add_argument("--editor", choices=("interfacegan", "ganspace", "interpolate"), default="interfacegan")
+    p.add_argument("--editor", choices=EDITORS, default="interfacegan")
     p.add_argument("--operation", action="append", help="attribute (interfacegan), pcK (ganspace) or sample:SEED (interpolate); repeatable; default: the first four")
-    p.add_argument("--amounts", help="comma-separated edit amounts (latent units; t in [0,1] for interpolate); default: symmetric steps up to the editor's default")
-    p.add_argument("--out", required=True)
+    p.add_argument("--amounts", type=parse_amounts, help="comma-separated edit amounts (latent units; t in [0,1] for interpolate); default: symmetric steps up to the editor's default")
+    p.add_argument("--out", required=True, help="folder for one PNG per edit and grid.png")
+    add_force(p)
     add_device_and_seed(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from magec.io.output_folder import OutputFolder
+
+    out = OutputFolder.open(args.out, "edits", args.force)
+    from magec.inversion.outputs import check_latent_fits, load_latent
+
     saved = load_latent(args.latent)
+    from magec.editing import apply_edits, default_amounts, default_operations, planned_edit_files, write_edits
+    from magec.pipeline import load_pipeline
+
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
-    if saved.metadata.get("generator") not in (None, pipeline.generator.spec):
-        raise MagecError(f"{args.latent}: inverted with generator {saved.metadata.get('generator')}, but the pack uses {pipeline.generator.spec}")
+    check_latent_fits(saved, pipeline.generator, args.latent)
+    editor = pipeline.pack.editors[args.editor]
     operations = args.operation or default_operations(pipeline, args.editor, seed=args.seed)
-    try:
-        amounts = [float(a) for a in args.amounts.split(",")] if args.amounts else default_amounts(pipeline, args.editor)
-    except ValueError:
-        raise MagecError(f"--amounts {args.amounts!r}: expected comma-separated numbers") from None
+    if args.editor != "interpolate":
+        unknown = [op for op in operations if op not in editor.operations()]
+        if unknown:
+            raise MagecError(f"--operation {unknown[0]!r}: {args.editor} offers {', '.join(editor.operations())}")
+    amounts = args.amounts or default_amounts(pipeline, args.editor)
+    source = str(Path(args.latent).resolve())
+    out.claim({name: source for name in planned_edit_files(args.editor, operations, amounts)})
     rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
-    projection = pipeline.generator.synthesize(saved.latent.to(pipeline.device), space=saved.space, noise=[n.to(pipeline.device) for n in saved.noise] if saved.noise else None)[0]
+    noise = [n.to(pipeline.device) for n in saved.noise] if saved.noise else None
+    projection = pipeline.generator.synthesize(saved.latent.to(pipeline.device), space=saved.space, noise=noise)[0]
     title = f"{args.editor} edits of {saved.metadata.get('source_name', args.latent)} ({saved.metadata.get('method', '?')} projection)"
-    written = write_edits(args.out, rows, saved.source, projection.detach(), title)
+    written = write_edits(out.path, rows, saved.source, projection.detach(), title)
     print(f"wrote {len(written)} files to {args.out} (grid: {written[-1]})")
     return 0

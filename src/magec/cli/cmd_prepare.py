@@ -3,31 +3,44 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from magec.cli.common import add_device_and_seed
-from magec.describers import EMBEDDED_DESCRIBER, load_describer
-from magec.generators import EMBEDDED_GENERATOR, load_generator
-from magec.prepare import PrepareConfig, prepare_pack
+from magec.cli.options import add_device_and_seed, add_force, int_at_least, positive_int
+from magec.describers import EMBEDDED_DESCRIBER
+from magec.generators import EMBEDDED_GENERATOR
+
+#: PrepareConfig's defaults, repeated so that ``--help`` needs no torch; a test keeps them equal.
+DEFAULT_SAMPLES = 8000
+DEFAULT_BATCH = 250
+MIN_SAMPLES = 50
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="fit LinkNet, editors and latent statistics into a pack", description=__doc__)
-    p.add_argument("--out", required=True, help="pack folder to write (replaced atomically)")
+    p.add_argument("--out", required=True, help="pack folder to write: new, empty, or an existing pack (replaced)")
     p.add_argument("--generator", default=EMBEDDED_GENERATOR, help="dcgan-face (default) or stylegan2:PATH")
     p.add_argument("--describer", default=EMBEDDED_DESCRIBER, help="dlib-age-gender (default) or celeba:PATH")
-    p.add_argument("--samples", type=int, default=PrepareConfig.n_samples, help=f"latent-image pairs to sample (default {PrepareConfig.n_samples})")
-    p.add_argument("--batch-size", type=int, default=PrepareConfig.batch_size)
+    p.add_argument("--samples", type=int_at_least(MIN_SAMPLES), default=DEFAULT_SAMPLES,
+                   help=f"latent-image pairs to sample (default {DEFAULT_SAMPLES}, at least {MIN_SAMPLES})")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
+    add_force(p)
     add_device_and_seed(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
+    from magec.describers import load_describer
+    from magec.generators import load_generator
+    from magec.pack import check_pack_folder
+    from magec.prepare import PrepareConfig, prepare_pack
+
+    config = PrepareConfig(n_samples=args.samples, seed=args.seed, batch_size=args.batch_size)
+    check_pack_folder(args.out, args.force)  # before minutes of work
     generator = load_generator(args.generator, args.device)
     describer = load_describer(args.describer, args.device)
-    config = PrepareConfig(n_samples=args.samples, seed=args.seed, batch_size=args.batch_size)
     pack = prepare_pack(generator, describer, config)
-    pack.save(args.out)
+    pack.save(args.out, force=args.force)
     print(f"wrote pack {args.out} in {pack.info['prepare']['seconds']} s")
     print("LinkNet held-out agreement with F: " + json.dumps(pack.info["linknet"]["heldout_report"]))
     return 0

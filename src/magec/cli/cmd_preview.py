@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import argparse
 
-from magec.cli.common import add_device_and_seed
-from magec.pipeline import load_pipeline
-from magec.preview import write_preview
+from magec.cli.options import add_device_and_seed, add_force, int_at_least
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preview", help="write PNGs of generated faces with F's predictions and editor strips", description=__doc__)
     p.add_argument("--pack", required=True)
     p.add_argument("--out", required=True, help="folder for samples.png and edits-<editor>.png")
-    p.add_argument("-n", type=int, default=24, help="generated faces in samples.png (default 24)")
+    p.add_argument("-n", type=int_at_least(1, 1024), default=24, help="generated faces in samples.png (default 24, at most 1024)")
+    add_force(p)
     add_device_and_seed(p, seed=1234)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from magec.io.output_folder import OutputFolder
+
+    out = OutputFolder.open(args.out, "preview", args.force)
+    from magec.pipeline import load_pipeline
+    from magec.preview import preview_files, write_preview
+
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
-    for path in write_preview(pipeline, args.out, n=args.n, seed=args.seed):
+    out.claim({name: "" for name in preview_files(pipeline)})
+    for path in write_preview(pipeline, out.path, n=args.n, seed=args.seed):
         print(f"wrote {path}")
     return 0

@@ -1,11 +1,20 @@
-"""Entry point of the ``magec`` command: builds the sub-commands and turns MagecError into one line + exit 1."""
+"""Entry point of the ``magec`` command.
+
+Start-up is kept light: the sub-command modules only declare their options, and each imports the
+library (and torch) inside its ``run``. Every failure ends as one line on stderr:
+``magec: error: <file>: <problem>`` and exit 1 for refused input or environment problems (``MagecError``,
+operating-system errors, exhausted memory), argparse's exit 2 for a malformed command line, and
+``magec: interrupted`` with exit 130 for Ctrl-C at any moment. ``MAGEC_DEBUG=1`` shows tracebacks.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import os
 import sys
+from typing import NoReturn
 
 from magec import __version__
 from magec.errors import MagecError
@@ -26,8 +35,15 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a malformed command line is one ``magec: error:`` line (plus where to find help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"magec: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="magec", description="Editable GAN inversion with the MAGEC loss.")
+    parser = OneLineParser(prog="magec", description="Editable GAN inversion with the MAGEC loss.")
     parser.add_argument("--version", action="version", version=f"magec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -46,18 +62,51 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` as one line.
+
+    An error raised in a worker process (a DataLoader worker) arrives wrapped with the worker's
+    traceback; the original error is its last line, ``module.Type: message``.
+    """
+    text = str(exc).strip()
+    if "Original Traceback" in text or "Traceback (most recent call last)" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1].strip()
+        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith(("MagecError", "Error")) and ": " in last else last
+    return " ".join(text.split())
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else None
+    problem = exc.strerror or one_line(exc) or type(exc).__name__
+    return f"{where}: {problem}" if where is not None else problem
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging()
+    debug = os.environ.get("MAGEC_DEBUG", "") not in ("", "0")
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _setup_logging()
         return int(args.func(args) or 0)
-    except MagecError as exc:
-        print(f"magec: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("magec: interrupted", file=sys.stderr)
         return 130
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if debug:
+            raise
+        if isinstance(exc, MagecError) or "MagecError" in str(exc):
+            line = one_line(exc)
+        elif isinstance(exc, OSError):
+            line = _os_error_line(exc)
+        elif isinstance(exc, MemoryError):
+            line = "out of memory (try a smaller --batch-size, image or model)"
+        else:
+            line = (f"unexpected {type(exc).__name__}: {one_line(exc)} "
+                    "(this is a bug in magec; please report it, with MAGEC_DEBUG=1 for the traceback)")
+        print(f"magec: error: {line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,23 +3,37 @@
 Spec strings: ``dlib-age-gender[:dcgan|ffhq]`` (the embedded default: dlib's gender and age networks,
 with the face-chip box of the embedded DCGAN's faces or of FFHQ-aligned images) and
 ``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``).
+Importing this package is cheap: torch and the networks load when a describer is built.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Any
 
-from magec.describers.base import Attribute, Describer, DescriptorLayout, Head, descriptor_loss
-from magec.devices import resolve_device
 from magec.errors import MagecError
+
+if TYPE_CHECKING:
+    import torch
+
+    from magec.describers.base import Attribute, Describer, DescriptorLayout, Head, descriptor_loss
 
 EMBEDDED_DESCRIBER = "dlib-age-gender"
 
 __all__ = ["EMBEDDED_DESCRIBER", "Attribute", "Describer", "DescriptorLayout", "Head", "descriptor_loss", "load_describer"]
 
 
+def __getattr__(name: str) -> Any:
+    if name in ("Attribute", "Describer", "DescriptorLayout", "Head", "descriptor_loss"):
+        from magec.describers import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'magec.describers' has no attribute {name!r}")
+
+
 def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = "auto") -> Describer:
     """Build the describer a spec string names, on ``device``."""
+    from magec.devices import resolve_device
+
     device = resolve_device(device)
     kind, _, arg = spec.partition(":")
     if kind == "dlib-age-gender":

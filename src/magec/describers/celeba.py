@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from magec.describers.base import Attribute, Describer, DescriptorLayout, Head
-from magec.errors import file_error
+from magec import validation
+from magec.errors import MagecError, file_error
 from magec.io.atomic import atomic_path
 from magec.io.checkpoints import read_state_dict, strict_load
 from magec.io.resize import center_square_batch, resize_square
@@ -39,6 +40,13 @@ FORMAT = "magec-celeba-describer"
 FORMAT_VERSION = "1"
 
 
+def is_magec_describer(path: str | Path) -> bool:
+    """True for a describer file magec wrote (so ``train-describer`` may replace it)."""
+    from magec.io.checkpoints import safetensors_format
+
+    return safetensors_format(path) == FORMAT
+
+
 @dataclass(frozen=True)
 class CelebAConfig:
     """What a saved describer needs to be rebuilt; defaults suit a CelebA-trained ResNet-18."""
@@ -48,6 +56,14 @@ class CelebAConfig:
     attributes: tuple[str, ...] = CELEBA_ATTRIBUTES
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        validation.choice("--arch", self.arch, ARCHITECTURES)
+        validation.integer("--input-size", self.input_size, 32, 1024)
+        if not self.attributes:
+            raise MagecError("a CelebA describer needs at least one attribute")
+        for value in self.std:
+            validation.positive("normalisation std", value)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from magec.describers.celeba import CelebAConfig, CelebADescriber
+from magec import validation
 from magec.errors import MagecError, file_error
 from magec.io.atomic import atomic_path
 from magec.io.checkpoints import read_checkpoint
@@ -154,6 +155,17 @@ class DescriberTraining:
     #: At most this many images per split (quick runs and tests); None = all.
     limit: int | None = None
     flip: bool = True
+
+    def __post_init__(self) -> None:
+        validation.integer("--epochs", self.epochs, 1)
+        validation.integer("--batch-size", self.batch_size, 1)
+        validation.positive("--lr", self.lr)
+        validation.non_negative("weight decay", self.weight_decay)
+        validation.integer("--seed", self.seed, 0)
+        validation.integer("--checkpoint-every", self.checkpoint_every, 1)
+        validation.integer("--workers", self.workers, 0, 64)
+        if self.limit is not None:
+            validation.integer("--limit", self.limit, 1)
 
 
 @dataclass

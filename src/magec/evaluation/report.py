@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from magec.evaluation.stats import PairedTest, paired_t_test
+from magec.errors import file_error
 from magec.io import atomic
 
 ALPHA = 0.05
@@ -269,6 +270,32 @@ def _summary(results: list[ColumnResult]) -> dict[str, Any]:
         }
         for r in results
     }
+
+
+REPORT_TITLE = "# magec evaluation report"
+
+
+def check_report_path(report_md: str | Path, force: bool = False) -> Path:
+    """Refuse (before any heavy work) a report path whose .md, .html or asset folder holds someone else's files."""
+    report_md = Path(report_md)
+    if report_md.suffix != ".md":
+        raise file_error(report_md, "the report must be a .md file (its .html and a folder of the same stem go beside it)")
+    for path, marker in ((report_md, REPORT_TITLE), (report_md.with_suffix(".html"), "magec evaluation report")):
+        if path.is_dir():
+            raise file_error(path, "is a folder; the report needs this name for a file")
+        if path.exists() and not force:
+            try:
+                ours = marker in path.read_text(encoding="utf-8", errors="replace")[:2000]
+            except OSError:
+                ours = False
+            if not ours:
+                raise file_error(path, "exists and is not a magec evaluation report; choose another --report or --force")
+    assets = report_md.with_suffix("")
+    if assets.exists() and not assets.is_dir():
+        raise file_error(assets, "is a file; the report needs this name for its folder of plots and CSVs")
+    if assets.is_dir() and any(assets.iterdir()) and not (assets / "summary.json").is_file() and not force:
+        raise file_error(assets, "folder exists and holds files magec did not write; choose another --report or --force")
+    return report_md
 
 
 def write_report(run_dir: str | Path, report_md: str | Path, command: str | None = None, notes: str | Path | None = None) -> Path:

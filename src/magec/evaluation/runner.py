@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from magec import validation
 from magec.errors import MagecError, file_error
+from magec.inversion.config import METHODS
 from magec.evaluation.ecs import edit_consistency
 from magec.evaluation.edits import EditOp, EditPlanConfig, derived_seed, ecs_edits, random_edits
 from magec.evaluation.realism import FeatureNetwork, RealismConfig, ReferenceManifold, build_manifold, realism_features, realism_score
@@ -66,6 +68,19 @@ class EvaluationConfig:
     #: Replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies; None keeps the paper's.
     lambda_magec: float | None = None
 
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise MagecError("evaluation needs at least one method")
+        for method in self.methods:
+            validation.choice("--methods", method, METHODS)
+        validation.integer("--edits-per-editor", self.plan.edits_per_editor, 0)
+        validation.integer("--reference-size", self.reference_size, 1)
+        validation.integer("--batch-size", self.batch_size, 1)
+        validation.integer("--seed", self.seed, 0)
+        validation.positive("--steps-scale", self.steps_scale)
+        if self.lambda_magec is not None:
+            validation.non_negative("--lambda-magec", self.lambda_magec)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if d["lambda_magec"] is None:  # runs made before this option existed stay resumable
@@ -104,6 +119,27 @@ class EvaluationPaths:
     def image_dir(self, image_id: str, method: str | None = None) -> Path:
         d = self.images / image_id
         return d / safe_name(method) if method else d
+
+
+def check_run_folder(out_dir: str | Path, force: bool = False) -> Path:
+    """Check, before any heavy work, that ``out_dir`` is new, empty, or an evaluation run (resumed).
+
+    A folder holding other files is refused; ``force`` adds the run beside them, but still refuses
+    when one of the run's own file names is taken by a file magec did not write.
+    """
+    root = Path(out_dir)
+    paths = EvaluationPaths(root)
+    if root.exists() and not root.is_dir():
+        raise file_error(root, "is a file; --out must be a folder for the evaluation run")
+    if not root.is_dir() or not any(root.iterdir()) or paths.run_json.is_file():
+        return root
+    if not force:
+        raise file_error(root, "folder exists and is not a magec evaluation run; choose a new or empty folder, "
+                               "or --force to add the run beside its files (magec never replaces files it did not write)")
+    for taken in (paths.run_json, paths.reconstruction_csv, paths.edits_csv, paths.ecs_csv, paths.timing_csv, paths.records, paths.images):
+        if taken.exists():
+            raise file_error(taken, "exists and was not written by magec; choose another --out")
+    return root
 
 
 def safe_name(name: str) -> str:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
+from magec import validation
 from magec.errors import MagecError, file_error
 from magec.io.images import load_image
+from magec.validation import DEFAULT_MAX_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -38,20 +40,29 @@ class ImageSource:
         return self._load(indices)
 
 
-def folder_source(folder: str | Path, resolution: int, limit: int | None = None) -> ImageSource:
-    """Every image file in ``folder`` (sorted by name), centre-cropped and resized to ``resolution``."""
+def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """The image files of ``folder`` (by suffix, sorted by name), at most ``limit``; one-line error if none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise file_error(folder, "not a folder of images")
+    if limit is not None:
+        validation.integer("--limit", limit, 1)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if limit is not None:
         files = files[:limit]
     if not files:
         raise file_error(folder, f"contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def folder_source(folder: str | Path, resolution: int, limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageSource:
+    """Every image file in ``folder`` (sorted by name), centre-cropped and resized to ``resolution``."""
+    folder = Path(folder)
+    files = image_files(folder, limit)
     ids = [f"{i:05d}-{p.stem}" for i, p in enumerate(files)]
 
     def load(indices: Sequence[int]) -> torch.Tensor:
-        return torch.cat([load_image(files[i], resolution) for i in indices])
+        return torch.cat([load_image(files[i], resolution, max_pixels) for i in indices])
 
     return ImageSource(ids, f"{len(files)} images from {folder}", load)
 

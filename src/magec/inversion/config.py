@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from magec import validation
 from magec.errors import MagecError
 
 
@@ -23,6 +24,12 @@ class Phase:
     magec: float = 0.0
     #: What this phase optimises: "latent" (the code) or "noise" (the generator's noise maps).
     target: str = "latent"
+
+    def __post_init__(self) -> None:
+        validation.integer("phase steps", self.steps, 1)
+        for name in ("mse", "perceptual", "identity", "magec"):
+            validation.non_negative(f"lambda_{name.upper() if name != 'perceptual' else 'LPIPS'}", getattr(self, name))
+        validation.choice("phase target", self.target, ("latent", "noise"))
 
 
 PAPER_PHASES = (
@@ -45,6 +52,18 @@ class InversionConfig:
     edit_amount: float | None = None
     #: Attributes whose edits the MAGEC loss uses; None = all of the pack's attributes.
     attributes: tuple[str, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            raise MagecError("an inversion needs at least one phase")
+        validation.positive("learning rate", self.lr)
+        validation.in_range("lr decay", self.lr_decay, 1e-12, 1.0)
+        validation.integer("lr decay period", self.lr_decay_every, 1)
+        for beta in self.betas:
+            validation.in_range("Adam beta", beta, 0.0, 0.999999999)
+        validation.positive("Adam eps", self.eps)
+        if self.edit_amount is not None:
+            validation.in_range("edit amount", self.edit_amount, -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT)
 
     @property
     def total_steps(self) -> int:
@@ -74,11 +93,11 @@ def method_config(method: str, steps_scale: float = 1.0, lambda_magec: float | N
     - ``im2stylegan++``: Eq. 1 (MSE + LPIPS), 1000 steps on the latent (W+ where the generator has it)
       then 1000 on the noise maps where it has them; Adam at a constant 0.01 as in Image2StyleGAN.
     """
-    if steps_scale <= 0:
-        raise MagecError(f"steps scale {steps_scale} must be positive")
-    for name, value in (("lambda_MAGEC", lambda_magec), ("lambda_ID", lambda_id)):
-        if value is not None and value < 0:
-            raise MagecError(f"{name} {value} must not be negative")
+    validation.positive("--steps-scale", steps_scale)
+    for name, value in (("--lambda-magec", lambda_magec), ("--lambda-id", lambda_id)):
+        if value is not None:
+            validation.non_negative(name, value)
+    validation.choice("--method", method, METHODS)
 
     def scaled(p: Phase) -> Phase:
         p = replace(p, steps=max(1, round(p.steps * steps_scale)))

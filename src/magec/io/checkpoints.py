@@ -69,4 +69,23 @@ def strict_load(module: nn.Module, state: dict[str, torch.Tensor], path: str | P
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(value.shape):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             raise file_error(path, f"does not match {layout}: {key} has shape {shape}, expected {tuple(value.shape)}")
+    check_finite(state, path)
     module.load_state_dict(state, strict=True)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinities (a broken file would otherwise give NaN losses, silently)."""
+    for key, value in tensors.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise file_error(path, f"{key} holds NaN or infinite values")
+
+
+def safetensors_format(path: str | Path) -> str | None:
+    """The ``format`` entry of a safetensors file's metadata (how magec marks its own files), or None."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("format")
+    except Exception:  # any unreadable or foreign file is simply "not ours"
+        return None

@@ -17,24 +17,26 @@ from PIL import Image
 
 from magec.describers.dlib_faces import DCGAN_CHIP, ChipBox, embedded_models_dir
 from magec.errors import MagecError
+from magec.io.alignment import NO_FACE, detection_array
 
 
 def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, float, float]:
     """dlib's padding-0.2 face chip in ``image``: (centre x, centre y, side, angle in radians); largest face first."""
     import dlib
 
-    rgb = np.asarray(image.convert("RGB"))
+    rgb, factor = detection_array(image)
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(embedded_models_dir() / "shape_predictor_5_face_landmarks.dat"))
     faces = sorted(detector(rgb, 1), key=lambda r: r.width() * r.height(), reverse=True)
     if not faces:
-        raise MagecError("no face found in the image (dlib frontal face detector)")
-    if face_index >= len(faces):
-        raise MagecError(f"face {face_index} requested but only {len(faces)} found")
+        raise MagecError(NO_FACE)
+    if not 0 <= face_index < len(faces):
+        raise MagecError(f"no face {face_index}: only {len(faces)} face(s) found (0 = largest)")
     chip = dlib.get_face_chip_details(predictor(rgb, faces[face_index]), size=64, padding=0.2)
     rect = chip.rect
     cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
-    return cx, cy, float(rect.right() - rect.left()), float(chip.angle)
+    # Back to the full image's pixel coordinates (pixel centres at +0.5).
+    return (cx + 0.5) * factor - 0.5, (cy + 0.5) * factor - 0.5, float(rect.right() - rect.left()) * factor, float(chip.angle)
 
 
 def crop_to_chip_box(image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, face_index: int = 0, render: int = 256) -> Image.Image:

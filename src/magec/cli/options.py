@@ -1,0 +1,66 @@
+"""Argument types and options shared by several commands.
+
+Types turn a bad value into one argparse error line before anything is loaded; they use the same checks
+(``magec.validation``) as the library's config dataclasses, so the CLI and the API refuse the same things.
+Nothing here imports torch: ``magec --help`` and a refused option stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from magec import validation
+from magec.errors import MagecError
+from magec.validation import DEFAULT_MAX_PIXELS
+
+
+def _typed(check: Callable[..., Any], *bounds: Any, metavar: str = "value") -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return check(metavar, text, *bounds)
+        except MagecError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__  # argparse names the type in its messages
+    return convert
+
+
+def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """A whole number >= minimum (and <= maximum)."""
+    return _typed(validation.integer, minimum, maximum)
+
+
+finite_float = _typed(validation.finite)
+positive_float = _typed(validation.positive)
+non_negative_float = _typed(validation.non_negative)
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def device_spec(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked for form here; for presence when torch loads)."""
+    kind, _, index = text.partition(":")
+    if kind in ("auto", "cpu", "mps") and not index or kind == "cuda" and (not index or index.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda, cuda:N or mps")
+
+
+def add_device_and_seed(parser: argparse.ArgumentParser, seed: int = 0) -> None:
+    parser.add_argument("--device", type=device_spec, default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
+    parser.add_argument("--seed", type=non_negative_int, default=seed, help=f"seed for every random choice (default {seed})")
+
+
+def add_force(parser: argparse.ArgumentParser, what: str = "--out") -> None:
+    parser.add_argument(
+        "--force", action="store_true",
+        help=f"write into an existing {what} that holds other files (magec still never replaces a file it did not write)",
+    )
+
+
+def add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels", type=int_at_least(1), default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse input images above N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,}; ~3 bytes each)",
+    )

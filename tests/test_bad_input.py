@@ -1,0 +1,440 @@
+"""Bad input through the real command line: one error line, no traceback, nothing lost or half-written.
+
+Each case runs ``python -m magec ...`` in a subprocess inside its own workspace folder and asserts:
+the exit code; exactly one stderr line starting ``magec: error:`` naming the problem (or the documented
+success); no traceback and no "unexpected" error; the workspace and the shared fixtures unchanged
+(byte for byte) unless the case documents what the command writes; and, for the large-image cases, a
+peak memory (the child's own maximum resident set, from ``wait4``) under a cap, with an address-space
+limit as a hard stop. The cases run concurrently (three at a time) in a module fixture; one test per
+case then checks its result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from magec.inversion.outputs import save_latent
+from magec.io.images import save_png
+
+MiB = 1 << 20
+pytestmark = pytest.mark.slow  # ~2 min: `make check` leaves it out, `make test` (CI) runs it
+
+
+@dataclass
+class Case:
+    id: str
+    args: list[str]
+    #: Expected exit code (2: malformed command line, 1: refused input, 0: documented success, 130: Ctrl-C).
+    code: int = 1
+    #: Substring the single error line must contain.
+    err: str = ""
+    setup: Callable[[Path, dict[str, Path]], None] | None = None
+    #: For successes: checks what was written (the workspace is then allowed to change).
+    check: Callable[[Path, dict[str, Path]], None] | None = None
+    #: Peak resident memory cap (MiB) of the child process.
+    max_rss_mb: int | None = None
+    sigint_after: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+    before: dict[str, str]
+    after: dict[str, str]
+    max_rss_mb: float
+    workspace: Path
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` with a hash of its bytes and its mode."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink() or p.is_file():
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()[:16] + f":{p.stat().st_mode:o}"
+        else:
+            out[rel + "/"] = "dir"
+    return out
+
+
+# ---- shared fixtures: built once, in-process, and checked unchanged at the end -------------------------
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming ``width`` x ``height`` with a tiny (truncated) image stream."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def big_face_jpeg(path: Path, side: int = 12000) -> None:
+    """A ``side`` x ``side`` JPEG (144 MP at 12000) with scikit-image's astronaut, enlarged, as its face."""
+    from skimage import data
+
+    face = Image.fromarray(data.astronaut()).resize((4096, 4096), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (side, side), (118, 112, 104))
+    canvas.paste(face, (side // 3, side // 4))
+    canvas.save(path, quality=80)
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("shared")
+    f: dict[str, Path] = {"root": root}
+    f["pack"] = embedded_pack.save(root / "pack")
+    with torch.no_grad():
+        z = dcgan.sample_latents(1, seed=4242)
+        image = dcgan.synthesize(z)[0]
+    f["face"] = save_png(image, root / "face.png")
+    meta = {"generator": "dcgan-face", "method": "magec", "source_name": "face"}
+    f["latent"] = save_latent(root / "face.latent.safetensors", z, "z", None, image, meta)
+    f["latent_shape"] = save_latent(root / "short.latent.safetensors", z[:, :50], "z", None, image, meta)
+    f["latent_space"] = save_latent(root / "space.latent.safetensors", z, "w", None, image, meta)
+    f["latent_nan"] = save_latent(root / "nan.latent.safetensors", torch.full_like(z, float("nan")), "z", None, image, meta)
+    from safetensors.torch import save_file
+
+    save_file({"latent": z}, str(root / "meta.latent.safetensors"), metadata={"format": "magec-latent", "space": "z", "metadata": "{not json"})
+    f["latent_meta"] = root / "meta.latent.safetensors"
+    # A pack whose tensors hold a NaN but whose manifest hash is valid.
+    nan_pack = root / "nan-pack"
+    shutil.copytree(f["pack"], nan_pack)
+    from safetensors.torch import load_file
+
+    from magec.pack import sha256_file
+
+    tensors = load_file(str(nan_pack / "tensors.safetensors"))
+    key = next(k for k in tensors if k.startswith("linknet."))
+    tensors[key].view(-1)[0] = float("nan")
+    save_file(tensors, str(nan_pack / "tensors.safetensors"))
+    manifest = json.loads((nan_pack / "manifest.json").read_text())
+    manifest["tensors"]["sha256"] = sha256_file(nan_pack / "tensors.safetensors")
+    (nan_pack / "manifest.json").write_text(json.dumps(manifest))
+    f["nan_pack"] = nan_pack
+    corrupt = root / "corrupt-pack"
+    shutil.copytree(f["pack"], corrupt)
+    with open(corrupt / "tensors.safetensors", "r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\xff" * 8)
+    f["corrupt_pack"] = corrupt
+    (root / "notes.png").write_text("this is not an image")
+    f["text_png"] = root / "notes.png"
+    (root / "empty.jpg").write_bytes(b"")
+    f["empty"] = root / "empty.jpg"
+    full = (root / "face.png").read_bytes()
+    (root / "truncated.png").write_bytes(full[: len(full) // 2])
+    f["truncated"] = root / "truncated.png"
+    (root / "bomb.png").write_bytes(bomb_png(60000, 60000))
+    f["bomb"] = root / "bomb.png"
+    Image.new("RGB", (256, 256), (128, 128, 128)).save(root / "gray.png")
+    f["gray"] = root / "gray.png"
+    big_face_jpeg(root / "big.jpg")
+    f["big"] = root / "big.jpg"
+    (root / "evil.pkl").write_bytes(pickle.dumps(Evil()))
+    f["evil"] = root / "evil.pkl"
+    (root / "garbage.pt").write_bytes(os.urandom(4096))
+    f["garbage"] = root / "garbage.pt"
+    from test_celeba_describer import make_celeba
+
+    celeba = make_celeba(root / "celeba")
+    victim = sorted((celeba / "Img" / "img_align_celeba").iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG, found only by a DataLoader worker
+    f["celeba"] = celeba
+    return f
+
+
+# ---- workspace set-ups ---------------------------------------------------------------------------------
+
+
+def user_file(name: str, text: str = "my precious notes") -> Callable[[Path, dict[str, Path]], None]:
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        (ws / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws / name).write_text(text)
+
+    return setup
+
+
+def both(*setups: Callable[[Path, dict[str, Path]], None]) -> Callable[[Path, dict[str, Path]], None]:
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        for one in setups:
+            one(ws, f)
+
+    return setup
+
+
+def copy_in(*pairs: tuple[str, str]) -> Callable[[Path, dict[str, Path]], None]:
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        for key, name in pairs:
+            (ws / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f[key], ws / name)
+
+    return setup
+
+
+def three_faces(ws: Path, f: dict[str, Path]) -> None:
+    copy_in(("face", "a/face.png"), ("face", "b/face.png"), ("face", "face-2.png"))(ws, f)
+
+
+def check_three_faces(ws: Path, f: dict[str, Path]) -> None:
+    out = ws / "out"
+    for name in ("a/face", "b/face", "face-2"):
+        for suffix in (".latent.safetensors", ".png", ".json"):
+            assert (out / f"{name}{suffix}").is_file(), name + suffix
+    index = json.loads((out / "magec-index.json").read_text())
+    assert len(index["inputs"]) == 3 and all(len(v) == 3 for v in index["inputs"].values())
+    for name in ("a/face.png", "b/face.png", "face-2.png"):  # the inputs are untouched
+        assert (ws / name).read_bytes() == f["face"].read_bytes()
+
+
+def check_kept_extensions(ws: Path, f: dict[str, Path]) -> None:
+    photos = ws / "photos"
+    assert (photos / "face.png.latent.safetensors").is_file() and (photos / "face.jpg.latent.safetensors").is_file()
+    assert (photos / "face.png").read_bytes() == (photos / "face.jpg").read_bytes() == f["face"].read_bytes()
+
+
+def check_aligned(ws: Path, f: dict[str, Path]) -> None:
+    with Image.open(ws / "aligned.png") as img:
+        assert img.size == (256, 256)
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+    assert arr.std() > 20  # a face, not the flat background
+
+
+def check_pack_files_mode(ws: Path, f: dict[str, Path]) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("manifest.json", "tensors.safetensors"):
+        assert (ws / "pack" / name).stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (ws / "pack").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (ws / "pack" / "my-notes.txt").read_text() == "keep me"
+
+
+def pack_beside_user_file(ws: Path, f: dict[str, Path]) -> None:
+    (ws / "pack").mkdir()
+    (ws / "pack" / "my-notes.txt").write_text("keep me")
+
+
+P, F, L = "{pack}", "{face}", "{latent}"
+INV = ["invert", "--pack", P, "--steps-scale", "0.01", "--device", "cpu"]
+EDIT = ["edit", L, "--pack", P, "--device", "cpu"]
+
+CASES: list[Case] = [
+    # --- data loss (the issue's cases) ---
+    Case("prepare-into-foreign-folder", ["prepare", "--out", "mine", "--samples", "60"], 1, "holds files magec did not write", user_file("mine/thesis.tex")),
+    Case("prepare-onto-a-file", ["prepare", "--out", "mine.txt", "--samples", "60"], 1, "is a file", user_file("mine.txt")),
+    Case("prepare-force-keeps-foreign-files", ["prepare", "--out", "pack", "--samples", "60", "--force", "--device", "cpu"], 0, "",
+         pack_beside_user_file, check_pack_files_mode),
+    Case("invert-same-stem-in-two-folders", ["invert", "a/face.png", "b/face.png", "face-2.png", "--out", "out", *INV[1:]], 0, "",
+         three_faces, check_three_faces),
+    Case("invert-same-file-twice", ["invert", F, F, "--out", "out", *INV[1:]], 1, "given twice"),
+    Case("invert-over-foreign-output", ["invert", F, "--out", "out", *INV[1:]], 1, "was not written by magec", both(
+        user_file("out/magec-index.json", json.dumps({"format": "magec-output-index", "kind": "inversion", "files": {}})),
+        user_file("out/face.png"))),
+    Case("invert-into-foreign-folder", ["invert", F, "--out", "out", *INV[1:]], 1, "holds files magec did not write", user_file("out/todo.txt")),
+    Case("invert-output-over-another-photo", ["invert", "photos/face.jpg", "--out", "photos", "--force", *INV[1:]], 1,
+         "was not written by magec", copy_in(("face", "photos/face.png"), ("face", "photos/face.jpg"))),
+    Case("invert-same-names-keep-extensions", ["invert", "photos/face.png", "photos/face.jpg", "--out", "photos", "--force", *INV[1:]], 0, "",
+         copy_in(("face", "photos/face.png"), ("face", "photos/face.jpg")), lambda ws, f: check_kept_extensions(ws, f)),
+    Case("invert-out-is-a-file", ["invert", F, "--out", "out", *INV[1:]], 1, "is a file", user_file("out")),
+    Case("invert-into-another-kind", ["invert", F, "--out", "out", *INV[1:]], 1, "holds magec edits outputs",
+         user_file("out/magec-index.json", json.dumps({"format": "magec-output-index", "kind": "edits", "files": {}}))),
+    Case("edit-into-foreign-folder", [*EDIT, "--out", "edits"], 1, "holds files magec did not write", user_file("edits/holiday.jpg")),
+    Case("edit-out-is-a-file", [*EDIT, "--out", "edits"], 1, "is a file", user_file("edits")),
+    Case("edit-amounts-share-a-file", [*EDIT, "--operation", "male", "--amounts", "0.001,0.002", "--out", "edits"], 1, "would both be written to"),
+    Case("preview-into-foreign-folder", ["preview", "--pack", P, "--out", "pv", "--device", "cpu"], 1, "holds files magec did not write", user_file("pv/a.txt")),
+    Case("demo-into-foreign-folder", ["demo", "--out", "site", "--device", "cpu"], 1, "holds files magec did not write", user_file("site/index.html")),
+    Case("align-over-foreign-file", ["align", F, "--out", "aligned.png", "--size", "64"], 1, "was not written by magec", user_file("aligned.png")),
+    Case("align-over-its-input", ["align", "photo.png", "--out", "photo.png", "--force"], 1, "is also an input", copy_in(("face", "photo.png"))),
+    Case("convert-over-foreign-file", ["convert", "{garbage}", "out.safetensors"], 1, "was not written by magec", user_file("out.safetensors")),
+    Case("evaluate-into-foreign-folder", ["evaluate", "--pack", P, "--generated", "1", "--out", "run"], 1, "not a magec evaluation run", user_file("run/data.csv")),
+    Case("evaluate-report-over-foreign-md", ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--report", "README.md"], 1,
+         "not a magec evaluation report", user_file("README.md")),
+    Case("train-describer-over-foreign-file", ["train-describer", "celeba", "--root", "{celeba}", "--out", "model.safetensors"], 1,
+         "was not written by magec", user_file("model.safetensors")),
+    # --- memory: large and hostile images ---
+    Case("align-144-megapixel-jpeg", ["align", "{big}", "--out", "aligned.png", "--size", "256"], 0, "", None, check_aligned, max_rss_mb=1024),
+    Case("align-size-too-large", ["align", F, "--out", "a.png", "--size", "100000"], 2, "must be at most 4096"),
+    Case("align-png-bomb", ["align", "{bomb}", "--out", "a.png"], 1, "above the limit", max_rss_mb=400),
+    Case("invert-png-bomb", ["invert", "{bomb}", "--out", "out", *INV[1:]], 1, "above the limit", max_rss_mb=400),
+    Case("invert-over-max-pixels", ["invert", F, "--max-pixels", "100", "--out", "out", *INV[1:]], 1, "above the limit of"),
+    Case("invert-huge-image-refused-before-models", ["invert", "{big}", "--max-pixels", "1000000", "--out", "out", *INV[1:]], 1, "above the limit", max_rss_mb=400),
+    Case("max-pixels-zero", ["invert", F, "--max-pixels", "0", "--out", "out", *INV[1:]], 2, "must be at least 1"),
+    # --- one line instead of a traceback ---
+    Case("steps-scale-nan", ["invert", F, "--out", "out", *INV[1:3], "--steps-scale", "nan"], 2, "finite"),
+    Case("steps-scale-inf", ["invert", F, "--out", "out", *INV[1:3], "--steps-scale", "inf"], 2, "finite"),
+    Case("steps-scale-negative", ["invert", F, "--out", "out", *INV[1:3], "--steps-scale", "-1"], 2, "greater than 0"),
+    Case("lambda-magec-nan", ["invert", F, "--out", "out", *INV[1:], "--lambda-magec", "nan"], 2, "finite"),
+    Case("lambda-id-negative", ["invert", F, "--out", "out", *INV[1:], "--lambda-id", "-1"], 2, "must not be negative"),
+    Case("invert-face-negative", ["invert", F, "--face-crop", "--face", "-5", "--out", "out", *INV[1:]], 2, "at least 0"),
+    Case("invert-face-out-of-range", ["invert", F, "--face-crop", "--face", "5", "--out", "out", *INV[1:]], 1, "no face"),
+    Case("invert-batch-size-zero", ["invert", F, "--batch-size", "0", "--out", "out", *INV[1:]], 2, "at least 1"),
+    Case("invert-unknown-method", ["invert", F, "--method", "magic", "--out", "out", *INV[1:]], 2, "invalid choice"),
+    Case("invert-bad-device", ["invert", F, "--out", "out", *INV[1:], "--device", "gpu"], 2, "expected auto, cpu"),
+    Case("invert-cuda-absent", ["invert", F, "--out", "out", *INV[1:-2], "--device", "cuda"], 1, "CUDA is not available"),
+    Case("invert-text-as-png", ["invert", F, "{text_png}", "--out", "out", *INV[1:]], 1, "not a readable image"),
+    Case("invert-empty-file", ["invert", "{empty}", "--out", "out", *INV[1:]], 1, "empty file"),
+    Case("invert-truncated-png", ["invert", "{truncated}", "--out", "out", *INV[1:]], 1, "truncated"),
+    Case("invert-missing-file", ["invert", "nope.jpg", "--out", "out", *INV[1:]], 1, "no such file"),
+    Case("invert-folder-as-image", ["invert", "{root}", "--out", "out", *INV[1:]], 1, "is a folder"),
+    Case("invert-missing-pack", ["invert", F, "--out", "out", "--pack", "nopack"], 1, "no such pack"),
+    Case("invert-nan-pack", ["invert", F, "--out", "out", "--pack", "{nan_pack}", "--device", "cpu"], 1, "NaN"),
+    Case("invert-corrupt-pack", ["invert", F, "--out", "out", "--pack", "{corrupt_pack}", "--device", "cpu"], 1, "SHA-256"),
+    Case("invert-no-face", ["invert", "{gray}", "--face-crop", "--out", "out", *INV[1:]], 1, "no face found"),
+    Case("invert-identity-missing", ["invert", F, "--identity", "arcface:missing.pth", "--out", "out", *INV[1:]], 1, "missing.pth"),
+    Case("edit-latent-broken-metadata", ["edit", "{latent_meta}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "broken magec latent metadata"),
+    Case("edit-latent-wrong-shape", ["edit", "{latent_shape}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "shape"),
+    Case("edit-latent-wrong-space", ["edit", "{latent_space}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "latent space 'w'"),
+    Case("edit-latent-nan", ["edit", "{latent_nan}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "NaN"),
+    Case("edit-latent-is-png", ["edit", F, "--pack", P, "--out", "e", "--device", "cpu"], 1, "not a readable safetensors latent"),
+    Case("edit-amounts-nan", [*EDIT, "--amounts", "nan", "--out", "e"], 2, "finite"),
+    Case("edit-amounts-inf", [*EDIT, "--amounts", "1,inf", "--out", "e"], 2, "finite"),
+    Case("edit-amounts-overflow", [*EDIT, "--amounts", "1e400", "--out", "e"], 2, "finite"),
+    Case("edit-amounts-text", [*EDIT, "--amounts", "3,big", "--out", "e"], 2, "expected a number"),
+    Case("edit-unknown-operation", [*EDIT, "--operation", "glasses", "--out", "e"], 1, "offers male"),
+    Case("edit-unknown-editor", [*EDIT, "--editor", "styleflowish", "--out", "e"], 2, "invalid choice"),
+    Case("prepare-batch-size-zero", ["prepare", "--out", "p", "--batch-size", "0"], 2, "at least 1"),
+    Case("prepare-samples-nan", ["prepare", "--out", "p", "--samples", "nan"], 2, "whole number"),
+    Case("prepare-samples-too-few", ["prepare", "--out", "p", "--samples", "10"], 2, "at least 50"),
+    Case("prepare-unknown-generator", ["prepare", "--out", "p", "--generator", "biggan"], 1, "unknown generator"),
+    Case("prepare-missing-checkpoint", ["prepare", "--out", "p", "--generator", "stylegan2:missing.pkl"], 1, "missing.pkl"),
+    Case("prepare-malicious-pickle", ["prepare", "--out", "p", "--generator", "stylegan2:{evil}"], 1, "evil.pkl"),
+    Case("prepare-seed-negative", ["prepare", "--out", "p", "--seed", "-3"], 2, "at least 0"),
+    Case("preview-n-zero", ["preview", "--pack", P, "--out", "pv", "-n", "0"], 2, "at least 1"),
+    Case("preview-wrong-version-pack", ["preview", "--pack", "bad", "--out", "pv"], 1, "not supported",
+         user_file("bad/manifest.json", json.dumps({"format": "magec-pack", "version": 0}))),
+    Case("demo-generated-negative", ["demo", "--generated", "-1"], 2, "at least 0"),
+    Case("demo-steps-scale-inf", ["demo", "--steps-scale", "inf"], 2, "finite"),
+    Case("train-describer-workers-negative", ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--workers", "-1"], 2, "at least 0"),
+    Case("train-describer-input-size-zero", ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--input-size", "0"], 2, "at least 32"),
+    Case("train-describer-epochs-negative", ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--epochs", "-1"], 2, "at least 1"),
+    Case("train-describer-bad-image-in-worker",
+         ["train-describer", "celeba", "--root", "{celeba}", "--out", "m.safetensors", "--workers", "2", "--input-size", "32",
+          "--epochs", "1", "--batch-size", "4", "--quiet", "--device", "cpu"], 1, "000004.jpg"),
+    Case("evaluate-limit-negative", ["evaluate", "--pack", P, "--images", "{root}", "--limit", "-1", "--out", "run"], 2, "at least 1"),
+    Case("evaluate-generated-zero", ["evaluate", "--pack", P, "--generated", "0", "--out", "run"], 2, "at least 1"),
+    Case("evaluate-bad-image-before-models", ["evaluate", "--pack", P, "--images", "imgs", "--out", "run"], 1, "not a readable image",
+         copy_in(("face", "imgs/a.png"), ("text_png", "imgs/b.png"))),
+    Case("evaluate-missing-notes", ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--notes", "nonotes.md"], 1, "no such notes file"),
+    Case("evaluate-unknown-method", ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--methods", "sgd"], 2, "invalid choice"),
+    Case("convert-garbage", ["convert", "{garbage}", "out.safetensors"], 1, "garbage.pt"),
+    Case("convert-malicious-pickle", ["convert", "{evil}", "out.safetensors"], 1, "evil.pkl"),
+    Case("convert-wrong-suffix", ["convert", "{garbage}", "out.pt"], 1, "must end in .safetensors"),
+    Case("bench-repeats-zero", ["bench", "--repeats", "0"], 2, "at least 1"),
+    Case("bench-bad-resolutions", ["bench", "--stylegan2", "300"], 1, "powers of two"),
+    Case("align-no-face", ["align", "{gray}", "--out", "a.png", "--size", "64"], 1, "no face found"),
+    Case("align-face-out-of-range", ["align", F, "--out", "a.png", "--size", "64", "--face", "3"], 1, "no face"),
+    Case("align-unreadable", ["align", "{text_png}", "--out", "a.png"], 1, "not a readable image"),
+    Case("no-command", [], 2, "required: COMMAND"),
+    Case("unknown-command", ["frobnicate"], 2, "invalid choice"),
+    Case("ctrl-c-while-starting", ["invert", F, "--out", "out", *INV[1:]], 130, "", sigint_after=0.4),
+]
+
+
+MEASURE = """
+import os, resource, subprocess, sys
+cap, report, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+child = subprocess.Popen(cmd, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)))
+_, status, usage = os.wait4(child.pid, 0)
+open(report, "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _expand(arg: str, f: dict[str, Path]) -> str:
+    for key, value in f.items():
+        arg = arg.replace("{" + key + "}", str(value))
+    return arg
+
+
+def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
+    ws.mkdir(parents=True)
+    if case.setup:
+        case.setup(ws, f)
+    before = snapshot(ws)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MAGEC_WEIGHTS": str(ws / ".no-weights"), **case.env}
+    env.pop("MAGEC_DEBUG", None)
+    cmd = [sys.executable, "-m", "magec", *(_expand(a, f) for a in case.args)]
+
+    rss_file = ws.parent / f"{ws.name}.rss"
+    if case.max_rss_mb is not None:
+        # A small wrapper process starts magec with an address-space cap (a hard stop well above the asserted
+        # peak) and reports its peak resident memory. Measured from this big test process instead, the
+        # child's peak would include the pages it was forked with.
+        cmd = [sys.executable, "-c", MEASURE, str((case.max_rss_mb + 3072) * MiB), str(rss_file), *cmd]
+
+    with open(ws.parent / f"{ws.name}.out", "w+") as out, open(ws.parent / f"{ws.name}.err", "w+") as err:
+        proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        if case.sigint_after is not None:
+            time.sleep(case.sigint_after)
+            proc.send_signal(signal.SIGINT)
+        proc.wait()
+        out.seek(0), err.seek(0)
+        peak = int(rss_file.read_text()) / 1024 if rss_file.exists() else float("nan")
+        return Outcome(proc.returncode, out.read(), err.read(), before, snapshot(ws), peak, ws)
+
+
+@pytest.fixture(scope="module")
+def outcomes(shared, tmp_path_factory) -> dict[str, Outcome]:
+    root = tmp_path_factory.mktemp("cases")
+    before = snapshot(shared["root"])
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {c.id: pool.submit(_run, c, root / c.id, shared) for c in CASES}
+        results = {k: v.result() for k, v in futures.items()}
+    assert snapshot(shared["root"]) == before, "a case changed the shared fixtures"
+    assert not list(root.rglob("pwned")), "a pickle payload ran"
+    return results
+
+
+def test_the_table_is_broad():
+    assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
+    commands = {c.args[0] for c in CASES if c.args}
+    assert commands >= {"prepare", "preview", "invert", "edit", "evaluate", "bench", "convert", "align", "train-describer", "demo"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, outcomes, shared):
+    got = outcomes[case.id]
+    detail = f"exit {got.code}\nstderr:\n{got.stderr}\nstdout:\n{got.stdout[-2000:]}"
+    assert got.code == case.code, detail
+    assert "Traceback" not in got.stderr and "unexpected" not in got.stderr, detail
+    errors = [line for line in got.stderr.splitlines() if line.startswith("magec: error:")]
+    if case.code in (1, 2):
+        assert len(errors) == 1 and case.err in errors[0], detail
+        assert got.after == got.before, f"files changed: {set(got.after.items()) ^ set(got.before.items())}"
+    elif case.code == 130:
+        assert got.stderr.strip().splitlines()[-1] == "magec: interrupted" and not errors, detail
+    else:
+        assert not errors, detail
+        case.check(got.workspace, shared)
+    if case.max_rss_mb is not None:
+        assert got.max_rss_mb < case.max_rss_mb, f"peak memory {got.max_rss_mb:.0f} MiB"
+
