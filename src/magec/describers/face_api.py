@@ -33,11 +33,11 @@ from magec.describers.dlib_faces import ChipBox, crop_chip
 from magec.describers.tfjs import load_tfjs_weights
 from magec.errors import MagecError, file_error
 from magec.io.checkpoints import strict_load
+from magec.weights import FACE_API_DIR, weights_dir
 
 FACE_API_PACKAGE = "@vladmandic/face-api"
 FACE_API_VERSION = "1.7.15"
-#: Folder, inside magec's weights folder, that ``scripts/fetch_face_api.sh`` fills.
-FACE_API_DIR = f"face-api-{FACE_API_VERSION}"
+PINNED = f"{FACE_API_PACKAGE}@{FACE_API_VERSION}"
 EXPRESSION_MANIFEST = "model/face_expression_model-weights_manifest.json"
 AGE_GENDER_MANIFEST = "model/age_gender_model-weights_manifest.json"
 #: SHA-256 of the files as published in face-api 1.7.15 (the tarball's sha512 is checked at fetch time).
@@ -61,8 +61,6 @@ FULL_FRAME = ChipBox(center_x=0.5, center_y=0.5, size=1.0)
 
 def face_api_dir() -> Path:
     """Where ``scripts/fetch_face_api.sh`` puts the files: ``<weights folder>/face-api-1.7.15``."""
-    from magec.weights import weights_dir
-
     return weights_dir() / FACE_API_DIR
 
 
@@ -72,10 +70,10 @@ def verify_files(root: str | Path, names: tuple[str, ...] = tuple(FILE_SHA256)) 
     for rel in names:
         path = root / rel
         if not path.is_file():
-            raise file_error(path, f"missing; run scripts/fetch_face_api.sh (make face-api) to fetch {FACE_API_PACKAGE}@{FACE_API_VERSION}")
+            raise file_error(path, f"missing; run scripts/fetch_face_api.sh (make face-api) to fetch {PINNED}")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if digest != FILE_SHA256[rel]:
-            raise file_error(path, f"sha256 {digest[:16]}... is not {FACE_API_PACKAGE}@{FACE_API_VERSION}'s; corrupted or another version")
+            raise file_error(path, f"sha256 {digest[:16]}... is not that of {PINNED}; corrupted or another version")
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:

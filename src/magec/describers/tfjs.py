@@ -57,7 +57,7 @@ def _weight_spec(entry: object, manifest: Path) -> tuple[str, tuple[int, ...], s
         return name, tuple(shape), qdtype, 0.0, 0.0
     scale, qmin = quant.get("scale"), quant.get("min")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (scale, qmin)):
-        raise file_error(manifest, f"weight {name}: {qdtype} quantization needs finite 'scale' and 'min', got {quant!r}")
+        raise file_error(manifest, f"weight {name}: {qdtype} quantization needs finite 'scale' and 'min': {quant!r}")
     return name, tuple(shape), qdtype, float(scale), float(qmin)  # type: ignore[arg-type]
 
 
@@ -97,7 +97,7 @@ def read_manifest(manifest: str | Path) -> list[dict]:
     if not isinstance(data, list) or not data:
         raise file_error(path, "not a TF.js weights manifest (expected a non-empty list of weight groups)")
     for group in data:
-        if not isinstance(group, dict) or not isinstance(group.get("paths"), list) or not isinstance(group.get("weights"), list):
+        if not (isinstance(group, dict) and isinstance(group.get("paths"), list) and isinstance(group.get("weights"), list)):
             raise file_error(path, "not a TF.js weights manifest (a group lacks 'paths' or 'weights' lists)")
     return data
 
@@ -125,14 +125,14 @@ def load_tfjs_weights(manifest: str | Path) -> dict[str, torch.Tensor]:
         need = sum(math.prod(shape) * (QUANTIZATION_BYTES[q] if q else 4) for _, shape, q, _, _ in specs)
         if len(buffer) != need:
             where = shards[-1] if shards else path
-            raise file_error(where, f"shards hold {len(buffer)} bytes but {path.name} describes {need}; corrupted or mismatched")
+            raise file_error(where, f"shards hold {len(buffer)} bytes, {path.name} describes {need}; corrupted or mismatched")
         offset = 0
         for name, shape, qdtype, scale, qmin in specs:
             nbytes = math.prod(shape) * (QUANTIZATION_BYTES[qdtype] if qdtype else 4)
             values = _decode(buffer[offset:offset + nbytes], qdtype, scale, qmin)
             offset += nbytes
             if not np.isfinite(values).all():
-                raise file_error(shards[0] if shards else path, f"weight {name} holds non-finite values; corrupted shard")
+                raise file_error(shards[0] if shards else path, f"weight {name} holds non-finite values; corrupted")
             if name in out:
                 raise file_error(path, f"weight {name} appears twice")
             out[name] = torch.from_numpy(values.reshape(shape).copy())
