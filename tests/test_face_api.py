@@ -35,7 +35,8 @@ from magec.errors import MagecError
 
 REPO = Path(__file__).resolve().parents[1]
 JS_DIR = Path(__file__).parent / "js"
-JS_CACHE = REPO / ".magec-cache" / "face-api-js"
+#: Where the reference env is installed; override with $MAGEC_TEST_JS_CACHE (e.g. a cache kept between CI runs).
+JS_CACHE = Path(os.environ.get("MAGEC_TEST_JS_CACHE", REPO / ".magec-cache" / "face-api-js"))
 #: face-api's own aligned face box on skimage's astronaut (ssdMobilenetv1 + 68 landmarks, face-api 1.7.15):
 #: x 166.1, y 77.9, w 111.2, h 105.4; cut at integer pixels, so the crop is not square (105 x 111).
 ASTRONAUT_ROWS, ASTRONAUT_COLS = slice(78, 183), slice(166, 277)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
+from typing import Self
 
 import torch
 import torch.nn.functional as F
@@ -236,7 +237,7 @@ class _FaceApiNet(nn.Module):
         return self.normalise((chip + 1.0) * 127.5)
 
     @classmethod
-    def from_weights(cls, root: str | Path | None = None, chip: ChipBox = FULL_FRAME, verify: bool = True):
+    def from_weights(cls, root: str | Path | None = None, chip: ChipBox = FULL_FRAME, verify: bool = True) -> Self:
         """The network with face-api's weights from ``root`` (default ``face_api_dir()``)."""
         net = cls(chip)
         net.load_weights(root, verify)

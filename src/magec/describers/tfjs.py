@@ -97,7 +97,7 @@ def read_manifest(manifest: str | Path) -> list[dict]:
     if not isinstance(data, list) or not data:
         raise file_error(path, "not a TF.js weights manifest (expected a non-empty list of weight groups)")
     for group in data:
-        if not (isinstance(group, dict) and isinstance(group.get("paths"), list) and isinstance(group.get("weights"), list)):
+        if not (isinstance(group, dict) and all(isinstance(group.get(k), list) for k in ("paths", "weights"))):
             raise file_error(path, "not a TF.js weights manifest (a group lacks 'paths' or 'weights' lists)")
     return data
 
@@ -125,7 +125,7 @@ def load_tfjs_weights(manifest: str | Path) -> dict[str, torch.Tensor]:
         need = sum(math.prod(shape) * (QUANTIZATION_BYTES[q] if q else 4) for _, shape, q, _, _ in specs)
         if len(buffer) != need:
             where = shards[-1] if shards else path
-            raise file_error(where, f"shards hold {len(buffer)} bytes, {path.name} describes {need}; corrupted or mismatched")
+            raise file_error(where, f"shards hold {len(buffer)} bytes, {path.name} describes {need}; corrupted")
         offset = 0
         for name, shape, qdtype, scale, qmin in specs:
             nbytes = math.prod(shape) * (QUANTIZATION_BYTES[qdtype] if qdtype else 4)
