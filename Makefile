@@ -4,7 +4,10 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.magec-installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean face-api
+
+# The face-api expression and age/gender weights (npm, pinned integrity) are fetched when npm is present.
+NPM := $(shell command -v npm 2>/dev/null)
 
 $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +16,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.tom
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(if $(NPM),face-api)
+
+face-api:
+	bash scripts/fetch_face_api.sh
 
 test: install
 	$(PY) -m pytest -q

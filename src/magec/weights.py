@@ -26,6 +26,9 @@ DEFAULT_FILES: dict[str, str] = {
     "celeba": "celeba_resnet18.safetensors",
 }
 RESNET18_FILE = "resnet18-f37072fd.pth"
+#: Folder that scripts/fetch_face_api.sh (make face-api) fills from the npm package @vladmandic/face-api.
+FACE_API_DIR = "face-api-1.7.15"
+FACE_API_HOW = "make face-api (scripts/fetch_face_api.sh: npm pack @vladmandic/face-api@1.7.15, integrity checked)"
 
 
 def weights_dir() -> Path:
@@ -97,6 +100,10 @@ def list_weight_files(checkpoints: Sequence[str | Path] = ()) -> list[WeightFile
                wd / DEFAULT_FILES["moco"], "", f"put moco_v2_800ep_pretrain.pth.tar (facebookresearch/moco) in {wd} or pass moco:PATH"),
         _entry("CelebA 40-attribute describer", "--describer celeba:PATH (the paper's F)",
                wd / DEFAULT_FILES["celeba"], "", f"train it: magec train-describer celeba --root CELEBA --out {wd / DEFAULT_FILES['celeba']}"),
+        _entry("face-api expression net", "face expressions (7-way) for a richer describer (issue 12)",
+               wd / FACE_API_DIR / "model/face_expression_model-weights_manifest.json", "", FACE_API_HOW),
+        _entry("face-api age/gender net", "age and gender (TinyXception) for a richer describer (issue 12)",
+               wd / FACE_API_DIR / "model/age_gender_model-weights_manifest.json", "", FACE_API_HOW),
         _entry("torchvision ResNet-18 (ImageNet)", "optional pretrained init of train-describer",
                hub / RESNET18_FILE, "", f"copy {RESNET18_FILE} into {hub} and pass --pretrained PATH"),
     ]
