@@ -1,4 +1,4 @@
-"""dlib's face-recognition ResNet in torch: the file reader, the descriptor against dlib's C++, the chip, the ID loss."""
+"""dlib's face-recognition ResNet in torch: file reader, descriptor vs dlib's C++, differentiable chip, ID loss."""
 
 from __future__ import annotations
 

