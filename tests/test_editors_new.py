@@ -13,7 +13,13 @@ from safetensors.torch import load_file, save_file
 from magec.describers.base import Attribute, DescriptorLayout, Head
 from magec.errors import MagecError
 from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from magec.latent.boundaries import export_directions, export_pack_directions, load_direction, load_directions, read_direction
+from magec.latent.boundaries import (
+    export_directions,
+    export_pack_directions,
+    load_direction,
+    load_directions,
+    read_direction,
+)
 from magec.latent.editors import LatentEditor
 from magec.latent.ganspace import GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANEditor
@@ -250,7 +256,10 @@ def test_styleflow_learns_the_conditional_and_edits_the_right_coordinate(toy_flo
     assert (older[:, 1] - z[:, 1]).abs().mean() > 3 * (older[:, 0] - z[:, 0]).abs().mean()
     assert (up[:, 2:] - z[:, 2:]).abs().mean() < 0.2 * (up[:, 0] - z[:, 0]).abs().mean()  # unrelated coordinates stay
     # and the fit improved on the unconditional standard normal it starts from
-    base_ll = torch.distributions.Normal(0.0, 1.0).log_prob((x - flow.latent_mean) / flow.latent_std).sum(1) - flow.latent_std.log().sum()
+    base_ll = (
+        torch.distributions.Normal(0.0, 1.0).log_prob((x - flow.latent_mean) / flow.latent_std).sum(1)
+        - flow.latent_std.log().sum()
+    )
     with torch.no_grad():
         ll, _, _ = flow.log_prob(x, toy_data()[1])
     assert ll.mean() > base_ll.mean() + 2.0  # measured: 4.9 nats
@@ -319,7 +328,7 @@ def test_styleflow_exact_and_hutchinson_traces_agree_with_the_jacobian():
     flow.attr_std.copy_(attrs.std(0))
     exact, _, _ = flow.log_prob(x, attrs)
     for i in range(len(x)):
-        jac = torch.autograd.functional.jacobian(lambda v: flow.to_base(v[None], attrs[i : i + 1])[0], x[i])
+        jac = torch.autograd.functional.jacobian(lambda v, c=attrs[i : i + 1]: flow.to_base(v[None], c)[0], x[i])
         base = flow.to_base(x[i : i + 1], attrs[i : i + 1])
         brute = torch.distributions.Normal(0.0, 1.0).log_prob(base).sum() + torch.linalg.slogdet(jac).logabsdet
         assert abs(float(exact[i].detach()) - float(brute)) < 1e-3
@@ -333,7 +342,9 @@ def test_styleflow_saves_and_loads_through_safetensors(toy_flow, tmp_path):
     flow, _, _ = toy_flow
     save_file(flow.tensors(), str(tmp_path / "t.safetensors"))
     (tmp_path / "c.json").write_text(json.dumps(flow.config_dict()))
-    loaded = ConditionalFlow.from_tensors(json.loads((tmp_path / "c.json").read_text()), load_file(str(tmp_path / "t.safetensors")))
+    loaded = ConditionalFlow.from_tensors(
+        json.loads((tmp_path / "c.json").read_text()), load_file(str(tmp_path / "t.safetensors"))
+    )
     z = toy_data(10, seed=12)[0]
     with torch.no_grad():
         assert torch.equal(toy_editor(loaded).edit(z, "male", 1.3), toy_editor(flow).edit(z, "male", 1.3))
@@ -342,7 +353,9 @@ def test_styleflow_saves_and_loads_through_safetensors(toy_flow, tmp_path):
     with pytest.raises(ValueError, match="version"):
         ConditionalFlow.from_tensors(bad, flow.tensors())
     with pytest.raises(RuntimeError):
-        ConditionalFlow.from_tensors(flow.config_dict(), {k: v for k, v in flow.tensors().items() if "latent_mean" not in k})
+        ConditionalFlow.from_tensors(
+            flow.config_dict(), {k: v for k, v in flow.tensors().items() if "latent_mean" not in k}
+        )
 
 
 # ---- on the real embedded pack (DCGAN + dlib F) -------------------------------------------------
@@ -361,7 +374,14 @@ def pack_samples(dcgan, dlib_describer, embedded_pack):
 def test_styleflow_male_edit_raises_f_male_on_the_embedded_pack(embedded_pack, pack_samples, dcgan, dlib_describer):
     latents, values = pack_samples
     config = StyleFlowConfig(hidden=64, iterations=150)
-    ed = StyleFlowEditor.fit(latents, values, embedded_pack.layout.attribute_names, config, seed=0, attribute_fn=linknet_attributes(embedded_pack.linknet))
+    ed = StyleFlowEditor.fit(
+        latents,
+        values,
+        embedded_pack.layout.attribute_names,
+        config,
+        seed=0,
+        attribute_fn=linknet_attributes(embedded_pack.linknet),
+    )
     layout = dlib_describer.layout
     with torch.no_grad():
         z = dcgan.sample_latents(100, seed=4321)
@@ -381,7 +401,11 @@ def test_pack_directions_export_and_import_bit_for_bit(embedded_pack, dcgan, tmp
     finally:
         del embedded_pack.editors["sefa"]
     index = json.loads((folder / "directions.json").read_text())
-    assert index["generator"] == "dcgan-face" and {e["editor"] for e in index["directions"]} == {"interfacegan", "ganspace", "sefa"}
+    assert index["generator"] == "dcgan-face" and {e["editor"] for e in index["directions"]} == {
+        "interfacegan",
+        "ganspace",
+        "sefa",
+    }
     imported = load_directions(folder, embedded_pack.latent_dim)
     z = dcgan.sample_latents(4, seed=3)
     for op in ("male", "age"):

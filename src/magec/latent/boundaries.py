@@ -51,15 +51,21 @@ def read_direction(path: str | Path, latent_dim: int) -> torch.Tensor:
         text = str(exc)
         if "allow_pickle" in text:
             raise file_error(path, "holds pickled Python objects; only plain numeric .npy arrays are read") from None
-        raise file_error(path, f"not a readable .npy array ({text.splitlines()[0][:160] if text else 'bad header'})") from None
+        raise file_error(
+            path, f"not a readable .npy array ({text.splitlines()[0][:160] if text else 'bad header'})"
+        ) from None
     except (OSError, EOFError, SyntaxError) as exc:
         raise file_error(path, f"not a readable .npy array ({type(exc).__name__})") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
-        raise file_error(path, f"expected a real floating-point array, got dtype {getattr(array, 'dtype', type(array).__name__)}")
+        raise file_error(
+            path, f"expected a real floating-point array, got dtype {getattr(array, 'dtype', type(array).__name__)}"
+        )
     if not (array.ndim == 1 or (array.ndim == 2 and array.shape[0] == 1)):
         raise file_error(path, f"expected a direction of shape (1, L) or (L,), got {array.shape}")
     if array.shape[-1] != latent_dim:
-        raise file_error(path, f"direction has {array.shape[-1]} dimensions, the generator's editing space has {latent_dim}")
+        raise file_error(
+            path, f"direction has {array.shape[-1]} dimensions, the generator's editing space has {latent_dim}"
+        )
     if not np.isfinite(array).all():
         raise file_error(path, "contains NaN or infinite values")
     if not np.any(array):
@@ -67,7 +73,9 @@ def read_direction(path: str | Path, latent_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.reshape(-1), dtype=np.float32).copy())
 
 
-def load_direction(path: str | Path, latent_dim: int, name: str | None = None, default_amount: float = DEFAULT_FILE_AMOUNT) -> DirectionEditor:
+def load_direction(
+    path: str | Path, latent_dim: int, name: str | None = None, default_amount: float = DEFAULT_FILE_AMOUNT
+) -> DirectionEditor:
     """A one-operation editor from a direction file; the operation is ``name`` or the file's stem.
 
     The direction is used as stored (not renormalised), so amounts mean what they meant to the tool
@@ -101,8 +109,10 @@ def _owned_files(folder: Path) -> set[str]:
     return {str(entry.get("file")) for entry in data.get("directions", []) if isinstance(entry, dict)} | {INDEX_FILE}
 
 
-def export_directions(editors: dict[str, DirectionEditor], folder: str | Path, generator: str = "", latent_dim: int | None = None) -> Path:
-    """Write every direction of ``editors`` (kind -> linear editor) as ``<kind>_<operation>.npy`` plus ``directions.json``.
+def export_directions(
+    editors: dict[str, DirectionEditor], folder: str | Path, generator: str = "", latent_dim: int | None = None
+) -> Path:
+    """Write every direction of ``editors`` (kind -> linear editor) as ``<kind>_<operation>.npy`` + ``directions.json``.
 
     Each file is written atomically; existing files are replaced only if a previous magec export listed
     them (a file magec did not write is never overwritten). The index is written last.
@@ -120,21 +130,25 @@ def export_directions(editors: dict[str, DirectionEditor], folder: str | Path, g
             dims.add(direction.numel())
             name = f"{_safe_name(kind)}_{_safe_name(operation)}"
             data = _npy_bytes(direction)
-            entries.append({
-                "name": name,
-                "file": f"{name}.npy",
-                "editor": kind,
-                "operation": operation,
-                "shape": [1, int(direction.numel())],
-                "dtype": "float32",
-                "default_amount": float(editor.default_amount),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            })
+            entries.append(
+                {
+                    "name": name,
+                    "file": f"{name}.npy",
+                    "editor": kind,
+                    "operation": operation,
+                    "shape": [1, int(direction.numel())],
+                    "dtype": "float32",
+                    "default_amount": float(editor.default_amount),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
             payloads.append((folder / f"{name}.npy", data))
     if len({e["file"] for e in entries}) != len(entries):
         raise MagecError("two directions map to the same file name; rename an operation")
     if len(dims) > 1 or (latent_dim is not None and dims and dims != {latent_dim}):
-        raise MagecError(f"directions have {sorted(dims)} dimensions; expected one latent size {latent_dim or ''}".rstrip())
+        raise MagecError(
+            f"directions have {sorted(dims)} dimensions; expected one latent size {latent_dim or ''}".rstrip()
+        )
     for path, _ in payloads + [(folder / INDEX_FILE, b"")]:
         if path.exists() and path.name not in owned:
             raise file_error(path, "exists and was not written by a magec export; refusing to overwrite it")
@@ -159,7 +173,9 @@ def linear_editors(editors: dict[str, Any]) -> dict[str, DirectionEditor]:
 
 def export_pack_directions(pack: Any, folder: str | Path) -> Path:
     """Export every fixed direction of a ``magec.pack.Pack`` (its ``editors``) with the pack's generator and size."""
-    return export_directions(linear_editors(pack.editors), folder, generator=pack.generator_spec, latent_dim=pack.latent_dim)
+    return export_directions(
+        linear_editors(pack.editors), folder, generator=pack.generator_spec, latent_dim=pack.latent_dim
+    )
 
 
 def load_directions(folder: str | Path, latent_dim: int) -> dict[str, DirectionEditor]:
@@ -177,7 +193,12 @@ def load_directions(folder: str | Path, latent_dim: int) -> dict[str, DirectionE
     editors: dict[str, DirectionEditor] = {}
     for entry in index.get("directions", []):
         try:
-            name, file, amount, digest = str(entry["name"]), str(entry["file"]), float(entry["default_amount"]), str(entry["sha256"])
+            name, file, amount, digest = (
+                str(entry["name"]),
+                str(entry["file"]),
+                float(entry["default_amount"]),
+                str(entry["sha256"]),
+            )
         except (KeyError, TypeError, ValueError):
             raise file_error(index_path, "an entry lacks name, file, default_amount or sha256") from None
         path = folder / file

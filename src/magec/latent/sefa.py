@@ -36,7 +36,9 @@ class SeFaConfig:
     default_sigmas: float = 3.0
 
 
-def sefa_directions(weight: torch.Tensor, components: int, normalize_rows: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def sefa_directions(
+    weight: torch.Tensor, components: int, normalize_rows: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``components`` eigenvectors (K, L) of A^T A, orthonormal rows, and their eigenvalues (K,), descending.
 
     Signs are fixed so each direction's largest-magnitude entry is positive (eigenvectors have no sign).
@@ -63,14 +65,23 @@ class SeFaEditor(DirectionEditor):
 
     kind = "sefa"
 
-    def __init__(self, directions: torch.Tensor, eigenvalues: torch.Tensor, sigmas: torch.Tensor, default_amount: float, layers: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        directions: torch.Tensor,
+        eigenvalues: torch.Tensor,
+        sigmas: torch.Tensor,
+        default_amount: float,
+        layers: list[int] | None = None,
+    ) -> None:
         super().__init__([f"sefa{i}" for i in range(directions.shape[0])], directions, default_amount)
         self.eigenvalues = eigenvalues
         self.sigmas = sigmas
         self.layers = None if layers is None else [int(i) for i in layers]
 
     @classmethod
-    def fit(cls, generator: HasSeFaWeight, latents: torch.Tensor | None = None, config: SeFaConfig | None = None) -> SeFaEditor:
+    def fit(
+        cls, generator: HasSeFaWeight, latents: torch.Tensor | None = None, config: SeFaConfig | None = None
+    ) -> SeFaEditor:
         """Factorise the generator's first-layer weight; ``latents`` (N, L), if given, only set the step size."""
         config = config or SeFaConfig()
         with torch.no_grad():
@@ -93,9 +104,21 @@ class SeFaEditor(DirectionEditor):
 
     def tensors(self) -> dict[str, torch.Tensor]:
         layers = torch.tensor(self.layers if self.layers is not None else [-1], dtype=torch.int64)
-        return {"directions": self.directions, "eigenvalues": self.eigenvalues, "sigmas": self.sigmas, "default_amount": torch.tensor([self.default_amount]), "layers": layers}
+        return {
+            "directions": self.directions,
+            "eigenvalues": self.eigenvalues,
+            "sigmas": self.sigmas,
+            "default_amount": torch.tensor([self.default_amount]),
+            "layers": layers,
+        }
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> SeFaEditor:
         layers = t["layers"].tolist()
-        return cls(t["directions"], t["eigenvalues"], t["sigmas"], float(t["default_amount"][0]), None if layers == [-1] else layers)
+        return cls(
+            t["directions"],
+            t["eigenvalues"],
+            t["sigmas"],
+            float(t["default_amount"][0]),
+            None if layers == [-1] else layers,
+        )
