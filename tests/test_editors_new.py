@@ -299,6 +299,7 @@ def test_styleflow_sequential_edits_carry_the_condition(toy_flow):
 def test_styleflow_per_layer_codes_gradients_and_errors(toy_flow):
     flow, _, _ = toy_flow
     ed = toy_editor(flow)
+    assert isinstance(ed, LatentEditor) and ed.kind == "styleflow" and ed.operations() == ["male", "age"]
     z = toy_data(3, seed=10)[0]
     wp = z[:, None, :].repeat(1, 4, 1)
     with torch.no_grad():
@@ -411,3 +412,18 @@ def test_pack_directions_export_and_import_bit_for_bit(embedded_pack, dcgan, tmp
     for op in ("male", "age"):
         assert torch.equal(imported[f"interfacegan_{op}"].edit(z, op, 2.5), embedded_pack.interfacegan.edit(z, op, 2.5))
     assert torch.equal(imported["ganspace_pc0"].edit(z, "pc0", -1.0), embedded_pack.ganspace.edit(z, "pc0", -1.0))
+
+
+def test_styleflow_adjoint_and_adaptive_solvers_agree_with_the_default(toy_flow):
+    flow, _, _ = toy_flow
+    z = toy_data(4, seed=13)[0]
+    reference = toy_editor(flow).edit(z, "age", 1.0).detach()
+    for change in ({"adjoint": True}, {"method": "dopri5"}):
+        other = ConditionalFlow.from_tensors(
+            dict(flow.config_dict(), config={**flow.config_dict()["config"], **change}), flow.tensors()
+        )
+        zg = z.clone().requires_grad_(True)
+        out = toy_editor(other).edit(zg, "age", 1.0)
+        out.sum().backward()
+        assert (out.detach() - reference).abs().max() < 1e-3
+        assert zg.grad is not None and torch.isfinite(zg.grad).all() and zg.grad.abs().sum() > 0
