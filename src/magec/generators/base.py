@@ -108,5 +108,12 @@ class Generator(nn.Module, abc.ABC):
         """
         return None
 
+    def sefa_weight(self, layers: list[int] | None = None) -> torch.Tensor:
+        """The weight A (out_features, latent_dim) of the first linear map(s) the editing-space code feeds (SeFa).
+
+        ``layers`` picks a subset where the code feeds several maps (StyleGAN2: W+ indices); None = all.
+        """
+        raise ValueError(f"{self.spec or type(self).__name__}: SeFa is not available for this generator")
+
     def train(self, mode: bool = True) -> Generator:  # noqa: D102 - always frozen
         return super().train(False)

@@ -94,6 +94,17 @@ class DCGANFace(Generator):
         """First-layer activations (after BatchNorm and ReLU), flattened: GANSpace's choice for non-style GANs."""
         return self.main[:3](latents.reshape(latents.shape[0], self.nz, 1, 1)).flatten(1)
 
+    def sefa_weight(self, layers: list[int] | None = None) -> torch.Tensor:
+        """The first ConvTranspose2d as a linear map z -> (512 x 4 x 4) pre-activations: (8192, nz).
+
+        Its weight (nz, C, 4, 4) acts on a 1x1 input, so output (c, i, j) = sum_k z_k W[k, c, i, j]. The
+        eval-mode BatchNorm that follows only rescales rows per channel, which SeFa's row normalisation cancels.
+        """
+        if layers not in (None, [0], (0,)):
+            raise ValueError(f"{self.spec}: z feeds a single layer (0); got layers {layers}")
+        weight = self.main[0].weight  # (nz, C, 4, 4)
+        return weight.permute(1, 2, 3, 0).reshape(-1, self.nz)
+
     @torch.no_grad()
     def initial_latent(self) -> torch.Tensor:
         if self._initial is None:

@@ -169,6 +169,28 @@ class StyleGAN2Generator(Generator):
             raise ValueError(f"{self.spec}: expected {self.num_noise} noise maps, got {len(noise)}")
         return self.synthesis(ws, noise)
 
+    def style_layers(self, include_rgb: bool = False) -> list[tuple[int, nn.Module]]:
+        """(W+ index, modulated layer) for every style input, in synthesis order (ToRGB layers only on request)."""
+        out: list[tuple[int, nn.Module]] = [(0, self.conv1)]
+        if include_rgb:
+            out.append((1, self.to_rgb1))
+        for j, conv in enumerate(self.convs):
+            out.append((j + 1, conv))
+            if include_rgb and j % 2 == 1:
+                out.append((j + 2, self.to_rgbs[j // 2]))
+        return out
+
+    def sefa_weight(self, layers: list[int] | None = None, include_rgb: bool = False) -> torch.Tensor:
+        """Concatenated style-modulation weights (sum of input channels, style_dim) of the layers fed by W+ ``layers``.
+
+        SeFa factorises the affine maps from w to the per-layer styles; None = every convolution layer
+        (as in SeFa), ToRGB layers only with ``include_rgb``. Weights include the equalised-lr scale.
+        """
+        chosen = [m for i, m in self.style_layers(include_rgb) if layers is None or i in layers]
+        if layers is not None and (not chosen or any(not 0 <= i < self.n_latent for i in layers)):
+            raise ValueError(f"{self.spec}: SeFa layers must be W+ indices in 0..{self.n_latent - 1}, got {layers}")
+        return torch.cat([m.conv.modulation.weight * m.conv.modulation.scale for m in chosen])
+
     def synthesis(self, ws: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
         """The synthesis network on W+ codes (B, n_latent, D); layer i reads ws[:, i] as in both reference codes."""
         out = self.input(ws.shape[0])
