@@ -102,7 +102,7 @@ NO_FACE = "no face found (dlib's frontal face detector needs a roughly frontal f
 def detection_array(image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> tuple[np.ndarray, int]:
     """``image`` as a contiguous uint8 RGB array reduced by an integer factor to at most ``max_side``; (array, factor)."""
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    pil = pil.convert("RGB")
+    pil = pil if pil.mode == "RGB" else pil.convert("RGB")
     factor = max(1, -(-max(pil.size) // max_side))
     small = pil.reduce(factor) if factor > 1 else pil
     return np.ascontiguousarray(np.asarray(small, dtype=np.uint8)), factor
@@ -178,7 +178,7 @@ def _pad_with_fade(img: np.ndarray, pad: tuple[int, int, int, int], qsize: float
 
 def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignConfig = AlignConfig()) -> Image.Image:
     """Resample the oriented square ``quad`` of ``image`` into a ``size`` x ``size`` RGB image."""
-    img = image.convert("RGB")
+    img = image if image.mode == "RGB" else image.convert("RGB")  # a large photo is not copied
     quad = quad.astype(np.float64).copy()
     qsize = float(np.hypot(*(quad[3] - quad[0])))
 
@@ -276,8 +276,14 @@ def align_photo(
         raise file_error(photo, str(exc)) from None
     quad = (ffhq_quad(face) + 0.5) * scale - 0.5  # in full-resolution pixels
     qsize = float(np.hypot(*(quad[3] - quad[0])))
-    # The FFHQ procedure keeps the square at least twice the output size before sampling it.
-    source = read_image(photo, max_pixels, reduce_to=int(max(full_size) * min(1.0, 2.0 * size / qsize)) + 1)
+    # The FFHQ procedure keeps the square at least twice the output size before sampling it. A photo
+    # that was decoded whole already (not a JPEG, or a small one) is not decoded again.
+    needed = int(max(full_size) * min(1.0, 2.0 * size / qsize)) + 1
+    if max(preview.size) >= needed:
+        source = preview
+    else:
+        del preview
+        source = read_image(photo, max_pixels, reduce_to=needed)
     quad = (quad + 0.5) * (source.width / full_size[0]) - 0.5
     return align_quad(source, quad, size, config), len(faces)
 

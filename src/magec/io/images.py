@@ -47,7 +47,7 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 @contextlib.contextmanager
@@ -92,7 +92,8 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to
                 scale = reduce_to / max(width, height)
                 img.draft(None, (max(1, int(width * scale + 0.999)), max(1, int(height * scale + 0.999))))
             img.load()
-            img = ImageOps.exif_transpose(img)
+            if img.getexif().get(0x0112, 1) != 1:  # copies only when the photo needs turning
+                img = ImageOps.exif_transpose(img)
             rgb = _to_rgb8(img)
     except UnidentifiedImageError:
         raise file_error(path, "not a readable image (unknown or unsupported format)") from None
