@@ -53,7 +53,6 @@ def embedded_pack(dcgan, dlib_describer):
 def tone_pipeline(dcgan):
     """A fast pipeline: the embedded DCGAN with the toy ToneDescriber as F."""
     from fakes import ToneDescriber
-
     from magec.pipeline import assemble_pipeline
     from magec.prepare import PrepareConfig, prepare_pack
 

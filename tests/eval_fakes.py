@@ -99,7 +99,12 @@ def make_pipeline():
         "interpolate": InterpolateEditor(gen),
     }
     return SimpleNamespace(
-        generator=gen, describer=TinyDescriber(), pack=SimpleNamespace(editors=editors), perceptual=L1Perceptual(), identity=None, device=torch.device("cpu")
+        generator=gen,
+        describer=TinyDescriber(),
+        pack=SimpleNamespace(editors=editors),
+        perceptual=L1Perceptual(),
+        identity=None,
+        device=torch.device("cpu"),
     )
 
 
@@ -107,7 +112,9 @@ def fake_invert(pipeline, images, method="magec", config=None, progress=True, se
     """Seeded gradient descent on MSE; 'no-magec' takes fewer steps so methods differ."""
     start = time.perf_counter()
     steps = {"magec": 40, "no-magec": 20, "im2stylegan++": 60}.get(method, 30)
-    z = (pipeline.generator.initial_latent()[None].repeat(images.shape[0], 1) + 0.01 * randn((images.shape[0], 4), seed)).requires_grad_(True)
+    z = (
+        pipeline.generator.initial_latent()[None].repeat(images.shape[0], 1) + 0.01 * randn((images.shape[0], 4), seed)
+    ).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=0.1)
     for _ in range(steps):
         opt.zero_grad()
@@ -115,7 +122,15 @@ def fake_invert(pipeline, images, method="magec", config=None, progress=True, se
         loss.backward()
         opt.step()
     z = z.detach()
-    return SimpleNamespace(latents=z, space="z", noise=None, images=pipeline.generator.synthesize(z), history=[], steps=steps, seconds=time.perf_counter() - start)
+    return SimpleNamespace(
+        latents=z,
+        space="z",
+        noise=None,
+        images=pipeline.generator.synthesize(z),
+        history=[],
+        steps=steps,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def pixel_features():

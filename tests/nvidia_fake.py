@@ -17,7 +17,6 @@ import math
 import pickle
 import sys
 import types
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -78,7 +77,7 @@ def _upfirdn(x, f, up=1, pad=(0, 0, 0, 0), gain=1.0):
         x = z
     px0, px1, py0, py1 = pad
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = (f * gain ** (f.ndim / 2)).flip([0, 1])
     return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
 
@@ -120,6 +119,7 @@ def nvidia_mapping(nv, z, lr=0.01):
 
 def nvidia_forward(nv, ws, conv_clamp=None):
     """NVIDIA's SynthesisNetwork with noise_mode='const', on W+ codes (B, num_ws, D)."""
+
     def layer(name, x, w, up):
         styles = _fc(w, nv[f"{name}.affine.weight"], nv[f"{name}.affine.bias"])
         x = _modconv(x, nv[f"{name}.weight"], styles, True, up, 1, nv[f"{name}.resample_filter"])
@@ -143,7 +143,9 @@ def nvidia_forward(nv, ws, conv_clamp=None):
         x = layer(f"{b}.conv0", x, ws[:, idx], 2)
         x = layer(f"{b}.conv1", x, ws[:, idx + 1], 1)
         f = nv[f"{b}.resample_filter"]
-        img = _upfirdn(img, f, up=2, pad=((f.shape[0] + 1) // 2, (f.shape[0] - 2) // 2) * 2, gain=4) + torgb(f"{b}.torgb", x, ws[:, idx + 2])
+        img = _upfirdn(img, f, up=2, pad=((f.shape[0] + 1) // 2, (f.shape[0] - 2) // 2) * 2, gain=4) + torgb(
+            f"{b}.torgb", x, ws[:, idx + 2]
+        )
         idx += 2
     return img
 
@@ -175,7 +177,12 @@ def fake_nvidia_modules(marker: Path):
     EasyDict.__module__ = "dnnlib.util"
     EasyDict.__qualname__ = "EasyDict"
     util.EasyDict = EasyDict
-    names = {"torch_utils": types.ModuleType("torch_utils"), "torch_utils.persistence": persistence, "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": util}
+    names = {
+        "torch_utils": types.ModuleType("torch_utils"),
+        "torch_utils.persistence": persistence,
+        "dnnlib": types.ModuleType("dnnlib"),
+        "dnnlib.util": util,
+    }
     saved = {n: sys.modules.get(n) for n in names}
     sys.modules.update(names)
     try:
@@ -221,16 +228,27 @@ def build_fake_pickle(nv: dict[str, torch.Tensor], cfg, marker: Path, conv_clamp
                 return Persistent("SynthesisNetwork", img_resolution=cfg.resolution)
             if part.startswith("fc") or part == "affine":
                 lr = cfg.lr_mlp if part.startswith("fc") else 1.0
-                return Persistent("FullyConnectedLayer", activation="lrelu" if part.startswith("fc") else "linear", bias_gain=lr)
+                return Persistent(
+                    "FullyConnectedLayer", activation="lrelu" if part.startswith("fc") else "linear", bias_gain=lr
+                )
             if part.startswith("b"):
                 return Persistent("SynthesisBlock", architecture="skip", resolution=int(part[1:]), use_fp16=False)
             if part == "torgb":
                 return Persistent("ToRGBLayer", conv_clamp=conv_clamp)
-            return Persistent("SynthesisLayer", conv_clamp=conv_clamp, activation="lrelu", up=2 if part == "conv0" else 1)
+            return Persistent(
+                "SynthesisLayer", conv_clamp=conv_clamp, activation="lrelu", up=2 if part == "conv0" else 1
+            )
 
         mapping_kwargs = util.EasyDict(num_layers=cfg.n_mlp, lr_multiplier=cfg.lr_mlp)
-        g = Persistent("Generator", z_dim=cfg.style_dim, c_dim=0, w_dim=cfg.style_dim, img_resolution=cfg.resolution,
-                       _init_args=(), _init_kwargs=util.EasyDict(z_dim=cfg.style_dim, c_dim=0, mapping_kwargs=mapping_kwargs))
+        g = Persistent(
+            "Generator",
+            z_dim=cfg.style_dim,
+            c_dim=0,
+            w_dim=cfg.style_dim,
+            img_resolution=cfg.resolution,
+            _init_args=(),
+            _init_kwargs=util.EasyDict(z_dim=cfg.style_dim, c_dim=0, mapping_kwargs=mapping_kwargs),
+        )
         for name, value in nv.items():
             owner, _, leaf = name.rpartition(".")
             module = module_at(g, owner, class_for)
@@ -240,8 +258,13 @@ def build_fake_pickle(nv: dict[str, torch.Tensor], cfg, marker: Path, conv_clamp
                 module.register_parameter(leaf, nn.Parameter(value.clone()))
         d = Persistent("Discriminator", _init_kwargs=util.EasyDict(c_dim=0))
         d.register_parameter("w", nn.Parameter(torch.randn(4, 4)))
-        snapshot = dict(G=g, D=d, G_ema=g, augment_pipe=None,
-                        training_set_kwargs=util.EasyDict(path="ffhq.zip", use_labels=False, xflip=True, resolution=cfg.resolution))
+        snapshot = dict(
+            G=g,
+            D=d,
+            G_ema=g,
+            augment_pipe=None,
+            training_set_kwargs=util.EasyDict(path="ffhq.zip", use_labels=False, xflip=True, resolution=cfg.resolution),
+        )
         return pickle.dumps(snapshot, protocol=protocol)
 
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from magec.cli.main import main
 from magec.errors import MagecError
-from magec.io.alignment import FFHQ_LEFT_EYE, FFHQ_RIGHT_EYE, LandmarkDetector, align_face, ffhq_quad
+from magec.faces.alignment import FFHQ_LEFT_EYE, FFHQ_RIGHT_EYE, align_face, ffhq_quad
+from magec.faces.detection import LandmarkDetector
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -12,11 +12,9 @@ case then checks its result.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import pickle
-import resource
 import shutil
 import signal
 import subprocess
@@ -90,7 +88,9 @@ def bomb_png(width: int, height: int) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def big_face_jpeg(path: Path, side: int = 12000) -> None:
@@ -121,10 +121,16 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     f["latent"] = save_latent(root / "face.latent.safetensors", z, "z", None, image, meta)
     f["latent_shape"] = save_latent(root / "short.latent.safetensors", z[:, :50], "z", None, image, meta)
     f["latent_space"] = save_latent(root / "space.latent.safetensors", z, "w", None, image, meta)
-    f["latent_nan"] = save_latent(root / "nan.latent.safetensors", torch.full_like(z, float("nan")), "z", None, image, meta)
+    f["latent_nan"] = save_latent(
+        root / "nan.latent.safetensors", torch.full_like(z, float("nan")), "z", None, image, meta
+    )
     from safetensors.torch import save_file
 
-    save_file({"latent": z}, str(root / "meta.latent.safetensors"), metadata={"format": "magec-latent", "space": "z", "metadata": "{not json"})
+    save_file(
+        {"latent": z},
+        str(root / "meta.latent.safetensors"),
+        metadata={"format": "magec-latent", "space": "z", "metadata": "{not json"},
+    )
     f["latent_meta"] = root / "meta.latent.safetensors"
     # A pack whose tensors hold a NaN but whose manifest hash is valid.
     nan_pack = root / "nan-pack"
@@ -249,44 +255,175 @@ EDIT = ["edit", L, "--pack", P, "--device", "cpu"]
 
 CASES: list[Case] = [
     # --- data loss (the cases) ---
-    Case("prepare-into-foreign-folder", ["prepare", "--out", "mine", "--samples", "60"], 1, "holds files magec did not write", user_file("mine/thesis.tex")),
-    Case("prepare-onto-a-file", ["prepare", "--out", "mine.txt", "--samples", "60"], 1, "is a file", user_file("mine.txt")),
-    Case("prepare-force-keeps-foreign-files", ["prepare", "--out", "pack", "--samples", "60", "--force", "--device", "cpu"], 0, "",
-         pack_beside_user_file, check_pack_files_mode),
-    Case("invert-same-stem-in-two-folders", ["invert", "a/face.png", "b/face.png", "face-2.png", "--out", "out", *INV[1:]], 0, "",
-         three_faces, check_three_faces),
+    Case(
+        "prepare-into-foreign-folder",
+        ["prepare", "--out", "mine", "--samples", "60"],
+        1,
+        "holds files magec did not write",
+        user_file("mine/thesis.tex"),
+    ),
+    Case(
+        "prepare-onto-a-file",
+        ["prepare", "--out", "mine.txt", "--samples", "60"],
+        1,
+        "is a file",
+        user_file("mine.txt"),
+    ),
+    Case(
+        "prepare-force-keeps-foreign-files",
+        ["prepare", "--out", "pack", "--samples", "60", "--force", "--device", "cpu"],
+        0,
+        "",
+        pack_beside_user_file,
+        check_pack_files_mode,
+    ),
+    Case(
+        "invert-same-stem-in-two-folders",
+        ["invert", "a/face.png", "b/face.png", "face-2.png", "--out", "out", *INV[1:]],
+        0,
+        "",
+        three_faces,
+        check_three_faces,
+    ),
     Case("invert-same-file-twice", ["invert", F, F, "--out", "out", *INV[1:]], 1, "given twice"),
-    Case("invert-over-foreign-output", ["invert", F, "--out", "out", *INV[1:]], 1, "was not written by magec", both(
-        user_file("out/magec-index.json", json.dumps({"format": "magec-output-index", "kind": "inversion", "files": {}})),
-        user_file("out/face.png"))),
-    Case("invert-into-foreign-folder", ["invert", F, "--out", "out", *INV[1:]], 1, "holds files magec did not write", user_file("out/todo.txt")),
-    Case("invert-output-over-another-photo", ["invert", "photos/face.jpg", "--out", "photos", "--force", *INV[1:]], 1,
-         "was not written by magec", copy_in(("face", "photos/face.png"), ("face", "photos/face.jpg"))),
-    Case("invert-same-names-keep-extensions", ["invert", "photos/face.png", "photos/face.jpg", "--out", "photos", "--force", *INV[1:]], 0, "",
-         copy_in(("face", "photos/face.png"), ("face", "photos/face.jpg")), lambda ws, f: check_kept_extensions(ws, f)),
+    Case(
+        "invert-over-foreign-output",
+        ["invert", F, "--out", "out", *INV[1:]],
+        1,
+        "was not written by magec",
+        both(
+            user_file(
+                "out/magec-index.json", json.dumps({"format": "magec-output-index", "kind": "inversion", "files": {}})
+            ),
+            user_file("out/face.png"),
+        ),
+    ),
+    Case(
+        "invert-into-foreign-folder",
+        ["invert", F, "--out", "out", *INV[1:]],
+        1,
+        "holds files magec did not write",
+        user_file("out/todo.txt"),
+    ),
+    Case(
+        "invert-output-over-another-photo",
+        ["invert", "photos/face.jpg", "--out", "photos", "--force", *INV[1:]],
+        1,
+        "was not written by magec",
+        copy_in(("face", "photos/face.png"), ("face", "photos/face.jpg")),
+    ),
+    Case(
+        "invert-same-names-keep-extensions",
+        ["invert", "photos/face.png", "photos/face.jpg", "--out", "photos", "--force", *INV[1:]],
+        0,
+        "",
+        copy_in(("face", "photos/face.png"), ("face", "photos/face.jpg")),
+        lambda ws, f: check_kept_extensions(ws, f),
+    ),
     Case("invert-out-is-a-file", ["invert", F, "--out", "out", *INV[1:]], 1, "is a file", user_file("out")),
-    Case("invert-into-another-kind", ["invert", F, "--out", "out", *INV[1:]], 1, "holds magec edits outputs",
-         user_file("out/magec-index.json", json.dumps({"format": "magec-output-index", "kind": "edits", "files": {}}))),
-    Case("edit-into-foreign-folder", [*EDIT, "--out", "edits"], 1, "holds files magec did not write", user_file("edits/holiday.jpg")),
+    Case(
+        "invert-into-another-kind",
+        ["invert", F, "--out", "out", *INV[1:]],
+        1,
+        "holds magec edits outputs",
+        user_file("out/magec-index.json", json.dumps({"format": "magec-output-index", "kind": "edits", "files": {}})),
+    ),
+    Case(
+        "edit-into-foreign-folder",
+        [*EDIT, "--out", "edits"],
+        1,
+        "holds files magec did not write",
+        user_file("edits/holiday.jpg"),
+    ),
     Case("edit-out-is-a-file", [*EDIT, "--out", "edits"], 1, "is a file", user_file("edits")),
-    Case("edit-amounts-share-a-file", [*EDIT, "--operation", "male", "--amounts", "0.001,0.002", "--out", "edits"], 1, "would both be written to"),
-    Case("preview-into-foreign-folder", ["preview", "--pack", P, "--out", "pv", "--device", "cpu"], 1, "holds files magec did not write", user_file("pv/a.txt")),
-    Case("demo-into-foreign-folder", ["demo", "--out", "site", "--device", "cpu"], 1, "holds files magec did not write", user_file("site/index.html")),
-    Case("align-over-foreign-file", ["align", F, "--out", "aligned.png", "--size", "64"], 1, "was not written by magec", user_file("aligned.png")),
-    Case("align-over-its-input", ["align", "photo.png", "--out", "photo.png", "--force"], 1, "is also an input", copy_in(("face", "photo.png"))),
-    Case("convert-over-foreign-file", ["convert", "{garbage}", "out.safetensors"], 1, "was not written by magec", user_file("out.safetensors")),
-    Case("evaluate-into-foreign-folder", ["evaluate", "--pack", P, "--generated", "1", "--out", "run"], 1, "not a magec evaluation run", user_file("run/data.csv")),
-    Case("evaluate-report-over-foreign-md", ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--report", "README.md"], 1,
-         "not a magec evaluation report", user_file("README.md")),
-    Case("train-describer-over-foreign-file", ["train-describer", "celeba", "--root", "{celeba}", "--out", "model.safetensors"], 1,
-         "was not written by magec", user_file("model.safetensors")),
+    Case(
+        "edit-amounts-share-a-file",
+        [*EDIT, "--operation", "male", "--amounts", "0.001,0.002", "--out", "edits"],
+        1,
+        "would both be written to",
+    ),
+    Case(
+        "preview-into-foreign-folder",
+        ["preview", "--pack", P, "--out", "pv", "--device", "cpu"],
+        1,
+        "holds files magec did not write",
+        user_file("pv/a.txt"),
+    ),
+    Case(
+        "demo-into-foreign-folder",
+        ["demo", "--out", "site", "--device", "cpu"],
+        1,
+        "holds files magec did not write",
+        user_file("site/index.html"),
+    ),
+    Case(
+        "align-over-foreign-file",
+        ["align", F, "--out", "aligned.png", "--size", "64"],
+        1,
+        "was not written by magec",
+        user_file("aligned.png"),
+    ),
+    Case(
+        "align-over-its-input",
+        ["align", "photo.png", "--out", "photo.png", "--force"],
+        1,
+        "is also an input",
+        copy_in(("face", "photo.png")),
+    ),
+    Case(
+        "convert-over-foreign-file",
+        ["convert", "{garbage}", "out.safetensors"],
+        1,
+        "was not written by magec",
+        user_file("out.safetensors"),
+    ),
+    Case(
+        "evaluate-into-foreign-folder",
+        ["evaluate", "--pack", P, "--generated", "1", "--out", "run"],
+        1,
+        "not a magec evaluation run",
+        user_file("run/data.csv"),
+    ),
+    Case(
+        "evaluate-report-over-foreign-md",
+        ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--report", "README.md"],
+        1,
+        "not a magec evaluation report",
+        user_file("README.md"),
+    ),
+    Case(
+        "train-describer-over-foreign-file",
+        ["train-describer", "celeba", "--root", "{celeba}", "--out", "model.safetensors"],
+        1,
+        "was not written by magec",
+        user_file("model.safetensors"),
+    ),
     # --- memory: large and hostile images ---
-    Case("align-144-megapixel-jpeg", ["align", "{big}", "--out", "aligned.png", "--size", "256"], 0, "", None, check_aligned, max_rss_mb=1024),
+    Case(
+        "align-144-megapixel-jpeg",
+        ["align", "{big}", "--out", "aligned.png", "--size", "256"],
+        0,
+        "",
+        None,
+        check_aligned,
+        max_rss_mb=1024,
+    ),
     Case("align-size-too-large", ["align", F, "--out", "a.png", "--size", "100000"], 2, "must be at most 4096"),
     Case("align-png-bomb", ["align", "{bomb}", "--out", "a.png"], 1, "above the limit", max_rss_mb=400),
     Case("invert-png-bomb", ["invert", "{bomb}", "--out", "out", *INV[1:]], 1, "above the limit", max_rss_mb=400),
-    Case("invert-over-max-pixels", ["invert", F, "--max-pixels", "100", "--out", "out", *INV[1:]], 1, "above the limit of"),
-    Case("invert-huge-image-refused-before-models", ["invert", "{big}", "--max-pixels", "1000000", "--out", "out", *INV[1:]], 1, "above the limit", max_rss_mb=400),
+    Case(
+        "invert-over-max-pixels",
+        ["invert", F, "--max-pixels", "100", "--out", "out", *INV[1:]],
+        1,
+        "above the limit of",
+    ),
+    Case(
+        "invert-huge-image-refused-before-models",
+        ["invert", "{big}", "--max-pixels", "1000000", "--out", "out", *INV[1:]],
+        1,
+        "above the limit",
+        max_rss_mb=400,
+    ),
     Case("max-pixels-zero", ["invert", F, "--max-pixels", "0", "--out", "out", *INV[1:]], 2, "must be at least 1"),
     # --- one line instead of a traceback ---
     Case("steps-scale-nan", ["invert", F, "--out", "out", *INV[1:3], "--steps-scale", "nan"], 2, "finite"),
@@ -294,12 +431,18 @@ CASES: list[Case] = [
     Case("steps-scale-negative", ["invert", F, "--out", "out", *INV[1:3], "--steps-scale", "-1"], 2, "greater than 0"),
     Case("lambda-magec-nan", ["invert", F, "--out", "out", *INV[1:], "--lambda-magec", "nan"], 2, "finite"),
     Case("lambda-id-negative", ["invert", F, "--out", "out", *INV[1:], "--lambda-id", "-1"], 2, "must not be negative"),
-    Case("invert-face-negative", ["invert", F, "--face-crop", "--face", "-5", "--out", "out", *INV[1:]], 2, "at least 0"),
-    Case("invert-face-out-of-range", ["invert", F, "--face-crop", "--face", "5", "--out", "out", *INV[1:]], 1, "no face"),
+    Case(
+        "invert-face-negative", ["invert", F, "--face-crop", "--face", "-5", "--out", "out", *INV[1:]], 2, "at least 0"
+    ),
+    Case(
+        "invert-face-out-of-range", ["invert", F, "--face-crop", "--face", "5", "--out", "out", *INV[1:]], 1, "no face"
+    ),
     Case("invert-batch-size-zero", ["invert", F, "--batch-size", "0", "--out", "out", *INV[1:]], 2, "at least 1"),
     Case("invert-unknown-method", ["invert", F, "--method", "magic", "--out", "out", *INV[1:]], 2, "invalid choice"),
     Case("invert-bad-device", ["invert", F, "--out", "out", *INV[1:], "--device", "gpu"], 2, "expected auto, cpu"),
-    Case("invert-cuda-absent", ["invert", F, "--out", "out", *INV[1:-2], "--device", "cuda"], 1, "CUDA is not available"),
+    Case(
+        "invert-cuda-absent", ["invert", F, "--out", "out", *INV[1:-2], "--device", "cuda"], 1, "CUDA is not available"
+    ),
     Case("invert-text-as-png", ["invert", F, "{text_png}", "--out", "out", *INV[1:]], 1, "not a readable image"),
     Case("invert-empty-file", ["invert", "{empty}", "--out", "out", *INV[1:]], 1, "empty file"),
     Case("invert-truncated-png", ["invert", "{truncated}", "--out", "out", *INV[1:]], 1, "truncated"),
@@ -307,14 +450,41 @@ CASES: list[Case] = [
     Case("invert-folder-as-image", ["invert", "{root}", "--out", "out", *INV[1:]], 1, "is a folder"),
     Case("invert-missing-pack", ["invert", F, "--out", "out", "--pack", "nopack"], 1, "no such pack"),
     Case("invert-nan-pack", ["invert", F, "--out", "out", "--pack", "{nan_pack}", "--device", "cpu"], 1, "NaN"),
-    Case("invert-corrupt-pack", ["invert", F, "--out", "out", "--pack", "{corrupt_pack}", "--device", "cpu"], 1, "SHA-256"),
+    Case(
+        "invert-corrupt-pack",
+        ["invert", F, "--out", "out", "--pack", "{corrupt_pack}", "--device", "cpu"],
+        1,
+        "SHA-256",
+    ),
     Case("invert-no-face", ["invert", "{gray}", "--face-crop", "--out", "out", *INV[1:]], 1, "no face found"),
-    Case("invert-identity-missing", ["invert", F, "--identity", "arcface:missing.pth", "--out", "out", *INV[1:]], 1, "missing.pth"),
-    Case("edit-latent-broken-metadata", ["edit", "{latent_meta}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "broken magec latent metadata"),
-    Case("edit-latent-wrong-shape", ["edit", "{latent_shape}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "shape"),
-    Case("edit-latent-wrong-space", ["edit", "{latent_space}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "latent space 'w'"),
+    Case(
+        "invert-identity-missing",
+        ["invert", F, "--identity", "arcface:missing.pth", "--out", "out", *INV[1:]],
+        1,
+        "missing.pth",
+    ),
+    Case(
+        "edit-latent-broken-metadata",
+        ["edit", "{latent_meta}", "--pack", P, "--out", "e", "--device", "cpu"],
+        1,
+        "broken magec latent metadata",
+    ),
+    Case(
+        "edit-latent-wrong-shape", ["edit", "{latent_shape}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "shape"
+    ),
+    Case(
+        "edit-latent-wrong-space",
+        ["edit", "{latent_space}", "--pack", P, "--out", "e", "--device", "cpu"],
+        1,
+        "latent space 'w'",
+    ),
     Case("edit-latent-nan", ["edit", "{latent_nan}", "--pack", P, "--out", "e", "--device", "cpu"], 1, "NaN"),
-    Case("edit-latent-is-png", ["edit", F, "--pack", P, "--out", "e", "--device", "cpu"], 1, "not a readable safetensors latent"),
+    Case(
+        "edit-latent-is-png",
+        ["edit", F, "--pack", P, "--out", "e", "--device", "cpu"],
+        1,
+        "not a readable safetensors latent",
+    ),
     Case("edit-amounts-nan", [*EDIT, "--amounts", "nan", "--out", "e"], 2, "finite"),
     Case("edit-amounts-inf", [*EDIT, "--amounts", "1,inf", "--out", "e"], 2, "finite"),
     Case("edit-amounts-overflow", [*EDIT, "--amounts", "1e400", "--out", "e"], 2, "finite"),
@@ -325,26 +495,92 @@ CASES: list[Case] = [
     Case("prepare-samples-nan", ["prepare", "--out", "p", "--samples", "nan"], 2, "whole number"),
     Case("prepare-samples-too-few", ["prepare", "--out", "p", "--samples", "10"], 2, "at least 50"),
     Case("prepare-unknown-generator", ["prepare", "--out", "p", "--generator", "biggan"], 1, "unknown generator"),
-    Case("prepare-missing-checkpoint", ["prepare", "--out", "p", "--generator", "stylegan2:missing.pkl"], 1, "missing.pkl"),
+    Case(
+        "prepare-missing-checkpoint",
+        ["prepare", "--out", "p", "--generator", "stylegan2:missing.pkl"],
+        1,
+        "missing.pkl",
+    ),
     Case("prepare-malicious-pickle", ["prepare", "--out", "p", "--generator", "stylegan2:{evil}"], 1, "evil.pkl"),
     Case("prepare-seed-negative", ["prepare", "--out", "p", "--seed", "-3"], 2, "at least 0"),
     Case("preview-n-zero", ["preview", "--pack", P, "--out", "pv", "-n", "0"], 2, "at least 1"),
-    Case("preview-wrong-version-pack", ["preview", "--pack", "bad", "--out", "pv"], 1, "not supported",
-         user_file("bad/manifest.json", json.dumps({"format": "magec-pack", "version": 0}))),
+    Case(
+        "preview-wrong-version-pack",
+        ["preview", "--pack", "bad", "--out", "pv"],
+        1,
+        "not supported",
+        user_file("bad/manifest.json", json.dumps({"format": "magec-pack", "version": 0})),
+    ),
     Case("demo-generated-negative", ["demo", "--generated", "-1"], 2, "at least 0"),
     Case("demo-steps-scale-inf", ["demo", "--steps-scale", "inf"], 2, "finite"),
-    Case("train-describer-workers-negative", ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--workers", "-1"], 2, "at least 0"),
-    Case("train-describer-input-size-zero", ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--input-size", "0"], 2, "at least 32"),
-    Case("train-describer-epochs-negative", ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--epochs", "-1"], 2, "at least 1"),
-    Case("train-describer-bad-image-in-worker",
-         ["train-describer", "celeba", "--root", "{celeba}", "--out", "m.safetensors", "--workers", "2", "--input-size", "32",
-          "--epochs", "1", "--batch-size", "4", "--quiet", "--device", "cpu"], 1, "000004.jpg"),
-    Case("evaluate-limit-negative", ["evaluate", "--pack", P, "--images", "{root}", "--limit", "-1", "--out", "run"], 2, "at least 1"),
+    Case(
+        "train-describer-workers-negative",
+        ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--workers", "-1"],
+        2,
+        "at least 0",
+    ),
+    Case(
+        "train-describer-input-size-zero",
+        ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--input-size", "0"],
+        2,
+        "at least 32",
+    ),
+    Case(
+        "train-describer-epochs-negative",
+        ["train-describer", "celeba", "--root", "r", "--out", "m.safetensors", "--epochs", "-1"],
+        2,
+        "at least 1",
+    ),
+    Case(
+        "train-describer-bad-image-in-worker",
+        [
+            "train-describer",
+            "celeba",
+            "--root",
+            "{celeba}",
+            "--out",
+            "m.safetensors",
+            "--workers",
+            "2",
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        1,
+        "000004.jpg",
+    ),
+    Case(
+        "evaluate-limit-negative",
+        ["evaluate", "--pack", P, "--images", "{root}", "--limit", "-1", "--out", "run"],
+        2,
+        "at least 1",
+    ),
     Case("evaluate-generated-zero", ["evaluate", "--pack", P, "--generated", "0", "--out", "run"], 2, "at least 1"),
-    Case("evaluate-bad-image-before-models", ["evaluate", "--pack", P, "--images", "imgs", "--out", "run"], 1, "not a readable image",
-         copy_in(("face", "imgs/a.png"), ("text_png", "imgs/b.png"))),
-    Case("evaluate-missing-notes", ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--notes", "nonotes.md"], 1, "no such notes file"),
-    Case("evaluate-unknown-method", ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--methods", "sgd"], 2, "invalid choice"),
+    Case(
+        "evaluate-bad-image-before-models",
+        ["evaluate", "--pack", P, "--images", "imgs", "--out", "run"],
+        1,
+        "not a readable image",
+        copy_in(("face", "imgs/a.png"), ("text_png", "imgs/b.png")),
+    ),
+    Case(
+        "evaluate-missing-notes",
+        ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--notes", "nonotes.md"],
+        1,
+        "no such notes file",
+    ),
+    Case(
+        "evaluate-unknown-method",
+        ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--methods", "sgd"],
+        2,
+        "invalid choice",
+    ),
     Case("convert-garbage", ["convert", "{garbage}", "out.safetensors"], 1, "garbage.pt"),
     Case("convert-malicious-pickle", ["convert", "{evil}", "out.safetensors"], 1, "evil.pkl"),
     Case("convert-wrong-suffix", ["convert", "{garbage}", "out.pt"], 1, "must end in .safetensors"),
@@ -380,7 +616,13 @@ def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
     if case.setup:
         case.setup(ws, f)
     before = snapshot(ws)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MAGEC_WEIGHTS": str(ws / ".no-weights"), **case.env}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MAGEC_WEIGHTS": str(ws / ".no-weights"),
+        **case.env,
+    }
     env.pop("MAGEC_DEBUG", None)
     cmd = [sys.executable, "-m", "magec", *(_expand(a, f) for a in case.args)]
 
@@ -417,7 +659,18 @@ def outcomes(shared, tmp_path_factory) -> dict[str, Outcome]:
 def test_the_table_is_broad():
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
     commands = {c.args[0] for c in CASES if c.args}
-    assert commands >= {"prepare", "preview", "invert", "edit", "evaluate", "bench", "convert", "align", "train-describer", "demo"}
+    assert commands >= {
+        "prepare",
+        "preview",
+        "invert",
+        "edit",
+        "evaluate",
+        "bench",
+        "convert",
+        "align",
+        "train-describer",
+        "demo",
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -437,4 +690,3 @@ def test_bad_input(case: Case, outcomes, shared):
         case.check(got.workspace, shared)
     if case.max_rss_mb is not None:
         assert got.max_rss_mb < case.max_rss_mb, f"peak memory {got.max_rss_mb:.0f} MiB"
-

@@ -40,7 +40,9 @@ def make_celeba(root, seed: int = 0):
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(img_dir / name, quality=95)
         rows.append(name + " " + " ".join("1" if v else "-1" for v in labels[i]))
         parts.append(f"{name} {0 if i < N_TRAIN else 1 if i < N_TRAIN + N_VAL else 2}")
-    (root / "Anno" / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + "\n" + "\n".join(rows) + "\n")
+    (root / "Anno" / "list_attr_celeba.txt").write_text(
+        f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + "\n" + "\n".join(rows) + "\n"
+    )
     (root / "Eval" / "list_eval_partition.txt").write_text("\n".join(parts) + "\n")
     return root
 
@@ -53,7 +55,6 @@ def celeba_root(tmp_path_factory):
 SMALL = CelebAConfig(input_size=32)
 
 
-
 def small_training(**kw) -> DescriberTraining:
     base = dict(epochs=3, batch_size=8, lr=3e-3, workers=0, checkpoint_every=2, seed=1)
     return DescriberTraining(**(base | kw))
@@ -64,13 +65,17 @@ def test_reads_real_celeba_formats(celeba_root):
     assert rec.attributes == CELEBA_ATTRIBUTES
     assert len(rec.files) == N_TRAIN + N_VAL + N_TEST
     assert set(rec.labels.unique().tolist()) == {0.0, 1.0}
-    assert len(rec.indices("train")) == N_TRAIN and len(rec.indices("val")) == N_VAL and len(rec.indices("test")) == N_TEST
+    assert (
+        len(rec.indices("train")) == N_TRAIN and len(rec.indices("val")) == N_VAL and len(rec.indices("test")) == N_TEST
+    )
 
 
 @pytest.mark.slow
 def test_training_loss_goes_down_and_describer_round_trips(celeba_root, tmp_path):
     out = tmp_path / "celeba.safetensors"
-    result = train_celeba_describer(celeba_root, out, SMALL, small_training(epochs=3, batch_size=12), progress=False, log=lambda s: None)
+    result = train_celeba_describer(
+        celeba_root, out, SMALL, small_training(epochs=3, batch_size=12), progress=False, log=lambda s: None
+    )
     losses = result.epoch_losses
     assert len(losses) == 3
     assert losses[-1] < 0.8 * losses[0], losses
@@ -119,14 +124,40 @@ def test_resume_reproduces_uninterrupted_run(celeba_root, tmp_path, monkeypatch)
 
     # Other settings cannot continue that checkpoint.
     with pytest.raises(MagecError, match="other settings"):
-        train_celeba_describer(celeba_root, resumed, SMALL, small_training(epochs=3, limit=16, checkpoint_every=1, lr=1e-2), progress=False, log=lambda s: None)
+        train_celeba_describer(
+            celeba_root,
+            resumed,
+            SMALL,
+            small_training(epochs=3, limit=16, checkpoint_every=1, lr=1e-2),
+            progress=False,
+            log=lambda s: None,
+        )
 
 
 @pytest.mark.slow
 def test_cli_trains_and_prints_per_attribute_accuracy(celeba_root, tmp_path, capsys):
     out = tmp_path / "f.safetensors"
-    code = main(["train-describer", "celeba", "--root", str(celeba_root), "--out", str(out), "--epochs", "1",
-                 "--input-size", "32", "--batch-size", "8", "--workers", "0", "--quiet", "--device", "cpu"])
+    code = main(
+        [
+            "train-describer",
+            "celeba",
+            "--root",
+            str(celeba_root),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--input-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--workers",
+            "0",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0 and out.is_file()
     text = capsys.readouterr().out
     for name in CELEBA_ATTRIBUTES:

@@ -25,7 +25,24 @@ def face_png(dcgan, tmp_path_factory):
 
 def test_invert_then_edit(pack_dir, face_png, tmp_path, capsys):
     out = tmp_path / "inv"
-    code = main(["invert", str(face_png), "--pack", str(pack_dir), "--method", "magec", "--steps-scale", "0.05", "--perceptual", "describer-features", "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "invert",
+            str(face_png),
+            "--pack",
+            str(pack_dir),
+            "--method",
+            "magec",
+            "--steps-scale",
+            "0.05",
+            "--perceptual",
+            "describer-features",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     record = json.loads((out / "face.json").read_text())
     assert record["method"] == "magec" and record["perceptual"] == "describer-features" and record["identity"] == "off"
@@ -36,25 +53,82 @@ def test_invert_then_edit(pack_dir, face_png, tmp_path, capsys):
     assert Image.open(out / "face.png").size == (64, 64)
 
     edits = tmp_path / "edits"
-    assert main(["edit", str(out / "face.latent.safetensors"), "--pack", str(pack_dir), "--editor", "interfacegan", "--operation", "male", "--amounts=-3,3", "--out", str(edits), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "edit",
+                str(out / "face.latent.safetensors"),
+                "--pack",
+                str(pack_dir),
+                "--editor",
+                "interfacegan",
+                "--operation",
+                "male",
+                "--amounts=-3,3",
+                "--out",
+                str(edits),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (edits / "grid.png").is_file()
-    assert {p.name for p in edits.glob("interfacegan_*.png")} == {"interfacegan_male_-3.00.png", "interfacegan_male_+3.00.png"}
-    assert main(["edit", str(out / "face.latent.safetensors"), "--pack", str(pack_dir), "--editor", "interpolate", "--out", str(tmp_path / "interp"), "--device", "cpu"]) == 0
+    assert {p.name for p in edits.glob("interfacegan_*.png")} == {
+        "interfacegan_male_-3.00.png",
+        "interfacegan_male_+3.00.png",
+    }
+    assert (
+        main(
+            [
+                "edit",
+                str(out / "face.latent.safetensors"),
+                "--pack",
+                str(pack_dir),
+                "--editor",
+                "interpolate",
+                "--out",
+                str(tmp_path / "interp"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
 
 
 def test_bad_inputs_refused_without_partial_outputs(pack_dir, face_png, tmp_path, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
     out = tmp_path / "out"
-    code = main(["invert", str(face_png), str(bad), "--pack", str(pack_dir), "--steps-scale", "0.01", "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "invert",
+            str(face_png),
+            str(bad),
+            "--pack",
+            str(pack_dir),
+            "--steps-scale",
+            "0.01",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err[-1].startswith("magec: error: ") and str(bad) in err[-1]
     assert not out.exists() or not any(out.iterdir())
 
-    assert main(["invert", str(tmp_path / "missing.jpg"), "--pack", str(pack_dir), "--out", str(out), "--device", "cpu"]) == 1
+    assert (
+        main(["invert", str(tmp_path / "missing.jpg"), "--pack", str(pack_dir), "--out", str(out), "--device", "cpu"])
+        == 1
+    )
     assert "no such file" in capsys.readouterr().err
-    assert main(["invert", str(face_png), "--pack", str(tmp_path / "nopack"), "--out", str(out), "--device", "cpu"]) == 1
+    assert (
+        main(["invert", str(face_png), "--pack", str(tmp_path / "nopack"), "--out", str(out), "--device", "cpu"]) == 1
+    )
     assert "no such pack" in capsys.readouterr().err
     assert main(["edit", str(face_png), "--pack", str(pack_dir), "--out", str(out), "--device", "cpu"]) == 1
     assert "not a readable safetensors latent" in capsys.readouterr().err
@@ -62,7 +136,12 @@ def test_bad_inputs_refused_without_partial_outputs(pack_dir, face_png, tmp_path
 
 def test_preview_writes_labelled_grids(pack_dir, tmp_path):
     assert main(["preview", "--pack", str(pack_dir), "--out", str(tmp_path), "-n", "8", "--device", "cpu"]) == 0
-    assert {p.name for p in tmp_path.glob("*.png")} == {"samples.png", "edits-interfacegan.png", "edits-ganspace.png", "edits-interpolate.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "samples.png",
+        "edits-interfacegan.png",
+        "edits-ganspace.png",
+        "edits-interpolate.png",
+    }
 
 
 def test_prepare_cli_writes_a_loadable_pack(tmp_path, capsys):
@@ -81,7 +160,12 @@ def test_prepare_refuses_too_few_samples_without_writing(tmp_path, capsys, sampl
     with pytest.raises(SystemExit) as exit_:
         main(["prepare", "--out", str(out), "--samples", samples, "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("magec: error: argument --samples") and not out.exists()
+    assert (
+        exit_.value.code == 2
+        and len(err) == 1
+        and err[0].startswith("magec: error: argument --samples")
+        and not out.exists()
+    )
 
 
 def test_library_refuses_what_the_cli_refuses():
@@ -102,7 +186,11 @@ def test_cli_defaults_match_the_library():
     from magec.describers.celeba import ARCHITECTURES
     from magec.prepare import MIN_SAMPLES, PrepareConfig
 
-    assert (cmd_prepare.DEFAULT_SAMPLES, cmd_prepare.DEFAULT_BATCH, cmd_prepare.MIN_SAMPLES) == (PrepareConfig.n_samples, PrepareConfig.batch_size, MIN_SAMPLES)
+    assert (cmd_prepare.DEFAULT_SAMPLES, cmd_prepare.DEFAULT_BATCH, cmd_prepare.MIN_SAMPLES) == (
+        PrepareConfig.n_samples,
+        PrepareConfig.batch_size,
+        MIN_SAMPLES,
+    )
     assert cmd_train_describer.ARCHITECTURES == ARCHITECTURES
 
 
@@ -111,4 +199,8 @@ def test_help_and_version_do_not_load_torch():
     import sys
 
     code = "import sys; from magec.cli.main import main\ntry:\n    main(['--version'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().endswith("False")
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .endswith("False")
+    )

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from magec.cli.main import main
-from magec.describers.dlib_faces import DCGAN_CHIP
-from magec.io.face_crop import astronaut_face, detect_chip
+from magec.faces.chips import DCGAN_CHIP
+from magec.faces.crop import astronaut_face, detect_chip
 
 
 def test_face_crop_puts_dlib_chip_on_the_generator_box():
@@ -21,7 +21,7 @@ def test_face_crop_puts_dlib_chip_on_the_generator_box():
 
 def test_face_crop_without_a_face_is_refused():
     from magec.errors import MagecError
-    from magec.io.face_crop import crop_to_chip_box
+    from magec.faces.crop import crop_to_chip_box
 
     with pytest.raises(MagecError, match="no face"):
         crop_to_chip_box(Image.new("RGB", (120, 120), (40, 40, 40)), 64)
@@ -30,7 +30,23 @@ def test_face_crop_without_a_face_is_refused():
 @pytest.mark.slow
 def test_demo_writes_a_self_contained_page(tmp_path):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--cache", str(tmp_path / "cache"), "--generated", "1", "--samples", "300", "--steps-scale", "0.02", "--perceptual", "describer-features", "--device", "cpu"]
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--generated",
+        "1",
+        "--samples",
+        "300",
+        "--steps-scale",
+        "0.02",
+        "--perceptual",
+        "describer-features",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 5  # reconstructions, 3 editors, losses: all inlined

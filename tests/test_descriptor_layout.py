@@ -6,7 +6,11 @@ from magec.describers.base import Attribute, DescriptorLayout, Head, descriptor_
 AGES = tuple(float(a) for a in range(10))
 LAYOUT = DescriptorLayout(
     heads=(Head("gender", "categorical", 2), Head("age", "categorical", 10, AGES), Head("smile", "binary", 1)),
-    attributes=(Attribute("male", "gender", "binary", 1), Attribute("age", "age", "continuous"), Attribute("smile", "smile", "binary")),
+    attributes=(
+        Attribute("male", "gender", "binary", 1),
+        Attribute("age", "age", "continuous"),
+        Attribute("smile", "smile", "binary"),
+    ),
 )
 
 

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from magec.describers.dlib_faces import AGE_FILE, GENDER_FILE, MANIFEST_FILE, ChipBox, DlibFaceDescriber, crop_chip, embedded_models_dir
+from magec.describers.dlib_faces import AGE_FILE, GENDER_FILE, MANIFEST_FILE, DlibFaceDescriber
 from magec.describers.onnx_graph import OnnxGraphModule
 from magec.errors import MagecError
+from magec.faces.chips import ChipBox, crop_chip
+from magec.weights import age_gender_models_dir
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -31,7 +33,7 @@ def test_torch_nets_match_onnxruntime(describer, filename, size):
     # Inputs on the networks' real scale: (byte - mean) / 256, plus a few out-of-range values.
     x = ((rng.integers(0, 256, (3, 3, size, size)) - 120) / 256.0).astype(np.float32)
     x[0] *= 3.0
-    ref = _ort_run(embedded_models_dir() / filename, x)
+    ref = _ort_run(age_gender_models_dir() / filename, x)
     with torch.no_grad():
         got = net(torch.from_numpy(x)).numpy()
     assert got.shape == ref.shape
@@ -86,8 +88,8 @@ def test_corrupted_onnx_file_is_refused_with_its_name(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     for name in (MANIFEST_FILE, GENDER_FILE):
-        shutil.copy(embedded_models_dir() / name, models / name)
-    data = (embedded_models_dir() / AGE_FILE).read_bytes()
+        shutil.copy(age_gender_models_dir() / name, models / name)
+    data = (age_gender_models_dir() / AGE_FILE).read_bytes()
     (models / AGE_FILE).write_bytes(data[: len(data) // 3])  # truncated download
     with pytest.raises(MagecError, match=r"age-v1\.onnx"):
         DlibFaceDescriber(models)

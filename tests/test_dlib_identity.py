@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from magec.errors import MagecError
-from magec.io.face_crop import crop_to_chip_box
+from magec.faces.crop import crop_to_chip_box
 from magec.io.images import pil_to_tensor
 from magec.losses.dlib_recognition import (
     CHIP_SIZE,
@@ -24,7 +24,7 @@ from magec.losses.dlib_recognition import (
     read_recognition_file,
     recognition_file_path,
 )
-from magec.losses.identity import build_identity
+from magec.losses.specs import build_identity
 
 dlib = pytest.importorskip("dlib")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -249,7 +249,7 @@ def _change_first_stride(data: bytes) -> bytes:
     """The first conv record with its row stride changed from 2 to 1 (same byte length)."""
     at = data.index(b"\x05con_4")
     # con_4, then the params tensor: version 2, dims (4736, 1, 1, 1), 4736 float32; then filters, rows, cols, stride.
-    assert data[at + 6: at + 17] == bytes.fromhex("0102028012010101010101")
+    assert data[at + 6 : at + 17] == bytes.fromhex("0102028012010101010101")
     stride_at = at + 17 + 4736 * 4 + 6  # after num_filters (01 20), rows (01 07), cols (01 07)
-    assert data[stride_at: stride_at + 2] == b"\x01\x02"
-    return data[:stride_at] + b"\x01\x01" + data[stride_at + 2:]
+    assert data[stride_at : stride_at + 2] == b"\x01\x02"
+    return data[:stride_at] + b"\x01\x01" + data[stride_at + 2 :]

@@ -21,7 +21,11 @@ def test_lists_weight_files_with_presence(tmp_path, monkeypatch):
         assert needed in names
     assert files["ArcFace IR-SE50"].present
     moco = files["MoCo v2 ResNet-50"]
-    assert not moco.present and str(tmp_path / "w") in moco.how_to_get and moco.path.endswith("moco_v2_800ep_pretrain.pth.tar")
+    assert (
+        not moco.present
+        and str(tmp_path / "w") in moco.how_to_get
+        and moco.path.endswith("moco_v2_800ep_pretrain.pth.tar")
+    )
     vgg = files["LPIPS backbone: torchvision VGG16"]
     assert not vgg.present and vgg.path.startswith(str(tmp_path / "torch"))
     assert files["generator checkpoint ffhq.pkl"].present

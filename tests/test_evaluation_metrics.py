@@ -9,15 +9,13 @@ import pytest
 import torch
 from scipy import stats
 
+from eval_fakes import L1Perceptual, make_pipeline
 from magec.evaluation.ecs import ecs_from_distances, edit_consistency, edit_consistency_score
-from magec.evaluation.edits import EditPlanConfig, ecs_edits, random_edits
+from magec.evaluation.edit_plans import EditPlanConfig, ecs_edits, random_edits
 from magec.evaluation.realism import RealismConfig, build_manifold, knn_radii, random_vgg16_trunk, realism_score
 from magec.evaluation.reconstruction import mse01, reconstruction_metrics
 from magec.evaluation.stats import paired_t_test
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
-
-from eval_fakes import L1Perceptual, make_pipeline
-
 
 # ---- reconstruction ----------------------------------------------------------------------------
 
@@ -49,9 +47,13 @@ def test_ecs_of_a_perfectly_cyclic_edit_is_zero():
 
 def test_ecs_hand_computed():
     # d(p, cyc) = 0.2, d(p, edit) = 0.5, d(edit, cyc) = 0.3 -> 2 * 0.2 / 0.8 = 0.5
-    assert ecs_from_distances(torch.tensor([0.2]), torch.tensor([0.5]), torch.tensor([0.3])).item() == pytest.approx(0.5)
+    assert ecs_from_distances(torch.tensor([0.2]), torch.tensor([0.5]), torch.tensor([0.3])).item() == pytest.approx(
+        0.5
+    )
     # a round trip that lands on the edit (no return at all): d(p,cyc) = d(p,edit), d(edit,cyc) = 0 -> 2
-    assert ecs_from_distances(torch.tensor([0.5]), torch.tensor([0.5]), torch.tensor([0.0])).item() == pytest.approx(2.0)
+    assert ecs_from_distances(torch.tensor([0.5]), torch.tensor([0.5]), torch.tensor([0.0])).item() == pytest.approx(
+        2.0
+    )
 
 
 def test_ecs_of_an_edit_that_moved_nothing_is_undefined_and_left_out_of_the_mean():

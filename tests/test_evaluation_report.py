@@ -8,24 +8,29 @@ import math
 
 import pytest
 
-from magec.evaluation.edits import EditPlanConfig
+from eval_fakes import fake_invert, make_pipeline, one_thread, pixel_features
+from magec.evaluation.edit_plans import EditPlanConfig
 from magec.evaluation.report import Column, evaluate_column, write_report
 from magec.evaluation.runner import EvaluationConfig, run_evaluation
 from magec.evaluation.sources import generated_source
 
-from eval_fakes import fake_invert, make_pipeline, one_thread, pixel_features
-
 
 def _rows(method_values: dict[str, list[float]]) -> list[dict[str, str]]:
-    return [{"image": str(i), "method": m, "v": str(v)} for m, vals in method_values.items() for i, v in enumerate(vals)]
+    return [
+        {"image": str(i), "method": m, "v": str(v)} for m, vals in method_values.items() for i, v in enumerate(vals)
+    ]
 
 
 def test_bold_only_for_a_significantly_best_method():
     key = lambda r: (r["image"],)  # noqa: E731
-    clear = _rows({"a": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "b": [0.5, 0.7, 0.6, 0.8, 0.7, 0.9], "c": [0.6, 0.5, 0.7, 0.6, 0.8, 0.8]})
+    clear = _rows(
+        {"a": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "b": [0.5, 0.7, 0.6, 0.8, 0.7, 0.9], "c": [0.6, 0.5, 0.7, 0.6, 0.8, 0.8]}
+    )
     res = evaluate_column(Column("x", clear, "v", True, key), ["a", "b", "c"])
     assert res.bold == {"a"}
-    assert evaluate_column(Column("x", clear, "v", False, key), ["a", "b", "c"]).bold == set()  # c is lowest but not vs b
+    assert (
+        evaluate_column(Column("x", clear, "v", False, key), ["a", "b", "c"]).bold == set()
+    )  # c is lowest but not vs b
     noisy = _rows({"a": [1.0, 0.2, 1.5, 0.1], "b": [0.9, 0.4, 1.2, 0.3]})
     res = evaluate_column(Column("x", noisy, "v", True, key), ["a", "b"])
     assert res.means["a"] == pytest.approx(0.7) and res.bold == set()
@@ -35,11 +40,17 @@ def test_report_numbers_match_the_csvs(tmp_path):
     pipe = make_pipeline()
     with one_thread():
         paths = run_evaluation(
-            pipe, generated_source(pipe.generator, 4, 0), tmp_path / "run",
+            pipe,
+            generated_source(pipe.generator, 4, 0),
+            tmp_path / "run",
             EvaluationConfig(plan=EditPlanConfig(edits_per_editor=2), reference_size=30, batch_size=2),
-            invert_fn=fake_invert, features=pixel_features(), progress=False,
+            invert_fn=fake_invert,
+            features=pixel_features(),
+            progress=False,
         )
-        md = write_report(paths.root, tmp_path / "docs" / "embedded.md", command="magec evaluate --pack P --generated 4 --out R")
+        md = write_report(
+            paths.root, tmp_path / "docs" / "embedded.md", command="magec evaluate --pack P --generated 4 --out R"
+        )
     text = md.read_text()
     assets = tmp_path / "docs" / "embedded"
     summary = json.loads((assets / "summary.json").read_text())
@@ -51,16 +62,26 @@ def test_report_numbers_match_the_csvs(tmp_path):
         assert summary["table2"]["ganspace realism ↑"]["means"][method] == pytest.approx(mean)
         assert f"{mean:.4g} ({len(vals)})" in text
     with open(assets / "ecs.csv", newline="") as f:
-        ecs = [r for r in csv.DictReader(f) if r["editor"] == "ganspace" and r["operation"] == "pc0" and r["method"] == "magec"]
+        ecs = [
+            r
+            for r in csv.DictReader(f)
+            if r["editor"] == "ganspace" and r["operation"] == "pc0" and r["method"] == "magec"
+        ]
     vals = [float(r["ecs"]) for r in ecs if not math.isnan(float(r["ecs"]))]
     assert f"{sum(vals) / len(vals):.4g} ({len(vals)})" in text
     assert "magec evaluate --pack P --generated 4 --out R" in text
-    for name in ("reconstruction.png", "editability.png", "ecs.png", "ecs-examples-ganspace-magec.png", "ecs-examples-interfacegan-im2stylegan__.png"):
+    for name in (
+        "reconstruction.png",
+        "editability.png",
+        "ecs.png",
+        "ecs-examples-ganspace-magec.png",
+        "ecs-examples-interfacegan-im2stylegan__.png",
+    ):
         assert (assets / name).stat().st_size > 1000
         assert f"embedded/{name}" in text
     # the examples show all four images of a row (real, projection, edit, cycle), also for "im2stylegan++"
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     grid = np.asarray(Image.open(assets / "ecs-examples-interfacegan-im2stylegan__.png").convert("L"), dtype=float)
     assert (grid < 250).mean() > 0.05

@@ -6,12 +6,11 @@ import csv
 
 import pytest
 
+from eval_fakes import fake_invert, make_pipeline, one_thread, pixel_features
 from magec.errors import MagecError
-from magec.evaluation.edits import EditPlanConfig
+from magec.evaluation.edit_plans import EditPlanConfig
 from magec.evaluation.runner import EvaluationConfig, run_evaluation
 from magec.evaluation.sources import generated_source
-
-from eval_fakes import fake_invert, make_pipeline, one_thread, pixel_features
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +40,10 @@ def test_outputs_cover_every_image_method_and_edit(tmp_path):
     edits = _rows(paths.edits_csv)
     assert len(edits) == 5 * 3 * 3 * 3  # images x methods x editors x edits per editor
     # paired: every method got exactly the same edit operations
-    ops = {m: [(r["image"], r["editor"], r["index"], r["operation"], r["amount"]) for r in edits if r["method"] == m] for m in CONFIG.methods}
+    ops = {
+        m: [(r["image"], r["editor"], r["index"], r["operation"], r["amount"]) for r in edits if r["method"] == m]
+        for m in CONFIG.methods
+    }
     assert ops["magec"] == ops["no-magec"] == ops["im2stylegan++"]
     # improved target only for the attribute editor, realism for all
     assert all((r["t"] != "") == (r["editor"] == "interfacegan") for r in edits)
@@ -91,7 +93,11 @@ def test_killed_then_resumed_run_writes_the_same_csvs(tmp_path):
 def test_resuming_with_other_settings_is_refused(tmp_path):
     _run(tmp_path / "run", n=2)
     with pytest.raises(MagecError, match="different settings"):
-        _run(tmp_path / "run", n=2, config=EvaluationConfig(plan=EditPlanConfig(edits_per_editor=2), reference_size=40, batch_size=2))
+        _run(
+            tmp_path / "run",
+            n=2,
+            config=EvaluationConfig(plan=EditPlanConfig(edits_per_editor=2), reference_size=40, batch_size=2),
+        )
 
 
 def test_unknown_editor_is_refused(tmp_path):

@@ -73,8 +73,13 @@ def node_modules() -> Path:
         JS_CACHE.mkdir(parents=True, exist_ok=True)
         for name in ("package.json", "package-lock.json"):
             shutil.copyfile(JS_DIR / name, JS_CACHE / name)
-        done = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-                              cwd=JS_CACHE, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_CACHE,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0:
             pytest.fail(f"npm ci of tests/js failed: {done.stderr.strip()[-500:]}")
         stamp.write_text(digest)
@@ -89,9 +94,13 @@ def reference(node_modules: Path, root: Path, faces: list[torch.Tensor], tmp: Pa
         hwc.tofile(tmp / f"in{i}.bin")
         spec["inputs"].append({"path": f"in{i}.bin", "shape": list(hwc.shape)})
     (tmp / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run(["node", str(JS_DIR / "face_api_reference.js"), str(root / "model"), str(tmp / "spec.json")],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NODE_PATH": str(node_modules)})
+    done = subprocess.run(
+        ["node", str(JS_DIR / "face_api_reference.js"), str(root / "model"), str(tmp / "spec.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NODE_PATH": str(node_modules)},
+    )
     assert done.returncode == 0, done.stderr[-800:]
     out = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
     assert out["backend"] == "cpu" and out["tfjs"] == "4.22.0"
@@ -233,10 +242,18 @@ def test_reader_decodes_every_allowed_encoding(tmp_path):
     blob = f32.tobytes() + u8.tobytes() + u16.tobytes() + f16.tobytes()
     weights = [
         {"name": "a/raw", "shape": [2, 2], "dtype": "float32"},
-        {"name": "a/u8", "shape": [3], "dtype": "float32",
-         "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
-        {"name": "a/u16", "shape": [2, 1], "dtype": "float32",
-         "quantization": {"dtype": "uint16", "scale": 0.001, "min": 2.0}},
+        {
+            "name": "a/u8",
+            "shape": [3],
+            "dtype": "float32",
+            "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0},
+        },
+        {
+            "name": "a/u16",
+            "shape": [2, 1],
+            "dtype": "float32",
+            "quantization": {"dtype": "uint16", "scale": 0.001, "min": 2.0},
+        },
         {"name": "a/f16", "shape": [4], "dtype": "float32", "quantization": {"dtype": "float16"}},
     ]
     manifest = _write(tmp_path, weights, {"s1.bin": blob[:10], "s2.bin": blob[10:]})  # a weight spans the shards
@@ -249,18 +266,21 @@ def test_reader_decodes_every_allowed_encoding(tmp_path):
     assert all(t.dtype == torch.float32 for t in got.values())
 
 
-@pytest.mark.parametrize(("entry", "shard", "paths", "needle"), [
-    ({"dtype": "int32"}, b"\0" * 8, None, "dtype 'int32'"),
-    ({"quantization": {"dtype": "int8", "scale": 1, "min": 0}}, b"\0" * 2, None, "quantization"),
-    ({"quantization": {"dtype": "uint8", "scale": 1}}, b"\0" * 2, None, "'scale' and 'min'"),
-    ({"quantization": {"scale": 1, "min": 0}}, b"\0" * 2, None, "quantization"),
-    ({}, b"\0" * 7, None, "bytes"),
-    ({}, b"\0" * 9, None, "bytes"),
-    ({}, b"\0\0\xc0\x7f" * 2, None, "non-finite"),
-    ({}, b"\0" * 8, ["../outside.bin"], "leaves"),
-    ({}, b"\0" * 8, ["absent.bin"], "missing shard"),
-    ({"shape": [2, -1]}, b"\0" * 8, None, "shape"),
-])
+@pytest.mark.parametrize(
+    ("entry", "shard", "paths", "needle"),
+    [
+        ({"dtype": "int32"}, b"\0" * 8, None, "dtype 'int32'"),
+        ({"quantization": {"dtype": "int8", "scale": 1, "min": 0}}, b"\0" * 2, None, "quantization"),
+        ({"quantization": {"dtype": "uint8", "scale": 1}}, b"\0" * 2, None, "'scale' and 'min'"),
+        ({"quantization": {"scale": 1, "min": 0}}, b"\0" * 2, None, "quantization"),
+        ({}, b"\0" * 7, None, "bytes"),
+        ({}, b"\0" * 9, None, "bytes"),
+        ({}, b"\0\0\xc0\x7f" * 2, None, "non-finite"),
+        ({}, b"\0" * 8, ["../outside.bin"], "leaves"),
+        ({}, b"\0" * 8, ["absent.bin"], "missing shard"),
+        ({"shape": [2, -1]}, b"\0" * 8, None, "shape"),
+    ],
+)
 def test_reader_refuses_what_it_does_not_know(tmp_path, entry, shard, paths, needle):
     weight = {"name": "w", "shape": [2], "dtype": "float32", **entry}
     manifest = _write(tmp_path, [weight], {"s.bin": shard})

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from magec.errors import MagecError
-from magec.losses.identity import ArcFaceIRSE50, MocoResNet50, build_identity
-
-
+from magec.losses.identity import ArcFaceIRSE50, MocoResNet50
+from magec.losses.specs import build_identity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,7 +82,10 @@ def test_arcface_wrong_layout_is_refused(arcface_file, tmp_path):
     renamed = {k.replace("body.", "layers."): v for k, v in state.items()}
     bad = tmp_path / "renamed.pth"
     torch.save(renamed, bad)
-    with pytest.raises(MagecError, match=r"renamed.pth: does not match the ArcFace IR-SE50 layout .*missing key.*body\.0\..*unexpected key.*layers\.0\."):
+    with pytest.raises(
+        MagecError,
+        match=r"renamed.pth: does not match the ArcFace IR-SE50 layout .*missing key.*body\.0\..*unexpected key.*layers\.0\.",
+    ):
         build_identity(f"arcface:{bad}")
     state["output_layer.3.weight"] = torch.zeros(512, 512 * 14 * 14)  # the 224-input variant
     wide = tmp_path / "ir_se50_224.pth"
@@ -123,7 +125,12 @@ def _moco_checkpoint(seed: int) -> tuple[dict, torch.nn.Module]:
         state[f"module.encoder_k.{k}"] = v.clone()
     state["module.queue"] = torch.randn(128, 16)
     state["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
-    ckpt = {"epoch": 800, "arch": "resnet50", "state_dict": state, "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "momentum": 0.9, "params": [0]}]}}
+    ckpt = {
+        "epoch": 800,
+        "arch": "resnet50",
+        "state_dict": state,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "momentum": 0.9, "params": [0]}]},
+    }
     return ckpt, encoder
 
 
@@ -143,14 +150,25 @@ def test_moco_loads_encoder_q_strictly(tmp_path):
 
     # A plain torchvision ResNet-50 (no module.encoder_q. prefix) is not a MoCo checkpoint.
     plain = tmp_path / "resnet50.pth"
-    torch.save({"state_dict": {k[len("module.encoder_q."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("module.encoder_q.")}}, plain)
+    torch.save(
+        {
+            "state_dict": {
+                k[len("module.encoder_q.") :]: v
+                for k, v in ckpt["state_dict"].items()
+                if k.startswith("module.encoder_q.")
+            }
+        },
+        plain,
+    )
     with pytest.raises(MagecError, match=r"resnet50.pth: no 'module.encoder_q.\*' keys"):
         build_identity(f"moco:{plain}")
     # A MoCo v1-style checkpoint of another depth fails the strict load.
     ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "layer4.2." not in k}
     short = tmp_path / "short.pth.tar"
     torch.save(ckpt, short)
-    with pytest.raises(MagecError, match=r"short.pth.tar: does not match a torchvision ResNet-50 .*missing key.*layer4\.2\."):
+    with pytest.raises(
+        MagecError, match=r"short.pth.tar: does not match a torchvision ResNet-50 .*missing key.*layer4\.2\."
+    ):
         build_identity(f"moco:{short}")
 
 

@@ -38,7 +38,14 @@ def test_exif_rotation_is_applied(tmp_path):
     assert top > 200 and bottom < 50
 
 
-@pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"hello, not an image", "not a readable image"), (b"\x89PNG\r\n\x1a\n\x00\x00", "not a readable image|unreadable")])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"hello, not an image", "not a readable image"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not a readable image|unreadable"),
+    ],
+)
 def test_bad_files_are_refused(tmp_path, content, message):
     bad = tmp_path / "bad.png"
     bad.write_bytes(content)

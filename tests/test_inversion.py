@@ -33,7 +33,9 @@ def test_batched_magec_term_equals_per_edit_loop(tone_pipeline):
         for sign in (1.0, -1.0):
             shift = sign if attr.kind == "binary" else sign * amount * float(editor.units_per_step[k])
             d_e = layout.edit_target(d, name, shift)
-            per_edit.append(descriptor_loss(layout, pack.linknet(editor.edit(z, name, sign * amount)), d_e, reduce_batch=False))
+            per_edit.append(
+                descriptor_loss(layout, pack.linknet(editor.edit(z, name, sign * amount)), d_e, reduce_batch=False)
+            )
     loop = descriptor_loss(layout, pack.linknet(z), d, reduce_batch=False) + torch.stack(per_edit, 1).mean(1)
     assert torch.allclose(batched, loop, atol=1e-5)
     assert loss.n_edits == 2 * len(layout.attribute_names)
@@ -53,7 +55,10 @@ def test_schedule_follows_the_paper():
     assert config.betas == (0.9, 0.999) and config.eps == 1e-8
     assert all(p.magec == 0 for p in method_config("no-magec").phases)
     baseline = method_config("im2stylegan++")
-    assert [p.steps for p in baseline.phases] == [1000, 1000] and [p.target for p in baseline.phases] == ["latent", "noise"]
+    assert [p.steps for p in baseline.phases] == [1000, 1000] and [p.target for p in baseline.phases] == [
+        "latent",
+        "noise",
+    ]
 
 
 def test_optimiser_applies_lambdas_and_lr_at_each_step(tone_pipeline, targets):
@@ -65,7 +70,10 @@ def test_optimiser_applies_lambdas_and_lr_at_each_step(tone_pipeline, targets):
         phase = config.phase_at(h["step"])
         assert h["lr"] == pytest.approx(config.lr_at(h["step"]))
         assert h["phase"] == (1 if h["step"] < 10 else 2)
-        recomputed = [phase.mse * m + phase.perceptual * p + phase.magec * g for m, p, g in zip(h["mse"], h["perceptual"], h["magec"])]
+        recomputed = [
+            phase.mse * m + phase.perceptual * p + phase.magec * g
+            for m, p, g in zip(h["mse"], h["perceptual"], h["magec"])
+        ]
         assert h["total"] == pytest.approx(recomputed, rel=1e-5)
 
 
@@ -80,9 +88,14 @@ def test_each_method_lowers_its_own_objective(tone_pipeline, targets, method):
     else:
         # compare the final objective with the objective at the start, under the final phase's weights
         phase = config.phases[-1]
+
         def objective(h):
             magec = h.get("magec", [0.0] * len(h["mse"]))
-            return sum(phase.mse * m + phase.perceptual * p + phase.magec * g for m, p, g in zip(h["mse"], h["perceptual"], magec))
+            return sum(
+                phase.mse * m + phase.perceptual * p + phase.magec * g
+                for m, p, g in zip(h["mse"], h["perceptual"], magec)
+            )
+
         assert objective(last) < objective(first)
     assert result.images.shape == targets.shape
     assert torch.allclose(result.images, tone_pipeline.generator.synthesize(result.latents), atol=1e-6)
@@ -111,7 +124,9 @@ def test_batched_inversion_solves_the_same_problem_as_sequential(tone_pipeline, 
 
 def test_magec_loss_pulls_latent_towards_descriptor(tone_pipeline, targets):
     """With only the MAGEC term, optimisation lowers L_MAGEC: the latent becomes consistent with F's descriptor."""
-    config = InversionConfig(phases=(replace(PAPER_PHASES[0], steps=30, mse=0.0, perceptual=0.0, identity=0.0, magec=1.0),))
+    config = InversionConfig(
+        phases=(replace(PAPER_PHASES[0], steps=30, mse=0.0, perceptual=0.0, identity=0.0, magec=1.0),)
+    )
     result = invert(tone_pipeline, targets, "magec", config, progress=False)
     assert sum(result.history[-1]["magec"]) < 0.9 * sum(result.history[0]["magec"])
 
@@ -123,7 +138,9 @@ def test_weights_are_configurable_per_method():
     assert all(p.magec == 0 for p in method_config("no-magec", lambda_magec=0.01).phases)
 
 
-@pytest.mark.parametrize("kwargs", [{"steps_scale": 0}, {"steps_scale": -1}, {"lambda_magec": -1e-3}, {"lambda_id": -1.0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"steps_scale": 0}, {"steps_scale": -1}, {"lambda_magec": -1e-3}, {"lambda_id": -1.0}]
+)
 def test_nonsense_settings_are_refused(kwargs):
     from magec.errors import MagecError
 

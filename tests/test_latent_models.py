@@ -105,7 +105,9 @@ def test_prepare_is_deterministic_per_seed(dcgan, dlib_describer):
     from magec.prepare import PrepareConfig, prepare_pack
 
     def fit(seed):
-        return prepare_pack(dcgan, dlib_describer, PrepareConfig(n_samples=250, ganspace_samples=100, seed=seed), progress=False).tensors()
+        return prepare_pack(
+            dcgan, dlib_describer, PrepareConfig(n_samples=250, ganspace_samples=100, seed=seed), progress=False
+        ).tensors()
 
     a, b, c = fit(1), fit(1), fit(2)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -7,7 +7,8 @@ import torch
 import torchvision
 
 from magec.errors import MagecError
-from magec.losses.perceptual import LPIPSVGG, build_perceptual, find_vgg16_weights
+from magec.losses.perceptual import LPIPSVGG, build_perceptual
+from magec.weights import find_vgg16_weights
 
 
 @pytest.fixture

@@ -36,7 +36,17 @@ def checkpoints(tiny, tmp_path_factory):
 
 def rosinality_shapes(size: int = 1024, mult: int = 2, style: int = 512, n_mlp: int = 8) -> dict[str, tuple[int, ...]]:
     """rosinality's Generator state_dict keys and shapes, written out from its architecture (not from our model)."""
-    ch = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * mult, 128: 128 * mult, 256: 64 * mult, 512: 32 * mult, 1024: 16 * mult}
+    ch = {
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * mult,
+        128: 128 * mult,
+        256: 64 * mult,
+        512: 32 * mult,
+        1024: 16 * mult,
+    }
     shapes: dict[str, tuple[int, ...]] = {}
     for i in range(1, n_mlp + 1):
         shapes[f"style.{i}.weight"], shapes[f"style.{i}.bias"] = (style, style), (style,)
@@ -140,17 +150,26 @@ def test_missing_and_unexpected_keys_are_named(tiny, tmp_path):
     with pytest.raises(MagecError) as err:
         load_stylegan2(tmp_path / "bad.pt")
     message = str(err.value)
-    assert "bad.pt" in message and "missing key(s) e.g. convs.2.noise.weight" in message and "unexpected key(s) e.g. convs.2.extra.weight" in message
+    assert (
+        "bad.pt" in message
+        and "missing key(s) e.g. convs.2.noise.weight" in message
+        and "unexpected key(s) e.g. convs.2.extra.weight" in message
+    )
     assert "\n" not in message
 
 
 def test_explicit_architecture_that_does_not_match_is_refused(checkpoints):
     root, _, _ = checkpoints
-    with pytest.raises(MagecError, match=r"g\.pt: does not match the StyleGAN2 64x64 architecture: 18 missing key\(s\) e\.g\. convs\.6\.conv\.weight"):
+    with pytest.raises(
+        MagecError,
+        match=r"g\.pt: does not match the StyleGAN2 64x64 architecture: 18 missing key\(s\) e\.g\. convs\.6\.conv\.weight",
+    ):
         load_stylegan2(root / "g.pt", size=64)
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated_pt", "truncated_pkl", "foreign_safetensors", "truncated_safetensors", "wrong_dict"])
+@pytest.mark.parametrize(
+    "kind", ["garbage", "truncated_pt", "truncated_pkl", "foreign_safetensors", "truncated_safetensors", "wrong_dict"]
+)
 def test_corrupted_or_wrong_files_give_one_line_errors(kind, checkpoints, tiny, tmp_path):
     root, _, _ = checkpoints
     path = tmp_path / f"{kind}.bin"

@@ -26,10 +26,18 @@ STEPS_SCALE = {"magec": 0.1, "no-magec": 0.1, "im2stylegan++": 0.02}
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("sg2pipe")
     source = StyleGAN2Generator.random(TINY, seed=2)
-    torch.save({"g_ema": source.state_dict(), "latent_avg": source.sample_latents(500, seed=9).mean(0)}, root / "tiny.pt")
+    torch.save(
+        {"g_ema": source.state_dict(), "latent_avg": source.sample_latents(500, seed=9).mean(0)}, root / "tiny.pt"
+    )
     generator = load_generator(f"stylegan2:{root / 'tiny.pt'}", "cpu")
     describer = ToneDescriber()
-    config = PrepareConfig(n_samples=400, batch_size=200, ganspace_samples=400, linknet=LinkNetConfig(max_iter=100), ganspace=GANSpaceConfig(components=5))
+    config = PrepareConfig(
+        n_samples=400,
+        batch_size=200,
+        ganspace_samples=400,
+        linknet=LinkNetConfig(max_iter=100),
+        ganspace=GANSpaceConfig(components=5),
+    )
     pack = prepare_pack(generator, describer, config, progress=False)
     assert pack.info["ganspace"]["source"] == "latent PCA"  # GANSpace on W for a style-based generator
     assert pack.latent_dim == TINY.style_dim  # InterfaceGAN and LinkNet live in W

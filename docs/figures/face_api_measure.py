@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,6 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def main() -> None:
     import test_face_api as t  # reuse the test's reference runner and astronaut crop
-
     from magec.describers.face_api import EXPRESSIONS, AgeGenderNet, FaceExpressionNet, face_api_dir, face_api_input
 
     torch.set_num_threads(1)

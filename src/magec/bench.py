@@ -20,7 +20,7 @@ from magec.inversion import invert, method_config
 from magec.latent.interfacegan import InterfaceGANEditor
 from magec.latent.linknet import LinkNet
 from magec.losses.magec_loss import MagecLoss
-from magec.losses.reconstruction import mse_per_image
+from magec.losses.mse import mse_per_image
 from magec.pipeline import Pipeline
 from magec.seeding import generator_for
 from magec.timing import median_ms
@@ -30,7 +30,9 @@ def synthetic_magec(latent_dim: int, attributes: int, device: torch.device, seed
     """A MAGEC loss with ``attributes`` binary attributes and random LinkNet / boundaries (for timing only)."""
     g = generator_for(seed)
     names = [f"attr{i}" for i in range(attributes)]
-    layout = DescriptorLayout(tuple(Head(n, "binary", 1) for n in names), tuple(Attribute(n, n, "binary") for n in names))
+    layout = DescriptorLayout(
+        tuple(Head(n, "binary", 1) for n in names), tuple(Attribute(n, n, "binary") for n in names)
+    )
     linknet = LinkNet(latent_dim, layout)
     with torch.no_grad():
         linknet.linear.weight.copy_(torch.randn(layout.dim, latent_dim, generator=g) * 0.1)
@@ -63,25 +65,35 @@ def magec_share(pipeline: Pipeline, attributes: int, repeats: int) -> float:
 
     def full() -> None:
         x = gen.synthesize(z)
-        total = 1e-3 * mse_per_image(x, target) + 0.5 * pipeline.perceptual(x, target) + 3e-4 * loss(z.flatten(1), descriptor, edited)
+        total = (
+            1e-3 * mse_per_image(x, target)
+            + 0.5 * pipeline.perceptual(x, target)
+            + 3e-4 * loss(z.flatten(1), descriptor, edited)
+        )
         total.sum().backward()
 
     return median_ms(magec_only, repeats * 4) / median_ms(full, repeats)
 
 
-def run_bench(pipeline: Pipeline, repeats: int = 5, extra: dict[str, Callable[[torch.device], object]] | None = None) -> dict:
+def run_bench(
+    pipeline: Pipeline, repeats: int = 5, extra: dict[str, Callable[[torch.device], object]] | None = None
+) -> dict:
     """All figures as one JSON-ready dict."""
     out: dict = {"device": str(pipeline.device), "torch_threads": torch.get_num_threads(), **pipeline.settings()}
     out["step_ms"] = {m: round(step_time(pipeline, m, 1, repeats), 2) for m in ("magec", "no-magec", "im2stylegan++")}
     out["magec_share"] = {str(a): round(magec_share(pipeline, a, repeats), 4) for a in (1, 40)}
     steps = method_config("magec").total_steps
-    out["images_per_s"] = {str(b): round(b / (step_time(pipeline, "magec", b, repeats) * steps / 1000), 4) for b in (1, 4, 16)}
+    out["images_per_s"] = {
+        str(b): round(b / (step_time(pipeline, "magec", b, repeats) * steps / 1000), 4) for b in (1, 4, 16)
+    }
     for name, fn in (extra or {}).items():
         out[name] = fn(pipeline.device)
     return out
 
 
-def stylegan2_steps(resolutions: tuple[int, ...] = (256, 1024), repeats: int = 3) -> Callable[[torch.device], dict[str, float]]:
+def stylegan2_steps(
+    resolutions: tuple[int, ...] = (256, 1024), repeats: int = 3
+) -> Callable[[torch.device], dict[str, float]]:
     def measure(device: torch.device) -> dict[str, float]:
         from magec.generators.stylegan2.bench import stylegan2_step_ms
 

@@ -22,21 +22,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from magec import validation  # noqa: E402
 from magec.describers import load_describer  # noqa: E402
 from magec.devices import resolve_device  # noqa: E402
-from magec.editing import apply_edits  # noqa: E402
 from magec.errors import MagecError  # noqa: E402
+from magec.faces.crop import astronaut_face  # noqa: E402
 from magec.generators import load_generator  # noqa: E402
 from magec.generators.base import select_noise  # noqa: E402
 from magec.inversion import METHODS, InversionResult, invert, method_config  # noqa: E402
-from magec.io.output_folder import OutputFolder  # noqa: E402
-from magec import validation  # noqa: E402
-from magec.io.face_crop import astronaut_face  # noqa: E402
 from magec.io.images import pil_to_tensor, save_png  # noqa: E402
-from magec.losses.reconstruction import mse_per_image  # noqa: E402
+from magec.io.output_folder import OutputFolder  # noqa: E402
+from magec.losses.mse import mse_per_image  # noqa: E402
 from magec.pack import Pack, check_pack_folder  # noqa: E402
 from magec.pipeline import Pipeline, assemble_pipeline  # noqa: E402
 from magec.prepare import PrepareConfig, prepare_pack  # noqa: E402
+from magec.render import apply_edits  # noqa: E402
 from magec.visualize import image_grid, save_figure  # noqa: E402
 
 log = logging.getLogger("magec")
@@ -74,7 +74,10 @@ def cached_pack(config: DemoConfig, generator, describer, progress: bool) -> Pac
     if folder.exists():
         try:
             pack = Pack.load(folder)
-            if pack.info.get("prepare", {}).get("n_samples") == config.prepare.n_samples and pack.info.get("prepare", {}).get("seed") == config.prepare.seed:
+            if (
+                pack.info.get("prepare", {}).get("n_samples") == config.prepare.n_samples
+                and pack.info.get("prepare", {}).get("seed") == config.prepare.seed
+            ):
                 log.info("using the cached pack %s", folder)
                 return pack
         except MagecError as exc:
@@ -89,7 +92,14 @@ def _png_data(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def edit_grid(pipeline: Pipeline, inputs: torch.Tensor, names: list[str], results: dict[str, InversionResult], editor: str, target: Path) -> Path:
+def edit_grid(
+    pipeline: Pipeline,
+    inputs: torch.Tensor,
+    names: list[str],
+    results: dict[str, InversionResult],
+    editor: str,
+    target: Path,
+) -> Path:
     """Rows (input, method); columns original, projection, then the editor's edits (Fig. 3 of the paper)."""
     ed = pipeline.pack.editors[editor]
     if editor == "interpolate":
@@ -101,13 +111,25 @@ def edit_grid(pipeline: Pipeline, inputs: torch.Tensor, names: list[str], result
     with torch.no_grad():
         for i, name in enumerate(names):
             for method, res in results.items():
-                edits = apply_edits(pipeline, res.latents[i : i + 1], res.space, select_noise(res.noise, i), editor, operations, amounts)
+                edits = apply_edits(
+                    pipeline, res.latents[i : i + 1], res.space, select_noise(res.noise, i), editor, operations, amounts
+                )
                 row = [inputs[i], res.images[i], *(e.image for op_row in edits for e in op_row)]
                 rows.append(row)
                 labels.append(f"{name}\n{method}")
                 cells.append(layout.captions(pipeline.describer(torch.stack(row)), sep=" "))
-    cols = ["original", "projection"] + [f"{op} {amt:+.2f}" if editor != "interpolate" else f"t={amt}" for op in operations for amt in amounts]
-    return image_grid(rows, target, row_labels=labels, col_labels=cols, cell_labels=cells, title=f"{editor} edits; captions: F's predictions", cell=1.5)
+    cols = ["original", "projection"] + [
+        f"{op} {amt:+.2f}" if editor != "interpolate" else f"t={amt}" for op in operations for amt in amounts
+    ]
+    return image_grid(
+        rows,
+        target,
+        row_labels=labels,
+        col_labels=cols,
+        cell_labels=cells,
+        title=f"{editor} edits; captions: F's predictions",
+        cell=1.5,
+    )
 
 
 def loss_plot(results: dict[str, InversionResult], target: Path) -> Path:
@@ -145,7 +167,9 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
 
     results: dict[str, InversionResult] = {}
     for method in config.methods:
-        results[method] = invert(pipeline, inputs, method, method_config(method, config.steps_scale), progress=progress, seed=config.seed)
+        results[method] = invert(
+            pipeline, inputs, method, method_config(method, config.steps_scale), progress=progress, seed=config.seed
+        )
 
     config.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{config.out.name}.", dir=config.out.parent) as staging:
@@ -153,20 +177,40 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
         for i, name in enumerate(names):
             save_png(inputs[i], tmp / f"input-{name}.png")
         recon_rows = [[inputs[i]] + [results[m].images[i] for m in results] for i in range(len(names))]
-        recon_cells = [[""] + [f"mse {float(mse_per_image(results[m].images[i:i+1], inputs[i:i+1])):.4f}" for m in results] for i in range(len(names))]
-        figures = {"reconstructions": image_grid(recon_rows, tmp / "reconstructions.png", row_labels=names, col_labels=["original", *results], cell_labels=recon_cells, title="projections", cell=1.6)}
+        recon_cells = [
+            [""] + [f"mse {float(mse_per_image(results[m].images[i : i + 1], inputs[i : i + 1])):.4f}" for m in results]
+            for i in range(len(names))
+        ]
+        figures = {
+            "reconstructions": image_grid(
+                recon_rows,
+                tmp / "reconstructions.png",
+                row_labels=names,
+                col_labels=["original", *results],
+                cell_labels=recon_cells,
+                title="projections",
+                cell=1.6,
+            )
+        }
         for editor in ("interfacegan", "ganspace", "interpolate"):
-            figures[f"edits-{editor}"] = edit_grid(pipeline, inputs, names, results, editor, tmp / f"edits-{editor}.png")
+            figures[f"edits-{editor}"] = edit_grid(
+                pipeline, inputs, names, results, editor, tmp / f"edits-{editor}.png"
+            )
         figures["losses"] = loss_plot(results, tmp / "losses.png")
         summary = {
             "settings": pipeline.settings(),
-            "pack": {"linknet_heldout": pack.info.get("linknet", {}).get("heldout_report"), "prepare_seconds": pack.info.get("prepare", {}).get("seconds")},
+            "pack": {
+                "linknet_heldout": pack.info.get("linknet", {}).get("heldout_report"),
+                "prepare_seconds": pack.info.get("prepare", {}).get("seconds"),
+            },
             "methods": {
                 m: {
                     "steps": r.steps,
                     "seconds_per_image": round(r.seconds / len(names), 2),
                     "final_mse": dict(zip(names, [round(v, 5) for v in r.history[-1]["mse"]])),
-                    "final_perceptual": dict(zip(names, [round(v, 5) for v in r.history[-1].get("perceptual", [float("nan")] * len(names))])),
+                    "final_perceptual": dict(
+                        zip(names, [round(v, 5) for v in r.history[-1].get("perceptual", [float("nan")] * len(names))])
+                    ),
                     "notes": r.notes,
                 }
                 for m, r in results.items()
@@ -183,7 +227,9 @@ def render_html(summary: dict, figures: dict[str, Path], names: list[str]) -> st
     rows = []
     for m, s in summary["methods"].items():
         for n in names:
-            rows.append(f"<tr><td>{esc(m)}</td><td>{esc(n)}</td><td>{s['steps']}</td><td>{s['final_mse'][n]:.4f}</td><td>{s['final_perceptual'][n]:.4f}</td><td>{s['seconds_per_image']}</td></tr>")
+            rows.append(
+                f"<tr><td>{esc(m)}</td><td>{esc(n)}</td><td>{s['steps']}</td><td>{s['final_mse'][n]:.4f}</td><td>{s['final_perceptual'][n]:.4f}</td><td>{s['seconds_per_image']}</td></tr>"
+            )
     notes = sorted({note for s in summary["methods"].values() for note in s["notes"]})
     settings = ", ".join(f"{k}: {esc(str(v))}" for k, v in summary["settings"].items())
     imgs = "\n".join(f"<h2>{esc(k)}</h2><img src='{_png_data(p)}' alt='{esc(k)}'>" for k, p in figures.items())
@@ -195,9 +241,9 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;t
 <p>Inputs: scikit-image's <i>astronaut</i> photo (face-cropped like the generator's faces) and {len(names) - 1} generated faces the pack never saw.
 Methods: magec (the paper's Eq. 3 and two-phase protocol), no-magec (the ablation), im2stylegan++ (Eq. 1, 1000 latent steps).</p>
 <p>Settings: {settings}</p>
-<p>Notes: {esc('; '.join(notes)) or 'none'}</p>
+<p>Notes: {esc("; ".join(notes)) or "none"}</p>
 <table><tr><th>method</th><th>image</th><th>steps</th><th>final MSE</th><th>final perceptual</th><th>s / image</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 {imgs}
 </body></html>
 """

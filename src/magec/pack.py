@@ -105,7 +105,11 @@ class Pack:
             "generator": self.generator_spec,
             "describer": {"spec": self.describer_spec, "layout": self.layout.to_dict()},
             "latent_dim": self.latent_dim,
-            "tensors": {"file": TENSORS, "sha256": tensor_sha256, "shapes": {k: list(v.shape) for k, v in sorted(tensors.items())}},
+            "tensors": {
+                "file": TENSORS,
+                "sha256": tensor_sha256,
+                "shapes": {k: list(v.shape) for k, v in sorted(tensors.items())},
+            },
             **self.info,
         }
 
@@ -153,7 +157,10 @@ class Pack:
         if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT:
             raise file_error(manifest_path, f"not a magec pack manifest (format is not {PACK_FORMAT!r})")
         if manifest.get("version") != PACK_VERSION:
-            raise file_error(manifest_path, f"pack version {manifest.get('version')!r} is not supported (this magec reads version {PACK_VERSION}); re-run `magec prepare`")
+            raise file_error(
+                manifest_path,
+                f"pack version {manifest.get('version')!r} is not supported (this magec reads version {PACK_VERSION}); re-run `magec prepare`",
+            )
         if not tensors_path.is_file():
             raise file_error(tensors_path, "missing: the pack is incomplete")
         expected = manifest.get("tensors", {})
@@ -169,7 +176,9 @@ class Pack:
             raise file_error(tensors_path, f"tensor names do not match the manifest: {', '.join(missing[:5])}")
         for name, shape in shapes.items():
             if list(tensors[name].shape) != list(shape):
-                raise file_error(tensors_path, f"tensor {name} has shape {list(tensors[name].shape)}, manifest says {shape}")
+                raise file_error(
+                    tensors_path, f"tensor {name} has shape {list(tensors[name].shape)}, manifest says {shape}"
+                )
             if tensors[name].is_floating_point() and not bool(torch.isfinite(tensors[name]).all()):
                 raise file_error(tensors_path, f"tensor {name} holds NaN or infinite values; re-run `magec prepare`")
         try:
@@ -183,8 +192,12 @@ class Pack:
             ganspace = GANSpaceEditor.from_tensors(group("ganspace"))
             stats = LatentStats.from_tensors(group("stats"))
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise file_error(folder, f"inconsistent pack ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+            raise file_error(
+                folder, f"inconsistent pack ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            ) from None
         reserved = {"format", "version", "generator", "describer", "latent_dim", "tensors"}
         info = {k: v for k, v in manifest.items() if k not in reserved}
-        pack = cls(manifest["generator"], manifest["describer"]["spec"], layout, linknet, interfacegan, ganspace, stats, info)
+        pack = cls(
+            manifest["generator"], manifest["describer"]["spec"], layout, linknet, interfacegan, ganspace, stats, info
+        )
         return pack.to(device)

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from magec import __version__
+from magec import __version__, validation
 from magec.describers.base import Describer
-from magec import validation
 from magec.errors import MagecError
 from magec.generators.base import Generator
 from magec.latent.ganspace import GANSpaceConfig, GANSpaceEditor
@@ -26,7 +25,6 @@ from magec.latent.linknet import LinkNet, LinkNetConfig
 from magec.latent.stats import LatentStats
 from magec.pack import Pack
 from magec.seeding import generator_for
-
 
 #: Fewer pairs cannot give both a training split and a held-out split with both classes of an attribute.
 MIN_SAMPLES = 50
@@ -48,7 +46,9 @@ class PrepareConfig:
 
     def __post_init__(self) -> None:
         if validation.integer("--samples", self.n_samples) < MIN_SAMPLES:
-            raise MagecError(f"--samples {self.n_samples}: need at least {MIN_SAMPLES} latent-image pairs to fit and hold out")
+            raise MagecError(
+                f"--samples {self.n_samples}: need at least {MIN_SAMPLES} latent-image pairs to fit and hold out"
+            )
         validation.integer("seed", self.seed, 0)
         validation.integer("--batch-size", self.batch_size, 1)
         validation.integer("GANSpace samples", self.ganspace_samples, 1)
@@ -57,7 +57,15 @@ class PrepareConfig:
 
 
 @torch.no_grad()
-def sample_and_describe(generator: Generator, describer: Describer, n: int, seed: int, batch_size: int = 250, pca_limit: int = 0, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def sample_and_describe(
+    generator: Generator,
+    describer: Describer,
+    n: int,
+    seed: int,
+    batch_size: int = 250,
+    pca_limit: int = 0,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """N seeded latents (editing space), F's descriptor of each image, and GANSpace features of the first ``pca_limit``."""
     latents = generator.sample_latents(n, seed)
     descriptors, features = [], []
@@ -82,37 +90,59 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def prepare_pack(generator: Generator, describer: Describer, config: PrepareConfig | None = None, progress: bool = True) -> Pack:
+def prepare_pack(
+    generator: Generator, describer: Describer, config: PrepareConfig | None = None, progress: bool = True
+) -> Pack:
     """Fit LinkNet, InterfaceGAN, GANSpace and latent statistics for this generator/describer pair."""
     config = config or PrepareConfig()
     started = time.perf_counter()
-    latents, probs, features = sample_and_describe(generator, describer, config.n_samples, config.seed, config.batch_size, config.ganspace_samples, progress)
+    latents, probs, features = sample_and_describe(
+        generator, describer, config.n_samples, config.seed, config.batch_size, config.ganspace_samples, progress
+    )
     latents = latents.flatten(1)
     n_hold = max(1, int(round(config.holdout_fraction * len(latents))))
     order = torch.randperm(len(latents), generator=generator_for(config.seed))
     hold, train = order[:n_hold], order[n_hold:]
     layout = describer.layout
 
-    linknet = LinkNet(latents.shape[1], layout).fit(latents[train], probs[train], config.linknet, seed=config.seed, progress=progress)
+    linknet = LinkNet(latents.shape[1], layout).fit(
+        latents[train], probs[train], config.linknet, seed=config.seed, progress=progress
+    )
     heldout = linknet.agreement(latents[hold], probs[hold], tolerance=config.linknet.continuous_tolerance)
     values = layout.attribute_values(probs)
     try:
-        interfacegan = InterfaceGANEditor.fit(latents[train], values[train], layout, config.interfacegan, seed=config.seed)
+        interfacegan = InterfaceGANEditor.fit(
+            latents[train], values[train], layout, config.interfacegan, seed=config.seed
+        )
     except ValueError as exc:  # e.g. every sample on one side of an attribute: more samples are needed
         raise MagecError(f"cannot fit InterfaceGAN on {len(train)} samples: {exc}") from None
-    ganspace = GANSpaceEditor.fit(latents[: len(features)] if features is not None else latents[train], features, config.ganspace, seed=config.seed)
+    ganspace = GANSpaceEditor.fit(
+        latents[: len(features)] if features is not None else latents[train],
+        features,
+        config.ganspace,
+        seed=config.seed,
+    )
     stats = LatentStats.fit(latents[train], generator.initial_latent().flatten())
 
     info = {
         "created_with": package_versions(),
-        "prepare": {**asdict(config), "seconds": round(time.perf_counter() - started, 1), "n_train": len(train), "n_heldout": n_hold},
+        "prepare": {
+            **asdict(config),
+            "seconds": round(time.perf_counter() - started, 1),
+            "n_train": len(train),
+            "n_heldout": n_hold,
+        },
         "linknet": {
             "heldout_agreement": {k: round(v["agreement"], 4) for k, v in heldout.items()},
             "heldout_report": {k: {m: round(x, 4) for m, x in v.items()} for k, v in heldout.items()},
         },
         "interfacegan": {
-            "svm_train_accuracy": dict(zip(layout.attribute_names, [round(float(a), 4) for a in interfacegan.svm_accuracy])),
-            "units_per_step": dict(zip(layout.attribute_names, [round(float(a), 5) for a in interfacegan.units_per_step])),
+            "svm_train_accuracy": dict(
+                zip(layout.attribute_names, [round(float(a), 4) for a in interfacegan.svm_accuracy])
+            ),
+            "units_per_step": dict(
+                zip(layout.attribute_names, [round(float(a), 5) for a in interfacegan.units_per_step])
+            ),
             "default_amount": round(interfacegan.default_amount, 4),
         },
         "ganspace": {

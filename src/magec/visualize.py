@@ -31,10 +31,20 @@ def save_figure(fig: plt.Figure, target: str | Path, dpi: int = 100) -> Path:
     return target
 
 
-def image_grid(rows: Sequence[Sequence[torch.Tensor]], target: str | Path, row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None, cell_labels: Sequence[Sequence[str]] | None = None, title: str | None = None, cell: float = 1.3) -> Path:
+def image_grid(
+    rows: Sequence[Sequence[torch.Tensor]],
+    target: str | Path,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    cell_labels: Sequence[Sequence[str]] | None = None,
+    title: str | None = None,
+    cell: float = 1.3,
+) -> Path:
     """A grid of images (rows x columns) with optional row, column and per-cell captions, saved as PNG."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + (1.2 if row_labels else 0), cell * n_rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(cell * n_cols + (1.2 if row_labels else 0), cell * n_rows + 0.4), squeeze=False
+    )
     for i in range(n_rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -43,7 +53,9 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], target: str | Path, row_l
             if j >= len(rows[i]):
                 ax.axis("off")
                 continue
-            ax.imshow(to_numpy_image(rows[i][j]), interpolation="nearest" if rows[i][j].shape[-1] <= 128 else "antialiased")
+            ax.imshow(
+                to_numpy_image(rows[i][j]), interpolation="nearest" if rows[i][j].shape[-1] <= 128 else "antialiased"
+            )
             if cell_labels is not None:
                 ax.set_xlabel(cell_labels[i][j], fontsize=7)
             if i == 0 and col_labels is not None and j < len(col_labels):

@@ -11,17 +11,30 @@ from magec.validation import MAX_OUTPUT_SIDE
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("align", help="crop and rotate a face photo the way FFHQ images are aligned")
     p.add_argument("photo", help="input photo (any common image format)")
-    p.add_argument("--out", required=True, help="output PNG (written atomically; an existing file is replaced only if magec wrote it)")
-    p.add_argument("--size", type=int_at_least(8, MAX_OUTPUT_SIDE), default=1024,
-                   help=f"output side in pixels (default 1024, FFHQ's; 8 to {MAX_OUTPUT_SIDE})")
-    p.add_argument("--face", type=non_negative_int, default=0, help="which face when several are found: 0 = largest (default), 1 = next largest, ...")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output PNG (written atomically; an existing file is replaced only if magec wrote it)",
+    )
+    p.add_argument(
+        "--size",
+        type=int_at_least(8, MAX_OUTPUT_SIDE),
+        default=1024,
+        help=f"output side in pixels (default 1024, FFHQ's; 8 to {MAX_OUTPUT_SIDE})",
+    )
+    p.add_argument(
+        "--face",
+        type=non_negative_int,
+        default=0,
+        help="which face when several are found: 0 = largest (default), 1 = next largest, ...",
+    )
     p.add_argument("--force", action="store_true", help="replace --out even if magec did not write it")
     add_max_pixels(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from magec.io.alignment import align_photo
+    from magec.faces.alignment import align_photo
     from magec.io.images import is_magec_png, save_png
     from magec.io.output_folder import check_not_inputs, check_output_file
 

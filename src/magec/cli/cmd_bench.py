@@ -16,7 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", type=device_spec, default="auto")
     p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--perceptual", default="auto")
-    p.add_argument("--stylegan2", default="256,1024", help="StyleGAN2 resolutions to time (comma-separated; 'none' to skip; 1024 takes minutes on a CPU)")
+    p.add_argument(
+        "--stylegan2",
+        default="256,1024",
+        help="StyleGAN2 resolutions to time (comma-separated; 'none' to skip; 1024 takes minutes on a CPU)",
+    )
     p.set_defaults(func=run)
 
 
@@ -30,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
             if any(r < 4 or r > 1024 or r & (r - 1) for r in resolutions):
                 raise ValueError
         except ValueError:
-            raise MagecError(f"--stylegan2 {args.stylegan2!r}: expected comma-separated powers of two from 4 to 1024, or 'none'") from None
+            raise MagecError(
+                f"--stylegan2 {args.stylegan2!r}: expected comma-separated powers of two from 4 to 1024, or 'none'"
+            ) from None
         extra["stylegan2_step_ms"] = stylegan2_steps(resolutions, repeats=min(args.repeats, 3))
     result = run_bench(bench_pipeline(args.device, args.pack, args.perceptual), repeats=args.repeats, extra=extra)
     if args.json:

@@ -18,10 +18,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "code is never run.",
     )
     parser.add_argument("input", help="checkpoint to read")
-    parser.add_argument("output", help="safetensors file to write (atomically; an existing file is replaced only if magec wrote it)")
-    parser.add_argument("--size", type=int_at_least(4, 4096), default=None, help="rosinality only: output resolution (default: from the keys)")
-    parser.add_argument("--channel-multiplier", type=positive_int, default=None, help="rosinality only: channel multiplier (default: from the shapes)")
-    parser.add_argument("--n-mlp", type=positive_int, default=None, help="rosinality only: mapping layers (default: from the keys)")
+    parser.add_argument(
+        "output", help="safetensors file to write (atomically; an existing file is replaced only if magec wrote it)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int_at_least(4, 4096),
+        default=None,
+        help="rosinality only: output resolution (default: from the keys)",
+    )
+    parser.add_argument(
+        "--channel-multiplier",
+        type=positive_int,
+        default=None,
+        help="rosinality only: channel multiplier (default: from the shapes)",
+    )
+    parser.add_argument(
+        "--n-mlp", type=positive_int, default=None, help="rosinality only: mapping layers (default: from the keys)"
+    )
     parser.add_argument("--force", action="store_true", help="replace OUTPUT even if magec did not write it")
     parser.set_defaults(func=run)
 
@@ -36,9 +50,15 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.output, args.force, ours=lambda p: (safetensors_format(p) or "").startswith("magec"))
     from magec.generators.stylegan2.loaders import convert_checkpoint
 
-    overrides = {k: v for k, v in (("size", args.size), ("channel_multiplier", args.channel_multiplier), ("n_mlp", args.n_mlp)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("size", args.size), ("channel_multiplier", args.channel_multiplier), ("n_mlp", args.n_mlp))
+        if v is not None
+    }
     model = convert_checkpoint(args.input, args.output, **overrides)
     c = model.config
-    print(f"{args.output}: StyleGAN2 {c.resolution}x{c.resolution}, w {c.style_dim}-d, {c.n_latent} W+ codes, "
-          f"w_avg {'stored' if model.w_avg_source == 'checkpoint' else 'not stored (computed on use)'}")
+    print(
+        f"{args.output}: StyleGAN2 {c.resolution}x{c.resolution}, w {c.style_dim}-d, {c.n_latent} W+ codes, "
+        f"w_avg {'stored' if model.w_avg_source == 'checkpoint' else 'not stored (computed on use)'}"
+    )
     return 0

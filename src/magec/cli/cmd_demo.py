@@ -10,12 +10,23 @@ from magec.cli.options import add_device_and_seed, add_force, int_at_least, posi
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job on the embedded default, written to magec-demo/index.html", description=__doc__)
+    p = sub.add_parser(
+        "demo", help="the main job on the embedded default, written to magec-demo/index.html", description=__doc__
+    )
     p.add_argument("--out", default="magec-demo")
     p.add_argument("--cache", default=".magec-cache", help="where the prepared pack is kept between runs")
-    p.add_argument("--generated", type=int_at_least(0, 64), default=3, help="held-out generated faces to invert (default 3)")
-    p.add_argument("--samples", type=int_at_least(MIN_SAMPLES), default=DEFAULT_SAMPLES, help="pack size if it must be prepared")
-    p.add_argument("--steps-scale", type=positive_float, default=1.0, help="shorten every method's schedule (default 1: the paper's)")
+    p.add_argument(
+        "--generated", type=int_at_least(0, 64), default=3, help="held-out generated faces to invert (default 3)"
+    )
+    p.add_argument(
+        "--samples", type=int_at_least(MIN_SAMPLES), default=DEFAULT_SAMPLES, help="pack size if it must be prepared"
+    )
+    p.add_argument(
+        "--steps-scale",
+        type=positive_float,
+        default=1.0,
+        help="shorten every method's schedule (default 1: the paper's)",
+    )
     p.add_argument("--perceptual", default="auto")
     add_force(p)
     add_device_and_seed(p)
@@ -29,8 +40,15 @@ def run(args: argparse.Namespace) -> int:
     from magec.prepare import PrepareConfig
 
     config = DemoConfig(
-        out=Path(args.out), cache=Path(args.cache), generated=args.generated, seed=args.seed, steps_scale=args.steps_scale,
-        device=args.device, perceptual=args.perceptual, prepare=PrepareConfig(n_samples=args.samples), force=args.force,
+        out=Path(args.out),
+        cache=Path(args.cache),
+        generated=args.generated,
+        seed=args.seed,
+        steps_scale=args.steps_scale,
+        device=args.device,
+        perceptual=args.perceptual,
+        prepare=PrepareConfig(n_samples=args.samples),
+        force=args.force,
     )
     index = run_demo(config)
     print(f"wrote {index}")

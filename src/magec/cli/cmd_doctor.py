@@ -8,8 +8,13 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="list the optional weight files magec can use and whether they are present")
-    p.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
-                   help="also check a generator checkpoint you mean to use (repeatable)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also check a generator checkpoint you mean to use (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 

@@ -17,7 +17,11 @@ def parse_amounts(text: str) -> list[float]:
     amounts = []
     for part in text.split(","):
         try:
-            amounts.append(validation.in_range("--amounts value", part.strip(), -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT))
+            amounts.append(
+                validation.in_range(
+                    "--amounts value", part.strip(), -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT
+                )
+            )
         except MagecError as exc:
             raise argparse.ArgumentTypeError(f"{exc} (expected comma-separated numbers)") from None
     return amounts
@@ -28,8 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("latent", help="a <name>.latent.safetensors written by `magec invert`")
     p.add_argument("--pack", required=True)
     p.add_argument("--editor", choices=EDITORS, default="interfacegan")
-    p.add_argument("--operation", action="append", help="attribute (interfacegan), pcK (ganspace) or sample:SEED (interpolate); repeatable; default: the first four")
-    p.add_argument("--amounts", type=parse_amounts, help="comma-separated edit amounts (latent units; t in [0,1] for interpolate); default: symmetric steps up to the editor's default")
+    p.add_argument(
+        "--operation",
+        action="append",
+        help="attribute (interfacegan), pcK (ganspace) or sample:SEED (interpolate); repeatable; default: the first four",
+    )
+    p.add_argument(
+        "--amounts",
+        type=parse_amounts,
+        help="comma-separated edit amounts (latent units; t in [0,1] for interpolate); default: symmetric steps up to the editor's default",
+    )
     p.add_argument("--out", required=True, help="folder for one PNG per edit and grid.png")
     add_force(p)
     add_device_and_seed(p)
@@ -43,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from magec.inversion.outputs import check_latent_fits, load_latent
 
     saved = load_latent(args.latent)
-    from magec.editing import apply_edits, default_amounts, default_operations, planned_edit_files, write_edits
     from magec.pipeline import load_pipeline
+    from magec.render import apply_edits, default_amounts, default_operations, planned_edit_files, write_edits
 
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
     check_latent_fits(saved, pipeline.generator, args.latent)

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from magec.cli.options import (
-    add_device_and_seed, add_force, add_max_pixels, int_at_least, non_negative_float, non_negative_int, positive_float, positive_int,
+    add_device_and_seed,
+    add_force,
+    add_max_pixels,
+    int_at_least,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
 from magec.inversion.config import METHODS
 
@@ -28,22 +35,76 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pack", required=True, help="pack folder (from `magec prepare`)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder of images to invert (sorted by name)")
-    src.add_argument("--generated", type=int_at_least(1, 100_000), metavar="N", help="invert N fresh generator samples the pack never saw")
+    src.add_argument(
+        "--generated",
+        type=int_at_least(1, 100_000),
+        metavar="N",
+        help="invert N fresh generator samples the pack never saw",
+    )
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N images of --images")
-    p.add_argument("--reference", type=Path, default=None, help="folder of real images for the realism score (default: generator samples)")
-    p.add_argument("--reference-size", type=int_at_least(4, 1_000_000), default=1000, help="generator samples in the realism reference set without --reference (default 1000)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="inversion methods (first = reference of the comparisons)")
-    p.add_argument("--editors", nargs="+", choices=EDITORS, default=list(EDITORS), help="editors for the random edits and ECS")
-    p.add_argument("--edits-per-editor", type=non_negative_int, default=7, help="random edits per image and editor (default 7: ~20 per image as the paper)")
-    p.add_argument("--no-ecs", action="store_true", help="skip the edit-consistency score (it re-projects every ECS edit)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="images inverted together (keep it fixed when resuming)")
-    p.add_argument("--steps-scale", type=positive_float, default=1.0, help="scale every inversion schedule's steps (1 = the paper's)")
-    p.add_argument("--perceptual", default="auto", help="perceptual loss / LPIPS network: auto, lpips-vgg[:PATH], describer-features")
-    p.add_argument("--lambda-magec", type=non_negative_float, help="replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies")
-    p.add_argument("--identity", default="none", help="identity loss for the inversions: none | arcface:PATH | moco:PATH")
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="folder of real images for the realism score (default: generator samples)",
+    )
+    p.add_argument(
+        "--reference-size",
+        type=int_at_least(4, 1_000_000),
+        default=1000,
+        help="generator samples in the realism reference set without --reference (default 1000)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="inversion methods (first = reference of the comparisons)",
+    )
+    p.add_argument(
+        "--editors", nargs="+", choices=EDITORS, default=list(EDITORS), help="editors for the random edits and ECS"
+    )
+    p.add_argument(
+        "--edits-per-editor",
+        type=non_negative_int,
+        default=7,
+        help="random edits per image and editor (default 7: ~20 per image as the paper)",
+    )
+    p.add_argument(
+        "--no-ecs", action="store_true", help="skip the edit-consistency score (it re-projects every ECS edit)"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=1, help="images inverted together (keep it fixed when resuming)"
+    )
+    p.add_argument(
+        "--steps-scale",
+        type=positive_float,
+        default=1.0,
+        help="scale every inversion schedule's steps (1 = the paper's)",
+    )
+    p.add_argument(
+        "--perceptual",
+        default="auto",
+        help="perceptual loss / LPIPS network: auto, lpips-vgg[:PATH], describer-features",
+    )
+    p.add_argument(
+        "--lambda-magec",
+        type=non_negative_float,
+        help="replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies",
+    )
+    p.add_argument(
+        "--identity", default="none", help="identity loss for the inversions: none | arcface:PATH | moco:PATH"
+    )
     p.add_argument("--describer", help="override the pack's describer spec (same descriptor layout)")
-    p.add_argument("--out", required=True, type=Path, help="run folder: CSVs, per-image records, images (resumed if it exists)")
-    p.add_argument("--report", type=Path, default=None, help="report path (.md; .html and a folder of the same stem beside it); default OUT/report.md")
+    p.add_argument(
+        "--out", required=True, type=Path, help="run folder: CSVs, per-image records, images (resumed if it exists)"
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="report path (.md; .html and a folder of the same stem beside it); default OUT/report.md",
+    )
     p.add_argument("--notes", type=Path, default=None, help="markdown file included as the report's discussion")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_max_pixels(p)
@@ -54,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from magec.errors import file_error
-    from magec.evaluation.edits import EditPlanConfig
+    from magec.evaluation.edit_plans import EditPlanConfig
     from magec.evaluation.report import check_report_path, write_report
     from magec.evaluation.runner import EvaluationConfig, check_run_folder, run_evaluation
     from magec.evaluation.sources import image_files
@@ -84,12 +145,30 @@ def run(args: argparse.Namespace) -> int:
     from magec.evaluation.sources import folder_source, generated_source
     from magec.pipeline import load_pipeline
 
-    pipeline = load_pipeline(args.pack, device=args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer)
+    pipeline = load_pipeline(
+        args.pack, device=args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer
+    )
     res = pipeline.generator.resolution
-    source = folder_source(args.images, res, args.limit, args.max_pixels) if args.images else generated_source(pipeline.generator, args.generated, args.seed)
+    source = (
+        folder_source(args.images, res, args.limit, args.max_pixels)
+        if args.images
+        else generated_source(pipeline.generator, args.generated, args.seed)
+    )
     reference = folder_source(args.reference, res, max_pixels=args.max_pixels) if args.reference else None
-    paths = run_evaluation(pipeline, source, args.out, config, reference=reference, progress=not args.no_progress, extra_metadata={"pack": str(args.pack)})
-    command = "magec evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 and sys.argv[1] == "evaluate" else None
+    paths = run_evaluation(
+        pipeline,
+        source,
+        args.out,
+        config,
+        reference=reference,
+        progress=not args.no_progress,
+        extra_metadata={"pack": str(args.pack)},
+    )
+    command = (
+        "magec evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 2 and sys.argv[1] == "evaluate"
+        else None
+    )
     report = write_report(paths.root, report, command=command, notes=args.notes)
     print(f"report: {report} (+ {report.with_suffix('.html').name}); raw CSVs in {paths.root}")
     return 0

@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from magec.cli.options import (
-    add_device_and_seed, add_force, add_max_pixels, non_negative_float, non_negative_int, positive_float, positive_int,
+    add_device_and_seed,
+    add_force,
+    add_max_pixels,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
 from magec.errors import MagecError
 from magec.inversion.config import METHODS
@@ -24,20 +30,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files (any common format; centre-cropped to a square and resized)")
     p.add_argument("--pack", required=True)
     p.add_argument("--method", choices=METHODS, default="magec")
-    p.add_argument("--out", required=True,
-                   help="folder for <name>.latent.safetensors, <name>.png, <name>.json (names keep the inputs' relative "
-                        "paths; magec-index.json maps inputs to outputs)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for <name>.latent.safetensors, <name>.png, <name>.json (names keep the inputs' relative "
+        "paths; magec-index.json maps inputs to outputs)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=8, help="images optimised together (default 8)")
-    p.add_argument("--steps-scale", type=positive_float, default=1.0, help="multiply every phase's steps (default 1: the paper's protocol)")
-    p.add_argument("--lambda-magec", type=non_negative_float, help="weight of the MAGEC term in every phase (paper: 3e-4)")
-    p.add_argument("--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)")
+    p.add_argument(
+        "--steps-scale",
+        type=positive_float,
+        default=1.0,
+        help="multiply every phase's steps (default 1: the paper's protocol)",
+    )
+    p.add_argument(
+        "--lambda-magec", type=non_negative_float, help="weight of the MAGEC term in every phase (paper: 3e-4)"
+    )
+    p.add_argument(
+        "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
+    )
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument("--identity", default="none", help="none | arcface:PATH | moco:PATH")
     p.add_argument("--describer", help="override the pack's describer spec (must have the same descriptor layout)")
     framing = p.add_mutually_exclusive_group()
-    framing.add_argument("--align", action="store_true", help="FFHQ-align each photo first (dlib 68 landmarks), for FFHQ generators")
-    framing.add_argument("--face-crop", action="store_true", help="crop each photo so its face sits where the embedded DCGAN's faces sit")
-    p.add_argument("--face", type=non_negative_int, default=0, help="with --align/--face-crop: which face, largest first (default 0)")
+    framing.add_argument(
+        "--align", action="store_true", help="FFHQ-align each photo first (dlib 68 landmarks), for FFHQ generators"
+    )
+    framing.add_argument(
+        "--face-crop", action="store_true", help="crop each photo so its face sits where the embedded DCGAN's faces sit"
+    )
+    p.add_argument(
+        "--face",
+        type=non_negative_int,
+        default=0,
+        help="with --align/--face-crop: which face, largest first (default 0)",
+    )
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
@@ -49,12 +76,12 @@ def read_input(path: Path, size: int, args: argparse.Namespace) -> torch.Tensor:
     from magec.io.images import load_image, pil_to_tensor
 
     if args.align:
-        from magec.io.alignment import align_photo
+        from magec.faces.alignment import align_photo
 
         return pil_to_tensor(align_photo(path, size, face_index=args.face, max_pixels=args.max_pixels)[0])
     if args.face_crop:
-        from magec.io.alignment import DETECTION_SIDE
-        from magec.io.face_crop import crop_to_chip_box
+        from magec.faces.crop import crop_to_chip_box
+        from magec.faces.detection import DETECTION_SIDE
         from magec.io.images import read_image
 
         photo = read_image(path, args.max_pixels, reduce_to=DETECTION_SIDE)
@@ -86,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
     from magec.inversion.outputs import write_inversion_outputs
     from magec.pipeline import load_pipeline
 
-    pipeline = load_pipeline(args.pack, args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer)
+    pipeline = load_pipeline(
+        args.pack, args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer
+    )
     size = pipeline.generator.resolution
     images = [read_input(p, size, args) for p in paths]  # every face is found before anything is written
     out.claim(claims)

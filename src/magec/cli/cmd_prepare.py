@@ -19,8 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="pack folder to write: new, empty, or an existing pack (replaced)")
     p.add_argument("--generator", default=EMBEDDED_GENERATOR, help="dcgan-face (default) or stylegan2:PATH")
     p.add_argument("--describer", default=EMBEDDED_DESCRIBER, help="dlib-age-gender (default) or celeba:PATH")
-    p.add_argument("--samples", type=int_at_least(MIN_SAMPLES), default=DEFAULT_SAMPLES,
-                   help=f"latent-image pairs to sample (default {DEFAULT_SAMPLES}, at least {MIN_SAMPLES})")
+    p.add_argument(
+        "--samples",
+        type=int_at_least(MIN_SAMPLES),
+        default=DEFAULT_SAMPLES,
+        help=f"latent-image pairs to sample (default {DEFAULT_SAMPLES}, at least {MIN_SAMPLES})",
+    )
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
     add_force(p)
     add_device_and_seed(p)

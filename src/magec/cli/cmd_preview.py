@@ -8,10 +8,14 @@ from magec.cli.options import add_device_and_seed, add_force, int_at_least
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("preview", help="write PNGs of generated faces with F's predictions and editor strips", description=__doc__)
+    p = sub.add_parser(
+        "preview", help="write PNGs of generated faces with F's predictions and editor strips", description=__doc__
+    )
     p.add_argument("--pack", required=True)
     p.add_argument("--out", required=True, help="folder for samples.png and edits-<editor>.png")
-    p.add_argument("-n", type=int_at_least(1, 1024), default=24, help="generated faces in samples.png (default 24, at most 1024)")
+    p.add_argument(
+        "-n", type=int_at_least(1, 1024), default=24, help="generated faces in samples.png (default 24, at most 1024)"
+    )
     add_force(p)
     add_device_and_seed(p, seed=1234)
     p.set_defaults(func=run)

@@ -71,7 +71,11 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     if "Original Traceback" in text or "Traceback (most recent call last)" in text:
         last = [line for line in text.splitlines() if line.strip()][-1].strip()
-        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith(("MagecError", "Error")) and ": " in last else last
+        text = (
+            last.split(": ", 1)[1]
+            if last.split(": ", 1)[0].endswith(("MagecError", "Error")) and ": " in last
+            else last
+        )
     return " ".join(text.split())
 
 
@@ -103,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         elif isinstance(exc, MemoryError):
             line = "out of memory (try a smaller --batch-size, image or model)"
         else:
-            line = (f"unexpected {type(exc).__name__}: {one_line(exc)} "
-                    "(this is a bug in magec; please report it, with MAGEC_DEBUG=1 for the traceback)")
+            line = (
+                f"unexpected {type(exc).__name__}: {one_line(exc)} "
+                "(this is a bug in magec; please report it, with MAGEC_DEBUG=1 for the traceback)"
+            )
         print(f"magec: error: {line}", file=sys.stderr)
         return 1
 

@@ -48,19 +48,27 @@ def device_spec(text: str) -> str:
 
 
 def add_device_and_seed(parser: argparse.ArgumentParser, seed: int = 0) -> None:
-    parser.add_argument("--device", type=device_spec, default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
-    parser.add_argument("--seed", type=non_negative_int, default=seed, help=f"seed for every random choice (default {seed})")
+    parser.add_argument(
+        "--device", type=device_spec, default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)"
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=seed, help=f"seed for every random choice (default {seed})"
+    )
 
 
 def add_force(parser: argparse.ArgumentParser, what: str = "--out") -> None:
     parser.add_argument(
-        "--force", action="store_true",
+        "--force",
+        action="store_true",
         help=f"write into an existing {what} that holds other files (magec still never replaces a file it did not write)",
     )
 
 
 def add_max_pixels(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--max-pixels", type=int_at_least(1), default=DEFAULT_MAX_PIXELS, metavar="N",
+        "--max-pixels",
+        type=int_at_least(1),
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
         help=f"refuse input images above N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,}; ~3 bytes each)",
     )

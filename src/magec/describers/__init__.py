@@ -19,7 +19,15 @@ if TYPE_CHECKING:
 
 EMBEDDED_DESCRIBER = "dlib-age-gender"
 
-__all__ = ["EMBEDDED_DESCRIBER", "Attribute", "Describer", "DescriptorLayout", "Head", "descriptor_loss", "load_describer"]
+__all__ = [
+    "EMBEDDED_DESCRIBER",
+    "Attribute",
+    "Describer",
+    "DescriptorLayout",
+    "Head",
+    "descriptor_loss",
+    "load_describer",
+]
 
 
 def __getattr__(name: str) -> Any:

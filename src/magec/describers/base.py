@@ -96,14 +96,30 @@ class DescriptorLayout:
 
     def to_dict(self) -> dict:
         return {
-            "heads": [{"name": h.name, "kind": h.kind, "size": h.size, "class_values": list(h.class_values) if h.class_values else None} for h in self.heads],
-            "attributes": [{"name": a.name, "head": a.head, "kind": a.kind, "positive_class": a.positive_class} for a in self.attributes],
+            "heads": [
+                {
+                    "name": h.name,
+                    "kind": h.kind,
+                    "size": h.size,
+                    "class_values": list(h.class_values) if h.class_values else None,
+                }
+                for h in self.heads
+            ],
+            "attributes": [
+                {"name": a.name, "head": a.head, "kind": a.kind, "positive_class": a.positive_class}
+                for a in self.attributes
+            ],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> DescriptorLayout:
-        heads = tuple(Head(h["name"], h["kind"], int(h["size"]), tuple(h["class_values"]) if h.get("class_values") else None) for h in data["heads"])
-        attrs = tuple(Attribute(a["name"], a["head"], a["kind"], int(a.get("positive_class", 1))) for a in data["attributes"])
+        heads = tuple(
+            Head(h["name"], h["kind"], int(h["size"]), tuple(h["class_values"]) if h.get("class_values") else None)
+            for h in data["heads"]
+        )
+        attrs = tuple(
+            Attribute(a["name"], a["head"], a["kind"], int(a.get("positive_class", 1))) for a in data["attributes"]
+        )
         return cls(heads, attrs)
 
     # ---- descriptor arithmetic -------------------------------------------------------------
@@ -135,7 +151,10 @@ class DescriptorLayout:
         """One short text per row of probabilities (B, dim): binary attributes as probabilities, continuous ones rounded."""
         rows = []
         for values in self.attribute_values(probs).tolist():
-            parts = [f"{a.name} {v:.2f}" if a.kind == "binary" else f"{a.name} {v:.0f}" for a, v in zip(self.attributes, values)]
+            parts = [
+                f"{a.name} {v:.2f}" if a.kind == "binary" else f"{a.name} {v:.0f}"
+                for a, v in zip(self.attributes, values)
+            ]
             rows.append(sep.join(parts))
         return rows
 
@@ -192,7 +211,9 @@ def shift_distribution(block: torch.Tensor, class_values: tuple[float, ...], amo
     return res.reshape(block.shape)
 
 
-def descriptor_loss(layout: DescriptorLayout, logits: torch.Tensor, target_probs: torch.Tensor, reduce_batch: bool = True) -> torch.Tensor:
+def descriptor_loss(
+    layout: DescriptorLayout, logits: torch.Tensor, target_probs: torch.Tensor, reduce_batch: bool = True
+) -> torch.Tensor:
     """L_F: the loss F was trained with, summed over heads, between predicted logits and target probabilities.
 
     Categorical heads: cross-entropy with soft targets. Binary heads: binary cross-entropy with logits,
@@ -203,7 +224,9 @@ def descriptor_loss(layout: DescriptorLayout, logits: torch.Tensor, target_probs
     binary = layout.binary_columns
     if binary:
         index = torch.tensor(binary, device=logits.device)
-        bce = F.binary_cross_entropy_with_logits(logits.index_select(-1, index), target_probs.index_select(-1, index), reduction="none")
+        bce = F.binary_cross_entropy_with_logits(
+            logits.index_select(-1, index), target_probs.index_select(-1, index), reduction="none"
+        )
         total = total + bce.sum(-1)
     for h in layout.heads:
         if h.kind == "categorical":

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from magec.describers.base import Attribute, Describer, DescriptorLayout, Head
 from magec import validation
+from magec.describers.base import Attribute, Describer, DescriptorLayout, Head
 from magec.errors import MagecError, file_error
 from magec.io.atomic import atomic_path
 from magec.io.checkpoints import read_state_dict, strict_load
@@ -28,12 +28,46 @@ from magec.io.resize import center_square_batch, resize_square
 
 #: The 40 attributes, in the column order of CelebA's ``list_attr_celeba.txt``.
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
-    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
-    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
-    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
-    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
 )
 ARCHITECTURES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
 FORMAT = "magec-celeba-describer"
@@ -141,7 +175,9 @@ class CelebADescriber(Describer):
         path = Path(path)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         with atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata={"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_json()})
+            save_file(
+                state, str(tmp), metadata={"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_json()}
+            )
         return path
 
     @classmethod
@@ -151,7 +187,9 @@ class CelebADescriber(Describer):
 
         path = Path(path)
         if not path.is_file():
-            raise file_error(path, "no such file (expected a CelebA describer .safetensors from `magec train-describer celeba`)")
+            raise file_error(
+                path, "no such file (expected a CelebA describer .safetensors from `magec train-describer celeba`)"
+            )
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -159,7 +197,9 @@ class CelebADescriber(Describer):
         except (SafetensorError, OSError, ValueError) as exc:
             raise file_error(path, f"not a safetensors file ({exc})") from None
         if meta.get("format") != FORMAT:
-            raise file_error(path, f"not a magec CelebA describer (metadata format is {meta.get('format')!r}, expected {FORMAT!r})")
+            raise file_error(
+                path, f"not a magec CelebA describer (metadata format is {meta.get('format')!r}, expected {FORMAT!r})"
+            )
         try:
             config = CelebAConfig.from_json(meta["config"])
             model = cls(config)

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from magec.describers.celeba import CelebAConfig, CelebADescriber
 from magec import validation
+from magec.describers.celeba import CelebAConfig, CelebADescriber
 from magec.errors import MagecError, file_error
 from magec.io.atomic import atomic_path
 from magec.io.checkpoints import read_checkpoint
@@ -55,7 +55,7 @@ class CelebARecords:
 def _first_existing(root: Path, candidates: tuple[str, ...], what: str, want_dir: bool = False) -> Path:
     for rel in candidates:
         path = root / rel
-        if (path.is_dir() if want_dir else path.is_file()):
+        if path.is_dir() if want_dir else path.is_file():
             return path
     raise file_error(root, f"no {what} found (looked for {', '.join(candidates)})")
 
@@ -111,9 +111,22 @@ def load_celeba(root: str | Path) -> CelebARecords:
     root = Path(root)
     if not root.is_dir():
         raise file_error(root, "no such folder (expected the CelebA root)")
-    attr = _first_existing(root, ("list_attr_celeba.txt", "Anno/list_attr_celeba.txt", "celeba/list_attr_celeba.txt"), "list_attr_celeba.txt")
-    part = _first_existing(root, ("list_eval_partition.txt", "Eval/list_eval_partition.txt", "celeba/list_eval_partition.txt"), "list_eval_partition.txt")
-    images = _first_existing(root, ("img_align_celeba", "Img/img_align_celeba", "celeba/img_align_celeba"), "img_align_celeba folder", want_dir=True)
+    attr = _first_existing(
+        root,
+        ("list_attr_celeba.txt", "Anno/list_attr_celeba.txt", "celeba/list_attr_celeba.txt"),
+        "list_attr_celeba.txt",
+    )
+    part = _first_existing(
+        root,
+        ("list_eval_partition.txt", "Eval/list_eval_partition.txt", "celeba/list_eval_partition.txt"),
+        "list_eval_partition.txt",
+    )
+    images = _first_existing(
+        root,
+        ("img_align_celeba", "Img/img_align_celeba", "celeba/img_align_celeba"),
+        "img_align_celeba folder",
+        want_dir=True,
+    )
     names, files, labels = read_attribute_file(attr)
     partition = read_partition_file(part)
     missing = [f for f in files if f not in partition]
@@ -192,12 +205,27 @@ def checkpoint_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
-def _save_checkpoint(path: Path, model: CelebADescriber, opt: torch.optim.Optimizer, run_key: str, epoch: int, step: int,
-                     losses: list[float], vals: list[float], running: tuple[float, int]) -> None:
+def _save_checkpoint(
+    path: Path,
+    model: CelebADescriber,
+    opt: torch.optim.Optimizer,
+    run_key: str,
+    epoch: int,
+    step: int,
+    losses: list[float],
+    vals: list[float],
+    running: tuple[float, int],
+) -> None:
     state = {
-        "format": "magec-celeba-training", "run": run_key, "epoch": epoch, "step": step,
-        "model": model.net.state_dict(), "optimizer": opt.state_dict(),
-        "epoch_losses": list(losses), "val_accuracy": list(vals), "running": [float(running[0]), int(running[1])],
+        "format": "magec-celeba-training",
+        "run": run_key,
+        "epoch": epoch,
+        "step": step,
+        "model": model.net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "epoch_losses": list(losses),
+        "val_accuracy": list(vals),
+        "running": [float(running[0]), int(running[1])],
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -242,7 +270,10 @@ def train_celeba_describer(
         if not isinstance(state, dict) or state.get("format") != "magec-celeba-training":
             raise file_error(ckpt, "not a magec CelebA training checkpoint (delete it or pass --fresh)")
         if state["run"] != run_key:
-            raise file_error(ckpt, "was written by a run with other settings or data (same --arch/--input-size/--batch-size/--lr/--seed/--limit needed to resume; or pass --fresh)")
+            raise file_error(
+                ckpt,
+                "was written by a run with other settings or data (same --arch/--input-size/--batch-size/--lr/--seed/--limit needed to resume; or pass --fresh)",
+            )
         model.net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, start_step = int(state["epoch"]), int(state["step"])
@@ -268,7 +299,13 @@ def train_celeba_describer(
         loader = DataLoader(train_set, batch_sampler=batches[first:], num_workers=training.workers)
         model.net.train(True)
         model.net.requires_grad_(True)
-        bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{training.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            total=len(batches),
+            initial=first,
+            desc=f"epoch {epoch + 1}/{training.epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for b, (x, y) in enumerate(loader, start=first):
             x, y = x.to(device), y.to(device)
             if training.flip:
@@ -282,12 +319,16 @@ def train_celeba_describer(
             bar.update(1)
             bar.set_postfix(loss=f"{running[0] / running[1]:.4f}")
             if (b + 1) % training.checkpoint_every == 0 and b + 1 < len(batches):
-                _save_checkpoint(ckpt, model, opt, run_key, epoch, b + 1, result.epoch_losses, result.val_accuracy, running)
+                _save_checkpoint(
+                    ckpt, model, opt, run_key, epoch, b + 1, result.epoch_losses, result.val_accuracy, running
+                )
         bar.close()
         result.epoch_losses.append(running[0] / max(running[1], 1))
         msg = f"epoch {epoch + 1}/{training.epochs}: train BCE {result.epoch_losses[-1]:.4f}"
         if val_idx:
-            acc = evaluate_attributes(model, records, "val", training.batch_size, device, training.limit, training.workers, progress=False)
+            acc = evaluate_attributes(
+                model, records, "val", training.batch_size, device, training.limit, training.workers, progress=False
+            )
             result.val_accuracy.append(float(np.mean(list(acc.values()))))
             msg += f", val mean accuracy {result.val_accuracy[-1]:.4f}"
         log(msg)
@@ -322,7 +363,12 @@ def evaluate_attributes(
     describer.net.eval()
     data = torch.utils.data.Subset(CelebAImages(records, describer.config.input_size), idx)
     correct = torch.zeros(len(records.attributes), dtype=torch.float64)
-    for x, y in tqdm(DataLoader(data, batch_size=batch_size, num_workers=workers), desc=f"evaluating {split}", disable=not progress, leave=False):
+    for x, y in tqdm(
+        DataLoader(data, batch_size=batch_size, num_workers=workers),
+        desc=f"evaluating {split}",
+        disable=not progress,
+        leave=False,
+    ):
         pred = (describer.logits(x.to(device)) > 0).float().cpu()
         correct += (pred == y).double().sum(0)
     describer.net.train(was_training)
@@ -335,4 +381,3 @@ def format_accuracy(accuracy: dict[str, float]) -> str:
     lines = [f"{name:<{width}}  {acc * 100:6.2f}%" for name, acc in accuracy.items()]
     lines.append(f"{'mean':<{width}}  {float(np.mean(list(accuracy.values()))) * 100:6.2f}%")
     return "\n".join(lines)
-

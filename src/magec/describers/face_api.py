@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magec.describers.dlib_faces import ChipBox, crop_chip
 from magec.describers.tfjs import load_tfjs_weights
 from magec.errors import MagecError, file_error
+from magec.faces.chips import ChipBox, crop_chip
 from magec.io.checkpoints import strict_load
 from magec.weights import FACE_API_DIR, weights_dir
 

@@ -68,7 +68,10 @@ class OnnxGraphModule(nn.Module):
         try:
             model = onnx.load(str(path))
         except Exception as exc:  # noqa: BLE001 - any decode failure means a bad file
-            raise file_error(path, f"not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+            raise file_error(
+                path,
+                f"not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+            ) from None
         graph = model.graph
         if len(graph.node) == 0:
             raise file_error(path, "ONNX graph has no nodes")
@@ -88,7 +91,9 @@ class OnnxGraphModule(nn.Module):
 
         inputs = [i.name for i in graph.input if i.name not in self._buffer_of]
         if len(inputs) != 1 or len(graph.output) != 1:
-            raise file_error(path, f"expected one image input and one output, found inputs {inputs} and {len(graph.output)} outputs")
+            raise file_error(
+                path, f"expected one image input and one output, found inputs {inputs} and {len(graph.output)} outputs"
+            )
         self.input_name = inputs[0]
         self.output_name = graph.output[0].name
 
@@ -98,10 +103,15 @@ class OnnxGraphModule(nn.Module):
         known = {self.input_name, *self._buffer_of}
         for node in graph.node:
             if node.op_type not in ALLOWED_OPS or node.domain not in ("", "ai.onnx"):
-                raise file_error(path, f"unsupported ONNX op {node.op_type!r} (node {node.name or node.output[0]!r}); allowed: {', '.join(sorted(ALLOWED_OPS))}")
+                raise file_error(
+                    path,
+                    f"unsupported ONNX op {node.op_type!r} (node {node.name or node.output[0]!r}); allowed: {', '.join(sorted(ALLOWED_OPS))}",
+                )
             missing = [i for i in node.input if i and i not in known]
             if missing:
-                raise file_error(path, f"node {node.op_type} uses undefined values {missing} (graph not topologically sorted?)")
+                raise file_error(
+                    path, f"node {node.op_type} uses undefined values {missing} (graph not topologically sorted?)"
+                )
             attrs = _attributes(node)
             self._check_node(path, node.op_type, list(node.input), attrs)
             self._nodes.append((node.op_type, list(node.input), list(node.output), attrs))
@@ -153,7 +163,9 @@ class OnnxGraphModule(nn.Module):
             return env[name]
         return getattr(self, self._buffer_of[name])
 
-    def forward(self, x: torch.Tensor, capture: Iterable[str] = ()) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, capture: Iterable[str] = ()
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Run the graph on ``x``; with ``capture`` also return those intermediate values by name."""
         wanted = set(capture)
         env: dict[str, torch.Tensor] = {self.input_name: x}

@@ -129,7 +129,7 @@ def load_tfjs_weights(manifest: str | Path) -> dict[str, torch.Tensor]:
         offset = 0
         for name, shape, qdtype, scale, qmin in specs:
             nbytes = math.prod(shape) * (QUANTIZATION_BYTES[qdtype] if qdtype else 4)
-            values = _decode(buffer[offset:offset + nbytes], qdtype, scale, qmin)
+            values = _decode(buffer[offset : offset + nbytes], qdtype, scale, qmin)
             offset += nbytes
             if not np.isfinite(values).all():
                 raise file_error(shards[0] if shards else path, f"weight {name} holds non-finite values; corrupted")

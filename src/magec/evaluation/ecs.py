@@ -24,7 +24,9 @@ def ecs_from_distances(d_proj_cyc: torch.Tensor, d_proj_edit: torch.Tensor, d_ed
     return torch.where(denom > 0, out, torch.full_like(out, float("nan")))
 
 
-def edit_consistency(distance: Distance, projection: torch.Tensor, edited: torch.Tensor, cyclic: torch.Tensor) -> dict[str, torch.Tensor]:
+def edit_consistency(
+    distance: Distance, projection: torch.Tensor, edited: torch.Tensor, cyclic: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """ecs (Eq. 4) for image batches G(p(x)), x_edit, x_cyc, with its three legs (all (B,))."""
     d_pc = perceptual_distance(distance, projection, cyclic)
     d_pe = perceptual_distance(distance, projection, edited)

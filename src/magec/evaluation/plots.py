@@ -25,7 +25,9 @@ def _values(rows: list[dict[str, str]], key: str, method: str) -> list[float]:
     return out
 
 
-def _violin(ax, rows: list[dict[str, str]], key: str, methods: Sequence[str], title: str, threshold: float | None = None) -> None:
+def _violin(
+    ax, rows: list[dict[str, str]], key: str, methods: Sequence[str], title: str, threshold: float | None = None
+) -> None:
     data = [_values(rows, key, m) for m in methods]
     pos = [i for i, d in enumerate(data) if d]
     if pos:
@@ -45,11 +47,20 @@ def distribution_plots(rec, edits, ecs, methods: Sequence[str], out_dir: Path) -
     figures.append(("reconstruction.png", "Reconstruction distributions", fig))
 
     editors = sorted({r["editor"] for r in edits})
-    panels = [(ed, "realism") for ed in editors] + [(ed, "t") for ed in editors if any(r["t"] for r in edits if r["editor"] == ed)]
+    panels = [(ed, "realism") for ed in editors] + [
+        (ed, "t") for ed in editors if any(r["t"] for r in edits if r["editor"] == ed)
+    ]
     if panels:
         fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
         for ax, (ed, key) in zip(axes[0], panels):
-            _violin(ax, [r for r in edits if r["editor"] == ed], key, methods, f"{ed} {key}", 1.0 if key == "realism" else None)
+            _violin(
+                ax,
+                [r for r in edits if r["editor"] == ed],
+                key,
+                methods,
+                f"{ed} {key}",
+                1.0 if key == "realism" else None,
+            )
         figures.append(("editability.png", "Realism and improved-target distributions of random edits", fig))
 
     ecs_editors = sorted({r["editor"] for r in ecs})
@@ -79,7 +90,9 @@ def _load(path: Path) -> Image.Image | None:
     return Image.open(path).convert("RGB") if path.is_file() else None
 
 
-def ecs_examples(run_dir: Path, ecs: list[dict[str, str]], methods: Sequence[str], out_dir: Path, n: int = 3) -> list[tuple[str, str]]:
+def ecs_examples(
+    run_dir: Path, ecs: list[dict[str, str]], methods: Sequence[str], out_dir: Path, n: int = 3
+) -> list[tuple[str, str]]:
     """Per ECS editor and method: the ``n`` best and ``n`` worst ecs, each row real | projection | edit | cycle."""
     out = []
     for ed in sorted({r["editor"] for r in ecs}):
@@ -113,8 +126,14 @@ def ecs_examples(run_dir: Path, ecs: list[dict[str, str]], methods: Sequence[str
                         if i == 0:
                             axes[i][col0 + j].set_title(f"{label}: {name}" if j == 0 else name, fontsize=7)
                     axes[i][col0].text(
-                        0.03, 0.03, f"ecs {float(r['ecs']):.2f}\n{r['operation']} {float(r['amount']):+.3g}", fontsize=6, ha="left", va="bottom",
-                        transform=axes[i][col0].transAxes, bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "lw": 0},
+                        0.03,
+                        0.03,
+                        f"ecs {float(r['ecs']):.2f}\n{r['operation']} {float(r['amount']):+.3g}",
+                        fontsize=6,
+                        ha="left",
+                        va="bottom",
+                        transform=axes[i][col0].transAxes,
+                        bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "lw": 0},
                     )
             fig.suptitle(f"{m}, {ed}: best (left) and worst (right) ecs", fontsize=9)
             fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.02, wspace=0.08, hspace=0.12)

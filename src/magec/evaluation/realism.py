@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from magec.io.checkpoints import read_state_dict, strict_load
-from magec.losses.perceptual import find_vgg16_weights
+from magec.weights import find_vgg16_weights
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,7 +79,9 @@ def realism_score(manifold: ReferenceManifold, features: torch.Tensor, eps: floa
 class FeatureNetwork(nn.Module):
     """images in [-1, 1] NCHW -> (B, D) feature vectors, with a ``name`` recorded in reports."""
 
-    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module] | None = None) -> None:
+    def __init__(
+        self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], modules: list[nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.name = name
         self._fn = fn
@@ -159,7 +161,9 @@ def describer_features(describer: nn.Module, spec: str) -> FeatureNetwork:
     return FeatureNetwork(f"describer {spec} features (no VGG16 weights on disk)", fn, [describer])
 
 
-def realism_features(describer: nn.Module | None = None, device: torch.device | str = "cpu", seed: int = 0) -> FeatureNetwork:
+def realism_features(
+    describer: nn.Module | None = None, device: torch.device | str = "cpu", seed: int = 0
+) -> FeatureNetwork:
     """The best available feature space: VGG16 fc2, else the describer's features, else a random VGG16 trunk."""
     weights = find_vgg16_weights()
     if weights is not None:

@@ -28,6 +28,8 @@ def perceptual_distance(distance: Distance, a: torch.Tensor, b: torch.Tensor) ->
     return distance(a, b).float().reshape(a.shape[0], -1).mean(1)
 
 
-def reconstruction_metrics(distance: Distance, target: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
+def reconstruction_metrics(
+    distance: Distance, target: torch.Tensor, reconstruction: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """``{"mse": (B,), "lpips": (B,)}`` between inputs and their reconstructions."""
     return {"mse": mse01(target, reconstruction), "lpips": perceptual_distance(distance, target, reconstruction)}

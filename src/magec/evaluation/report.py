@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magec.evaluation.stats import PairedTest, paired_t_test
 from magec.errors import file_error
+from magec.evaluation.stats import PairedTest, paired_t_test
 from magec.io import atomic
 
 ALPHA = 0.05
@@ -101,11 +101,7 @@ def evaluate_column(col: Column, methods: Sequence[str]) -> ColumnResult:
     if len(finite) > 1:
         best = (max if col.higher_better else min)(finite, key=finite.get)
         better = lambda t, first: (t.mean_difference > 0) == (col.higher_better == first)  # noqa: E731
-        ok = all(
-            t.significant(ALPHA) and better(t, a == best)
-            for (a, b), t in tests.items()
-            if best in (a, b)
-        )
+        ok = all(t.significant(ALPHA) and better(t, a == best) for (a, b), t in tests.items() if best in (a, b))
         if ok:
             bold.add(best)
     return ColumnResult(col.label, means, counts, tests, bold, col.higher_better, col.paper)
@@ -114,7 +110,9 @@ def evaluate_column(col: Column, methods: Sequence[str]) -> ColumnResult:
 # ---- the three tables ------------------------------------------------------------------------------
 
 
-def reconstruction_columns(rows: list[dict[str, str]], timing: list[dict[str, str]], perceptual: str = "LPIPS") -> list[Column]:
+def reconstruction_columns(
+    rows: list[dict[str, str]], timing: list[dict[str, str]], perceptual: str = "LPIPS"
+) -> list[Column]:
     paper = PAPER["reconstruction"]
     key = lambda r: (r["image"],)  # noqa: E731
     return [
@@ -131,7 +129,15 @@ def editability_columns(rows: list[dict[str, str]], editors: Sequence[str]) -> l
         sub = [r for r in rows if r["editor"] == ed]
         if not sub:
             continue
-        cols.append(Column(f"{ed} realism ↑", sub, "realism", True, paper={m: v.get(ed, math.nan) for m, v in PAPER["realism"].items()}))
+        cols.append(
+            Column(
+                f"{ed} realism ↑",
+                sub,
+                "realism",
+                True,
+                paper={m: v.get(ed, math.nan) for m, v in PAPER["realism"].items()},
+            )
+        )
         if any(r["t"] for r in sub):
             cols.append(Column(f"{ed} t ↑", sub, "t", True, paper=dict(PAPER["t"]) if ed == "interfacegan" else {}))
     return cols
@@ -223,7 +229,14 @@ class _Doc:
             elif b[0] == "table":
                 out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b[1]) + "</tr>")
                 for row in b[2]:
-                    out.append("<tr>" + "".join(f"<td>{'<b>' if bold else ''}{html.escape(t)}{'</b>' if bold else ''}</td>" for t, bold in row) + "</tr>")
+                    out.append(
+                        "<tr>"
+                        + "".join(
+                            f"<td>{'<b>' if bold else ''}{html.escape(t)}{'</b>' if bold else ''}</td>"
+                            for t, bold in row
+                        )
+                        + "</tr>"
+                    )
                 out.append("</table>")
             elif b[0] == "img":
                 out.append(f"<p><img src='{html.escape(b[1])}' alt='{html.escape(b[2])}'></p>")
@@ -241,7 +254,13 @@ def _mean_table(doc: _Doc, results: list[ColumnResult], methods: Sequence[str], 
     if with_paper:
         for m in methods:
             if any(m in r.paper for r in results):
-                rows.append([(f"paper: {m}", False)] + [(_fmt(r.paper[m]) if m in r.paper and not math.isnan(r.paper[m]) else "–", False) for r in results])
+                rows.append(
+                    [(f"paper: {m}", False)]
+                    + [
+                        (_fmt(r.paper[m]) if m in r.paper and not math.isnan(r.paper[m]) else "–", False)
+                        for r in results
+                    ]
+                )
     doc.table(header, rows)
 
 
@@ -279,7 +298,9 @@ def check_report_path(report_md: str | Path, force: bool = False) -> Path:
     """Refuse (before any heavy work) a report path whose .md, .html or asset folder holds someone else's files."""
     report_md = Path(report_md)
     if report_md.suffix != ".md":
-        raise file_error(report_md, "the report must be a .md file (its .html and a folder of the same stem go beside it)")
+        raise file_error(
+            report_md, "the report must be a .md file (its .html and a folder of the same stem go beside it)"
+        )
     for path, marker in ((report_md, REPORT_TITLE), (report_md.with_suffix(".html"), "magec evaluation report")):
         if path.is_dir():
             raise file_error(path, "is a folder; the report needs this name for a file")
@@ -289,16 +310,22 @@ def check_report_path(report_md: str | Path, force: bool = False) -> Path:
             except OSError:
                 ours = False
             if not ours:
-                raise file_error(path, "exists and is not a magec evaluation report; choose another --report or --force")
+                raise file_error(
+                    path, "exists and is not a magec evaluation report; choose another --report or --force"
+                )
     assets = report_md.with_suffix("")
     if assets.exists() and not assets.is_dir():
         raise file_error(assets, "is a file; the report needs this name for its folder of plots and CSVs")
     if assets.is_dir() and any(assets.iterdir()) and not (assets / "summary.json").is_file() and not force:
-        raise file_error(assets, "folder exists and holds files magec did not write; choose another --report or --force")
+        raise file_error(
+            assets, "folder exists and holds files magec did not write; choose another --report or --force"
+        )
     return report_md
 
 
-def write_report(run_dir: str | Path, report_md: str | Path, command: str | None = None, notes: str | Path | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, report_md: str | Path, command: str | None = None, notes: str | Path | None = None
+) -> Path:
     """Build ``report_md`` (+ ``.html`` and a folder of the same stem with plots, CSVs, summary.json)."""
     run_dir, report_md = Path(run_dir), Path(report_md)
     meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
@@ -363,7 +390,10 @@ def write_report(run_dir: str | Path, report_md: str | Path, command: str | None
         "InterfaceGAN: each attribute edited towards what the image lacks, averaged over the images lacking it "
         "(the paper's protocol). GANSpace: leading components, random sign, all images (components carry no "
         "attribute label here). Paper (StyleGAN2, male / smile): "
-        + "; ".join(f"{m}: InterfaceGAN {v['interfacegan'][0]}/{v['interfacegan'][1]}, GANSpace {v['ganspace'][0]}/{v['ganspace'][1]}" for m, v in PAPER["ecs"].items())
+        + "; ".join(
+            f"{m}: InterfaceGAN {v['interfacegan'][0]}/{v['interfacegan'][1]}, GANSpace {v['ganspace'][0]}/{v['ganspace'][1]}"
+            for m, v in PAPER["ecs"].items()
+        )
         + "."
     )
     _mean_table(doc, t3, methods, with_paper=False)

@@ -26,14 +26,21 @@ from tqdm import tqdm
 
 from magec import validation
 from magec.errors import MagecError, file_error
-from magec.inversion.config import METHODS
 from magec.evaluation.ecs import edit_consistency
-from magec.evaluation.edits import EditOp, EditPlanConfig, derived_seed, ecs_edits, random_edits
-from magec.evaluation.realism import FeatureNetwork, RealismConfig, ReferenceManifold, build_manifold, realism_features, realism_score
+from magec.evaluation.edit_plans import EditOp, EditPlanConfig, derived_seed, ecs_edits, random_edits
+from magec.evaluation.realism import (
+    FeatureNetwork,
+    RealismConfig,
+    ReferenceManifold,
+    build_manifold,
+    realism_features,
+    realism_score,
+)
 from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
+from magec.inversion.config import METHODS
 from magec.io import atomic
 from magec.io.images import save_png
 
@@ -41,8 +48,32 @@ RECORD_VERSION = 1
 SIGNIFICANT_DIGITS = 6
 
 RECONSTRUCTION_COLUMNS = ("image", "method", "mse", "lpips", "steps")
-EDIT_COLUMNS = ("image", "method", "editor", "index", "operation", "amount", "realism", "target_before", "target_after", "target_change", "t")
-ECS_COLUMNS = ("image", "method", "editor", "index", "operation", "amount", "lacks_target", "d_proj_edit", "d_edit_cyc", "d_proj_cyc", "ecs")
+EDIT_COLUMNS = (
+    "image",
+    "method",
+    "editor",
+    "index",
+    "operation",
+    "amount",
+    "realism",
+    "target_before",
+    "target_after",
+    "target_change",
+    "t",
+)
+ECS_COLUMNS = (
+    "image",
+    "method",
+    "editor",
+    "index",
+    "operation",
+    "amount",
+    "lacks_target",
+    "d_proj_edit",
+    "d_edit_cyc",
+    "d_proj_cyc",
+    "ecs",
+)
 TIMING_COLUMNS = ("image", "method", "projection_seconds", "ecs_reprojection_seconds")
 
 
@@ -134,9 +165,20 @@ def check_run_folder(out_dir: str | Path, force: bool = False) -> Path:
     if not root.is_dir() or not any(root.iterdir()) or paths.run_json.is_file():
         return root
     if not force:
-        raise file_error(root, "folder exists and is not a magec evaluation run; choose a new or empty folder, "
-                               "or --force to add the run beside its files (magec never replaces files it did not write)")
-    for taken in (paths.run_json, paths.reconstruction_csv, paths.edits_csv, paths.ecs_csv, paths.timing_csv, paths.records, paths.images):
+        raise file_error(
+            root,
+            "folder exists and is not a magec evaluation run; choose a new or empty folder, "
+            "or --force to add the run beside its files (magec never replaces files it did not write)",
+        )
+    for taken in (
+        paths.run_json,
+        paths.reconstruction_csv,
+        paths.edits_csv,
+        paths.ecs_csv,
+        paths.timing_csv,
+        paths.records,
+        paths.images,
+    ):
         if taken.exists():
             raise file_error(taken, "exists and was not written by magec; choose another --out")
     return root
@@ -208,7 +250,9 @@ def run_evaluation(
     editors = _select_editors(pipeline, config.editors)
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
     if reference is None:
-        reference = generated_source(pipeline.generator, config.reference_size, config.seed, REFERENCE_SEED_OFFSET, "generator samples")
+        reference = generated_source(
+            pipeline.generator, config.reference_size, config.seed, REFERENCE_SEED_OFFSET, "generator samples"
+        )
         reference_kind = "generator samples (no real reference images given)"
     else:
         reference_kind = "real images"
@@ -230,7 +274,13 @@ def run_evaluation(
     chunks = [list(range(i, min(i + config.batch_size, len(source)))) for i in range(0, len(source), config.batch_size)]
     todo = [(c, m) for c in chunks for m in config.methods if not all(_record_done(paths, m, source.ids[i]) for i in c)]
     done_images = len(chunks) * len(config.methods) - len(todo)
-    bar = tqdm(total=len(chunks) * len(config.methods), initial=done_images, desc="evaluate", unit="chunk", disable=not progress)
+    bar = tqdm(
+        total=len(chunks) * len(config.methods),
+        initial=done_images,
+        desc="evaluate",
+        unit="chunk",
+        disable=not progress,
+    )
     try:
         for chunk, method in todo:
             ids = [source.ids[i] for i in chunk]
@@ -249,7 +299,9 @@ def _select_editors(pipeline: Any, names: Sequence[str]) -> dict[str, Any]:
     available = dict(pipeline.pack.editors)
     missing = [n for n in names if n not in available]
     if missing:
-        raise MagecError(f"--editors: the pack has no {', '.join(missing)} editor (it has: {', '.join(sorted(available)) or 'none'})")
+        raise MagecError(
+            f"--editors: the pack has no {', '.join(missing)} editor (it has: {', '.join(sorted(available)) or 'none'})"
+        )
     return {n: available[n] for n in names}
 
 
@@ -259,10 +311,17 @@ def _check_or_write_metadata(paths: EvaluationPaths, metadata: dict[str, Any]) -
         try:
             previous = json.loads(paths.run_json.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise file_error(paths.run_json, f"unreadable run description ({exc}); remove the folder to start over") from None
+            raise file_error(
+                paths.run_json, f"unreadable run description ({exc}); remove the folder to start over"
+            ) from None
         if previous != json.loads(json.dumps(metadata)):
-            changed = sorted(k for k in set(previous) | set(metadata) if previous.get(k) != json.loads(json.dumps(metadata.get(k))))
-            raise file_error(paths.root, f"holds a run with different settings ({', '.join(changed)}); use another --out to start a new one")
+            changed = sorted(
+                k for k in set(previous) | set(metadata) if previous.get(k) != json.loads(json.dumps(metadata.get(k)))
+            )
+            raise file_error(
+                paths.root,
+                f"holds a run with different settings ({', '.join(changed)}); use another --out to start a new one",
+            )
         return
     atomic.write_json(paths.run_json, metadata)
 
@@ -283,7 +342,12 @@ def _extract(features: FeatureNetwork, images: torch.Tensor, batch: int = 64) ->
 
 
 def _reference_manifold(
-    paths: EvaluationPaths, reference: ImageSource, features: FeatureNetwork, config: EvaluationConfig, device: torch.device, progress: bool
+    paths: EvaluationPaths,
+    reference: ImageSource,
+    features: FeatureNetwork,
+    config: EvaluationConfig,
+    device: torch.device,
+    progress: bool,
 ) -> ReferenceManifold:
     """Reference features, computed once per run folder and reloaded on resume."""
     cache = paths.root / "reference_features.pt"
@@ -323,7 +387,11 @@ def _attribute_scores(ctx: _Context, images: torch.Tensor, attributes: Sequence[
     probs = ctx.pipeline.describer(images).detach()
     out = []
     for k, a in enumerate(attributes):
-        out.append(float(attribute_probability(layout, probs[k : k + 1], a)[0]) if a in layout.attribute_names else float("nan"))
+        out.append(
+            float(attribute_probability(layout, probs[k : k + 1], a)[0])
+            if a in layout.attribute_names
+            else float("nan")
+        )
     return out
 
 
@@ -341,7 +409,14 @@ def _lacks_attributes(ctx: _Context, image: torch.Tensor) -> dict[str, bool | No
 def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
     cfg, pipe = ctx.config, ctx.pipeline
     with torch.enable_grad():
-        proj = ctx.invert(pipe, images, method=method, config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec), progress=False, seed=derived_seed("project", cfg.seed, ids[0]) % (2**31))
+        proj = ctx.invert(
+            pipe,
+            images,
+            method=method,
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
+            progress=False,
+            seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
+        )
     recon = proj.images.detach()
     rec = reconstruction_metrics(pipe.perceptual, images, recon)
     records = [
@@ -372,7 +447,13 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             before = dict(zip(attr_ops, _attribute_scores(ctx, recon[b : b + 1].expand(len(names), -1, -1, -1), names)))
             after = dict(zip(attr_ops, _attribute_scores(ctx, edited[attr_ops], names)))
         for k, op in enumerate(ops):
-            row = {"editor": op.editor, "index": op.index, "operation": op.operation, "amount": op.amount, "realism": _num(realism[k])}
+            row = {
+                "editor": op.editor,
+                "index": op.index,
+                "operation": op.operation,
+                "amount": op.amount,
+                "realism": _num(realism[k]),
+            }
             if k in before:
                 bt, at = torch.tensor(before[k]), torch.tensor(after[k])
                 row |= {
@@ -394,7 +475,15 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
     return records
 
 
-def _edit_consistency(ctx: _Context, method: str, images: torch.Tensor, ids: list[str], proj: Any, recon: torch.Tensor, records: list[dict]) -> None:
+def _edit_consistency(
+    ctx: _Context,
+    method: str,
+    images: torch.Tensor,
+    ids: list[str],
+    proj: Any,
+    recon: torch.Tensor,
+    records: list[dict],
+) -> None:
     """Eq. 4 for every ECS edit of the chunk; all edited images are re-projected in one call."""
     cfg, pipe = ctx.config, ctx.pipeline
     plans, edited, owners = [], [], []
@@ -411,7 +500,14 @@ def _edit_consistency(ctx: _Context, method: str, images: torch.Tensor, ids: lis
         return
     x_edit = torch.cat(edited)
     with torch.enable_grad():
-        reproj = ctx.invert(pipe, x_edit, method=method, config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec), progress=False, seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31))
+        reproj = ctx.invert(
+            pipe,
+            x_edit,
+            method=method,
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
+            progress=False,
+            seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
+        )
     x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)

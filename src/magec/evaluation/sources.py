@@ -6,8 +6,8 @@ them all in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -55,7 +55,9 @@ def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
     return files
 
 
-def folder_source(folder: str | Path, resolution: int, limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageSource:
+def folder_source(
+    folder: str | Path, resolution: int, limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ImageSource:
     """Every image file in ``folder`` (sorted by name), centre-cropped and resized to ``resolution``."""
     folder = Path(folder)
     files = image_files(folder, limit)
@@ -67,7 +69,9 @@ def folder_source(folder: str | Path, resolution: int, limit: int | None = None,
     return ImageSource(ids, f"{len(files)} images from {folder}", load)
 
 
-def generated_source(generator, n: int, seed: int, offset: int = GENERATED_SEED_OFFSET, label: str = "generator samples") -> ImageSource:
+def generated_source(
+    generator, n: int, seed: int, offset: int = GENERATED_SEED_OFFSET, label: str = "generator samples"
+) -> ImageSource:
     """``n`` generator samples G(z) with latents from seed ``seed + offset`` (images the pack never saw)."""
     if n < 1:
         raise MagecError(f"--generated {n}: need at least one image")

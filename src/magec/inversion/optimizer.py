@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from magec.inversion.config import InversionConfig, method_config
 from magec.losses.magec_loss import MagecLoss
-from magec.losses.reconstruction import mse_per_image
+from magec.losses.mse import mse_per_image
 
 log = logging.getLogger("magec")
 
@@ -39,7 +39,14 @@ class InversionResult:
         return [{k: (v[i] if isinstance(v, list) else v) for k, v in h.items()} for h in self.history]
 
 
-def invert(pipeline, images: torch.Tensor, method: str = "magec", config: InversionConfig | None = None, progress: bool = True, seed: int = 0) -> InversionResult:
+def invert(
+    pipeline,
+    images: torch.Tensor,
+    method: str = "magec",
+    config: InversionConfig | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> InversionResult:
     """Invert images (B, 3, R, R) in [-1, 1] with ``method`` (magec | no-magec | im2stylegan++)."""
     config = config or method_config(method)
     gen, device = pipeline.generator, pipeline.device
@@ -58,8 +65,15 @@ def invert(pipeline, images: torch.Tensor, method: str = "magec", config: Invers
     magec = descriptor = edited = None
     if uses_magec:
         if space != gen.editing_space.name:
-            raise ValueError(f"the MAGEC loss needs codes in the editing space {gen.editing_space.name!r}, not {space!r}")
-        magec = MagecLoss(pipeline.pack.linknet, pipeline.pack.interfacegan, config.edit_amount, list(config.attributes) if config.attributes else None).to(device)
+            raise ValueError(
+                f"the MAGEC loss needs codes in the editing space {gen.editing_space.name!r}, not {space!r}"
+            )
+        magec = MagecLoss(
+            pipeline.pack.linknet,
+            pipeline.pack.interfacegan,
+            config.edit_amount,
+            list(config.attributes) if config.attributes else None,
+        ).to(device)
         with torch.no_grad():
             descriptor = pipeline.describer(target_images)
             edited = magec.targets(descriptor)
@@ -87,7 +101,9 @@ def invert(pipeline, images: torch.Tensor, method: str = "magec", config: Invers
         params = [latents] if phase.target == "latent" else noise
         optimizer = optimizers.get(phase.target)
         if optimizer is None:  # one Adam per target, kept across phases (the paper's lr schedule is global)
-            optimizer = optimizers[phase.target] = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps)
+            optimizer = optimizers[phase.target] = torch.optim.Adam(
+                params, lr=config.lr, betas=config.betas, eps=config.eps
+            )
         for _ in range(phase.steps):
             lr = config.lr_at(step)
             for group in optimizer.param_groups:
@@ -101,11 +117,22 @@ def invert(pipeline, images: torch.Tensor, method: str = "magec", config: Invers
                 terms["identity"] = pipeline.identity(generated, target_images)
             if phase.magec and magec is not None:
                 terms["magec"] = magec(latents.flatten(1), descriptor, edited)
-            weights = {"mse": phase.mse, "perceptual": phase.perceptual, "identity": phase.identity, "magec": phase.magec}
+            weights = {
+                "mse": phase.mse,
+                "perceptual": phase.perceptual,
+                "identity": phase.identity,
+                "magec": phase.magec,
+            }
             total = sum(weights[k] * v for k, v in terms.items())
             total.sum().backward()
             optimizer.step()
-            record = {"step": step, "phase": phase_index + 1, "target": phase.target, "lr": lr, "total": total.detach().cpu().tolist()}
+            record = {
+                "step": step,
+                "phase": phase_index + 1,
+                "target": phase.target,
+                "lr": lr,
+                "total": total.detach().cpu().tolist(),
+            }
             record |= {k: v.detach().cpu().tolist() for k, v in terms.items()}
             history.append(record)
             step += 1

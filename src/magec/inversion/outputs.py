@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from magec.errors import file_error
 from magec.generators.base import Generator, select_noise
+from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
 from magec.io.images import save_png
-from magec.inversion.optimizer import InversionResult
 
 LATENT_FORMAT = "magec-latent"
 
@@ -37,7 +37,14 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     return ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def save_latent(path: str | Path, latent: torch.Tensor, space: str, noise: list[torch.Tensor] | None, source: torch.Tensor | None, metadata: dict[str, Any]) -> Path:
+def save_latent(
+    path: str | Path,
+    latent: torch.Tensor,
+    space: str,
+    noise: list[torch.Tensor] | None,
+    source: torch.Tensor | None,
+    metadata: dict[str, Any],
+) -> Path:
     tensors = {"latent": latent.detach().cpu().contiguous()}
     for i, n in enumerate(noise or []):
         tensors[f"noise.{i}"] = n.detach().cpu().contiguous()
@@ -77,7 +84,9 @@ def load_latent(path: str | Path) -> SavedLatent:
             raise file_error(path, f"{name} holds NaN or infinite values")
     source = tensors.get("source")
     if source is not None and (source.dtype != torch.uint8 or source.dim() != 3 or source.shape[0] != 3):
-        raise file_error(path, f"source image has shape {list(source.shape)} and type {source.dtype}, expected (3, H, W) uint8")
+        raise file_error(
+            path, f"source image has shape {list(source.shape)} and type {source.dtype}, expected (3, H, W) uint8"
+        )
     return SavedLatent(
         latent=tensors["latent"],
         space=meta.get("space", ""),
@@ -90,12 +99,19 @@ def load_latent(path: str | Path) -> SavedLatent:
 def check_latent_fits(saved: SavedLatent, generator: Generator, path: str | Path) -> None:
     """Refuse (one line naming ``path``) a latent whose space, shape or noise maps the generator cannot take."""
     if saved.metadata.get("generator") not in (None, generator.spec):
-        raise file_error(path, f"inverted with generator {saved.metadata.get('generator')}, but the pack uses {generator.spec}")
+        raise file_error(
+            path, f"inverted with generator {saved.metadata.get('generator')}, but the pack uses {generator.spec}"
+        )
     if saved.space not in generator.spaces:
-        raise file_error(path, f"latent space {saved.space!r} is not one of {generator.spec}'s ({', '.join(generator.spaces)})")
+        raise file_error(
+            path, f"latent space {saved.space!r} is not one of {generator.spec}'s ({', '.join(generator.spaces)})"
+        )
     expected = (1, *generator.spaces[saved.space].shape)
     if tuple(saved.latent.shape) != expected:
-        raise file_error(path, f"latent has shape {list(saved.latent.shape)}, {generator.spec} needs {list(expected)} in {saved.space}")
+        raise file_error(
+            path,
+            f"latent has shape {list(saved.latent.shape)}, {generator.spec} needs {list(expected)} in {saved.space}",
+        )
     if saved.noise:
         shapes = [tuple(n.shape[1:]) for n in generator.make_noise(1, seed=0)]
         if [tuple(n.shape[1:]) for n in saved.noise] != shapes or any(n.shape[0] != 1 for n in saved.noise):
@@ -121,7 +137,11 @@ def write_inversion_outputs(
         meta = {**settings, "method": result.method, "space": result.space, "source_name": name}
         if source_files is not None:
             meta["source_file"] = source_files[i]
-        written.append(save_latent(out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta))
+        written.append(
+            save_latent(
+                out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta
+            )
+        )
         written.append(save_png(result.images[i], out_dir / f"{name}.png"))
         final = result.history[-1] if result.history else {}
         record = {

@@ -12,7 +12,6 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,9 +97,13 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to
     except UnidentifiedImageError:
         raise file_error(path, "not a readable image (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:
-        raise file_error(path, f"image is too large to decode safely ({exc}); raise the limit with --max-pixels") from None
+        raise file_error(
+            path, f"image is too large to decode safely ({exc}); raise the limit with --max-pixels"
+        ) from None
     except MemoryError:
-        raise file_error(path, "not enough memory to decode this image; lower --max-pixels or shrink the photo") from None
+        raise file_error(
+            path, "not enough memory to decode this image; lower --max-pixels or shrink the photo"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise file_error(path, f"unreadable or truncated image ({exc})") from None
     if rgb.width < 1 or rgb.height < 1:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magec.errors import MagecError, file_error
+from magec.errors import file_error
 from magec.io.atomic import publish_mode, write_json
 
 INDEX = "magec-index.json"
@@ -51,7 +51,9 @@ class OutputFolder:
     files: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, path: str | Path, kind: str, force: bool = False, own: Callable[[Path], Iterable[str]] | None = None) -> OutputFolder:
+    def open(
+        cls, path: str | Path, kind: str, force: bool = False, own: Callable[[Path], Iterable[str]] | None = None
+    ) -> OutputFolder:
         """Check that ``path`` may receive ``kind`` outputs; raise a one-line ``MagecError`` otherwise.
 
         ``own`` may recognise magec files in a folder written before indexes existed (e.g. a pack's
@@ -66,7 +68,9 @@ class OutputFolder:
         index = _read_index(path / INDEX)
         if index is not None:
             if index.get("kind") != kind:
-                raise file_error(path, f"holds magec {index.get('kind')} outputs, not {kind} outputs; choose another --out")
+                raise file_error(
+                    path, f"holds magec {index.get('kind')} outputs, not {kind} outputs; choose another --out"
+                )
             folder.files = {str(k): str(v) for k, v in index["files"].items()}
             return folder
         vouched = set(own(path)) if own is not None else set()
@@ -92,10 +96,14 @@ class OutputFolder:
             if name in self.files:
                 owner = self.files[name]
                 if owner and source and owner != source and not self.force:
-                    raise file_error(target, f"already holds the output of {owner}, not of {source}; choose another --out")
+                    raise file_error(
+                        target, f"already holds the output of {owner}, not of {source}; choose another --out"
+                    )
                 continue
             if target.exists() or target.is_symlink():
-                raise file_error(target, "exists and was not written by magec; refusing to replace it (choose another --out)")
+                raise file_error(
+                    target, "exists and was not written by magec; refusing to replace it (choose another --out)"
+                )
 
     def claim(self, claims: dict[str, str]) -> None:
         """Check, then record ``claims`` (relative name -> input) in the index before the files are written."""
@@ -123,7 +131,10 @@ class OutputFolder:
         for name, source in sorted(self.files.items()):
             if source:
                 inputs.setdefault(source, []).append(name)
-        write_json(self.target(INDEX), {"format": INDEX_FORMAT, "kind": self.kind, "files": dict(sorted(self.files.items())), "inputs": inputs})
+        write_json(
+            self.target(INDEX),
+            {"format": INDEX_FORMAT, "kind": self.kind, "files": dict(sorted(self.files.items())), "inputs": inputs},
+        )
 
 
 def check_output_file(path: str | Path, force: bool = False, ours: Callable[[Path], bool] | None = None) -> Path:

@@ -87,7 +87,9 @@ def restricted_load(path: str | Path, extra_allowed: Mapping[tuple[str, str], An
     except MagecError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated, corrupted or foreign files
-        raise file_error(path, f"not a readable pickle ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise file_error(
+            path, f"not a readable pickle ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
 
 
 def inert_factory(make: Callable[..., Any]) -> Callable[..., Any]:

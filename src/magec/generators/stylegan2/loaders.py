@@ -47,7 +47,9 @@ def load_stylegan2(path: str | Path, device: torch.device | str = "cpu", **overr
     """Load any supported StyleGAN2 checkpoint; ``overrides`` (size, channel_multiplier, n_mlp) apply to rosinality files."""
     kind = sniff_format(path)
     if overrides and kind != "rosinality":
-        raise file_error(path, f"architecture overrides {sorted(overrides)} apply only to rosinality checkpoints, this is {kind}")
+        raise file_error(
+            path, f"architecture overrides {sorted(overrides)} apply only to rosinality checkpoints, this is {kind}"
+        )
     if kind == "rosinality":
         model = load_rosinality(path, **overrides)
     elif kind == "nvidia":
@@ -88,7 +90,9 @@ def infer_rosinality_config(
         n_rgbs += 1
     channels: tuple[int, ...] = ()
     if channel_multiplier is None and size is None:
-        shapes = [state["input.input"].shape[1]] + [state[f"convs.{2 * k}.conv.weight"].shape[1] for k in range(n_rgbs) if f"convs.{2 * k}.conv.weight" in state]
+        shapes = [state["input.input"].shape[1]] + [
+            state[f"convs.{2 * k}.conv.weight"].shape[1] for k in range(n_rgbs) if f"convs.{2 * k}.conv.weight" in state
+        ]
         channels = tuple(int(c) for c in shapes)
     try:
         return StyleGAN2Config(
@@ -108,12 +112,16 @@ def load_rosinality(
 ) -> StyleGAN2Generator:
     """A rosinality checkpoint: ``{"g_ema": state_dict, "latent_avg": w_avg, ...}`` or a bare g_ema state_dict."""
     path = Path(path)
-    ckpt = read_checkpoint(path, "a rosinality StyleGAN2 checkpoint", allowed_globals=[argparse.Namespace])  # training checkpoints keep their args
+    ckpt = read_checkpoint(
+        path, "a rosinality StyleGAN2 checkpoint", allowed_globals=[argparse.Namespace]
+    )  # training checkpoints keep their args
     if not isinstance(ckpt, dict):
         raise file_error(path, f"expected a dict with key 'g_ema' (rosinality layout), found {type(ckpt).__name__}")
     state = ckpt["g_ema"] if "g_ema" in ckpt else ckpt if "input.input" in ckpt else None
     if not isinstance(state, dict):
-        raise file_error(path, f"expected a dict with key 'g_ema' (rosinality layout), found keys {_names(sorted(map(str, ckpt)))}")
+        raise file_error(
+            path, f"expected a dict with key 'g_ema' (rosinality layout), found keys {_names(sorted(map(str, ckpt)))}"
+        )
     config = infer_rosinality_config(state, path, size, channel_multiplier, n_mlp)
     model = StyleGAN2Generator(config)
     load_state_strict(model, state, path)
@@ -142,7 +150,11 @@ def save_safetensors(model: StyleGAN2Generator, path: str | Path) -> None:
     tensors = {k: v.detach().float().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     if model.w_avg_source == "checkpoint":
         tensors["latent_avg"] = model.w_avg.detach().cpu().clone()
-    metadata = {"format": SAFETENSORS_FORMAT, "format_version": SAFETENSORS_VERSION, "architecture": model.config.to_json()}
+    metadata = {
+        "format": SAFETENSORS_FORMAT,
+        "format_version": SAFETENSORS_VERSION,
+        "architecture": model.config.to_json(),
+    }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -157,11 +169,18 @@ def load_safetensors(path: str | Path) -> StyleGAN2Generator:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001 - corrupted header or data
-        raise file_error(path, f"not a readable safetensors file ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})") from None
+        raise file_error(
+            path, f"not a readable safetensors file ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
+        ) from None
     if metadata.get("format") != SAFETENSORS_FORMAT:
-        raise file_error(path, f"safetensors metadata lacks format={SAFETENSORS_FORMAT!r} (not written by magec convert)")
+        raise file_error(
+            path, f"safetensors metadata lacks format={SAFETENSORS_FORMAT!r} (not written by magec convert)"
+        )
     if metadata.get("format_version") != SAFETENSORS_VERSION:
-        raise file_error(path, f"unsupported {SAFETENSORS_FORMAT} format_version {metadata.get('format_version')!r} (expected {SAFETENSORS_VERSION})")
+        raise file_error(
+            path,
+            f"unsupported {SAFETENSORS_FORMAT} format_version {metadata.get('format_version')!r} (expected {SAFETENSORS_VERSION})",
+        )
     try:
         config = StyleGAN2Config.from_json(metadata.get("architecture", ""))
     except (ValueError, TypeError, json.JSONDecodeError, MagecError) as exc:

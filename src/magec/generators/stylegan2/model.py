@@ -27,7 +27,9 @@ class StyleGAN2Generator(Generator):
 
     spec = "stylegan2"
 
-    def __init__(self, config: StyleGAN2Config | None = None, truncation_psi: float = 1.0, w_avg_samples: int = W_AVG_SAMPLES) -> None:
+    def __init__(
+        self, config: StyleGAN2Config | None = None, truncation_psi: float = 1.0, w_avg_samples: int = W_AVG_SAMPLES
+    ) -> None:
         super().__init__()
         config = config or StyleGAN2Config()
         self.config = config
@@ -41,7 +43,9 @@ class StyleGAN2Generator(Generator):
             "w+": LatentSpace("w+", (config.n_latent, config.style_dim)),
         }
         d, blur, clamp = config.style_dim, config.blur_kernel, config.conv_clamp
-        self.style = nn.Sequential(PixelNorm(), *[EqualLinear(d, d, lr_mul=config.lr_mlp, activate=True) for _ in range(config.n_mlp)])
+        self.style = nn.Sequential(
+            PixelNorm(), *[EqualLinear(d, d, lr_mul=config.lr_mlp, activate=True) for _ in range(config.n_mlp)]
+        )
 
         ch = config.channel_table()
         self.input = ConstantInput(ch[4])
@@ -147,7 +151,9 @@ class StyleGAN2Generator(Generator):
         """The generator's own noise buffers (what ``synthesize`` uses when given no noise)."""
         return [getattr(self.noises, f"noise_{i}") for i in range(self.num_noise)]
 
-    def synthesize(self, latents: torch.Tensor, space: str | None = None, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def synthesize(
+        self, latents: torch.Tensor, space: str | None = None, noise: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Images (B, 3, R, R) from W codes (B, D) or W+ codes (B, n_latent, D).
 
         The output is the raw network output (nominally in [-1, 1]); it is not clamped, so gradients
@@ -156,11 +162,15 @@ class StyleGAN2Generator(Generator):
         space = space or "w"
         if space == "w":
             if latents.ndim != 2 or latents.shape[1] != self.style_dim:
-                raise ValueError(f"{self.spec}: W codes must have shape (B, {self.style_dim}), got {tuple(latents.shape)}")
+                raise ValueError(
+                    f"{self.spec}: W codes must have shape (B, {self.style_dim}), got {tuple(latents.shape)}"
+                )
             ws = latents.unsqueeze(1).expand(-1, self.n_latent, -1)
         elif space == "w+":
             if latents.ndim != 3 or latents.shape[1:] != (self.n_latent, self.style_dim):
-                raise ValueError(f"{self.spec}: W+ codes must have shape (B, {self.n_latent}, {self.style_dim}), got {tuple(latents.shape)}")
+                raise ValueError(
+                    f"{self.spec}: W+ codes must have shape (B, {self.n_latent}, {self.style_dim}), got {tuple(latents.shape)}"
+                )
             ws = latents
         else:
             raise ValueError(f"{self.spec}: unknown latent space {space!r} (have 'w', 'w+')")
@@ -197,7 +207,9 @@ class StyleGAN2Generator(Generator):
         out = self.conv1(out, ws[:, 0], noise[0])
         skip = self.to_rgb1(out, ws[:, 1])
         i = 1
-        for conv_up, conv, noise_up, noise_same, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs):
+        for conv_up, conv, noise_up, noise_same, to_rgb in zip(
+            self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs
+        ):
             out = conv_up(out, ws[:, i], noise_up)
             out = conv(out, ws[:, i + 1], noise_same)
             skip = to_rgb(out, ws[:, i + 2], skip)

@@ -64,7 +64,9 @@ def _reconstruct_stub(meta: dict[str, Any]) -> PersistentStub:
     """Replacement for ``_reconstruct_persistent_obj``: never looks at ``meta['module_src']``."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
         raise ValueError("persistent object without a class state")
-    return PersistentStub(class_name=str(meta.get("class_name")), version=int(meta.get("version", 0)), state=dict(meta["state"]))
+    return PersistentStub(
+        class_name=str(meta.get("class_name")), version=int(meta.get("version", 0)), state=dict(meta["state"])
+    )
 
 
 class EasyDictStub(dict):
@@ -84,12 +86,17 @@ def read_nvidia_pickle(path: str | Path) -> PersistentStub:
         data = restricted_load(path, NVIDIA_ALLOWED)
     except RefusedPickle as exc:
         if "dnnlib.tflib" in str(exc):
-            raise RefusedPickle(f"{exc} (a TensorFlow StyleGAN2 pickle: convert it first with stylegan2-ada-pytorch's legacy.py or rosinality's convert_weight.py)") from None
+            raise RefusedPickle(
+                f"{exc} (a TensorFlow StyleGAN2 pickle: convert it first with stylegan2-ada-pytorch's legacy.py or rosinality's convert_weight.py)"
+            ) from None
         raise
     g = data.get("G_ema") if isinstance(data, dict) else None
     if not isinstance(g, PersistentStub):
         keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise file_error(path, f"expected a dict with a persistent 'G_ema' network (stylegan2-ada-pytorch / stylegan3 .pkl), found {keys}")
+        raise file_error(
+            path,
+            f"expected a dict with a persistent 'G_ema' network (stylegan2-ada-pytorch / stylegan3 .pkl), found {keys}",
+        )
     return g
 
 
@@ -99,7 +106,9 @@ def _need(tensors: dict[str, torch.Tensor], key: str, path: str | Path) -> torch
     return tensors[key]
 
 
-def nvidia_to_rosinality(g: PersistentStub, path: str | Path) -> tuple[StyleGAN2Config, dict[str, torch.Tensor], torch.Tensor | None]:
+def nvidia_to_rosinality(
+    g: PersistentStub, path: str | Path
+) -> tuple[StyleGAN2Config, dict[str, torch.Tensor], torch.Tensor | None]:
     """Architecture, rosinality-named state_dict and stored w_avg of an NVIDIA ``G_ema``."""
     t = g.tensors()
     synthesis, mapping = g.child("synthesis"), g.child("mapping")
@@ -131,7 +140,10 @@ def nvidia_to_rosinality(g: PersistentStub, path: str | Path) -> tuple[StyleGAN2
         raise file_error(path, f"z_dim {fc0.shape[1]} != w_dim {style_dim} is not supported")
     fc0_state = mapping.child("fc0").state
     lr_mlp = float(fc0_state.get("bias_gain", (mapping.state.get("_init_kwargs") or {}).get("lr_multiplier", 0.01)))
-    for name, stub in (("mapping.fc0", mapping.child("fc0")), ("synthesis.b4.conv1", synthesis.child("b4").child("conv1"))):
+    for name, stub in (
+        ("mapping.fc0", mapping.child("fc0")),
+        ("synthesis.b4.conv1", synthesis.child("b4").child("conv1")),
+    ):
         act = stub.state.get("activation", "lrelu") if stub else "lrelu"
         if act != "lrelu":
             raise file_error(path, f"{name} uses activation {act!r}; StyleGAN2 uses 'lrelu'")
@@ -150,8 +162,13 @@ def nvidia_to_rosinality(g: PersistentStub, path: str | Path) -> tuple[StyleGAN2
 
     try:
         config = StyleGAN2Config(
-            resolution=resolutions[-1], style_dim=style_dim, n_mlp=n_mlp, channels=tuple(channels),
-            lr_mlp=lr_mlp, blur_kernel=blur_taps, conv_clamp=None if conv_clamp is None else float(conv_clamp),
+            resolution=resolutions[-1],
+            style_dim=style_dim,
+            n_mlp=n_mlp,
+            channels=tuple(channels),
+            lr_mlp=lr_mlp,
+            blur_kernel=blur_taps,
+            conv_clamp=None if conv_clamp is None else float(conv_clamp),
         )
     except MagecError as exc:
         raise file_error(path, str(exc)) from None
@@ -173,7 +190,9 @@ def nvidia_to_rosinality(g: PersistentStub, path: str | Path) -> tuple[StyleGAN2
     return config, out, t.get("mapping.w_avg")
 
 
-def _layer(out: dict, dst: str, src: str, t: dict, path: str | Path, fir: torch.Tensor | None, res: int) -> torch.Tensor:
+def _layer(
+    out: dict, dst: str, src: str, t: dict, path: str | Path, fir: torch.Tensor | None, res: int
+) -> torch.Tensor:
     """Copy one SynthesisLayer; returns its constant noise map (zeros when the layer has no noise input)."""
     weight = _need(t, f"{src}.weight", path)
     out[f"{dst}.conv.weight"] = weight[None]

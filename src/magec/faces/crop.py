@@ -4,20 +4,19 @@ The embedded DCGAN was trained on tightly framed synthetic faces, not on FFHQ-al
 a real photo into it we place the face the way dlib places it on the generator's own samples: find
 dlib's face chip (frontal detector + 5-point landmarks, padding 0.2, as the describer's networks expect)
 in the photo, then cut the rotated square that puts that chip at the generator's measured chip box
-(``magec.describers.dlib_faces.DCGAN_CHIP``). For FFHQ generators use ``magec align`` instead.
+(``magec.faces.chips.DCGAN_CHIP``). For FFHQ generators use ``magec align`` instead.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from magec.describers.dlib_faces import DCGAN_CHIP, ChipBox, embedded_models_dir
 from magec.errors import MagecError
-from magec.io.alignment import NO_FACE, detection_array
+from magec.faces.chips import DCGAN_CHIP, ChipBox
+from magec.faces.detection import NO_FACE, detection_array
+from magec.weights import age_gender_models_dir
 
 
 def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, float, float]:
@@ -26,7 +25,7 @@ def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, 
 
     rgb, factor = detection_array(image)
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(embedded_models_dir() / "shape_predictor_5_face_landmarks.dat"))
+    predictor = dlib.shape_predictor(str(age_gender_models_dir() / "shape_predictor_5_face_landmarks.dat"))
     faces = sorted(detector(rgb, 1), key=lambda r: r.width() * r.height(), reverse=True)
     if not faces:
         raise MagecError(NO_FACE)
@@ -36,10 +35,17 @@ def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, 
     rect = chip.rect
     cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
     # Back to the full image's pixel coordinates (pixel centres at +0.5).
-    return (cx + 0.5) * factor - 0.5, (cy + 0.5) * factor - 0.5, float(rect.right() - rect.left()) * factor, float(chip.angle)
+    return (
+        (cx + 0.5) * factor - 0.5,
+        (cy + 0.5) * factor - 0.5,
+        float(rect.right() - rect.left()) * factor,
+        float(chip.angle),
+    )
 
 
-def crop_to_chip_box(image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, face_index: int = 0, render: int = 256) -> Image.Image:
+def crop_to_chip_box(
+    image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, face_index: int = 0, render: int = 256
+) -> Image.Image:
     """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``."""
     cx, cy, side, angle = detect_chip(image, face_index)
     render = max(render, size)
@@ -50,7 +56,13 @@ def crop_to_chip_box(image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, f
     a, b, d, e = k * cos, -k * sin, k * sin, k * cos
     c = cx - a * u0 - b * v0
     f = cy - d * u0 - e * v0
-    out = image.convert("RGB").transform((render, render), Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BICUBIC, fillcolor=(128, 128, 128))
+    out = image.convert("RGB").transform(
+        (render, render),
+        Image.Transform.AFFINE,
+        (a, b, c, d, e, f),
+        resample=Image.Resampling.BICUBIC,
+        fillcolor=(128, 128, 128),
+    )
     return out.resize((size, size), Image.Resampling.LANCZOS) if render != size else out
 
 
@@ -59,9 +71,3 @@ def astronaut_face(size: int, box: ChipBox = DCGAN_CHIP) -> Image.Image:
     from skimage import data
 
     return crop_to_chip_box(Image.fromarray(data.astronaut()), size, box)
-
-
-def save_astronaut(target: str | Path, size: int) -> Path:
-    from magec.io.images import save_png, pil_to_tensor
-
-    return save_png(pil_to_tensor(astronaut_face(size)), target)

@@ -44,7 +44,15 @@ def default_amounts(pipeline: Pipeline, editor: str, steps: int = 4) -> list[flo
 
 
 @torch.no_grad()
-def apply_edits(pipeline: Pipeline, latent: torch.Tensor, space: str, noise: list[torch.Tensor] | None, editor: str, operations: list[str], amounts: list[float]) -> list[list[Edit]]:
+def apply_edits(
+    pipeline: Pipeline,
+    latent: torch.Tensor,
+    space: str,
+    noise: list[torch.Tensor] | None,
+    editor: str,
+    operations: list[str],
+    amounts: list[float],
+) -> list[list[Edit]]:
     """Edited images, one row per operation and one column per amount, for a single code (1, ...)."""
     if editor not in pipeline.pack.editors:
         raise MagecError(f"unknown editor {editor!r}; available: {', '.join(pipeline.pack.editors)}")
@@ -87,7 +95,9 @@ def planned_edit_files(editor: str, operations: list[str], amounts: list[float])
     return [*names, GRID_FILE]
 
 
-def write_edits(out_dir: str | Path, rows: list[list[Edit]], source: torch.Tensor | None, projection: torch.Tensor, title: str) -> list[Path]:
+def write_edits(
+    out_dir: str | Path, rows: list[list[Edit]], source: torch.Tensor | None, projection: torch.Tensor, title: str
+) -> list[Path]:
     """One PNG per edit and ``grid.png``: original, projection, then the edits, one row per operation."""
     out_dir = Path(out_dir)
     written = []
@@ -99,5 +109,7 @@ def write_edits(out_dir: str | Path, rows: list[list[Edit]], source: torch.Tenso
     grid_rows = [lead + [e.image for e in row] for row in rows]
     col_labels = lead_labels + [f"{e.amount:+.2f}" for e in rows[0]]
     row_labels = [row[0].operation for row in rows]
-    written.append(image_grid(grid_rows, out_dir / GRID_FILE, row_labels=row_labels, col_labels=col_labels, title=title))
+    written.append(
+        image_grid(grid_rows, out_dir / GRID_FILE, row_labels=row_labels, col_labels=col_labels, title=title)
+    )
     return written
