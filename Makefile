@@ -1,10 +1,11 @@
 # Two commands after cloning: `make demo` and `make test`. Both create ./.venv on first use.
+# `make check` is the quick loop for development: lint + the tests not marked slow (under a minute).
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.magec-installed
 
-.PHONY: install test demo bench clean face-api
+.PHONY: install lint test check demo bench clean face-api
 
 # The face-api expression and age/gender weights (npm, pinned integrity) are fetched when npm is present.
 NPM := $(shell command -v npm 2>/dev/null)
@@ -21,8 +22,15 @@ install: $(STAMP) $(if $(NPM),face-api)
 face-api:
 	bash scripts/fetch_face_api.sh
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check src tests docs scripts
+	$(VENV)/bin/ruff format --check src tests docs
+
+test: lint
 	$(PY) -m pytest -q
+
+check: lint
+	$(PY) -m pytest -q -m "not slow"
 
 demo: install
 	$(VENV)/bin/magec demo

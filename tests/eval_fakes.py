@@ -108,7 +108,7 @@ def make_pipeline():
     )
 
 
-def fake_invert(pipeline, images, method="magec", config=None, progress=True, seed=0):
+def fake_invert(pipeline, images, method="magec", config=None, seed=0, callback=None):
     """Seeded gradient descent on MSE; 'no-magec' takes fewer steps so methods differ."""
     start = time.perf_counter()
     steps = {"magec": 40, "no-magec": 20, "im2stylegan++": 60}.get(method, 30)

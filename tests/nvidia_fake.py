@@ -196,7 +196,7 @@ def fake_nvidia_modules(marker: Path):
 
 
 def build_fake_pickle(nv: dict[str, torch.Tensor], cfg, marker: Path, conv_clamp=None, protocol: int = 3) -> bytes:
-    """Pickle bytes shaped like a stylegan2-ada-pytorch snapshot ``{G, D, G_ema, augment_pipe, training_set_kwargs}``."""
+    """Pickle bytes shaped like a stylegan2-ada-pytorch snapshot (G, D, G_ema, augment_pipe, training_set_kwargs)."""
     with fake_nvidia_modules(marker) as (persistence, util):
         src = HOSTILE_SRC.format(marker=str(marker))
 

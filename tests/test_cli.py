@@ -198,7 +198,11 @@ def test_help_and_version_do_not_load_torch():
     import subprocess
     import sys
 
-    code = "import sys; from magec.cli.main import main\ntry:\n    main(['--version'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    code = (
+        "import sys; from magec.cli.main import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit: pass\n"
+        "print('torch' in sys.modules)"
+    )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         .stdout.strip()

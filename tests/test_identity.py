@@ -84,7 +84,8 @@ def test_arcface_wrong_layout_is_refused(arcface_file, tmp_path):
     torch.save(renamed, bad)
     with pytest.raises(
         MagecError,
-        match=r"renamed.pth: does not match the ArcFace IR-SE50 layout .*missing key.*body\.0\..*unexpected key.*layers\.0\.",
+        match=r"renamed.pth: does not match the ArcFace IR-SE50 layout .*missing key.*body\.0\."
+        r".*unexpected key.*layers\.0\.",
     ):
         build_identity(f"arcface:{bad}")
     state["output_layer.3.weight"] = torch.zeros(512, 512 * 14 * 14)  # the 224-input variant

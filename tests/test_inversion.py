@@ -64,7 +64,7 @@ def test_schedule_follows_the_paper():
 def test_optimiser_applies_lambdas_and_lr_at_each_step(tone_pipeline, targets):
     config = method_config("magec", steps_scale=0.1)  # 10 + 10 steps
     config = replace(config, lr_decay_every=5)
-    result = invert(tone_pipeline, targets, "magec", config, progress=False)
+    result = invert(tone_pipeline, targets, "magec", config)
     assert result.steps == 20
     for h in result.history:
         phase = config.phase_at(h["step"])
@@ -80,7 +80,7 @@ def test_optimiser_applies_lambdas_and_lr_at_each_step(tone_pipeline, targets):
 @pytest.mark.parametrize("method", ["magec", "no-magec", "im2stylegan++"])
 def test_each_method_lowers_its_own_objective(tone_pipeline, targets, method):
     config = method_config(method, steps_scale=0.1 if method != "im2stylegan++" else 0.03)
-    result = invert(tone_pipeline, targets, method, config, progress=False)
+    result = invert(tone_pipeline, targets, method, config)
     first, last = result.history[0], result.history[-1]
     if method == "im2stylegan++":
         assert result.notes  # the DCGAN has no W+ and no noise: said, not hidden
@@ -104,8 +104,8 @@ def test_each_method_lowers_its_own_objective(tone_pipeline, targets, method):
 def test_same_batches_give_identical_results(tone_pipeline, targets):
     """Determinism: the same images in the same batches give bit-identical latents and histories."""
     config = method_config("magec", steps_scale=0.1)
-    first = invert(tone_pipeline, targets, "magec", config, progress=False)
-    second = invert(tone_pipeline, targets, "magec", config, progress=False)
+    first = invert(tone_pipeline, targets, "magec", config)
+    second = invert(tone_pipeline, targets, "magec", config)
     assert torch.equal(first.latents, second.latents) and first.history == second.history
 
 
@@ -114,8 +114,8 @@ def test_batched_inversion_solves_the_same_problem_as_sequential(tone_pipeline, 
     elementwise), so the first step's losses agree to float rounding; later steps may drift apart as the
     optimiser amplifies that rounding (README, "Batches")."""
     config = method_config("magec", steps_scale=0.1)
-    together = invert(tone_pipeline, targets, "magec", config, progress=False)
-    apart = [invert(tone_pipeline, targets[i : i + 1], "magec", config, progress=False) for i in range(len(targets))]
+    together = invert(tone_pipeline, targets, "magec", config)
+    apart = [invert(tone_pipeline, targets[i : i + 1], "magec", config) for i in range(len(targets))]
     for key in ("mse", "perceptual", "magec"):
         start = torch.tensor(together.history[0][key])
         alone = torch.tensor([a.history[0][key][0] for a in apart])
@@ -127,7 +127,7 @@ def test_magec_loss_pulls_latent_towards_descriptor(tone_pipeline, targets):
     config = InversionConfig(
         phases=(replace(PAPER_PHASES[0], steps=30, mse=0.0, perceptual=0.0, identity=0.0, magec=1.0),)
     )
-    result = invert(tone_pipeline, targets, "magec", config, progress=False)
+    result = invert(tone_pipeline, targets, "magec", config)
     assert sum(result.history[-1]["magec"]) < 0.9 * sum(result.history[0]["magec"])
 
 

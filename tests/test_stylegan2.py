@@ -162,7 +162,8 @@ def test_explicit_architecture_that_does_not_match_is_refused(checkpoints):
     root, _, _ = checkpoints
     with pytest.raises(
         MagecError,
-        match=r"g\.pt: does not match the StyleGAN2 64x64 architecture: 18 missing key\(s\) e\.g\. convs\.6\.conv\.weight",
+        match=r"g\.pt: does not match the StyleGAN2 64x64 architecture: 18 missing key\(s\) "
+        r"e\.g\. convs\.6\.conv\.weight",
     ):
         load_stylegan2(root / "g.pt", size=64)
 

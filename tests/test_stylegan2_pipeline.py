@@ -38,7 +38,7 @@ def pipeline(tmp_path_factory):
         linknet=LinkNetConfig(max_iter=100),
         ganspace=GANSpaceConfig(components=5),
     )
-    pack = prepare_pack(generator, describer, config, progress=False)
+    pack = prepare_pack(generator, describer, config)
     assert pack.info["ganspace"]["source"] == "latent PCA"  # GANSpace on W for a style-based generator
     assert pack.latent_dim == TINY.style_dim  # InterfaceGAN and LinkNet live in W
     pack = Pack.load(pack.save(root / "pack"))
@@ -51,7 +51,7 @@ def test_invert_each_method_on_stylegan2(pipeline, method):
     gen = pipeline.generator
     with torch.no_grad():
         targets = gen.synthesize(gen.sample_latents(2, seed=123))
-    result = invert(pipeline, targets, method, method_config(method, STEPS_SCALE[method]), progress=False)
+    result = invert(pipeline, targets, method, method_config(method, STEPS_SCALE[method]))
     mse = [sum(h["mse"]) for h in result.history]
     assert mse[-1] < mse[0]
     if method == "im2stylegan++":
@@ -70,7 +70,7 @@ def test_edit_inverted_codes_on_stylegan2(pipeline):
     gen, pack, describer = pipeline.generator, pipeline.pack, pipeline.describer
     with torch.no_grad():
         targets = gen.synthesize(gen.sample_latents(3, seed=321))
-    result = invert(pipeline, targets, "magec", method_config("magec", 0.1), progress=False)
+    result = invert(pipeline, targets, "magec", method_config("magec", 0.1))
     editor = pack.editors["interfacegan"]
     with torch.no_grad():
         before = describer(gen.synthesize(result.latents))[:, 0]

@@ -91,7 +91,7 @@ def speed(loss) -> None:
 
 def detection_rate(loss, n: int) -> None:
     from magec.generators.dcgan import DCGANFace
-    from magec.losses.dlib_recognition import to_uint8
+    from magec.losses.dlib_recognition import to_uint8_hwc as to_uint8
 
     gen = DCGANFace.from_checkpoint()
     with torch.no_grad():
@@ -113,7 +113,7 @@ def scale(lambdas: list[float]) -> None:
     from magec.prepare import PrepareConfig, prepare_pack
 
     gen, desc = DCGANFace.from_checkpoint(), load_describer("dlib-age-gender", "cpu")
-    pack = prepare_pack(gen, desc, PrepareConfig(n_samples=1500, ganspace_samples=600), progress=False)
+    pack = prepare_pack(gen, desc, PrepareConfig(n_samples=1500, ganspace_samples=600))
     pipe = assemble_pipeline(gen, desc, pack, identity="dlib", device="cpu")
     print(f"scale: perceptual loss = {pipe.perceptual.name if hasattr(pipe.perceptual, 'name') else pipe.perceptual}")
     hopper = Image.fromarray(_photos()["hopper"])
@@ -121,7 +121,7 @@ def scale(lambdas: list[float]) -> None:
     terms = ("mse", "perceptual", "identity", "magec")
     for lam in lambdas:
         t = time.perf_counter()
-        res = invert(pipe, target, "magec", method_config("magec", lambda_id=lam), progress=False, seed=0)
+        res = invert(pipe, target, "magec", method_config("magec", lambda_id=lam), seed=0)
         first, last = res.history[0], res.history[-1]
         with torch.no_grad():
             ids = [round(v, 3) for v in pipe.identity(res.images, target).tolist()]

@@ -75,9 +75,7 @@ def main() -> None:
     values = layout.attribute_values(probs)
     n_hold = max(1, int(round(0.2 * len(latents))))
     train = torch.randperm(len(latents), generator=generator_for(0))[n_hold:]
-    linknet = LinkNet(latents.shape[1], layout).fit(
-        latents[train], probs[train], LinkNetConfig(), seed=0, progress=False
-    )
+    linknet = LinkNet.fit(latents[train], probs[train], layout, LinkNetConfig(), progress=False)
 
     flow, fit_info = fit_styleflow(latents, values, layout.attribute_names, StyleFlowConfig(), seed=0)
     results["styleflow_fit"] = fit_info

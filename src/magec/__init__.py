@@ -1,14 +1,90 @@
 """magec: editable GAN inversion with the MAGEC image-latent consistency loss.
 
-The library is organised as the method is (see README.md):
+The handful of names a user needs, importable from ``magec`` directly (loaded on first use, so
+``import magec`` is instant and never imports torch)::
+
+    import magec
+
+    pipe = magec.load_pipeline()                     # the embedded default (prepared on first use, cached)
+    photo = magec.load_image("face.png", pipe.generator.resolution)
+    result = magec.invert(pipe, photo, "magec", callback=magec.ProgressBar())
+    older = magec.edit(pipe, result.latents, "interfacegan", "age", 3.0)
+    magec.save_png(pipe.generator.synthesize(older)[0], "older.png")
+
+The library is organised as the method is (see README.md, "Layout"):
 
 - ``magec.generators``  pretrained GANs behind one interface (embedded face DCGAN, StyleGAN2)
 - ``magec.describers``  the paper's F: image -> descriptor, with the loss F was trained with
-- ``magec.latent``      LinkNet (latent -> descriptor) and latent editors (InterfaceGAN, GANSpace, ...)
+- ``magec.faces``       faces in photos: detection, FFHQ alignment, framing, face chips
+- ``magec.latent``      LinkNet (latent -> descriptor) and latent editors (InterfaceGAN, GANSpace, SeFa, StyleFlow)
 - ``magec.losses``      image losses (MSE, perceptual, identity) and the MAGEC loss (Eq. 2)
 - ``magec.inversion``   the optimiser and the methods magec / no-magec / im2stylegan++
 - ``magec.evaluation``  the paper's metrics (Tables 1-3, ECS)
 - ``magec.cli``         the thin ``magec`` command line on top
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+#: Public name -> "module:attribute" it is loaded from on first use.
+_EXPORTS: dict[str, str] = {
+    "MagecError": "magec.errors:MagecError",
+    "Pipeline": "magec.pipeline:Pipeline",
+    "load_pipeline": "magec.pipeline:load_pipeline",
+    "assemble_pipeline": "magec.pipeline:assemble_pipeline",
+    "Pack": "magec.pack:Pack",
+    "PrepareConfig": "magec.prepare:PrepareConfig",
+    "prepare_pack": "magec.prepare:prepare_pack",
+    "load_generator": "magec.generators:load_generator",
+    "load_describer": "magec.describers:load_describer",
+    "invert": "magec.inversion.optimizer:invert",
+    "InversionResult": "magec.inversion.optimizer:InversionResult",
+    "InversionConfig": "magec.inversion.config:InversionConfig",
+    "StepInfo": "magec.inversion.optimizer:StepInfo",
+    "ProgressBar": "magec.inversion.progress:ProgressBar",
+    "method_config": "magec.inversion.config:method_config",
+    "METHODS": "magec.inversion.config:METHODS",
+    "edit": "magec.render:edit",
+    "apply_edits": "magec.render:apply_edits",
+    "evaluate": "magec.evaluation.runner:run_evaluation",
+    "EvaluationConfig": "magec.evaluation.runner:EvaluationConfig",
+    "align_photo": "magec.faces.alignment:align_photo",
+    "load_image": "magec.io.images:load_image",
+    "save_png": "magec.io.images:save_png",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from magec.describers import load_describer
+    from magec.errors import MagecError
+    from magec.evaluation.runner import EvaluationConfig
+    from magec.evaluation.runner import run_evaluation as evaluate
+    from magec.faces.alignment import align_photo
+    from magec.generators import load_generator
+    from magec.inversion.config import METHODS, InversionConfig, method_config
+    from magec.inversion.optimizer import InversionResult, StepInfo, invert
+    from magec.inversion.progress import ProgressBar
+    from magec.io.images import load_image, save_png
+    from magec.pack import Pack
+    from magec.pipeline import Pipeline, assemble_pipeline, load_pipeline
+    from magec.prepare import PrepareConfig, prepare_pack
+    from magec.render import apply_edits, edit
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'magec' has no attribute {name!r}")
+    module, _, attribute = target.partition(":")
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

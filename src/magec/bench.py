@@ -47,7 +47,7 @@ def step_time(pipeline: Pipeline, method: str, batch: int, repeats: int) -> floa
     config = method_config(method)
     config = replace(config, phases=(replace(config.phases[0], steps=3),))
     images = pipeline.generator.synthesize(pipeline.generator.sample_latents(batch, 4242)).detach()
-    ms = median_ms(lambda: invert(pipeline, images, method, config, progress=False), repeats=repeats)
+    ms = median_ms(lambda: invert(pipeline, images, method, config), repeats=repeats)
     return ms / 3
 
 
@@ -103,7 +103,7 @@ def stylegan2_steps(
 
 
 def bench_pipeline(device: str = "auto", pack: str | None = None, perceptual: str = "auto") -> Pipeline:
-    """The embedded pipeline: from ``pack`` if given, else a small pack fitted on the spot (timings do not depend on its quality)."""
+    """The embedded pipeline: from ``pack``, else a small pack fitted now (timings do not depend on its quality)."""
     from magec.describers import load_describer
     from magec.generators import load_generator
     from magec.pipeline import assemble_pipeline, load_pipeline
@@ -113,5 +113,5 @@ def bench_pipeline(device: str = "auto", pack: str | None = None, perceptual: st
     if pack:
         return load_pipeline(pack, device, perceptual=perceptual)
     gen, desc = load_generator("dcgan-face", device), load_describer("dlib-age-gender", device)
-    small = prepare_pack(gen, desc, PrepareConfig(n_samples=600, ganspace_samples=300), progress=False)
+    small = prepare_pack(gen, desc, PrepareConfig(n_samples=600, ganspace_samples=300))
     return assemble_pipeline(gen, desc, small, perceptual=perceptual, device=device)

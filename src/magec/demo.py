@@ -16,28 +16,22 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from magec import validation  # noqa: E402
-from magec.describers import load_describer  # noqa: E402
-from magec.devices import resolve_device  # noqa: E402
-from magec.errors import MagecError  # noqa: E402
-from magec.faces.crop import astronaut_face  # noqa: E402
-from magec.generators import load_generator  # noqa: E402
-from magec.generators.base import select_noise  # noqa: E402
-from magec.inversion import METHODS, InversionResult, invert, method_config  # noqa: E402
-from magec.io.images import pil_to_tensor, save_png  # noqa: E402
-from magec.io.output_folder import OutputFolder  # noqa: E402
-from magec.losses.mse import mse_per_image  # noqa: E402
-from magec.pack import Pack, check_pack_folder  # noqa: E402
-from magec.pipeline import Pipeline, assemble_pipeline  # noqa: E402
-from magec.prepare import PrepareConfig, prepare_pack  # noqa: E402
-from magec.render import apply_edits  # noqa: E402
-from magec.visualize import image_grid, save_figure  # noqa: E402
+from magec import validation
+from magec.describers import load_describer
+from magec.devices import resolve_device
+from magec.faces.crop import astronaut_face
+from magec.generators import load_generator
+from magec.generators.base import select_noise
+from magec.inversion import METHODS, InversionResult, ProgressBar, invert, method_config
+from magec.io.images import pil_to_tensor, save_png
+from magec.io.output_folder import OutputFolder
+from magec.losses.mse import mse_per_image
+from magec.pipeline import Pipeline, assemble_pipeline
+from magec.prepare import PrepareConfig, embedded_pack
+from magec.render import apply_edits
+from magec.visualize import image_grid, new_figure, save_figure
 
 log = logging.getLogger("magec")
 
@@ -66,26 +60,6 @@ class DemoConfig:
         validation.positive("--steps-scale", self.steps_scale)
         for method in self.methods:
             validation.choice("method", method, METHODS)
-
-
-def cached_pack(config: DemoConfig, generator, describer, progress: bool) -> Pack:
-    """The embedded pack from the cache, prepared (and cached) on first use or when the cache is unusable."""
-    folder = config.cache / "embedded-pack"
-    if folder.exists():
-        try:
-            pack = Pack.load(folder)
-            if (
-                pack.info.get("prepare", {}).get("n_samples") == config.prepare.n_samples
-                and pack.info.get("prepare", {}).get("seed") == config.prepare.seed
-            ):
-                log.info("using the cached pack %s", folder)
-                return pack
-        except MagecError as exc:
-            log.info("cached pack unusable (%s): preparing again", exc)
-    check_pack_folder(folder)
-    pack = prepare_pack(generator, describer, config.prepare, progress=progress)
-    pack.save(folder)
-    return pack
 
 
 def _png_data(path: Path) -> str:
@@ -133,7 +107,8 @@ def edit_grid(
 
 
 def loss_plot(results: dict[str, InversionResult], target: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig = new_figure((10, 3.2))
+    axes = fig.subplots(1, 2)
     for method, res in results.items():
         steps = [h["step"] for h in res.history]
         axes[0].plot(steps, [sum(h["mse"]) / len(h["mse"]) for h in res.history], label=method)
@@ -155,7 +130,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     device = resolve_device(config.device)
     generator = load_generator("dcgan-face", device)
     describer = load_describer("dlib-age-gender", device)
-    pack = cached_pack(config, generator, describer, progress)
+    pack = embedded_pack(config.cache, config.prepare, device, progress)
     pipeline = assemble_pipeline(generator, describer, pack, perceptual=config.perceptual, device=device)
 
     size = generator.resolution
@@ -167,9 +142,8 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
 
     results: dict[str, InversionResult] = {}
     for method in config.methods:
-        results[method] = invert(
-            pipeline, inputs, method, method_config(method, config.steps_scale), progress=progress, seed=config.seed
-        )
+        bar = ProgressBar(f"invert [{method}] x{len(names)}") if progress else None
+        results[method] = invert(pipeline, inputs, method, method_config(method, config.steps_scale), config.seed, bar)
 
     config.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{config.out.name}.", dir=config.out.parent) as staging:
@@ -238,8 +212,9 @@ def render_html(summary: dict, figures: dict[str, Path], names: list[str]) -> st
 <style>body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}} img{{max-width:100%}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head>
 <body><h1>magec demo: editable inversion on the embedded default</h1>
-<p>Inputs: scikit-image's <i>astronaut</i> photo (face-cropped like the generator's faces) and {len(names) - 1} generated faces the pack never saw.
-Methods: magec (the paper's Eq. 3 and two-phase protocol), no-magec (the ablation), im2stylegan++ (Eq. 1, 1000 latent steps).</p>
+<p>Inputs: scikit-image's <i>astronaut</i> photo (face-cropped like the generator's faces) and
+{len(names) - 1} generated faces the pack never saw. Methods: magec (the paper's Eq. 3 and two-phase
+protocol), no-magec (the ablation), im2stylegan++ (Eq. 1, 1000 latent steps).</p>
 <p>Settings: {settings}</p>
 <p>Notes: {esc("; ".join(notes)) or "none"}</p>
 <table><tr><th>method</th><th>image</th><th>steps</th><th>final MSE</th><th>final perceptual</th><th>s / image</th></tr>

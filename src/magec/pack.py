@@ -3,7 +3,7 @@
 A pack is a folder::
 
     PACK/manifest.json          format, version, provenance, fit quality, tensor hashes and shapes
-    PACK/tensors.safetensors    LinkNet, InterfaceGAN, GANSpace and latent statistics tensors
+    PACK/tensors.safetensors    LinkNet, InterfaceGAN and GANSpace tensors
 
 Loading verifies the format version, the SHA-256 of the tensor file and every tensor's shape, so a
 corrupted or mismatched pack is refused with one line naming the problem instead of failing later.
@@ -25,13 +25,14 @@ from magec.describers.base import DescriptorLayout
 from magec.errors import file_error
 from magec.io.atomic import atomic_dir, atomic_path, write_text
 from magec.io.output_folder import OutputFolder
+from magec.latent.editors import LatentEditor
 from magec.latent.ganspace import GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANEditor
 from magec.latent.linknet import LinkNet
-from magec.latent.stats import LatentStats
 
 PACK_FORMAT = "magec-pack"
-PACK_VERSION = 1
+#: 2: latent statistics (never read) left the pack. Older packs are refused with "re-run magec prepare".
+PACK_VERSION = 2
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
 
@@ -63,7 +64,7 @@ def check_pack_folder(folder: str | Path, force: bool = False) -> Path:
 
 @dataclass
 class Pack:
-    """LinkNet, editors and latent statistics of one generator/describer pair, plus its manifest."""
+    """LinkNet and the editors of one generator/describer pair, plus its manifest."""
 
     generator_spec: str
     describer_spec: str
@@ -71,11 +72,10 @@ class Pack:
     linknet: LinkNet
     interfacegan: InterfaceGANEditor
     ganspace: GANSpaceEditor
-    stats: LatentStats
     #: Provenance and fit quality (free-form JSON; ``linknet.heldout_agreement.<attribute>`` among others).
     info: dict[str, Any] = field(default_factory=dict)
     #: Editors by kind; ``magec.pipeline`` adds "interpolate", which needs the generator.
-    editors: dict[str, Any] = field(default_factory=dict)
+    editors: dict[str, LatentEditor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.editors.setdefault("interfacegan", self.interfacegan)
@@ -95,7 +95,6 @@ class Pack:
         out = {f"linknet.{k}": v for k, v in self.linknet.state_dict().items()}
         out |= {f"interfacegan.{k}": v for k, v in self.interfacegan.tensors().items()}
         out |= {f"ganspace.{k}": v for k, v in self.ganspace.tensors().items()}
-        out |= {f"stats.{k}": v for k, v in self.stats.tensors().items()}
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
     def manifest(self, tensors: dict[str, torch.Tensor], tensor_sha256: str) -> dict[str, Any]:
@@ -159,7 +158,8 @@ class Pack:
         if manifest.get("version") != PACK_VERSION:
             raise file_error(
                 manifest_path,
-                f"pack version {manifest.get('version')!r} is not supported (this magec reads version {PACK_VERSION}); re-run `magec prepare`",
+                f"pack version {manifest.get('version')!r} is not supported (this magec reads version "
+                f"{PACK_VERSION}); re-run `magec prepare`",
             )
         if not tensors_path.is_file():
             raise file_error(tensors_path, "missing: the pack is incomplete")
@@ -190,14 +190,11 @@ class Pack:
             linknet.requires_grad_(False)
             interfacegan = InterfaceGANEditor.from_tensors(layout.attribute_names, group("interfacegan"))
             ganspace = GANSpaceEditor.from_tensors(group("ganspace"))
-            stats = LatentStats.from_tensors(group("stats"))
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise file_error(
                 folder, f"inconsistent pack ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
             ) from None
         reserved = {"format", "version", "generator", "describer", "latent_dim", "tensors"}
         info = {k: v for k, v in manifest.items() if k not in reserved}
-        pack = cls(
-            manifest["generator"], manifest["describer"]["spec"], layout, linknet, interfacegan, ganspace, stats, info
-        )
+        pack = cls(manifest["generator"], manifest["describer"]["spec"], layout, linknet, interfacegan, ganspace, info)
         return pack.to(device)

@@ -16,6 +16,7 @@ from magec.errors import MagecError
 from magec.generators import load_generator
 from magec.generators.base import Generator
 from magec.latent.interpolation import InterpolationEditor
+from magec.losses.identity import IdentityLoss
 from magec.losses.perceptual import PerceptualLoss, build_perceptual
 from magec.pack import Pack
 
@@ -24,11 +25,18 @@ log = logging.getLogger("magec")
 
 @dataclass
 class Pipeline:
+    """Everything an inversion needs, on one device: what ``invert``, the editors and the evaluation take."""
+
+    #: The GAN: latents -> images in [-1, 1].
     generator: Generator
+    #: The paper's F: images -> descriptor (attribute probabilities).
     describer: Describer
+    #: LinkNet and the editors fitted for this generator/describer pair (``magec prepare``).
     pack: Pack
+    #: The perceptual term (LPIPS-VGG, or the offline describer-features distance).
     perceptual: PerceptualLoss
-    identity: Any | None
+    #: The identity term, or None when no identity network is configured.
+    identity: IdentityLoss | None
     device: torch.device
 
     def settings(self) -> dict[str, Any]:
@@ -42,7 +50,7 @@ class Pipeline:
         }
 
 
-def build_identity_loss(spec: str, device: torch.device) -> Any | None:
+def build_identity_loss(spec: str, device: torch.device) -> IdentityLoss | None:
     if spec in ("", "none", "off"):
         return None
     from magec.losses.specs import build_identity
@@ -76,24 +84,33 @@ def assemble_pipeline(
 
 
 def load_pipeline(
-    pack_dir: str | Path,
+    pack: str | Path | None = None,
     device: str | torch.device = "auto",
     perceptual: str = "auto",
     identity: str = "none",
     generator: str | None = None,
     describer: str | None = None,
 ) -> Pipeline:
-    """Load a pack and the generator and describer it was prepared with (or compatible overrides)."""
+    """Load a pack and the generator and describer it was prepared with (or compatible overrides).
+
+    With no ``pack``, the embedded default: the face DCGAN and dlib's F with their pack, prepared on
+    first use and cached (``magec.prepare.embedded_pack``).
+    """
     device = resolve_device(device)
-    pack = Pack.load(pack_dir, device)
-    gen = load_generator(generator or pack.generator_spec, device)
-    if gen.latent_dim != pack.latent_dim:
+    if pack is None:
+        from magec.prepare import embedded_pack
+
+        loaded, pack = embedded_pack(device=device), "embedded default"
+    else:
+        loaded = Pack.load(pack, device)
+    gen = load_generator(generator or loaded.generator_spec, device)
+    if gen.latent_dim != loaded.latent_dim:
         raise MagecError(
-            f"{pack_dir}: pack latent size {pack.latent_dim} does not match generator {gen.spec} ({gen.latent_dim})"
+            f"{pack}: pack latent size {loaded.latent_dim} does not match generator {gen.spec} ({gen.latent_dim})"
         )
-    desc = load_describer(describer or pack.describer_spec, device)
-    if desc.layout.dim != pack.layout.dim:
+    desc = load_describer(describer or loaded.describer_spec, device)
+    if desc.layout.dim != loaded.layout.dim:
         raise MagecError(
-            f"{pack_dir}: pack descriptor size {pack.layout.dim} does not match describer {desc.spec} ({desc.layout.dim})"
+            f"{pack}: pack descriptor size {loaded.layout.dim} does not match describer {desc.spec} ({desc.layout.dim})"
         )
-    return assemble_pipeline(gen, desc, pack, perceptual, identity, device)
+    return assemble_pipeline(gen, desc, loaded, perceptual, identity, device)

@@ -1,16 +1,18 @@
 """``magec prepare``: link a generator's latent space to a describer (paper Sec. 3.1).
 
 Sample N latent-image pairs, describe each image with F, then fit on a training split:
-LinkNet (latent -> descriptor, with L_F), one InterfaceGAN boundary per attribute, GANSpace directions
-and latent statistics. The held-out split measures LinkNet's agreement with F. The result is a Pack.
+LinkNet (latent -> descriptor, with L_F), one InterfaceGAN boundary per attribute and GANSpace directions.
+The held-out split measures LinkNet's agreement with F. The result is a Pack.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import platform
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -22,9 +24,10 @@ from magec.generators.base import Generator
 from magec.latent.ganspace import GANSpaceConfig, GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANConfig, InterfaceGANEditor
 from magec.latent.linknet import LinkNet, LinkNetConfig
-from magec.latent.stats import LatentStats
 from magec.pack import Pack
 from magec.seeding import generator_for
+
+log = logging.getLogger("magec")
 
 #: Fewer pairs cannot give both a training split and a held-out split with both classes of an attribute.
 MIN_SAMPLES = 50
@@ -66,7 +69,7 @@ def sample_and_describe(
     pca_limit: int = 0,
     progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """N seeded latents (editing space), F's descriptor of each image, and GANSpace features of the first ``pca_limit``."""
+    """N seeded latents (editing space), F's descriptor of each image, GANSpace features of the first ``pca_limit``."""
     latents = generator.sample_latents(n, seed)
     descriptors, features = [], []
     done = 0
@@ -93,7 +96,7 @@ def package_versions() -> dict[str, str]:
 def prepare_pack(
     generator: Generator, describer: Describer, config: PrepareConfig | None = None, progress: bool = True
 ) -> Pack:
-    """Fit LinkNet, InterfaceGAN, GANSpace and latent statistics for this generator/describer pair."""
+    """Fit LinkNet, InterfaceGAN and GANSpace for this generator/describer pair."""
     config = config or PrepareConfig()
     started = time.perf_counter()
     latents, probs, features = sample_and_describe(
@@ -105,9 +108,7 @@ def prepare_pack(
     hold, train = order[:n_hold], order[n_hold:]
     layout = describer.layout
 
-    linknet = LinkNet(latents.shape[1], layout).fit(
-        latents[train], probs[train], config.linknet, seed=config.seed, progress=progress
-    )
+    linknet = LinkNet.fit(latents[train], probs[train], layout, config.linknet, progress=progress)
     heldout = linknet.agreement(latents[hold], probs[hold], tolerance=config.linknet.continuous_tolerance)
     values = layout.attribute_values(probs)
     try:
@@ -122,7 +123,6 @@ def prepare_pack(
         config.ganspace,
         seed=config.seed,
     )
-    stats = LatentStats.fit(latents[train], generator.initial_latent().flatten())
 
     info = {
         "created_with": package_versions(),
@@ -152,4 +152,46 @@ def prepare_pack(
         },
         "attribute_prevalence": {a: round(float(v), 4) for a, v in zip(layout.attribute_names, values.mean(0))},
     }
-    return Pack(generator.spec, describer.spec, layout, linknet, interfacegan, ganspace, stats, info)
+    return Pack(generator.spec, describer.spec, layout, linknet, interfacegan, ganspace, info)
+
+
+#: Folder name of the embedded default's pack inside a cache folder.
+EMBEDDED_PACK = "embedded-pack"
+
+
+def embedded_pack(
+    cache: str | Path | None = None,
+    config: PrepareConfig | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> Pack:
+    """The embedded default's pack (face DCGAN + dlib F), prepared on first use and kept in ``cache``.
+
+    ``cache`` defaults to ``$MAGEC_CACHE`` or ``~/.cache/magec``; the pack lives in its ``embedded-pack``
+    folder. A cached pack is reused when it was prepared for the embedded generator and describer (and,
+    when ``config`` is given, with its sample count and seed); otherwise it is prepared again (about a
+    minute on 2 CPU cores) and saved there. Delete the folder to start over.
+    """
+    from magec.describers import EMBEDDED_DESCRIBER, load_describer
+    from magec.generators import EMBEDDED_GENERATOR, load_generator
+    from magec.pack import check_pack_folder
+    from magec.weights import magec_cache_dir
+
+    folder = Path(cache if cache is not None else magec_cache_dir()) / EMBEDDED_PACK
+    if folder.exists():
+        try:
+            pack = Pack.load(folder, device="cpu")
+            made = pack.info.get("prepare", {})
+            if (pack.generator_spec, pack.describer_spec) == (EMBEDDED_GENERATOR, EMBEDDED_DESCRIBER) and (
+                config is None or (made.get("n_samples"), made.get("seed")) == (config.n_samples, config.seed)
+            ):
+                log.info("using the cached pack %s", folder)
+                return pack
+        except MagecError as exc:
+            log.info("cached pack unusable (%s): preparing again", exc)
+    check_pack_folder(folder)
+    generator = load_generator(EMBEDDED_GENERATOR, device)
+    describer = load_describer(EMBEDDED_DESCRIBER, device)
+    pack = prepare_pack(generator, describer, config or PrepareConfig(), progress=progress)
+    pack.save(folder)
+    return pack

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from magec import validation
 from magec.errors import MagecError
 from magec.generators.base import select_noise
 from magec.io.images import save_png
@@ -21,9 +22,22 @@ class Edit:
     amount: float
     image: torch.Tensor
 
-    @property
-    def label(self) -> str:
-        return f"{self.operation} {self.amount:+.2f}"
+
+def edit(pipeline: Pipeline, latents: torch.Tensor, editor: str, operation: str, amount: float) -> torch.Tensor:
+    """``latents`` moved by one named edit of one of the pipeline's editors (differentiable).
+
+    ``editor``: a key of ``pipeline.pack.editors`` ("interfacegan", "ganspace", "interpolate", ...);
+    ``operation``: one of that editor's ``operations()`` (e.g. an attribute, "pc0", "sample:7");
+    ``amount``: the step in the editor's units (its ``default_amount`` is a sensible size).
+    """
+    editors = pipeline.pack.editors
+    if editor not in editors:
+        raise MagecError(f"unknown editor {editor!r}; available: {', '.join(editors)}")
+    validation.in_range("edit amount", amount, -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT)
+    try:
+        return editors[editor].edit(latents, operation, amount)
+    except KeyError as exc:
+        raise MagecError(str(exc.args[0])) from None
 
 
 def default_operations(pipeline: Pipeline, editor: str, count: int = 4, seed: int = 0) -> list[str]:

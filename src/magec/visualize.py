@@ -1,6 +1,7 @@
 """PNG figures: labelled sample grids, editor strips and edit grids in the manner of the paper's Fig. 1 and 3.
 
-Figures are drawn with matplotlib (Agg, no display) and written atomically.
+Figures are drawn on matplotlib ``Figure`` objects with their own Agg canvas (no pyplot, so importing magec
+never changes a user's matplotlib backend) and written atomically.
 """
 
 from __future__ import annotations
@@ -8,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from magec.io.atomic import atomic_path  # noqa: E402
+from magec.io.atomic import atomic_path
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:
@@ -23,11 +22,17 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
     return ((image.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
 
 
-def save_figure(fig: plt.Figure, target: str | Path, dpi: int = 100) -> Path:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib figure on its own Agg canvas: no pyplot state, the user's backend untouched."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, target: str | Path, dpi: int = 100) -> Path:
     target = Path(target)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return target
 
 
@@ -42,9 +47,8 @@ def image_grid(
 ) -> Path:
     """A grid of images (rows x columns) with optional row, column and per-cell captions, saved as PNG."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(cell * n_cols + (1.2 if row_labels else 0), cell * n_rows + 0.4), squeeze=False
-    )
+    fig = new_figure((cell * n_cols + (1.2 if row_labels else 0), cell * n_rows + 0.4))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for i in range(n_rows):
         for j in range(n_cols):
             ax = axes[i][j]

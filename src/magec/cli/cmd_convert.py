@@ -1,4 +1,4 @@
-"""``magec convert IN OUT.safetensors``: rewrite a StyleGAN2 checkpoint (rosinality .pt, NVIDIA .pkl) in magec's format."""
+"""``magec convert IN OUT.safetensors``: a StyleGAN2 checkpoint (rosinality .pt, NVIDIA .pkl) in magec's format."""
 
 from __future__ import annotations
 

@@ -35,12 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--operation",
         action="append",
-        help="attribute (interfacegan), pcK (ganspace) or sample:SEED (interpolate); repeatable; default: the first four",
+        help="attribute (interfacegan), pcK (ganspace) or sample:SEED (interpolate); repeatable; default: first four",
     )
     p.add_argument(
         "--amounts",
         type=parse_amounts,
-        help="comma-separated edit amounts (latent units; t in [0,1] for interpolate); default: symmetric steps up to the editor's default",
+        help="comma-separated edit amounts (latent units; t in [0,1] for interpolate); "
+        "default: symmetric steps up to the editor's default",
     )
     p.add_argument("--out", required=True, help="folder for one PNG per edit and grid.png")
     add_force(p)
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
     noise = [n.to(pipeline.device) for n in saved.noise] if saved.noise else None
     projection = pipeline.generator.synthesize(saved.latent.to(pipeline.device), space=saved.space, noise=noise)[0]
-    title = f"{args.editor} edits of {saved.metadata.get('source_name', args.latent)} ({saved.metadata.get('method', '?')} projection)"
+    name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
+    title = f"{args.editor} edits of {name} ({method} projection)"
     written = write_edits(out.path, rows, saved.source, projection.detach(), title)
     print(f"wrote {len(written)} files to {args.out} (grid: {written[-1]})")
     return 0

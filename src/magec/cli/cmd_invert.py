@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from magec.inversion import invert
+    from magec.inversion import ProgressBar, invert
     from magec.inversion.outputs import write_inversion_outputs
     from magec.pipeline import load_pipeline
 
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     for start in range(0, len(images), args.batch_size):
         batch_names = names[start : start + args.batch_size]
         batch = torch.cat(images[start : start + args.batch_size])
-        result = invert(pipeline, batch, args.method, config, seed=args.seed)
+        bar = ProgressBar(f"invert [{args.method}] {start + len(batch_names)}/{len(names)}")
+        result = invert(pipeline, batch, args.method, config, seed=args.seed, callback=bar)
         sources = [str(p) for p in paths[start : start + args.batch_size]]
         write_inversion_outputs(out.path, batch_names, batch, result, settings, source_files=sources)
         for name in batch_names:

@@ -6,7 +6,7 @@ import argparse
 
 from magec.cli.options import add_device_and_seed, int_at_least, positive_float, positive_int
 
-#: torchvision ResNets the CelebA describer supports (``magec.describers.celeba.ARCHITECTURES``; a test keeps them equal).
+#: The ResNets the CelebA describer supports (``magec.describers.celeba.ARCHITECTURES``; a test keeps them equal).
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 
 

@@ -60,7 +60,7 @@ def add_force(parser: argparse.ArgumentParser, what: str = "--out") -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help=f"write into an existing {what} that holds other files (magec still never replaces a file it did not write)",
+        help=f"write into an existing {what} that holds other files (magec never replaces a file it did not write)",
     )
 
 

@@ -148,7 +148,7 @@ class DescriptorLayout:
         return torch.stack(values, dim=-1)
 
     def captions(self, probs: torch.Tensor, sep: str = "\n") -> list[str]:
-        """One short text per row of probabilities (B, dim): binary attributes as probabilities, continuous ones rounded."""
+        """One short text per row of probabilities (B, dim): binary attributes as probabilities, others rounded."""
         rows = []
         for values in self.attribute_values(probs).tolist():
             parts = [
@@ -256,10 +256,6 @@ class Describer(nn.Module, abc.ABC):
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Intermediate activations usable as an offline perceptual feature space (may be empty)."""
         return []
-
-    def loss(self, logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-        """L_F between LinkNet logits and F's probabilities."""
-        return descriptor_loss(self.layout, logits, target_probs)
 
     def train(self, mode: bool = True) -> Describer:  # noqa: D102 - always frozen
         return super().train(False)

@@ -24,6 +24,7 @@ from magec.describers.base import Attribute, Describer, DescriptorLayout, Head
 from magec.errors import MagecError, file_error
 from magec.io.atomic import atomic_path
 from magec.io.checkpoints import read_state_dict, strict_load
+from magec.io.images import IMAGENET_MEAN, IMAGENET_STD
 from magec.io.resize import center_square_batch, resize_square
 
 #: The 40 attributes, in the column order of CelebA's ``list_attr_celeba.txt``.
@@ -88,8 +89,8 @@ class CelebAConfig:
     arch: str = "resnet18"
     input_size: int = 128
     attributes: tuple[str, ...] = CELEBA_ATTRIBUTES
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
         validation.choice("--arch", self.arch, ARCHITECTURES)
@@ -120,7 +121,7 @@ def binary_layout(names: tuple[str, ...]) -> DescriptorLayout:
 
 
 def build_resnet(arch: str, num_outputs: int, seed: int = 0) -> nn.Module:
-    """A torchvision ResNet with ``num_outputs`` logits, randomly initialised from ``seed`` (never downloads weights)."""
+    """A torchvision ResNet with ``num_outputs`` logits, initialised from ``seed`` (never downloads weights)."""
     import torchvision.models as tvm
 
     if arch not in ARCHITECTURES:
@@ -210,7 +211,7 @@ class CelebADescriber(Describer):
         return model.to(device)
 
     def load_imagenet_backbone(self, path: str | Path) -> None:
-        """Initialise everything but the final layer from a torchvision ImageNet checkpoint (e.g. ``resnet18-f37072fd.pth``)."""
+        """Initialise all but the final layer from a torchvision ImageNet checkpoint (``resnet18-f37072fd.pth``)."""
         state = read_state_dict(path, f"a torchvision {self.config.arch} checkpoint")
         if "fc.weight" not in state:
             raise file_error(path, f"no fc.weight: not a torchvision {self.config.arch} classifier checkpoint")

@@ -61,7 +61,7 @@ def _first_existing(root: Path, candidates: tuple[str, ...], what: str, want_dir
 
 
 def read_attribute_file(path: Path) -> tuple[tuple[str, ...], list[str], torch.Tensor]:
-    """Parse ``list_attr_celeba.txt``: a count line, a header of attribute names, then ``name v1 ... vK`` rows of -1/1."""
+    """Parse ``list_attr_celeba.txt``: a count line, the attribute names, then ``name v1 ... vK`` rows of -1/1."""
     try:
         lines = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as exc:
@@ -234,7 +234,7 @@ def _save_checkpoint(
 def train_celeba_describer(
     root: str | Path,
     out: str | Path,
-    config: CelebAConfig = CelebAConfig(),
+    config: CelebAConfig | None = None,
     training: DescriberTraining = DescriberTraining(),
     device: torch.device | str = "cpu",
     pretrained: str | Path | None = None,
@@ -251,13 +251,17 @@ def train_celeba_describer(
 
     out = Path(out)
     records = load_celeba(root)
+    config = config or CelebAConfig()
     config = CelebAConfig(config.arch, config.input_size, records.attributes, config.mean, config.std)
     train_idx = records.indices("train", training.limit)
     val_idx = records.indices("val", training.limit)
     if not train_idx:
         raise file_error(root, "the train split (0 in list_eval_partition.txt) is empty")
     # The batch order depends on these; a checkpoint of another run cannot be continued.
-    run_key = f"{config.to_json()}|bs={training.batch_size}|seed={training.seed}|n={len(train_idx)}|lr={training.lr}|flip={training.flip}"
+    run_key = (
+        f"{config.to_json()}|bs={training.batch_size}|seed={training.seed}|n={len(train_idx)}"
+        f"|lr={training.lr}|flip={training.flip}"
+    )
 
     device = torch.device(device)
     model = CelebADescriber(config, seed=training.seed)
@@ -272,7 +276,8 @@ def train_celeba_describer(
         if state["run"] != run_key:
             raise file_error(
                 ckpt,
-                "was written by a run with other settings or data (same --arch/--input-size/--batch-size/--lr/--seed/--limit needed to resume; or pass --fresh)",
+                "was written by a run with other settings or data (resuming needs the same --arch/--input-size/"
+                "--batch-size/--lr/--seed/--limit; or pass --fresh)",
             )
         model.net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

@@ -70,7 +70,8 @@ class OnnxGraphModule(nn.Module):
         except Exception as exc:  # noqa: BLE001 - any decode failure means a bad file
             raise file_error(
                 path,
-                f"not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                f"not a readable ONNX model ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
             ) from None
         graph = model.graph
         if len(graph.node) == 0:
@@ -105,7 +106,8 @@ class OnnxGraphModule(nn.Module):
             if node.op_type not in ALLOWED_OPS or node.domain not in ("", "ai.onnx"):
                 raise file_error(
                     path,
-                    f"unsupported ONNX op {node.op_type!r} (node {node.name or node.output[0]!r}); allowed: {', '.join(sorted(ALLOWED_OPS))}",
+                    f"unsupported ONNX op {node.op_type!r} (node {node.name or node.output[0]!r}); "
+                    f"allowed: {', '.join(sorted(ALLOWED_OPS))}",
                 )
             missing = [i for i in node.input if i and i not in known]
             if missing:
@@ -179,10 +181,6 @@ class OnnxGraphModule(nn.Module):
         if unknown:
             raise KeyError(f"{self.source}: no values named {sorted(unknown)}")
         return out, {k: env[k] for k in capture}
-
-    def value_names(self, op_type: str | None = None) -> list[str]:
-        """Names of node outputs in execution order (optionally only those of one op type)."""
-        return [outs[0] for op, _, outs, _ in self._nodes if op_type is None or op == op_type]
 
 
 # ---- op implementations (ONNX semantics, NCHW) ---------------------------------------------------

@@ -6,11 +6,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+from magec.visualize import new_figure
 
 _PNG_META = {"Software": None}
 
@@ -41,7 +39,8 @@ def _violin(
 def distribution_plots(rec, edits, ecs, methods: Sequence[str], out_dir: Path) -> list[tuple[str, str]]:
     """One PNG per table: violins of each metric per method. Returns (file name, caption) pairs."""
     figures = []
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig = new_figure((8, 3.2))
+    axes = fig.subplots(1, 2)
     _violin(axes[0], rec, "mse", methods, "MSE")
     _violin(axes[1], rec, "lpips", methods, "LPIPS")
     figures.append(("reconstruction.png", "Reconstruction distributions", fig))
@@ -51,7 +50,8 @@ def distribution_plots(rec, edits, ecs, methods: Sequence[str], out_dir: Path) -
         (ed, "t") for ed in editors if any(r["t"] for r in edits if r["editor"] == ed)
     ]
     if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+        fig = new_figure((3.2 * len(panels), 3.2))
+        axes = fig.subplots(1, len(panels), squeeze=False)
         for ax, (ed, key) in zip(axes[0], panels):
             _violin(
                 ax,
@@ -65,7 +65,8 @@ def distribution_plots(rec, edits, ecs, methods: Sequence[str], out_dir: Path) -
 
     ecs_editors = sorted({r["editor"] for r in ecs})
     if ecs_editors:
-        fig, axes = plt.subplots(1, len(ecs_editors), figsize=(3.6 * len(ecs_editors), 3.2), squeeze=False)
+        fig = new_figure((3.6 * len(ecs_editors), 3.2))
+        axes = fig.subplots(1, len(ecs_editors), squeeze=False)
         for ax, ed in zip(axes[0], ecs_editors):
             _violin(ax, [r for r in ecs if r["editor"] == ed], "ecs", methods, f"{ed} ecs", 1.0)
         figures.append(("ecs.png", "Edit-consistency (ecs) distributions", fig))
@@ -74,7 +75,6 @@ def distribution_plots(rec, edits, ecs, methods: Sequence[str], out_dir: Path) -
     for name, caption, f in figures:
         f.tight_layout()
         f.savefig(out_dir / name, dpi=100, metadata=_PNG_META)
-        plt.close(f)
         out.append((name, caption))
     return out
 
@@ -104,7 +104,8 @@ def ecs_examples(
             rows.sort(key=lambda r: float(r["ecs"]))
             panels = [("best", rows[:n]), ("worst", rows[::-1][:n])]
             k = max(len(p[1]) for p in panels)
-            fig, axes = plt.subplots(k, 8, figsize=(8 * 1.25, k * 1.3 + 0.4), squeeze=False)
+            fig = new_figure((8 * 1.25, k * 1.3 + 0.4))
+            axes = fig.subplots(k, 8, squeeze=False)
             for col0, (label, chosen) in zip((0, 4), panels):
                 for i in range(k):
                     for j in range(4):
@@ -139,6 +140,5 @@ def ecs_examples(
             fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.02, wspace=0.08, hspace=0.12)
             name = f"ecs-examples-{_safe(ed)}-{_safe(m)}.png"
             fig.savefig(out_dir / name, dpi=100, metadata=_PNG_META)
-            plt.close(fig)
             out.append((name, f"Best and worst ecs, {m}, {ed}"))
     return out

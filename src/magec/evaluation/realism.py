@@ -24,10 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from magec.io.checkpoints import read_state_dict, strict_load
+from magec.io.images import IMAGENET_MEAN, IMAGENET_STD
 from magec.weights import find_vgg16_weights
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -96,8 +94,8 @@ def _imagenet_input(images: torch.Tensor, size: int) -> torch.Tensor:
     x = (images.float() + 1.0) / 2.0
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(_IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(_IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

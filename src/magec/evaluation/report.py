@@ -219,7 +219,8 @@ class _Doc:
             "<!doctype html>",
             f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
             "<style>body{font-family:sans-serif;max-width:72em;margin:auto}table{border-collapse:collapse}"
-            "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>",
+            "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+            "</style></head><body>",
         ]
         for b in self.blocks:
             if b[0] == "h":
@@ -358,7 +359,8 @@ def write_report(
         doc.p("Regenerate with:")
         doc.raw_md(f"```\n{command}\n```")
     doc.p(
-        f"Inputs: {meta['inputs']} ({n_images} evaluated). Generator: {meta['generator']}; describer: {meta['describer']}; "
+        f"Inputs: {meta['inputs']} ({n_images} evaluated). Generator: {meta['generator']}; "
+        f"describer: {meta['describer']}; "
         f"LPIPS network: {meta['perceptual']}. Realism features: {meta['feature_network']}. "
         f"Realism reference set: {meta['reference']}."
     )
@@ -378,7 +380,8 @@ def write_report(
     doc.h(2, "Table 2: realism and improved-target score of random edits")
     plan = meta["config"]["plan"]
     doc.p(
-        f"{plan['edits_per_editor']} random edits per image and editor, the same for every method (paired). Realism > 1 "
+        f"{plan['edits_per_editor']} random edits per image and editor, the same for every method (paired). "
+        "Realism > 1 "
         "means inside the reference manifold. t: the gain of the edited attribute's probability under an InterfaceGAN "
         "edit, floored at 0 (the signed change is in edits.csv, target_change)."
     )
@@ -391,7 +394,8 @@ def write_report(
         "(the paper's protocol). GANSpace: leading components, random sign, all images (components carry no "
         "attribute label here). Paper (StyleGAN2, male / smile): "
         + "; ".join(
-            f"{m}: InterfaceGAN {v['interfacegan'][0]}/{v['interfacegan'][1]}, GANSpace {v['ganspace'][0]}/{v['ganspace'][1]}"
+            f"{m}: InterfaceGAN {v['interfacegan'][0]}/{v['interfacegan'][1]}, "
+            f"GANSpace {v['ganspace'][0]}/{v['ganspace'][1]}"
             for m, v in PAPER["ecs"].items()
         )
         + "."

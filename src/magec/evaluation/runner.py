@@ -369,7 +369,7 @@ def _reference_manifold(
 
 
 def _apply(ctx: _Context, latents: torch.Tensor, ops: Sequence[EditOp], invert: bool = False) -> torch.Tensor:
-    """Edit copy k of ``latents`` (k-th row, or the single row repeated) with ``ops[k]``; inverse edits with ``invert``."""
+    """Edit copy k of ``latents`` (k-th row, or the one row repeated) with ``ops[k]``; inverse edits with ``invert``."""
     rows = []
     for k, op in enumerate(ops):
         lat = latents[k : k + 1] if latents.shape[0] == len(ops) else latents[:1]
@@ -414,7 +414,6 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             images,
             method=method,
             config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
-            progress=False,
             seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
         )
     recon = proj.images.detach()
@@ -505,7 +504,6 @@ def _edit_consistency(
             x_edit,
             method=method,
             config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
-            progress=False,
             seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
         )
     x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)

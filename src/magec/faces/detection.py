@@ -59,7 +59,7 @@ NO_FACE = "no face found (dlib's frontal face detector needs a roughly frontal f
 
 
 def detection_array(image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> tuple[np.ndarray, int]:
-    """``image`` as a contiguous uint8 RGB array reduced by an integer factor to at most ``max_side``; (array, factor)."""
+    """``image`` as a uint8 RGB array reduced by an integer factor to at most ``max_side``: (array, factor)."""
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
     pil = pil if pil.mode == "RGB" else pil.convert("RGB")
     factor = max(1, -(-max(pil.size) // max_side))

@@ -10,14 +10,29 @@ from typing import TYPE_CHECKING, Any
 from magec.inversion.config import METHODS, InversionConfig, Phase, method_config
 
 if TYPE_CHECKING:
-    from magec.inversion.optimizer import InversionResult, invert
+    from magec.inversion.optimizer import InversionResult, StepCallback, StepInfo, invert
+    from magec.inversion.progress import ProgressBar
 
-__all__ = ["METHODS", "InversionConfig", "InversionResult", "Phase", "invert", "method_config"]
+__all__ = [
+    "METHODS",
+    "InversionConfig",
+    "InversionResult",
+    "Phase",
+    "ProgressBar",
+    "StepCallback",
+    "StepInfo",
+    "invert",
+    "method_config",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("InversionResult", "invert"):
+    if name in ("InversionResult", "StepCallback", "StepInfo", "invert"):
         from magec.inversion import optimizer
 
         return getattr(optimizer, name)
+    if name == "ProgressBar":
+        from magec.inversion.progress import ProgressBar
+
+        return ProgressBar
     raise AttributeError(f"module 'magec.inversion' has no attribute {name!r}")

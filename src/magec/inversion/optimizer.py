@@ -2,52 +2,118 @@
 
 B images are inverted in one optimisation: one generator pass per step for the whole batch, losses
 summed over images so that each image's gradient is its own, and Adam (elementwise) keeps
-independent state per image. Results equal one-at-a-time inversion up to floating-point rounding.
+independent state per image. The same batches give bit-identical results; other batch sizes solve
+the same per-image problems up to floating-point rounding (README, "Batches").
+
+Progress is reported to an optional ``callback`` after every step (``StepInfo``: losses as tensors on
+the device, so a callback that does not read them costs no device sync); it may stop the run early.
+The loss history stays on the device and is copied to the CPU once, at the end.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
-from tqdm.auto import tqdm
 
 from magec.inversion.config import InversionConfig, method_config
 from magec.losses.magec_loss import MagecLoss
 from magec.losses.mse import mse_per_image
 
+if TYPE_CHECKING:
+    from magec.pipeline import Pipeline
+
 log = logging.getLogger("magec")
+
+#: Loss terms, in the order they are recorded.
+TERMS = ("total", "mse", "perceptual", "identity", "magec")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What ``invert`` tells its callback after each optimisation step."""
+
+    #: 0-based step over the whole schedule, and the schedule's length.
+    step: int
+    total_steps: int
+    #: 1-based phase of the schedule, and what it optimises ("latent" or "noise").
+    phase: int
+    target: str
+    lr: float
+    #: Per-image losses of this step, shape (B,), detached, on the pipeline's device: "total" (weighted
+    #: sum) and each active term ("mse", "perceptual", "identity", "magec"), unweighted.
+    losses: dict[str, torch.Tensor]
+    #: The codes after this step (detached; do not modify), e.g. for a live preview.
+    latents: torch.Tensor
+
+
+#: Called after every step; returning True stops the inversion (the result then has ``stopped=True``).
+StepCallback = Callable[[StepInfo], bool | None]
 
 
 @dataclass
 class InversionResult:
+    """Everything one ``invert`` call produced, for a batch of B images."""
+
+    #: Final codes, (B, *space shape), detached, on the pipeline's device.
     latents: torch.Tensor
+    #: The space the codes live in ("z", "w" or "w+").
     space: str
+    #: Optimised noise maps (one (B, 1, H, W) tensor per layer), or None when noise was not optimised.
     noise: list[torch.Tensor] | None
+    #: The generator's images of the final codes, (B, 3, R, R) in [-1, 1].
     images: torch.Tensor
-    #: One entry per step: {"step", "phase", "target", "lr", and per-image lists "total", "mse", "perceptual", "identity", "magec"}.
+    #: One entry per step: {"step", "phase", "target", "lr", and per-image lists for "total" and each
+    #: active term: "mse", "perceptual", "identity", "magec"} (plain Python numbers, on the CPU).
     history: list[dict] = field(default_factory=list)
+    #: Steps actually run (fewer than the schedule's when a callback stopped the run).
     steps: int = 0
+    #: Wall time of the optimisation, in seconds, for the whole batch.
     seconds: float = 0.0
+    #: The method name ("magec", "no-magec", "im2stylegan++").
     method: str = ""
+    #: Things the run adapted and the user should know (a missing space, no noise, no identity network).
     notes: list[str] = field(default_factory=list)
+    #: True when a callback asked to stop before the schedule ended.
+    stopped: bool = False
 
     def image_history(self, i: int) -> list[dict]:
         """The per-step losses of image ``i`` alone."""
         return [{k: (v[i] if isinstance(v, list) else v) for k, v in h.items()} for h in self.history]
 
 
+def _history_to_cpu(steps: list[dict], losses: list[dict[str, torch.Tensor]]) -> list[dict]:
+    """Per-step records with their loss tensors moved to the CPU in one copy per term."""
+    if not steps:
+        return []
+    history = [dict(s) for s in steps]
+    for term in TERMS:
+        rows = [i for i, step_losses in enumerate(losses) if term in step_losses]
+        if not rows:
+            continue
+        values = torch.stack([losses[i][term] for i in rows]).cpu().tolist()
+        for i, value in zip(rows, values):
+            history[i][term] = value
+    return history
+
+
 def invert(
-    pipeline,
+    pipeline: Pipeline,
     images: torch.Tensor,
     method: str = "magec",
     config: InversionConfig | None = None,
-    progress: bool = True,
     seed: int = 0,
+    callback: StepCallback | None = None,
 ) -> InversionResult:
-    """Invert images (B, 3, R, R) in [-1, 1] with ``method`` (magec | no-magec | im2stylegan++)."""
+    """Invert images (B, 3, R, R) in [-1, 1] with ``method`` (magec | no-magec | im2stylegan++).
+
+    ``config`` defaults to the method's paper schedule; ``seed`` seeds the initial noise maps;
+    ``callback`` (e.g. ``magec.inversion.ProgressBar``) sees every step and may stop the run.
+    """
     config = config or method_config(method)
     gen, device = pipeline.generator, pipeline.device
     target_images = images.to(device)
@@ -89,14 +155,16 @@ def invert(
     for note in notes:
         log.info(note)
 
-    history: list[dict] = []
+    steps: list[dict] = []
+    losses: list[dict[str, torch.Tensor]] = []
     optimizers: dict[str, torch.optim.Optimizer] = {}
     step = 0
+    stopped = False
     started = time.perf_counter()
-    bar = tqdm(total=config.total_steps, desc=f"invert [{method}] x{batch}", disable=not progress, leave=False)
     for phase_index, phase in enumerate(config.phases):
+        if stopped:
+            break
         if phase.target == "noise" and noise is None:
-            bar.update(phase.steps)
             continue
         params = [latents] if phase.target == "latent" else noise
         optimizer = optimizers.get(phase.target)
@@ -104,6 +172,7 @@ def invert(
             optimizer = optimizers[phase.target] = torch.optim.Adam(
                 params, lr=config.lr, betas=config.betas, eps=config.eps
             )
+        weights = {"mse": phase.mse, "perceptual": phase.perceptual, "identity": phase.identity, "magec": phase.magec}
         for _ in range(phase.steps):
             lr = config.lr_at(step)
             for group in optimizer.param_groups:
@@ -117,29 +186,21 @@ def invert(
                 terms["identity"] = pipeline.identity(generated, target_images)
             if phase.magec and magec is not None:
                 terms["magec"] = magec(latents.flatten(1), descriptor, edited)
-            weights = {
-                "mse": phase.mse,
-                "perceptual": phase.perceptual,
-                "identity": phase.identity,
-                "magec": phase.magec,
-            }
             total = sum(weights[k] * v for k, v in terms.items())
             total.sum().backward()
             optimizer.step()
-            record = {
-                "step": step,
-                "phase": phase_index + 1,
-                "target": phase.target,
-                "lr": lr,
-                "total": total.detach().cpu().tolist(),
-            }
-            record |= {k: v.detach().cpu().tolist() for k, v in terms.items()}
-            history.append(record)
+            step_losses = {"total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+            steps.append({"step": step, "phase": phase_index + 1, "target": phase.target, "lr": lr})
+            losses.append(step_losses)
             step += 1
-            bar.update(1)
-            if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{total.mean().item():.4f}")
-    bar.close()
+            if callback is not None:
+                info = StepInfo(
+                    step - 1, config.total_steps, phase_index + 1, phase.target, lr, step_losses, latents.detach()
+                )
+                if callback(info):
+                    stopped = True
+                    notes.append(f"stopped by the callback after {step} of {config.total_steps} steps")
+                    break
     with torch.no_grad():
         final = gen.synthesize(latents, space=space, noise=noise)
     return InversionResult(
@@ -147,9 +208,10 @@ def invert(
         space=space,
         noise=[n.detach() for n in noise] if noise is not None else None,
         images=final.detach(),
-        history=history,
+        history=_history_to_cpu(steps, losses),
         steps=step,
         seconds=time.perf_counter() - started,
         method=method,
         notes=notes,
+        stopped=stopped,
     )

@@ -19,7 +19,7 @@ from magec.errors import file_error
 from magec.generators.base import Generator, select_noise
 from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
-from magec.io.images import save_png
+from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
 
@@ -31,10 +31,6 @@ class SavedLatent:
     noise: list[torch.Tensor] | None
     source: torch.Tensor | None
     metadata: dict[str, Any]
-
-
-def to_uint8(image: torch.Tensor) -> torch.Tensor:
-    return ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def save_latent(

@@ -18,7 +18,7 @@ from magec.errors import file_error
 
 
 def read_checkpoint(path: str | Path, what: str, allowed_globals: Sequence[Any] = ()) -> object:
-    """``torch.load(path, weights_only=True)`` on CPU; any failure is a ``MagecError`` naming ``path`` and ``what`` was expected.
+    """``torch.load(path, weights_only=True)`` on CPU; a failure is a ``MagecError`` naming ``path`` and ``what``.
 
     ``allowed_globals`` extends the safe loader's allow-list for one call (e.g. ``argparse.Namespace``,
     which training checkpoints keep their arguments in).

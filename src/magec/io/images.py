@@ -140,15 +140,26 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+#: ImageNet normalisation (torchvision's classifiers, LPIPS-free VGG features, ArcFace/MoCo inputs).
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """An image tensor in [-1, 1] (any shape) as uint8 bytes on the CPU, rounded."""
+    import torch
+
+    return ((image.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) or (1, 3, H, W) tensor in [-1, 1] -> 8-bit RGB PIL image."""
-    import torch
 
     if image.dim() == 4:
         if image.shape[0] != 1:
             raise ValueError(f"expected one image, got a batch of {image.shape[0]}")
         image = image[0]
-    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    arr = to_uint8(image)
     return Image.fromarray(arr.permute(1, 2, 0).numpy(), mode="RGB")
 
 

@@ -15,7 +15,7 @@ def center_square_batch(images: torch.Tensor) -> torch.Tensor:
 
 
 def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize (B, C, H, W) to ``size`` x ``size``: area pooling when shrinking (as pSp does), antialiased bilinear otherwise."""
+    """Resize (B, C, H, W) to ``size`` x ``size``: area pooling to shrink (as pSp does), else antialiased bilinear."""
     h, w = images.shape[-2:]
     if (h, w) == (size, size):
         return images

@@ -1,1 +1,7 @@
-"""Latent-space models fitted on generated samples: LinkNet, editors, latent statistics."""
+"""Latent-space models fitted on generated samples: LinkNet and the editors.
+
+One convention for everything fitted here, as in the paper's pipeline: a classmethod ``fit(...)``
+returns a new, fitted object (``LinkNet.fit``, ``InterfaceGANEditor.fit``, ``GANSpaceEditor.fit``,
+``SeFaEditor.fit``, ``StyleFlowEditor.fit``); ``tensors()`` / ``from_tensors(...)`` store it in a pack and
+rebuild it. Every editor follows the ``magec.latent.editors.LatentEditor`` protocol.
+"""

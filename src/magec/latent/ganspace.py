@@ -48,7 +48,7 @@ class GANSpaceEditor(DirectionEditor):
         config: GANSpaceConfig | None = None,
         seed: int = 0,
     ) -> GANSpaceEditor:
-        """PCA of ``features`` (N, D) regressed onto (N, L) ``latents``; PCA of the latents when ``features`` is None."""
+        """PCA of ``features`` (N, D) regressed onto (N, L) ``latents``; PCA of the latents without ``features``."""
         config = config or GANSpaceConfig()
         z = latents.detach().double().cpu().numpy()
         source = z if features is None else features.detach().double().cpu().numpy()

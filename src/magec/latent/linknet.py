@@ -27,7 +27,7 @@ class LinkNetConfig:
 
 
 class LinkNet(nn.Module):
-    """Linear latent -> descriptor logits; ``fit`` / ``predict_proba`` / ``agreement`` in scikit-learn's manner."""
+    """Linear latent -> descriptor logits; ``LinkNet.fit`` builds a fitted one (see ``magec.latent``)."""
 
     def __init__(self, latent_dim: int, layout: DescriptorLayout) -> None:
         super().__init__()
@@ -39,17 +39,21 @@ class LinkNet(nn.Module):
         """Descriptor logits for codes of shape (..., latent_dim)."""
         return self.linear(latents)
 
+    @classmethod
     def fit(
-        self,
+        cls,
         latents: torch.Tensor,
         target_probs: torch.Tensor,
+        layout: DescriptorLayout,
         config: LinkNetConfig | None = None,
-        seed: int = 0,
         progress: bool = True,
     ) -> LinkNet:
-        """Train on (N, latent_dim) codes and F's (N, dim) probabilities with L_F; returns self."""
+        """A LinkNet trained on (N, latent_dim) codes and F's (N, dim) probabilities with L_F.
+
+        Deterministic (zero start, full-batch L-BFGS): nothing random, so nothing to seed.
+        """
         config = config or LinkNetConfig()
-        torch.manual_seed(seed)
+        self = cls(latents.shape[1], layout)
         nn.init.zeros_(self.linear.weight)
         with torch.no_grad():  # start from the marginal distribution of F's outputs
             self.linear.bias.copy_(_marginal_logits(self.layout, target_probs))

@@ -37,6 +37,7 @@ from torch import nn
 
 from magec.errors import MagecError, file_error
 from magec.faces.chips import DCGAN_CHIP, ChipBox
+from magec.io.images import to_uint8 as to_uint8_chw
 from magec.losses.identity import IdentityLoss
 from magec.weights import face_models_dir
 
@@ -498,9 +499,9 @@ class FaceChipFinder:
         return chip.scaled(1.0 / factor_x) if factor_x != 1.0 else chip
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) uint8, rounded as an image file would be."""
-    return ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return to_uint8_chw(image).permute(1, 2, 0).numpy()
 
 
 # ---- the loss ---------------------------------------------------------------------------------
@@ -544,7 +545,7 @@ class DlibIdentityLoss(IdentityLoss):
 
     def chip_for(self, image: torch.Tensor) -> FaceChip:
         """dlib's chip of one (3, H, W) image in [-1, 1]; the fallback box when no face is found."""
-        chip = self.finder.find(to_uint8(image))
+        chip = self.finder.find(to_uint8_hwc(image))
         if chip is not None:
             return chip
         self.fallbacks += 1

@@ -26,12 +26,11 @@ from torch import nn
 
 from magec.errors import file_error
 from magec.io.checkpoints import read_checkpoint, read_state_dict, strict_load
+from magec.io.images import IMAGENET_MEAN, IMAGENET_STD
 from magec.io.resize import resize_square
 
 #: InsightFace IR-50 stages: (output channels, number of units); the first unit of each stage has stride 2.
 IR50_STAGES: tuple[tuple[int, int], ...] = ((64, 3), (128, 4), (256, 14), (512, 3))
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class IdentityLoss(nn.Module, abc.ABC):

@@ -18,11 +18,6 @@ def rosinality_channels(resolution: int, channel_multiplier: int = 2) -> tuple[i
     return tuple(table.get(r, 16384 * channel_multiplier // r) for r in _resolutions(resolution))
 
 
-def nvidia_channels(resolution: int, channel_base: int = 32768, channel_max: int = 512) -> tuple[int, ...]:
-    """Feature maps per resolution as in NVIDIA's stylegan2-ada-pytorch: min(channel_base / res, channel_max)."""
-    return tuple(min(channel_base // r, channel_max) for r in _resolutions(resolution))
-
-
 def _resolutions(resolution: int) -> list[int]:
     return [2**i for i in range(2, int(math.log2(resolution)) + 1)]
 

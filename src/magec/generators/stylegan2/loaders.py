@@ -44,7 +44,7 @@ def sniff_format(path: str | Path) -> str:
 
 
 def load_stylegan2(path: str | Path, device: torch.device | str = "cpu", **overrides) -> StyleGAN2Generator:
-    """Load any supported StyleGAN2 checkpoint; ``overrides`` (size, channel_multiplier, n_mlp) apply to rosinality files."""
+    """Load any supported StyleGAN2 checkpoint; ``overrides`` (size, channel_multiplier, n_mlp): rosinality only."""
     kind = sniff_format(path)
     if overrides and kind != "rosinality":
         raise file_error(
@@ -144,7 +144,7 @@ def load_nvidia(path: str | Path) -> StyleGAN2Generator:
 
 
 def save_safetensors(model: StyleGAN2Generator, path: str | Path) -> None:
-    """Write our format atomically: rosinality-named tensors, ``latent_avg`` when known, architecture JSON in the metadata."""
+    """Write our format atomically: rosinality-named tensors, ``latent_avg`` when known, architecture JSON."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().float().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -179,7 +179,8 @@ def load_safetensors(path: str | Path) -> StyleGAN2Generator:
     if metadata.get("format_version") != SAFETENSORS_VERSION:
         raise file_error(
             path,
-            f"unsupported {SAFETENSORS_FORMAT} format_version {metadata.get('format_version')!r} (expected {SAFETENSORS_VERSION})",
+            f"unsupported {SAFETENSORS_FORMAT} format_version {metadata.get('format_version')!r} "
+            f"(expected {SAFETENSORS_VERSION})",
         )
     try:
         config = StyleGAN2Config.from_json(metadata.get("architecture", ""))

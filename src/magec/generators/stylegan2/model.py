@@ -169,7 +169,8 @@ class StyleGAN2Generator(Generator):
         elif space == "w+":
             if latents.ndim != 3 or latents.shape[1:] != (self.n_latent, self.style_dim):
                 raise ValueError(
-                    f"{self.spec}: W+ codes must have shape (B, {self.n_latent}, {self.style_dim}), got {tuple(latents.shape)}"
+                    f"{self.spec}: W+ codes must have shape (B, {self.n_latent}, {self.style_dim}), "
+                    f"got {tuple(latents.shape)}"
                 )
             ws = latents
         else:

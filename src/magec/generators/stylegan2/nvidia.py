@@ -87,7 +87,8 @@ def read_nvidia_pickle(path: str | Path) -> PersistentStub:
     except RefusedPickle as exc:
         if "dnnlib.tflib" in str(exc):
             raise RefusedPickle(
-                f"{exc} (a TensorFlow StyleGAN2 pickle: convert it first with stylegan2-ada-pytorch's legacy.py or rosinality's convert_weight.py)"
+                f"{exc} (a TensorFlow StyleGAN2 pickle: convert it first with stylegan2-ada-pytorch's legacy.py "
+                "or rosinality's convert_weight.py)"
             ) from None
         raise
     g = data.get("G_ema") if isinstance(data, dict) else None
