@@ -111,6 +111,7 @@ def test_every_exported_name_resolves():
         magec.no_such_thing  # noqa: B018
 
 
+@pytest.mark.slow
 def test_readme_example_runs(embedded_pack, dcgan, tmp_path, monkeypatch):
     """The README's Python API block, run as written, with the cache holding a (small) embedded pack."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -23,6 +23,7 @@ def face_png(dcgan, tmp_path_factory):
     return save_png(image, tmp_path_factory.mktemp("faces") / "face.png")
 
 
+@pytest.mark.slow
 def test_invert_then_edit(pack_dir, face_png, tmp_path, capsys):
     out = tmp_path / "inv"
     code = main(
@@ -97,6 +98,7 @@ def test_invert_then_edit(pack_dir, face_png, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow  # tests/test_bad_input.py runs the same refusals (and many more) through a subprocess
 def test_bad_inputs_refused_without_partial_outputs(pack_dir, face_png, tmp_path, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
@@ -134,6 +136,7 @@ def test_bad_inputs_refused_without_partial_outputs(pack_dir, face_png, tmp_path
     assert "not a readable safetensors latent" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_preview_writes_labelled_grids(pack_dir, tmp_path):
     assert main(["preview", "--pack", str(pack_dir), "--out", str(tmp_path), "-n", "8", "--device", "cpu"]) == 0
     assert {p.name for p in tmp_path.glob("*.png")} == {
@@ -144,6 +147,7 @@ def test_preview_writes_labelled_grids(pack_dir, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_prepare_cli_writes_a_loadable_pack(tmp_path, capsys):
     out = tmp_path / "pack"
     assert main(["prepare", "--out", str(out), "--samples", "300", "--device", "cpu", "--seed", "3"]) == 0

@@ -59,6 +59,7 @@ def test_demo_writes_a_self_contained_page(tmp_path):
     assert main(args) == 0  # second run reuses the cached pack
 
 
+@pytest.mark.slow
 def test_bench_reports_every_figure(embedded_pack, dcgan, dlib_describer):
     from magec.bench import run_bench
     from magec.pipeline import assemble_pipeline

@@ -36,6 +36,7 @@ def test_bold_only_for_a_significantly_best_method():
     assert res.means["a"] == pytest.approx(0.7) and res.bold == set()
 
 
+@pytest.mark.slow
 def test_report_numbers_match_the_csvs(tmp_path):
     pipe = make_pipeline()
     with one_thread():

@@ -49,6 +49,7 @@ def test_arcface_checkpoint_has_the_pSp_layout(arcface_file):
     assert state["output_layer.4.running_var"].shape == (512,)
 
 
+@pytest.mark.slow
 def test_arcface_loads_strictly_and_measures_identity(arcface_file):
     path, ref = arcface_file
     loss = build_identity(f"arcface:{path}", "cpu")
@@ -76,6 +77,7 @@ def test_arcface_without_batch_counters_still_loads(arcface_file, tmp_path):
     torch.testing.assert_close(ArcFaceIRSE50.from_checkpoint(old).embed(x), ref.embed(x))
 
 
+@pytest.mark.slow
 def test_arcface_wrong_layout_is_refused(arcface_file, tmp_path):
     path, _ = arcface_file
     state = torch.load(path, weights_only=True)
@@ -135,6 +137,7 @@ def _moco_checkpoint(seed: int) -> tuple[dict, torch.nn.Module]:
     return ckpt, encoder
 
 
+@pytest.mark.slow
 def test_moco_loads_encoder_q_strictly(tmp_path):
     ckpt, encoder = _moco_checkpoint(5)
     path = tmp_path / "moco_v2_800ep_pretrain.pth.tar"

@@ -101,6 +101,7 @@ def test_garbage_manifest_is_refused(tmp_path):
         Pack.load(tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_prepare_is_deterministic_per_seed(dcgan, dlib_describer):
     from magec.prepare import PrepareConfig, prepare_pack
 

@@ -17,6 +17,7 @@ def torch_home(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_lpips_loads_backbone_from_cache(torch_home):
     assert find_vgg16_weights() is None
     checkpoints = torch_home / "hub" / "checkpoints"

@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_not_inputs([args.out], [args.photo])
     check_output_file(args.out, args.force, ours=is_magec_png)
-    aligned, found = align_photo(args.photo, args.size, face_index=args.face, max_pixels=args.max_pixels)
-    save_png(aligned, args.out)
+    aligned = align_photo(args.photo, args.size, face_index=args.face, max_pixels=args.max_pixels)
+    save_png(aligned.image, args.out)
+    found = aligned.faces_found
     note = "" if found == 1 else f" (face {args.face} of {found} found, 0 = largest; --face picks another)"
     print(f"aligned {args.photo} -> {args.out} ({args.size}x{args.size}){note}")
     return 0

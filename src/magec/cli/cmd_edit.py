@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from magec import validation
-from magec.cli.options import add_device_and_seed, add_force
+from magec.cli.options import add_device_and_seed, add_force, add_max_pixels
 from magec.errors import MagecError
 
 EDITORS = ("interfacegan", "ganspace", "interpolate")
@@ -27,6 +27,11 @@ def parse_amounts(text: str) -> list[float]:
     return amounts
 
 
+def pasted_name(name: str) -> str:
+    """``interfacegan_male_+3.00.png`` -> ``interfacegan_male_+3.00.pasted.png``."""
+    return name[: -len(".png")] + ".pasted.png"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="edit an inverted latent and write the images and a grid", description=__doc__)
     p.add_argument("latent", help="a <name>.latent.safetensors written by `magec invert`")
@@ -44,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default: symmetric steps up to the editor's default",
     )
     p.add_argument("--out", required=True, help="folder for one PNG per edit and grid.png")
+    p.add_argument(
+        "--paste-back",
+        metavar="PHOTO",
+        help="also write each edit (and the projection) pasted back into PHOTO, the photo that was inverted with "
+        "--align or --face-crop, at its full resolution: <edit>.pasted.png",
+    )
+    add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
     p.set_defaults(func=run)
@@ -57,10 +69,24 @@ def run(args: argparse.Namespace) -> int:
 
     saved = load_latent(args.latent)
     from magec.pipeline import load_pipeline
-    from magec.render import apply_edits, default_amounts, default_operations, planned_edit_files, write_edits
+    from magec.render import (
+        apply_edits,
+        default_amounts,
+        default_operations,
+        edit_file_name,
+        planned_edit_files,
+        write_edits,
+    )
 
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
     check_latent_fits(saved, pipeline.generator, args.latent)
+    from dataclasses import replace
+
+    from magec.inversion.outputs import tuned_generator_for
+
+    tuned = tuned_generator_for(args.latent, pipeline.generator)
+    if tuned is not None:  # a +pti inversion: edits are rendered with the generator tuned for this photo
+        pipeline = replace(pipeline, generator=tuned)
     editor = pipeline.pack.editors[args.editor]
     operations = args.operation or default_operations(pipeline, args.editor, seed=args.seed)
     if args.editor != "interpolate":
@@ -69,12 +95,37 @@ def run(args: argparse.Namespace) -> int:
             raise MagecError(f"--operation {unknown[0]!r}: {args.editor} offers {', '.join(editor.operations())}")
     amounts = args.amounts or default_amounts(pipeline, args.editor)
     source = str(Path(args.latent).resolve())
-    out.claim({name: source for name in planned_edit_files(args.editor, operations, amounts)})
+    planned = planned_edit_files(args.editor, operations, amounts)
+    framing = None
+    if args.paste_back:
+        from magec.faces.paste import Framing
+
+        photo_meta = saved.metadata.get("photo")
+        if not photo_meta:
+            raise MagecError(f"{args.latent}: --paste-back needs a latent inverted with --align or --face-crop")
+        framing = Framing.from_dict(photo_meta)
+        from magec.io.images import image_size
+
+        if tuple(image_size(args.paste_back, args.max_pixels)) != tuple(framing.photo_size):
+            raise MagecError(
+                f"{args.paste_back}: not the photo that was inverted (it was "
+                f"{framing.photo_size[0]}x{framing.photo_size[1]})"
+            )
+        planned += [pasted_name(n) for n in planned if n != "grid.png"] + [pasted_name("projection.png")]
+    out.claim({name: source for name in planned})
     rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
     noise = [n.to(pipeline.device) for n in saved.noise] if saved.noise else None
     projection = pipeline.generator.synthesize(saved.latent.to(pipeline.device), space=saved.space, noise=noise)[0]
     name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
     title = f"{args.editor} edits of {name} ({method} projection)"
     written = write_edits(out.path, rows, saved.source, projection.detach(), title)
-    print(f"wrote {len(written)} files to {args.out} (grid: {written[-1]})")
+    if framing is not None:
+        from magec.faces.paste import paste_into_photo
+        from magec.io.images import save_png, tensor_to_pil
+
+        crops = {pasted_name(edit_file_name(e.editor, e.operation, e.amount)): e.image for row in rows for e in row}
+        crops[pasted_name("projection.png")] = projection
+        pasted = paste_into_photo(args.paste_back, [tensor_to_pil(c) for c in crops.values()], framing, args.max_pixels)
+        written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
+    print(f"wrote {len(written)} files to {args.out} (grid: {out.path / 'grid.png'})")
     return 0

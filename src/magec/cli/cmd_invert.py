@@ -29,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("invert", help="invert images with the MAGEC loss or a baseline", description=__doc__)
     p.add_argument("images", nargs="+", help="image files (any common format; centre-cropped to a square and resized)")
     p.add_argument("--pack", required=True)
-    p.add_argument("--method", choices=METHODS, default="magec")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="magec",
+        help="magec (default), no-magec, im2stylegan++, or magec+pti / no-magec+pti: then pivotal tuning of the "
+        "generator around the latent (saved as <name>.pti.safetensors, used by `magec edit`)",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -71,25 +77,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_input(path: Path, size: int, args: argparse.Namespace) -> torch.Tensor:
-    """One input image as a (1, 3, size, size) tensor, framed as the options say."""
-    from magec.io.images import load_image, pil_to_tensor
+def read_input(path: Path, size: int, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
+    """One input image as a (1, 3, size, size) tensor, framed as the options say, and metadata recording
+    where the face was found in the photo (``framing``, for ``magec edit --paste-back``)."""
+    from magec.io.images import image_size, load_image, pil_to_tensor
 
     if args.align:
         from magec.faces.alignment import align_photo
 
-        return pil_to_tensor(align_photo(path, size, face_index=args.face, max_pixels=args.max_pixels)[0])
+        aligned = align_photo(path, size, face_index=args.face, max_pixels=args.max_pixels)
+        return pil_to_tensor(aligned.image), {"framing": "align", **aligned.framing.to_dict()}
     if args.face_crop:
-        from magec.faces.crop import crop_to_chip_box
+        from magec.faces.crop import frame_face_crop
         from magec.faces.detection import DETECTION_SIDE
         from magec.io.images import read_image
 
         photo = read_image(path, args.max_pixels, reduce_to=DETECTION_SIDE)
         try:
-            return pil_to_tensor(crop_to_chip_box(photo, size, face_index=args.face))
+            crop, framing = frame_face_crop(photo, size, face_index=args.face)
         except MagecError as exc:
             raise MagecError(f"{path}: {exc}") from None
-    return load_image(path, size, args.max_pixels)
+        full = image_size(path, args.max_pixels)
+        framing = framing.scaled(full[0] / photo.width, full)
+        return pil_to_tensor(crop), {"framing": "face-crop", **framing.to_dict()}
+    return load_image(path, size, args.max_pixels), {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     names = unique_output_names(paths)
     config = method_config(args.method, args.steps_scale, lambda_magec=args.lambda_magec, lambda_id=args.lambda_id)
     out = OutputFolder.open(args.out, "inversion", args.force)
-    claims = {f"{name}{suffix}": str(path.resolve()) for name, path in zip(names, paths) for suffix in OUTPUT_SUFFIXES}
+    suffixes = OUTPUT_SUFFIXES + ((".pti.safetensors",) if args.method.endswith("+pti") else ())
+    claims = {f"{name}{suffix}": str(path.resolve()) for name, path in zip(names, paths) for suffix in suffixes}
     out.check_claims(claims)
     check_not_inputs([out.target(c) for c in claims], paths)
     for path in paths:  # every input is decoded once (and refused, with its name) before any model loads
@@ -117,16 +129,23 @@ def run(args: argparse.Namespace) -> int:
         args.pack, args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer
     )
     size = pipeline.generator.resolution
-    images = [read_input(p, size, args) for p in paths]  # every face is found before anything is written
+    framed = [read_input(p, size, args) for p in paths]  # every face is found before anything is written
+    images = [tensor for tensor, _ in framed]
     out.claim(claims)
     settings = {**pipeline.settings(), "pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale}
+    from magec.inversion.pti import PTIConfig
+
+    pti = PTIConfig().scaled(args.steps_scale)
     for start in range(0, len(images), args.batch_size):
         batch_names = names[start : start + args.batch_size]
         batch = torch.cat(images[start : start + args.batch_size])
         bar = ProgressBar(f"invert [{args.method}] {start + len(batch_names)}/{len(names)}")
-        result = invert(pipeline, batch, args.method, config, seed=args.seed, callback=bar)
+        result = invert(pipeline, batch, args.method, config, seed=args.seed, callback=bar, pti=pti)
         sources = [str(p) for p in paths[start : start + args.batch_size]]
-        write_inversion_outputs(out.path, batch_names, batch, result, settings, source_files=sources)
+        framing = [meta for _, meta in framed[start : start + args.batch_size]]
+        write_inversion_outputs(
+            out.path, batch_names, batch, result, settings, source_files=sources, extra=framing, base=pipeline.generator
+        )
         for name in batch_names:
             print(f"wrote {out.path / name}.{{latent.safetensors,png,json}}")
     return 0

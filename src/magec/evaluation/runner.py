@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -40,9 +40,14 @@ from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
-from magec.inversion.config import METHODS
+from magec.inversion.config import METHODS, InversionConfig
 from magec.io import atomic
 from magec.io.images import save_png
+from magec.latent.editors import LatentEditor
+
+if TYPE_CHECKING:
+    from magec.inversion.optimizer import InversionResult
+    from magec.pipeline import Pipeline
 
 RECORD_VERSION = 1
 SIGNIFICANT_DIGITS = 6
@@ -206,7 +211,7 @@ def _default_invert() -> InvertFn:
     return invert
 
 
-def _inversion_config(method: str, steps_scale: float, lambda_magec: float | None = None) -> Any:
+def _inversion_config(method: str, steps_scale: float, lambda_magec: float | None = None) -> InversionConfig | None:
     """The method's paper schedule, scaled; None (the inverter's own default) at scale 1 with the paper's weights."""
     if steps_scale == 1.0 and lambda_magec is None:
         return None
@@ -217,20 +222,20 @@ def _inversion_config(method: str, steps_scale: float, lambda_magec: float | Non
 
 @dataclass
 class _Context:
-    pipeline: Any
+    pipeline: Pipeline
     config: EvaluationConfig
     paths: EvaluationPaths
     invert: InvertFn
     features: FeatureNetwork
     manifold: ReferenceManifold
-    editors: dict[str, Any]
+    editors: dict[str, LatentEditor]
 
 
 # ---- the run -----------------------------------------------------------------------------------
 
 
 def run_evaluation(
-    pipeline: Any,
+    pipeline: Pipeline,
     source: ImageSource,
     out_dir: str | Path,
     config: EvaluationConfig = EvaluationConfig(),
@@ -295,7 +300,7 @@ def run_evaluation(
     return paths
 
 
-def _select_editors(pipeline: Any, names: Sequence[str]) -> dict[str, Any]:
+def _select_editors(pipeline: Pipeline, names: Sequence[str]) -> dict[str, LatentEditor]:
     available = dict(pipeline.pack.editors)
     missing = [n for n in names if n not in available]
     if missing:
@@ -479,7 +484,7 @@ def _edit_consistency(
     method: str,
     images: torch.Tensor,
     ids: list[str],
-    proj: Any,
+    proj: InversionResult,
     recon: torch.Tensor,
     records: list[dict],
 ) -> None:

@@ -30,6 +30,7 @@ from PIL import Image
 
 from magec.errors import MagecError, file_error
 from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector, select_face
+from magec.faces.paste import Framing
 from magec.io.images import image_size, read_image, save_png
 from magec.validation import DEFAULT_MAX_PIXELS, MAX_OUTPUT_SIDE
 
@@ -162,6 +163,17 @@ def align_face(
     return align_quad(image, ffhq_quad(select_face(detector.detect(image), face_index)), size, config)
 
 
+@dataclass(frozen=True)
+class AlignedFace:
+    """An FFHQ-aligned face: the image, how many faces the photo has, and where the face sits in the photo."""
+
+    image: Image.Image
+    faces_found: int
+    framing: Framing
+    #: The face's 68 landmarks in the photo's pixels (for a paste-back mask).
+    landmarks: np.ndarray
+
+
 def align_photo(
     photo: str | Path,
     size: int = 1024,
@@ -169,8 +181,8 @@ def align_photo(
     detector: LandmarkDetector | None = None,
     config: AlignConfig = AlignConfig(),
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[Image.Image, int]:
-    """Read ``photo`` and FFHQ-align one face: (aligned image, number of faces found). Errors name the photo.
+) -> AlignedFace:
+    """Read ``photo`` and FFHQ-align one face (the ``face_index``-th largest). Errors name the photo.
 
     Memory stays bounded on large photos: faces are found on a reduced decode (JPEG DCT scaling, or a
     box reduction), and the photo is decoded again only at the scale the face's square needs.
@@ -195,8 +207,11 @@ def align_photo(
     else:
         del preview
         source = read_image(photo, max_pixels, reduce_to=needed)
+    framing = Framing.from_quad(quad + 0.5, full_size)  # pixel centres at +0.5, as Framing counts
     quad = (quad + 0.5) * (source.width / full_size[0]) - 0.5
-    return align_quad(source, quad, size, config), len(faces)
+    return AlignedFace(
+        align_quad(source, quad, size, config), len(faces), framing, (face.landmarks + 0.5) * scale - 0.5
+    )
 
 
 def align_file(
@@ -212,6 +227,6 @@ def align_file(
 
     Errors name the photo; nothing is written when there is no (such) face.
     """
-    aligned, found = align_photo(photo, size, face_index, detector, config, max_pixels)
-    save_png(aligned, out)
-    return found
+    aligned = align_photo(photo, size, face_index, detector, config, max_pixels)
+    save_png(aligned.image, out)
+    return aligned.faces_found

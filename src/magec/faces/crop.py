@@ -16,6 +16,7 @@ from PIL import Image
 from magec.errors import MagecError
 from magec.faces.chips import DCGAN_CHIP, ChipBox
 from magec.faces.detection import NO_FACE, detection_array
+from magec.faces.paste import Framing
 from magec.weights import age_gender_models_dir
 
 
@@ -43,10 +44,10 @@ def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, 
     )
 
 
-def crop_to_chip_box(
+def frame_face_crop(
     image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, face_index: int = 0, render: int = 256
-) -> Image.Image:
-    """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``."""
+) -> tuple[Image.Image, Framing]:
+    """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``, and where it sits in ``image``."""
     cx, cy, side, angle = detect_chip(image, face_index)
     render = max(render, size)
     k = side / (box.size * render)  # source pixels per output pixel
@@ -63,7 +64,15 @@ def crop_to_chip_box(
         resample=Image.Resampling.BICUBIC,
         fillcolor=(128, 128, 128),
     )
-    return out.resize((size, size), Image.Resampling.LANCZOS) if render != size else out
+    framing = Framing((c, f), (a * render, d * render), (b * render, e * render), image.size)
+    return (out.resize((size, size), Image.Resampling.LANCZOS) if render != size else out), framing
+
+
+def crop_to_chip_box(
+    image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, face_index: int = 0, render: int = 256
+) -> Image.Image:
+    """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``."""
+    return frame_face_crop(image, size, box, face_index, render)[0]
 
 
 def astronaut_face(size: int, box: ChipBox = DCGAN_CHIP) -> Image.Image:

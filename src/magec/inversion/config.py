@@ -83,7 +83,14 @@ class InversionConfig:
         raise IndexError("step beyond the schedule")
 
 
-METHODS = ("magec", "no-magec", "im2stylegan++")
+METHODS = ("magec", "no-magec", "im2stylegan++", "magec+pti", "no-magec+pti")
+#: Methods followed by pivotal tuning of the generator (``magec.inversion.pti``).
+PTI_METHODS = ("magec+pti", "no-magec+pti")
+
+
+def base_method(method: str) -> str:
+    """The latent-optimisation part of a method: ``magec+pti`` -> ``magec``."""
+    return method.removesuffix("+pti")
 
 
 def method_config(
@@ -102,6 +109,7 @@ def method_config(
         if value is not None:
             validation.non_negative(name, value)
     validation.choice("--method", method, METHODS)
+    method = base_method(method)
 
     def scaled(p: Phase) -> Phase:
         p = replace(p, steps=max(1, round(p.steps * steps_scale)))

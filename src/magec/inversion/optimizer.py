@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from magec.inversion.config import InversionConfig, method_config
+from magec.generators.base import select_noise
+from magec.inversion.config import PTI_METHODS, InversionConfig, method_config
+from magec.inversion.pti import PTIConfig, pivotal_tuning
 from magec.losses.magec_loss import MagecLoss
 from magec.losses.mse import mse_per_image
 
 if TYPE_CHECKING:
+    from magec.generators.base import Generator
     from magec.pipeline import Pipeline
 
 log = logging.getLogger("magec")
@@ -80,6 +83,8 @@ class InversionResult:
     notes: list[str] = field(default_factory=list)
     #: True when a callback asked to stop before the schedule ended.
     stopped: bool = False
+    #: For the ``+pti`` methods: one tuned generator per image (``images`` are theirs), else None.
+    tuned: list[Generator] | None = None
 
     def image_history(self, i: int) -> list[dict]:
         """The per-step losses of image ``i`` alone."""
@@ -108,11 +113,14 @@ def invert(
     config: InversionConfig | None = None,
     seed: int = 0,
     callback: StepCallback | None = None,
+    pti: PTIConfig | None = None,
 ) -> InversionResult:
     """Invert images (B, 3, R, R) in [-1, 1] with ``method`` (magec | no-magec | im2stylegan++).
 
     ``config`` defaults to the method's paper schedule; ``seed`` seeds the initial noise maps;
     ``callback`` (e.g. ``magec.inversion.ProgressBar``) sees every step and may stop the run.
+    ``magec+pti`` / ``no-magec+pti`` then tune one generator per image around its latent (``pti``,
+    default: PTI's published settings); their steps are reported with ``target="generator"``.
     """
     config = config or method_config(method)
     gen, device = pipeline.generator, pipeline.device
@@ -155,6 +163,8 @@ def invert(
     for note in notes:
         log.info(note)
 
+    pti = pti or PTIConfig()
+    reported_total = config.total_steps + (batch * pti.steps if method in PTI_METHODS else 0)
     steps: list[dict] = []
     losses: list[dict[str, torch.Tensor]] = []
     optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -195,14 +205,25 @@ def invert(
             step += 1
             if callback is not None:
                 info = StepInfo(
-                    step - 1, config.total_steps, phase_index + 1, phase.target, lr, step_losses, latents.detach()
+                    step - 1, reported_total, phase_index + 1, phase.target, lr, step_losses, latents.detach()
                 )
                 if callback(info):
                     stopped = True
                     notes.append(f"stopped by the callback after {step} of {config.total_steps} steps")
                     break
+    tuned = None
+    if method in PTI_METHODS and not stopped:
+        tuned = _tune(pipeline, target_images, latents.detach(), space, noise, pti, seed, callback, step, config)
     with torch.no_grad():
-        final = gen.synthesize(latents, space=space, noise=noise)
+        if tuned is None:
+            final = gen.synthesize(latents, space=space, noise=noise)
+        else:
+            final = torch.cat(
+                [
+                    g.synthesize(latents[i : i + 1], space=space, noise=select_noise(noise, i))
+                    for i, g in enumerate(tuned)
+                ]
+            )
     return InversionResult(
         latents=latents.detach(),
         space=space,
@@ -214,4 +235,33 @@ def invert(
         method=method,
         notes=notes,
         stopped=stopped,
+        tuned=tuned,
     )
+
+
+def _tune(
+    pipeline: Pipeline,
+    images: torch.Tensor,
+    latents: torch.Tensor,
+    space: str,
+    noise: list[torch.Tensor] | None,
+    pti: PTIConfig,
+    seed: int,
+    callback: StepCallback | None,
+    done_steps: int,
+    config: InversionConfig,
+) -> list[Generator]:
+    """Pivotal tuning after the latent phases, reporting its steps to the inversion's callback."""
+    batch = images.shape[0]
+    total = config.total_steps + batch * pti.steps
+    phase = len(config.phases) + 1  # the tuning is reported as one more phase
+
+    def report(i: int, step: int, loss: float) -> bool | None:
+        if callback is None:
+            return None
+        losses = {"total": torch.full((batch,), float("nan"), device=images.device)}
+        losses["total"][i] = loss
+        info = StepInfo(done_steps + i * pti.steps + step, total, phase, "generator", pti.lr, losses, latents)
+        return callback(info)
+
+    return pivotal_tuning(pipeline, images, latents, space, noise, pti, seed, report if callback else None)

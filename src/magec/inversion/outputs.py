@@ -17,11 +17,22 @@ from safetensors.torch import load_file, save_file
 
 from magec.errors import file_error
 from magec.generators.base import Generator, select_noise
+from magec.generators.delta import apply_delta, fingerprint, save_delta, weight_delta
 from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
 from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
+#: Beside ``<name>.latent.safetensors``: the generator pivotal tuning made for that image.
+PTI_SUFFIX = ".pti.safetensors"
+
+
+def tuned_generator_for(latent_path: str | Path, base: Generator) -> Generator | None:
+    """The tuned generator saved beside a latent by a ``+pti`` inversion (refused if tuned from another
+    generator), or None when there is none."""
+    path = Path(latent_path)
+    delta = path.with_name(path.name.removesuffix(".latent.safetensors") + PTI_SUFFIX)
+    return apply_delta(base, delta) if delta.is_file() else None
 
 
 @dataclass
@@ -121,11 +132,18 @@ def write_inversion_outputs(
     result: InversionResult,
     settings: dict[str, Any],
     source_files: list[str] | None = None,
+    extra: list[dict[str, Any]] | None = None,
+    base: Generator | None = None,
 ) -> list[Path]:
     """Write ``<name>.latent.safetensors``, ``<name>.png`` and ``<name>.json`` for each image of the batch.
 
-    ``source_files`` (the input paths, when the images came from files) are recorded in the metadata.
+    ``source_files`` (the input paths, when the images came from files) and ``extra`` (one dict per image,
+    e.g. where its face was framed in the photo) are recorded in the metadata. For the ``+pti`` methods
+    each image's tuned generator is written as ``<name>.pti.safetensors``: what changed against ``base``.
     """
+    if result.tuned is not None and base is None:
+        raise ValueError("write_inversion_outputs needs the base generator to store pivotal-tuning deltas")
+    base_sha = fingerprint(base) if result.tuned is not None else None
     out_dir = Path(out_dir)
     written = []
     for i, name in enumerate(names):
@@ -133,12 +151,17 @@ def write_inversion_outputs(
         meta = {**settings, "method": result.method, "space": result.space, "source_name": name}
         if source_files is not None:
             meta["source_file"] = source_files[i]
+        if extra is not None and extra[i]:
+            meta["photo"] = extra[i]
         written.append(
             save_latent(
                 out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta
             )
         )
         written.append(save_png(result.images[i], out_dir / f"{name}.png"))
+        if result.tuned is not None:
+            delta = weight_delta(base, result.tuned[i])
+            written.append(save_delta(out_dir / f"{name}{PTI_SUFFIX}", delta, base, base_sha))
         final = result.history[-1] if result.history else {}
         record = {
             **meta,

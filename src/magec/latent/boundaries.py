@@ -18,7 +18,7 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ import torch
 from magec.errors import MagecError, file_error
 from magec.io.atomic import atomic_path, write_json
 from magec.latent.editors import DirectionEditor
+
+if TYPE_CHECKING:
+    from magec.pack import Pack
 
 INDEX_FILE = "directions.json"
 INDEX_FORMAT = "magec-directions"
@@ -171,7 +174,7 @@ def linear_editors(editors: dict[str, Any]) -> dict[str, DirectionEditor]:
     return {kind: ed for kind, ed in editors.items() if isinstance(ed, DirectionEditor)}
 
 
-def export_pack_directions(pack: Any, folder: str | Path) -> Path:
+def export_pack_directions(pack: Pack, folder: str | Path) -> Path:
     """Export every fixed direction of a ``magec.pack.Pack`` (its ``editors``) with the pack's generator and size."""
     return export_directions(
         linear_editors(pack.editors), folder, generator=pack.generator_spec, latent_dim=pack.latent_dim

@@ -1,0 +1,155 @@
+"""Paste an edited face back into the user's photo: the inverse of the framing, blended with a feathered mask.
+
+Framing a photo for a generator (FFHQ alignment, or the embedded DCGAN's face crop) maps the output
+square onto an oriented square of the photo: a similarity transform, recorded as a ``Framing``. Pasting
+back samples the edited square at every photo pixel the square covers (bilinear, through the inverse
+map) and blends it in under a mask: the convex hull of the face's 68 landmarks, shrunk a little and
+feathered so the seam falls on skin, not on the background. Pixels outside the mask are the photo's own
+bytes, untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage
+from PIL import Image, ImageDraw
+
+from magec.errors import MagecError
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where a generator's square input sits in the photo: photo point = origin + s * u + t * v, for (s, t)
+    in [0, 1]^2 over the square (s to the right, t down); pixel centres at +0.5 in both images."""
+
+    origin: tuple[float, float]
+    u: tuple[float, float]
+    v: tuple[float, float]
+    #: The photo's (width, height) when it was framed: pasting back needs the same photo.
+    photo_size: tuple[int, int]
+
+    @classmethod
+    def from_quad(cls, quad: np.ndarray, photo_size: tuple[int, int]) -> Framing:
+        """From FFHQ's quad corners (top-left, bottom-left, bottom-right, top-right) in photo pixels."""
+        q = np.asarray(quad, dtype=np.float64)
+        return cls(tuple(q[0]), tuple(q[3] - q[0]), tuple(q[1] - q[0]), tuple(photo_size))
+
+    def scaled(self, factor: float, photo_size: tuple[int, int]) -> Framing:
+        """The same square in a copy of the photo ``factor`` times larger (e.g. the full-size photo)."""
+        mul = lambda p: (p[0] * factor, p[1] * factor)  # noqa: E731
+        return Framing(mul(self.origin), mul(self.u), mul(self.v), tuple(photo_size))
+
+    def to_dict(self) -> dict[str, list[float] | list[int]]:
+        return {"origin": list(self.origin), "u": list(self.u), "v": list(self.v), "photo_size": list(self.photo_size)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Framing:
+        try:
+            return cls(
+                tuple(float(x) for x in data["origin"]),
+                tuple(float(x) for x in data["u"]),
+                tuple(float(x) for x in data["v"]),
+                tuple(int(x) for x in data["photo_size"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MagecError(f"broken framing record ({exc})") from None
+
+    def square_corners(self) -> np.ndarray:
+        o, u, v = (np.asarray(x) for x in (self.origin, self.u, self.v))
+        return np.stack([o, o + u, o + u + v, o + v])
+
+
+def face_mask(size: tuple[int, int], landmarks: np.ndarray, shrink: float = 0.04, feather: float = 0.06) -> np.ndarray:
+    """A float mask in [0, 1] of ``size`` (width, height): the landmarks' convex hull, eroded by ``shrink`` and
+    blurred by ``feather`` (both fractions of the face's size), zero outside the hull."""
+    from scipy.spatial import ConvexHull
+
+    points = np.asarray(landmarks, dtype=np.float64)
+    hull = points[ConvexHull(points).vertices]
+    face = float(np.ptp(points, axis=0).max())
+    canvas = Image.new("L", size, 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in hull], fill=255)
+    inside = np.asarray(canvas) > 0
+    erode = max(int(round(shrink * face)), 0)
+    core = scipy.ndimage.binary_erosion(inside, iterations=erode) if erode else inside
+    mask = scipy.ndimage.gaussian_filter(core.astype(np.float32), sigma=max(feather * face / 2.0, 0.5))
+    mask[~inside] = 0.0  # never outside the hull: the rest of the photo keeps its bytes
+    return np.clip(mask, 0.0, 1.0)
+
+
+def paste_back(photo: Image.Image, crop: Image.Image, framing: Framing, landmarks: np.ndarray) -> Image.Image:
+    """``photo`` with ``crop`` (the edited square, any size) warped back into the framed square and blended
+    under the feathered landmark mask; every pixel where the mask is 0 is the photo's, bit for bit."""
+    photo = photo.convert("RGB")
+    if tuple(photo.size) != tuple(framing.photo_size):
+        raise MagecError(
+            f"the photo is {photo.width}x{photo.height}, but the face was framed in a "
+            f"{framing.photo_size[0]}x{framing.photo_size[1]} photo: paste back into the same photo"
+        )
+    width, height = photo.size
+    mask = face_mask((width, height), landmarks)
+    ys, xs = np.nonzero(mask > 0)
+    if len(xs) == 0:
+        return photo.copy()
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    # Inverse map of the framing: photo pixel centre -> (s, t) in the square -> crop pixel.
+    basis = np.array([framing.u, framing.v], dtype=np.float64).T  # columns u, v
+    inverse = np.linalg.inv(basis)
+    gy, gx = np.mgrid[top:bottom, left:right].astype(np.float64)
+    rel = np.stack([gx + 0.5 - framing.origin[0], gy + 0.5 - framing.origin[1]])
+    s, t = np.tensordot(inverse, rel, axes=1)
+    src = np.asarray(crop.convert("RGB"), dtype=np.float32)
+    n = src.shape[0]
+    coords = [t * n - 0.5, s * n - 0.5]
+    warped = np.stack(
+        [scipy.ndimage.map_coordinates(src[..., c], coords, order=1, mode="nearest") for c in range(3)], axis=-1
+    )
+    inside_square = (s >= 0) & (s <= 1) & (t >= 0) & (t <= 1)
+    m = mask[top:bottom, left:right] * inside_square
+    out = np.array(photo)
+    region = out[top:bottom, left:right].astype(np.float32)
+    blended = region * (1.0 - m[..., None]) + warped * m[..., None]
+    changed = m > 0
+    region_u8 = out[top:bottom, left:right]
+    region_u8[changed] = np.clip(np.rint(blended[changed]), 0, 255).astype(np.uint8)
+    return Image.fromarray(out, mode="RGB")
+
+
+def face_landmarks_for(photo: Image.Image, framing: Framing, scale: float = 1.0) -> np.ndarray:
+    """The 68 landmarks (in ``photo``'s pixels times ``scale``) of the face nearest the framed square's centre."""
+    from magec.faces.detection import NO_FACE, LandmarkDetector
+
+    faces = LandmarkDetector().detect(photo)
+    if not faces:
+        raise MagecError(NO_FACE)
+    centre = framing.square_corners().mean(0) - 0.5  # landmarks count pixel centres at integers
+    nearest = min(faces, key=lambda f: float(np.hypot(*(f.landmarks.mean(0) - centre))))
+    return (nearest.landmarks + 0.5) * scale - 0.5
+
+
+def paste_into_photo(
+    photo: str | Path, crops: list[Image.Image], framing: Framing, max_pixels: int
+) -> list[Image.Image]:
+    """Each of ``crops`` pasted back into the photo file at ``photo`` (found and decoded once)."""
+    from magec.errors import file_error
+    from magec.faces.detection import DETECTION_SIDE
+    from magec.io.images import read_image
+
+    preview = read_image(photo, max_pixels, reduce_to=DETECTION_SIDE)
+    full = read_image(photo, max_pixels)
+    if tuple(full.size) != tuple(framing.photo_size):
+        raise file_error(
+            photo,
+            f"is {full.width}x{full.height}, but the face was framed in a "
+            f"{framing.photo_size[0]}x{framing.photo_size[1]} photo: paste back into the photo that was inverted",
+        )
+    try:
+        landmarks = face_landmarks_for(
+            preview, framing.scaled(preview.width / full.width, preview.size), full.width / preview.width
+        )
+    except MagecError as exc:
+        raise file_error(photo, str(exc)) from None
+    return [paste_back(full, crop, framing, landmarks) for crop in crops]

@@ -1,0 +1,77 @@
+"""A generator tuned for one image (pivotal tuning), stored as what changed against its base.
+
+The file is safetensors: the tensors whose values differ from the base generator's, and in the metadata
+the base's spec and a SHA-256 fingerprint of its weights. Applying a delta to any other generator is
+refused, so an edit is never rendered with weights that do not belong together.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from magec.errors import file_error
+from magec.generators.base import Generator
+from magec.io.atomic import atomic_path
+from magec.io.checkpoints import check_finite
+
+DELTA_FORMAT = "magec-generator-delta"
+
+
+def fingerprint(generator: Generator) -> str:
+    """SHA-256 over the generator's state (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(generator.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def weight_delta(base: Generator, tuned: Generator) -> dict[str, torch.Tensor]:
+    """The tuned generator's tensors that differ from the base's."""
+    before = base.state_dict()
+    return {k: v.detach().cpu().clone() for k, v in tuned.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def save_delta(
+    path: str | Path, delta: dict[str, torch.Tensor], base: Generator, base_sha256: str | None = None
+) -> Path:
+    """Write ``delta`` atomically with the base generator's spec and fingerprint."""
+    meta = {"format": DELTA_FORMAT, "base_spec": base.spec, "base_sha256": base_sha256 or fingerprint(base)}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in delta.items()}, str(tmp), metadata=meta)
+    return path
+
+
+def apply_delta(base: Generator, path: str | Path, base_sha256: str | None = None) -> Generator:
+    """A copy of ``base`` with the delta at ``path`` applied; refused (one line) for another base generator."""
+    path = Path(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise file_error(path, f"not a readable generator delta ({exc})") from None
+    if meta.get("format") != DELTA_FORMAT:
+        raise file_error(path, f"not a magec generator delta (format {meta.get('format')!r})")
+    if meta.get("base_sha256") != (base_sha256 or fingerprint(base)):
+        raise file_error(
+            path, f"was tuned from another generator ({meta.get('base_spec')}), not from {base.spec}'s weights"
+        )
+    state = base.state_dict()
+    for name, tensor in tensors.items():
+        if name not in state or tuple(state[name].shape) != tuple(tensor.shape):
+            raise file_error(path, f"tensor {name} does not fit {base.spec}")
+    check_finite(tensors, path)
+    tuned = copy.deepcopy(base)
+    tuned.load_state_dict({**state, **{k: v.to(state[k].device) for k, v in tensors.items()}})
+    return tuned
