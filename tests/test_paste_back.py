@@ -78,3 +78,44 @@ def test_paste_into_a_different_photo_is_refused(photo, tmp_path):
 def test_framing_round_trips_through_its_record():
     framing = Framing((1.5, 2.0), (100.0, 3.0), (-3.0, 100.0), (640, 480))
     assert Framing.from_dict(framing.to_dict()) == framing
+
+
+@pytest.mark.slow
+def test_cli_invert_with_pti_then_edit_pasted_back(photo, embedded_pack, tmp_path):
+    """The whole job on a real photo: face-crop, magec+pti, an edit pasted back at the photo's resolution."""
+    from magec.cli.main import main
+
+    pack = embedded_pack.save(tmp_path / "pack")
+    common = ["--pack", str(pack), "--device", "cpu"]
+    assert (
+        main(
+            [
+                "invert",
+                str(photo),
+                "--face-crop",
+                "--method",
+                "magec+pti",
+                "--steps-scale",
+                "0.1",
+                "--out",
+                str(tmp_path / "inv"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    latent = tmp_path / "inv" / "astronaut.latent.safetensors"
+    assert (tmp_path / "inv" / "astronaut.pti.safetensors").is_file()
+    edits = tmp_path / "edits"
+    argv = ["edit", str(latent), "--editor", "interfacegan", "--operation", "male", "--amounts=3"]
+    assert main([*argv, "--out", str(edits), "--paste-back", str(photo), *common]) == 0
+    original = Image.open(photo).convert("RGB")
+    for name in ("interfacegan_male_+3.00.pasted.png", "projection.pasted.png"):
+        with Image.open(edits / name) as pasted:
+            assert pasted.size == original.size
+            diff = _mask_and_diff(original, pasted.convert("RGB"))
+        assert 0 < (diff > 0).mean() < 0.2  # the face, and only the face, changed
+    assert (
+        main([*argv, "--paste-back", str(tmp_path / "inv" / "astronaut.png"), "--out", str(tmp_path / "e2"), *common])
+        == 1
+    )

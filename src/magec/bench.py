@@ -5,6 +5,10 @@
   40-attribute LinkNet and InterfaceGAN editor, as the paper's CelebA setup has).
 - ``images_per_s``: full magec inversions (the paper's 200 steps) per second, for batch sizes 1, 4, 16.
 - ``stylegan2_step_ms``: one W+ inversion step of a config-f StyleGAN2 (random weights) at 256 and 1024.
+- ``identity``: the dlib identity loss's share of a magec step (forward + backward) and how much longer a
+  whole magec inversion takes with it (``--identity dlib``), batch 1.
+- ``pti_seconds_per_image``: pivotal tuning per image at PTI's 350 steps, for batch 1 and 4 (measured over
+  a shorter run and scaled by its step count).
 """
 
 from __future__ import annotations
@@ -75,6 +79,47 @@ def magec_share(pipeline: Pipeline, attributes: int, repeats: int) -> float:
     return median_ms(magec_only, repeats * 4) / median_ms(full, repeats)
 
 
+def identity_figures(pipeline: Pipeline, repeats: int) -> dict[str, float]:
+    """The dlib identity loss: its share of a phase-1 magec step, and inversion time with / without it."""
+    from dataclasses import replace as dc_replace
+
+    from magec.losses.specs import build_identity
+
+    identity = build_identity("dlib", pipeline.device)
+    gen = pipeline.generator
+    target = gen.synthesize(gen.sample_latents(1, 11)).detach()
+    z = gen.initial_latent()[None].clone().requires_grad_(True)
+    identity(gen.synthesize(z).detach(), target)  # finds the target's face chip once, as an inversion does
+
+    def identity_only() -> None:
+        identity(gen.synthesize(z), target).sum().backward()
+
+    with_identity = dc_replace(pipeline, identity=identity)
+    plain, full = step_time(pipeline, "magec", 1, repeats), step_time(with_identity, "magec", 1, repeats)
+    generator_only = median_ms(lambda: gen.synthesize(z).sum().backward(), repeats * 2)
+    return {
+        "share_of_step": round((median_ms(identity_only, repeats * 2) - generator_only) / full, 4),
+        "step_ms_with": round(full, 2),
+        "step_ms_without": round(plain, 2),
+        "inversion_time_ratio": round(full / plain, 3),
+    }
+
+
+def pti_seconds_per_image(pipeline: Pipeline, batch: int, steps: int = 20) -> float:
+    """Seconds of pivotal tuning per image at PTI's published step count, from a ``steps``-step run."""
+    from magec.inversion.pti import PTIConfig, pivotal_tuning
+
+    gen = pipeline.generator
+    images = gen.synthesize(gen.sample_latents(batch, 99)).detach()
+    latents = gen.sample_latents(batch, 100).to(pipeline.device)
+    config = PTIConfig()
+    short = replace(config, steps=steps, lpips_threshold=None)
+    seconds = (
+        median_ms(lambda: pivotal_tuning(pipeline, images, latents, gen.editing_space.name, None, short), 1) / 1000
+    )
+    return seconds / steps * config.steps / batch
+
+
 def run_bench(
     pipeline: Pipeline, repeats: int = 5, extra: dict[str, Callable[[torch.device], object]] | None = None
 ) -> dict:
@@ -86,6 +131,8 @@ def run_bench(
     out["images_per_s"] = {
         str(b): round(b / (step_time(pipeline, "magec", b, repeats) * steps / 1000), 4) for b in (1, 4, 16)
     }
+    out["identity"] = identity_figures(pipeline, repeats)
+    out["pti_seconds_per_image"] = {str(b): round(pti_seconds_per_image(pipeline, b), 2) for b in (1, 4)}
     for name, fn in (extra or {}).items():
         out[name] = fn(pipeline.device)
     return out

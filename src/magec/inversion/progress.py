@@ -20,10 +20,9 @@ class ProgressBar:
     def __call__(self, info: StepInfo) -> None:
         if self._bar is None:
             self._bar = tqdm(total=info.total_steps, desc=self.desc, leave=self.leave)
-        self._bar.n = info.step + 1
         if (info.step + 1) % self.every == 0:
-            self._bar.set_postfix(loss=f"{info.losses['total'].mean().item():.4f}", refresh=False)
-        self._bar.refresh()
+            self._bar.set_postfix(loss=f"{info.losses['total'].nanmean().item():.4f}", refresh=False)
+        self._bar.update(info.step + 1 - self._bar.n)  # tqdm redraws at most every 0.1 s
         if info.step + 1 >= info.total_steps:
             self.close()
 
