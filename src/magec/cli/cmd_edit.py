@@ -57,7 +57,14 @@ def run(args: argparse.Namespace) -> int:
 
     saved = load_latent(args.latent)
     from magec.pipeline import load_pipeline
-    from magec.render import apply_edits, default_amounts, default_operations, planned_edit_files, write_edits
+    from magec.render import (
+        apply_edits,
+        default_amounts,
+        default_operations,
+        planned_edit_files,
+        render_latent,
+        write_edits,
+    )
 
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
     check_latent_fits(saved, pipeline.generator, args.latent)
@@ -71,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     source = str(Path(args.latent).resolve())
     out.claim({name: source for name in planned_edit_files(args.editor, operations, amounts)})
     rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
-    noise = [n.to(pipeline.device) for n in saved.noise] if saved.noise else None
-    projection = pipeline.generator.synthesize(saved.latent.to(pipeline.device), space=saved.space, noise=noise)[0]
+    projection = render_latent(pipeline, saved.latent, saved.space, saved.noise, {})[0]
     name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
     title = f"{args.editor} edits of {name} ({method} projection)"
     written = write_edits(out.path, rows, saved.source, projection.detach(), title)
