@@ -40,6 +40,7 @@ def check_port_free(host: str, port: int) -> None:
 
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does
             probe.bind((host, port))
     except OSError as exc:
         raise MagecError(f"--host {host} --port {port}: cannot serve there ({exc.strerror or exc})") from None

@@ -6,8 +6,8 @@ before Gradio is imported), and nothing is shared. Gradio is imported only insid
 ``serve``, after ``configure_gradio`` has set its environment.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: Gradio finds the ``gr.Request`` parameter of a handler
+# from its evaluated annotation, and ``gr`` is imported inside ``build_app`` (after ``configure_gradio``).
 import html
 import logging
 import os
@@ -64,20 +64,23 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
     import gradio as gr
 
     specs = studio.sliders
-    db: StudyDB | None = None
-    study_problem = ""
-    if study_db is not None:
+
+    def open_study() -> tuple[StudyDB | None, str]:
+        """The study database and, when it cannot be used yet, why (checked again at every Start)."""
+        if study_db is None:
+            return None, "No study database: start the studio with `--study-db PATH`."
         try:
             db = StudyDB(study_db, create=True)
-            if not db.pool_size():
-                study_problem = (
-                    f"The study database {study_db.name} holds no pool of edits yet. Prepare one with "
-                    f"`magec study prepare --db {study_db}`, then restart the studio."
-                )
         except MagecError as exc:
-            db, study_problem = None, str(exc)
-    else:
-        study_problem = "No study database: start the studio with `--study-db PATH`."
+            return None, str(exc)
+        if not db.pool_size():
+            return None, (
+                f"The study database {study_db.name} holds no pool of edits yet: prepare one with "
+                f"`magec study prepare --db {study_db}` (no restart needed)."
+            )
+        return db, ""
+
+    db, study_problem = open_study()
 
     with gr.Blocks(title="magec studio", analytics_enabled=False) as app:
         state = gr.State({})
@@ -164,12 +167,13 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             return display(photo), f"Framed {html.escape(what)}: ready to invert.", st
 
         def on_upload(path: str | None, st: dict) -> tuple:
+            """Frame the upload; the file box is emptied again, ready for the next photo."""
             if not path:
-                return gr.skip(), gr.skip(), st
+                return gr.skip(), gr.skip(), st, None
             try:
-                return use_photo(studio.read_upload(path), st, Path(path).name)
+                return *use_photo(studio.read_upload(path), st, Path(path).name), None
             except Exception as exc:  # one message in the page; the server keeps serving
-                return None, _message(exc), st
+                return None, _message(exc), st, None
 
         def on_example(which: str, index: float | None, st: dict) -> tuple:
             try:
@@ -177,7 +181,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             except Exception as exc:
                 return None, _message(exc), st
 
-        upload.upload(on_upload, [upload, state], [framed, status, state])
+        upload.upload(on_upload, [upload, state], [framed, status, state, upload])
         astronaut_btn.click(lambda i, st: on_example("astronaut", i, st), [face_index, state], [framed, status, state])
         generated_btn.click(lambda i, st: on_example("generated", i, st), [face_index, state], [framed, status, state])
 
@@ -187,7 +191,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
 
         editor_outputs = [progress, status, state, *shown.values(), *captions.values()]
 
-        def on_invert(st: dict, chosen: str, *values: float, request: gr.Request) -> Any:
+        def on_invert(st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
             photo = (st or {}).get("photo")
             if photo is None:
                 yield {status: "Upload a photo or pick an example first."}
@@ -221,7 +225,11 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             }
 
         invert_btn.click(on_invert, [state, method, *sliders], editor_outputs, concurrency_limit=None)
-        cancel_btn.click(lambda request: studio.cancel(request.session_hash or "anonymous") and None, None, None)
+
+        def on_cancel(request: gr.Request) -> None:
+            studio.cancel(request.session_hash or "anonymous")
+
+        cancel_btn.click(on_cancel, None, None, queue=False)
 
         def on_slider(st: dict, *values: float) -> tuple:
             projection = (st or {}).get("projection")
@@ -291,7 +299,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
 
         compare_outputs = [compare_progress, state, *compare_images.values(), *compare_captions.values()]
         compare_btn.click(on_compare, [state, compare_edit, compare_amount], compare_outputs, concurrency_limit=None)
-        compare_cancel.click(lambda request: studio.cancel(request.session_hash or "anonymous") and None, None, None)
+        compare_cancel.click(on_cancel, None, None, queue=False)
 
         def on_compare_edit(st: dict, label: str, fraction: float) -> Any:
             results = (st or {}).get("compare")
@@ -326,8 +334,11 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             )
 
         def on_judge(name: str, st: dict) -> tuple:
+            nonlocal db
             if db is None:
-                return study_problem, *[gr.skip()] * 5, st
+                db, problem = open_study()
+                if db is None:
+                    return problem, *[gr.skip()] * 5, st
             try:
                 name = check_judge(name)
             except MagecError as exc:
