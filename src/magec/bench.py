@@ -5,6 +5,7 @@
   40-attribute LinkNet and InterfaceGAN editor, as the paper's CelebA setup has).
 - ``images_per_s``: full magec inversions (the paper's 200 steps) per second, for batch sizes 1, 4, 16.
 - ``stylegan2_step_ms``: one W+ inversion step of a config-f StyleGAN2 (random weights) at 256 and 1024.
+- ``studio_edit_ms`` / ``studio_inversion_images_per_s``: through ``magec studio``'s server (``served``).
 """
 
 from __future__ import annotations
@@ -76,9 +77,16 @@ def magec_share(pipeline: Pipeline, attributes: int, repeats: int) -> float:
 
 
 def run_bench(
-    pipeline: Pipeline, repeats: int = 5, extra: dict[str, Callable[[torch.device], object]] | None = None
+    pipeline: Pipeline,
+    repeats: int = 5,
+    extra: dict[str, Callable[[torch.device], object]] | None = None,
+    served: Callable[[Pipeline], dict] | None = None,
 ) -> dict:
-    """All figures as one JSON-ready dict."""
+    """All figures as one JSON-ready dict.
+
+    ``served`` adds figures measured through a server on the same pipeline (``magec bench`` passes
+    ``magec.studio.bench.studio_figures``: ``studio_edit_ms`` and ``studio_inversion_images_per_s``).
+    """
     out: dict = {"device": str(pipeline.device), "torch_threads": torch.get_num_threads(), **pipeline.settings()}
     out["step_ms"] = {m: round(step_time(pipeline, m, 1, repeats), 2) for m in ("magec", "no-magec", "im2stylegan++")}
     out["magec_share"] = {str(a): round(magec_share(pipeline, a, repeats), 4) for a in (1, 40)}
@@ -88,6 +96,8 @@ def run_bench(
     }
     for name, fn in (extra or {}).items():
         out[name] = fn(pipeline.device)
+    if served is not None:
+        out.update(served(pipeline))
     return out
 
 

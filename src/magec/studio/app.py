@@ -182,7 +182,12 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
                 return None, _message(exc), st
 
         upload.upload(on_upload, [upload, state], [framed, status, state, upload])
-        astronaut_btn.click(lambda i, st: on_example("astronaut", i, st), [face_index, state], [framed, status, state])
+        astronaut_btn.click(
+            lambda i, st: on_example("astronaut", i, st),
+            [face_index, state],
+            [framed, status, state],
+            api_name="astronaut",
+        )
         generated_btn.click(lambda i, st: on_example("generated", i, st), [face_index, state], [framed, status, state])
 
         def rendered(projection: Any, values: list[float]) -> tuple:
@@ -224,7 +229,9 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
                 captions["edited"]: edited_caption,
             }
 
-        invert_btn.click(on_invert, [state, method, *sliders], editor_outputs, concurrency_limit=None)
+        invert_btn.click(
+            on_invert, [state, method, *sliders], editor_outputs, concurrency_limit=None, api_name="invert"
+        )
 
         def on_cancel(request: gr.Request) -> None:
             studio.cancel(request.session_hash or "anonymous")
@@ -240,7 +247,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             except Exception as exc:
                 return gr.skip(), _message(exc)
 
-        for slider in sliders:
+        for k, slider in enumerate(sliders):
             slider.change(
                 on_slider,
                 [state, *sliders],
@@ -248,6 +255,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
                 queue=False,
                 trigger_mode="always_last",
                 show_progress="hidden",
+                api_name="render" if k == 0 else f"render_{k}",
             )
         reset_btn.click(lambda: [0.0] * len(sliders), None, sliders)
 
