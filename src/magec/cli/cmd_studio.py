@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from magec.studio.study import StudyDB
     from magec.weights import magec_cache_dir
 
-    check_port_free(args.host, args.port)
     if args.study_db:
         study_db = Path(args.study_db)
     else:
         study_db = magec_cache_dir() / "study.sqlite"
         study_db.parent.mkdir(parents=True, exist_ok=True)
     StudyDB(study_db, create=True)  # a corrupted database is refused before the models load
+    check_port_free(args.host, args.port)
 
     with tempfile.TemporaryDirectory(prefix="magec-studio-uploads-") as uploads:
         from magec.studio.app import configure_gradio
