@@ -11,6 +11,7 @@ before Gradio is imported), and nothing is shared. Gradio is imported only insid
 import html
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -397,7 +398,7 @@ def serve(
         )
     except OSError as exc:
         raise MagecError(f"cannot serve on {host}:{port} ({exc})") from None
-    print(f"magec studio: serving on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    print(f"magec studio: serving on http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     if not block:
         return app
     try:

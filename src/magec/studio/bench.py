@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -79,7 +80,8 @@ def studio_figures(pipeline: Pipeline, changes: int = 40, steps_scale: float = 1
                     times.append((time.perf_counter() - started) * 1000)
             getattr(client, "close", lambda: None)()
         finally:
-            app.close()
+            with contextlib.redirect_stdout(sys.stderr):  # Gradio says goodbye on stdout; `--json` owns it
+                app.close()
             studio.queue.close()
             studio.close()
     return {
