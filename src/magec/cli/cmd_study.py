@@ -57,10 +57,11 @@ def run_prepare(args: argparse.Namespace) -> int:
     else:
         db_path = magec_cache_dir() / "study.sqlite"
         db_path.parent.mkdir(parents=True, exist_ok=True)
-    db = StudyDB(db_path, create=True)
-    if db.pool_size():
-        raise file_error(db_path, f"already holds a pool of {db.pool_size()} edits (use a new --db)")
+    # Inputs first: a refused photo leaves no database behind.
     photos = [(Path(p).name, read_image(p, args.max_pixels, reduce_to=DETECTION_SIDE)) for p in args.photos]
+    if db_path.exists() and StudyDB(db_path).pool_size():
+        raise file_error(db_path, f"already holds a pool of {StudyDB(db_path).pool_size()} edits (use a new --db)")
+    db = StudyDB(db_path, create=True)
 
     import torch
 
