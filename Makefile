@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.magec-installed
 
-.PHONY: install lint test check demo bench clean face-api
+.PHONY: install lint test check demo bench clean face-api chromium
 
 # The face-api expression and age/gender weights (npm, pinned integrity) are fetched when npm is present.
 NPM := $(shell command -v npm 2>/dev/null)
@@ -26,7 +26,19 @@ lint: install
 	$(VENV)/bin/ruff check src tests docs scripts
 	$(VENV)/bin/ruff format --check src tests docs
 
-test: lint
+# The studio's browser test drives Debian's chromium (Playwright's own browser download is not used).
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the studio's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "the studio's browser test needs Debian's chromium: run 'sudo apt-get install -y chromium' (skipped without it)"; \
+	fi
+
+test: lint chromium
 	$(PY) -m pytest -q
 
 check: lint

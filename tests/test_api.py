@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
     {"inversion", "render"},
     {"evaluation", "preview", "bench"},
     {"demo"},
+    {"studio"},
     {"cli", "__main__"},
 ]
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}

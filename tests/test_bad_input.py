@@ -249,6 +249,44 @@ def pack_beside_user_file(ws: Path, f: dict[str, Path]) -> None:
     (ws / "pack" / "my-notes.txt").write_text("keep me")
 
 
+def sqlite_file(name: str) -> Callable[[Path, dict[str, Path]], None]:
+    """A valid SQLite database that is not a study database."""
+
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        import sqlite3
+
+        with sqlite3.connect(ws / name) as conn:
+            conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.close()
+
+    return setup
+
+
+def empty_study_db(name: str) -> Callable[[Path, dict[str, Path]], None]:
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        from magec.studio.study import StudyDB
+
+        StudyDB(ws / name, create=True)
+
+    return setup
+
+
+def truncated_study_db(name: str) -> Callable[[Path, dict[str, Path]], None]:
+    """A study database cut in the middle (a disk that filled up, a copy interrupted)."""
+
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        import sqlite3
+
+        empty_study_db(name)(ws, f)
+        with sqlite3.connect(ws / name) as conn:
+            conn.executemany("INSERT INTO photos (name, png) VALUES (?, ?)", [(str(i), b"x" * 4000) for i in range(50)])
+        conn.close()
+        data = (ws / name).read_bytes()
+        (ws / name).write_bytes(data[: len(data) // 2])
+
+    return setup
+
+
 P, F, L = "{pack}", "{face}", "{latent}"
 INV = ["invert", "--pack", P, "--steps-scale", "0.01", "--device", "cpu"]
 EDIT = ["edit", L, "--pack", P, "--device", "cpu"]
@@ -589,6 +627,50 @@ CASES: list[Case] = [
     Case("align-no-face", ["align", "{gray}", "--out", "a.png", "--size", "64"], 1, "no face found"),
     Case("align-face-out-of-range", ["align", F, "--out", "a.png", "--size", "64", "--face", "3"], 1, "no face"),
     Case("align-unreadable", ["align", "{text_png}", "--out", "a.png"], 1, "not a readable image"),
+    # --- magec studio / magec study ---
+    Case("studio-port-out-of-range", ["studio", "--port", "70000"], 2, "70000"),
+    Case("studio-port-not-a-number", ["studio", "--port", "web"], 2, "--port"),
+    Case("studio-bad-steps-scale", ["studio", "--steps-scale", "nan"], 2, "--steps-scale"),
+    Case(
+        "studio-study-db-not-sqlite",
+        ["studio", "--study-db", "study.sqlite"],
+        1,
+        "not a study database",
+        user_file("study.sqlite"),
+    ),
+    Case("studio-study-db-in-missing-folder", ["studio", "--study-db", "no/such/study.sqlite"], 1, "no such folder"),
+    Case("study-report-missing-db-option", ["study", "report"], 2, "--db"),
+    Case("study-report-no-such-db", ["study", "report", "--db", "none.sqlite"], 1, "no such study database"),
+    Case(
+        "study-report-corrupted-db",
+        ["study", "report", "--db", "s.sqlite"],
+        1,
+        "not a study database",
+        user_file("s.sqlite"),
+    ),
+    Case(
+        "study-report-foreign-sqlite",
+        ["study", "report", "--db", "other.sqlite"],
+        1,
+        "not a magec study database",
+        sqlite_file("other.sqlite"),
+    ),
+    Case(
+        "study-report-truncated-db",
+        ["study", "report", "--db", "t.sqlite"],
+        1,
+        "study database",
+        truncated_study_db("t.sqlite"),
+    ),
+    Case(
+        "study-report-over-foreign-csv",
+        ["study", "report", "--db", "s.sqlite", "--csv", "rows.csv"],
+        1,
+        "was not written by magec",
+        both(empty_study_db("s.sqlite"), user_file("rows.csv")),
+    ),
+    Case("study-prepare-missing-photo", ["study", "prepare", "--db", "s.sqlite", "nope.jpg"], 1, "no such file"),
+    Case("study-unknown-action", ["study", "frobnicate"], 2, "invalid choice"),
     Case("no-command", [], 2, "required: COMMAND"),
     Case("unknown-command", ["frobnicate"], 2, "invalid choice"),
     Case("ctrl-c-while-starting", ["invert", F, "--out", "out", *INV[1:]], 130, "", sigint_after=0.4),

@@ -9,6 +9,7 @@
   whole magec inversion takes with it (``--identity dlib``), batch 1.
 - ``pti_seconds_per_image``: pivotal tuning per image at PTI's 350 steps, for batch 1 and 4 (measured over
   a shorter run and scaled by its step count).
+- ``studio_edit_ms`` / ``studio_inversion_images_per_s``: through ``magec studio``'s server (``served``).
 """
 
 from __future__ import annotations
@@ -121,9 +122,16 @@ def pti_seconds_per_image(pipeline: Pipeline, batch: int, steps: int = 20) -> fl
 
 
 def run_bench(
-    pipeline: Pipeline, repeats: int = 5, extra: dict[str, Callable[[torch.device], object]] | None = None
+    pipeline: Pipeline,
+    repeats: int = 5,
+    extra: dict[str, Callable[[torch.device], object]] | None = None,
+    served: Callable[[Pipeline], dict] | None = None,
 ) -> dict:
-    """All figures as one JSON-ready dict."""
+    """All figures as one JSON-ready dict.
+
+    ``served`` adds figures measured through a server on the same pipeline (``magec bench`` passes
+    ``magec.studio.bench.studio_figures``: ``studio_edit_ms`` and ``studio_inversion_images_per_s``).
+    """
     out: dict = {"device": str(pipeline.device), "torch_threads": torch.get_num_threads(), **pipeline.settings()}
     out["step_ms"] = {m: round(step_time(pipeline, m, 1, repeats), 2) for m in ("magec", "no-magec", "im2stylegan++")}
     out["magec_share"] = {str(a): round(magec_share(pipeline, a, repeats), 4) for a in (1, 40)}
@@ -135,6 +143,8 @@ def run_bench(
     out["pti_seconds_per_image"] = {str(b): round(pti_seconds_per_image(pipeline, b), 2) for b in (1, 4)}
     for name, fn in (extra or {}).items():
         out[name] = fn(pipeline.device)
+    if served is not None:
+        out.update(served(pipeline))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,40 @@ def edit(pipeline: Pipeline, latents: torch.Tensor, editor: str, operation: str,
         raise MagecError(str(exc.args[0])) from None
 
 
+#: Slider values: (editor, operation) -> amount, applied in this order (e.g. ``{("interfacegan", "male"): 2.0}``).
+SliderValues = Mapping[tuple[str, str], float]
+
+
+def edited_latent(pipeline: Pipeline, latent: torch.Tensor, slider_values: SliderValues) -> torch.Tensor:
+    """``latent`` moved by every (editor, operation) -> amount in ``slider_values``, one edit after the other.
+
+    Zero amounts are skipped, so a slider at rest costs nothing; each edit is checked as ``edit`` checks it.
+    """
+    for (editor, operation), amount in slider_values.items():
+        if amount != 0:
+            latent = edit(pipeline, latent, editor, operation, float(amount))
+    return latent
+
+
+@torch.no_grad()
+def render_latent(
+    pipeline: Pipeline,
+    latent: torch.Tensor,
+    space: str,
+    noise: list[torch.Tensor] | None,
+    slider_values: SliderValues,
+) -> torch.Tensor:
+    """The image (1, 3, R, R) in [-1, 1] of one code (1, ...) with the slider edits applied.
+
+    What ``magec edit`` and ``magec studio`` render: every edit of the sliders is applied to the code in
+    ``space`` (the editors' space), then the generator draws it with the code's own noise maps (if any).
+    """
+    latent = latent.to(pipeline.device)
+    noise = [n.to(pipeline.device) for n in noise] if noise is not None else None
+    code = edited_latent(pipeline, latent, slider_values)
+    return pipeline.generator.synthesize(code, space=space, noise=noise)
+
+
 def default_operations(pipeline: Pipeline, editor: str, count: int = 4, seed: int = 0) -> list[str]:
     ed = pipeline.pack.editors[editor]
     if editor == "interpolate":
@@ -70,15 +105,12 @@ def apply_edits(
     """Edited images, one row per operation and one column per amount, for a single code (1, ...)."""
     if editor not in pipeline.pack.editors:
         raise MagecError(f"unknown editor {editor!r}; available: {', '.join(pipeline.pack.editors)}")
-    ed = pipeline.pack.editors[editor]
     latent = latent.to(pipeline.device)
     noise = [n.to(pipeline.device) for n in noise] if noise is not None else None
     rows = []
     for op in operations:
-        try:
-            codes = torch.cat([ed.edit(latent, op, a) for a in amounts])
-        except KeyError as exc:
-            raise MagecError(str(exc.args[0])) from None
+        # The same edits as ``render_latent`` (one code per amount), drawn as one batch.
+        codes = torch.cat([edited_latent(pipeline, latent, {(editor, op): a}) for a in amounts])
         batch_noise = select_noise(noise, 0, len(amounts))
         images = pipeline.generator.synthesize(codes, space=space, noise=batch_noise)
         rows.append([Edit(editor, op, a, img) for a, img in zip(amounts, images)])

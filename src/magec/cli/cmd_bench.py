@@ -21,6 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="256,1024",
         help="StyleGAN2 resolutions to time (comma-separated; 'none' to skip; 1024 takes minutes on a CPU)",
     )
+    p.add_argument(
+        "--studio",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the studio's server: slider change -> edited image, and one inversion (default on)",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
                 f"--stylegan2 {args.stylegan2!r}: expected comma-separated powers of two from 4 to 1024, or 'none'"
             ) from None
         extra["stylegan2_step_ms"] = stylegan2_steps(resolutions, repeats=min(args.repeats, 3))
-    result = run_bench(bench_pipeline(args.device, args.pack, args.perceptual), repeats=args.repeats, extra=extra)
+    served = None
+    if args.studio:
+        from magec.studio.bench import studio_figures
+
+        served = studio_figures
+    pipeline = bench_pipeline(args.device, args.pack, args.perceptual)
+    result = run_bench(pipeline, repeats=args.repeats, extra=extra, served=served)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

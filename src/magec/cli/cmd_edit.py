@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         default_operations,
         edit_file_name,
         planned_edit_files,
+        render_latent,
         write_edits,
     )
 
@@ -114,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
         planned += [pasted_name(n) for n in planned if n != "grid.png"] + [pasted_name("projection.png")]
     out.claim({name: source for name in planned})
     rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
-    noise = [n.to(pipeline.device) for n in saved.noise] if saved.noise else None
-    projection = pipeline.generator.synthesize(saved.latent.to(pipeline.device), space=saved.space, noise=noise)[0]
+    projection = render_latent(pipeline, saved.latent, saved.space, saved.noise, {})[0]
     name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
     title = f"{args.editor} edits of {name} ({method} projection)"
     written = write_edits(out.path, rows, saved.source, projection.detach(), title)

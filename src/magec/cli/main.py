@@ -27,6 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "magec.cli.cmd_invert",
     "magec.cli.cmd_edit",
     "magec.cli.cmd_evaluate",
+    "magec.cli.cmd_studio",
+    "magec.cli.cmd_study",
     "magec.cli.cmd_bench",
     "magec.cli.cmd_convert",
     "magec.cli.cmd_align",

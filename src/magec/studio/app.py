@@ -1,0 +1,409 @@
+"""The studio's Gradio page: Editor, Compare and Study tabs over ``magec.studio.session`` and ``study``.
+
+Offline by construction: Gradio's page and scripts ship inside its wheel, the theme uses the system's
+fonts (no web fonts), analytics and version checks are off (``GRADIO_ANALYTICS_ENABLED=False``, set
+before Gradio is imported), and nothing is shared. Gradio is imported only inside ``build_app`` and
+``serve``, after ``configure_gradio`` has set its environment.
+"""
+
+# No ``from __future__ import annotations`` here: Gradio finds the ``gr.Request`` parameter of a handler
+# from its evaluated annotation, and ``gr`` is imported inside ``build_app`` (after ``configure_gradio``).
+import html
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from magec.errors import MagecError
+from magec.inversion import METHODS
+from magec.studio.jobs import CANCELLED, FAILED, QUEUED, Job
+from magec.studio.session import MAX_UPLOAD_BYTES, Studio, display
+from magec.studio.study import StudyDB, Trial, check_judge, png_image
+
+log = logging.getLogger("magec")
+
+#: How often a running inversion's progress is pushed to the page (seconds).
+POLL_SECONDS = 0.25
+
+
+def configure_gradio(upload_dir: Path) -> None:
+    """Gradio's environment: no analytics or version check, uploads into ``upload_dir`` (set before import)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_SHARE", "False")
+
+
+def _theme() -> Any:
+    import gradio as gr
+
+    system = ["ui-sans-serif", "system-ui", "sans-serif"]
+    return gr.themes.Default(font=system, font_mono=["ui-monospace", "monospace"])
+
+
+def _message(exc: Exception) -> str:
+    text = str(exc) if isinstance(exc, MagecError) else f"unexpected {type(exc).__name__}: {exc}"
+    return f"**Could not use this:** {html.escape(text)}"
+
+
+def _progress_html(job: Job | None, queue_ahead: int = 0, text: str = "") -> str:
+    if job is None:
+        return f"<div class='magec-progress'>{html.escape(text)}</div>"
+    if job.state == QUEUED:
+        line = f"waiting: {queue_ahead} inversion(s) ahead" if queue_ahead else "starting"
+    else:
+        line = f"{job.label}: step {job.step} of {job.total}"
+    return (
+        f"<div class='magec-progress'><progress value='{job.step}' max='{max(job.total, 1)}'></progress> "
+        f"{html.escape(line)}</div>"
+    )
+
+
+def build_app(studio: Studio, study_db: Path | None = None) -> Any:
+    """The page as a ``gradio.Blocks`` (not launched)."""
+    import gradio as gr
+
+    specs = studio.sliders
+
+    def open_study() -> tuple[StudyDB | None, str]:
+        """The study database and, when it cannot be used yet, why (checked again at every Start)."""
+        if study_db is None:
+            return None, "No study database: start the studio with `--study-db PATH`."
+        try:
+            db = StudyDB(study_db, create=True)
+        except MagecError as exc:
+            return None, str(exc)
+        if not db.pool_size():
+            return None, (
+                f"The study database {study_db.name} holds no pool of edits yet: prepare one with "
+                f"`magec study prepare --db {study_db}` (no restart needed)."
+            )
+        return db, ""
+
+    db, study_problem = open_study()
+
+    with gr.Blocks(title="magec studio", analytics_enabled=False) as app:
+        state = gr.State({})
+        gr.Markdown(
+            f"# magec studio\nGenerator `{studio.pipeline.generator.spec}`, F `{studio.pipeline.describer.spec}`, "
+            f"device `{studio.pipeline.device}`. Everything runs on this machine."
+        )
+        with gr.Tab("Editor", id="editor", elem_id="tab-editor"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    upload = gr.File(
+                        label=f"Upload a photo (at most {MAX_UPLOAD_BYTES // 2**20} MB, 40 megapixels)",
+                        type="filepath",
+                        elem_id="upload",
+                    )
+                    with gr.Row():
+                        astronaut_btn = gr.Button("Astronaut photo", elem_id="astronaut-btn", size="sm")
+                        generated_btn = gr.Button("A generated face", elem_id="generated-btn", size="sm")
+                        face_index = gr.Number(0, label="face seed", precision=0, minimum=0, maximum=9999)
+                    status = gr.Markdown("Upload a photo or pick an example.", elem_id="status")
+                with gr.Column(scale=1):
+                    framed = gr.Image(label="framed for the generator", interactive=False, elem_id="framed", height=192)
+            with gr.Row():
+                method = gr.Radio(list(METHODS), value="magec", label="method", elem_id="method")
+                invert_btn = gr.Button("Invert", variant="primary", elem_id="invert-btn")
+                cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
+            progress = gr.HTML(_progress_html(None, text="no inversion yet"), elem_id="progress")
+            with gr.Row():
+                shown = {}
+                captions = {}
+                for name in ("original", "projection", "edited"):
+                    with gr.Column():
+                        shown[name] = gr.Image(label=name, interactive=False, elem_id=name, height=256)
+                        captions[name] = gr.Markdown("", elem_id=f"caption-{name}")
+            with gr.Accordion("Edits", open=True):
+                sliders = [
+                    gr.Slider(s.minimum, s.maximum, 0.0, step=s.step, label=s.label, elem_id=s.elem_id) for s in specs
+                ]
+                reset_btn = gr.Button("Reset sliders", size="sm")
+            download_btn = gr.Button("Prepare downloads (edited PNG, latent, settings)", elem_id="download-btn")
+            downloads = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
+
+        with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+            gr.Markdown("The photo framed in the Editor, inverted with the three methods; one edit applied to all.")
+            with gr.Row():
+                compare_btn = gr.Button("Invert with all three methods", variant="primary", elem_id="compare-btn")
+                compare_cancel = gr.Button("Cancel", elem_id="compare-cancel")
+            compare_progress = gr.HTML(_progress_html(None, text=""), elem_id="compare-progress")
+            with gr.Row():
+                compare_edit = gr.Dropdown([s.label for s in specs], value=specs[0].label, label="edit")
+                compare_amount = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="amount (fraction of the slider's reach)")
+            with gr.Row():
+                compare_images, compare_captions = {}, {}
+                for m in METHODS:
+                    with gr.Column():
+                        compare_images[m] = gr.Image(label=m, interactive=False, elem_id=f"compare-{m}", height=256)
+                        compare_captions[m] = gr.Markdown("", elem_id=f"compare-caption-{m}")
+
+        with gr.Tab("Study", id="study", elem_id="tab-study"):
+            gr.Markdown(
+                "Blind pairwise study (the paper's Fig. 5). For each photo and named edit, pick the edited image "
+                "that is better in **quality** and in **coherence with the named edit**."
+            )
+            study_note = gr.Markdown(study_problem, elem_id="study-note")
+            with gr.Row():
+                judge = gr.Textbox(label="judge id (asked once)", elem_id="judge", max_length=64)
+                judge_btn = gr.Button("Start", elem_id="judge-btn")
+            study_label = gr.Markdown("", elem_id="study-label")
+            with gr.Row():
+                study_photo = gr.Image(label="photo", interactive=False, elem_id="study-photo", height=192)
+                study_left = gr.Image(label="left", interactive=False, elem_id="study-left", height=192)
+                study_right = gr.Image(label="right", interactive=False, elem_id="study-right", height=192)
+            with gr.Row():
+                left_btn = gr.Button("Left is better", elem_id="left-btn")
+                right_btn = gr.Button("Right is better", elem_id="right-btn")
+            study_count = gr.Markdown("", elem_id="study-count")
+
+        # -- editor ---------------------------------------------------------------------------------
+        def use_photo(photo: Any, st: dict, what: str) -> tuple:
+            st = dict(st or {})
+            st["photo"] = photo
+            st.pop("projection", None)
+            st.pop("compare", None)
+            return display(photo), f"Framed {html.escape(what)}: ready to invert.", st
+
+        def on_upload(path: str | None, st: dict) -> tuple:
+            """Frame the upload; the file box is emptied again, ready for the next photo."""
+            if not path:
+                return gr.skip(), gr.skip(), st, None
+            try:
+                return *use_photo(studio.read_upload(path), st, Path(path).name), None
+            except Exception as exc:  # one message in the page; the server keeps serving
+                return None, _message(exc), st, None
+
+        def on_example(which: str, index: float | None, st: dict) -> tuple:
+            try:
+                return use_photo(studio.example(which, int(index or 0)), st, which)
+            except Exception as exc:
+                return None, _message(exc), st
+
+        upload.upload(on_upload, [upload, state], [framed, status, state, upload])
+        astronaut_btn.click(
+            lambda i, st: on_example("astronaut", i, st),
+            [face_index, state],
+            [framed, status, state],
+            api_name="astronaut",
+        )
+        generated_btn.click(lambda i, st: on_example("generated", i, st), [face_index, state], [framed, status, state])
+
+        def rendered(projection: Any, values: list[float]) -> tuple:
+            image = studio.render(projection, studio.slider_values(values))
+            return display(image), studio.captions(image)[0]
+
+        editor_outputs = [progress, status, state, *shown.values(), *captions.values()]
+
+        def on_invert(st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
+            photo = (st or {}).get("photo")
+            if photo is None:
+                yield {status: "Upload a photo or pick an example first."}
+                return
+            job = studio.submit(request.session_hash or "anonymous", photo, (chosen,))
+            while not job.wait(POLL_SECONDS):
+                yield {progress: _progress_html(job, studio.queue.ahead(job))}
+            projection = (job.result or {}).get(chosen)
+            if job.state == FAILED or projection is None:
+                text = job.error if job.state == FAILED else "cancelled before it started"
+                yield {progress: _progress_html(None, text=text), status: _message(MagecError(text))}
+                return
+            st = dict(st)
+            st["projection"] = projection
+            proj = studio.projection_image(projection)
+            edited, edited_caption = rendered(projection, list(values))
+            source_caption, proj_caption = studio.captions(projection.source), studio.captions(proj)[0]
+            done = "stopped early (cancel)" if projection.stopped else "done"
+            yield {
+                progress: _progress_html(
+                    None, text=f"{chosen}: {done} after {projection.steps} steps in {projection.seconds:.1f} s"
+                ),
+                status: "Move the sliders to edit.",
+                state: st,
+                shown["original"]: display(projection.source[0]),
+                shown["projection"]: display(proj),
+                shown["edited"]: edited,
+                captions["original"]: source_caption[0],
+                captions["projection"]: proj_caption,
+                captions["edited"]: edited_caption,
+            }
+
+        invert_btn.click(
+            on_invert, [state, method, *sliders], editor_outputs, concurrency_limit=None, api_name="invert"
+        )
+
+        def on_cancel(request: gr.Request) -> None:
+            studio.cancel(request.session_hash or "anonymous")
+
+        cancel_btn.click(on_cancel, None, None, queue=False)
+
+        def on_slider(st: dict, *values: float) -> tuple:
+            projection = (st or {}).get("projection")
+            if projection is None:
+                return gr.skip(), gr.skip()
+            try:
+                return rendered(projection, list(values))
+            except Exception as exc:
+                return gr.skip(), _message(exc)
+
+        for k, slider in enumerate(sliders):
+            slider.change(
+                on_slider,
+                [state, *sliders],
+                [shown["edited"], captions["edited"]],
+                queue=False,
+                trigger_mode="always_last",
+                show_progress="hidden",
+                api_name="render" if k == 0 else f"render_{k}",
+            )
+        reset_btn.click(lambda: [0.0] * len(sliders), None, sliders)
+
+        def on_download(st: dict, *values: float) -> Any:
+            projection = (st or {}).get("projection")
+            if projection is None:
+                return None
+            return [str(p) for p in studio.downloads(projection, studio.slider_values(list(values)))]
+
+        download_btn.click(on_download, [state, *sliders], downloads)
+
+        # -- compare --------------------------------------------------------------------------------
+        def compare_values(label: str, fraction: float) -> dict:
+            spec = next(s for s in specs if s.label == label)
+            amount = fraction * spec.maximum if fraction >= 0 else -fraction * spec.minimum
+            return {spec.key: float(amount)}
+
+        def compare_render(results: dict, label: str, fraction: float) -> dict:
+            values = compare_values(label, fraction)
+            out = {}
+            for m, projection in results.items():
+                image = studio.render(projection, values)
+                out[compare_images[m]] = display(image)
+                out[compare_captions[m]] = f"{m}: {studio.captions(image)[0]}"
+            return out
+
+        def on_compare(st: dict, label: str, fraction: float, request: gr.Request) -> Any:
+            photo = (st or {}).get("photo")
+            if photo is None:
+                yield {compare_progress: _progress_html(None, text="Frame a photo in the Editor tab first.")}
+                return
+            job = studio.submit(request.session_hash or "anonymous", photo, METHODS)
+            while not job.wait(POLL_SECONDS):
+                yield {compare_progress: _progress_html(job, studio.queue.ahead(job))}
+            results = job.result or {}
+            if job.state in (FAILED, CANCELLED) or len(results) < len(METHODS):
+                text = job.error or "cancelled"
+                yield {compare_progress: _progress_html(None, text=text)}
+                return
+            st = dict(st)
+            st["compare"] = results
+            yield {
+                compare_progress: _progress_html(
+                    None, text="done: " + ", ".join(f"{m} {r.steps} steps" for m, r in results.items())
+                ),
+                state: st,
+                **compare_render(results, label, fraction),
+            }
+
+        compare_outputs = [compare_progress, state, *compare_images.values(), *compare_captions.values()]
+        compare_btn.click(on_compare, [state, compare_edit, compare_amount], compare_outputs, concurrency_limit=None)
+        compare_cancel.click(on_cancel, None, None, queue=False)
+
+        def on_compare_edit(st: dict, label: str, fraction: float) -> Any:
+            results = (st or {}).get("compare")
+            if not results:
+                return {}
+            return compare_render(results, label, fraction)
+
+        for trigger in (compare_edit.change, compare_amount.change):
+            trigger(
+                on_compare_edit,
+                [state, compare_edit, compare_amount],
+                [*compare_images.values(), *compare_captions.values()],
+                show_progress="hidden",
+            )
+
+        # -- study ----------------------------------------------------------------------------------
+        study_outputs = [study_note, study_label, study_photo, study_left, study_right, study_count, state]
+
+        def show_trial(st: dict, trial: Trial | None, count: int) -> tuple:
+            st = dict(st)
+            st["trial"] = trial
+            if trial is None:
+                return "The pool is empty.", "", None, None, None, f"{count} judgement(s) recorded.", st
+            return (
+                "",
+                f"### Edit: {html.escape(trial.label)}",
+                png_image(trial.photo_png).resize((192, 192)),
+                display(png_image(trial.left_png)),
+                display(png_image(trial.right_png)),
+                f"{count} judgement(s) recorded for this judge.",
+                st,
+            )
+
+        def on_judge(name: str, st: dict) -> tuple:
+            nonlocal db
+            if db is None:
+                db, problem = open_study()
+                if db is None:
+                    return problem, *[gr.skip()] * 5, st
+            try:
+                name = check_judge(name)
+            except MagecError as exc:
+                return str(exc), *[gr.skip()] * 5, st
+            st = dict(st or {})
+            st["judge"] = name
+            count = sum(1 for r in db.rows() if r["judge"] == name)
+            return show_trial(st, db.next_trial(name), count)
+
+        def on_choice(choice: str, st: dict) -> tuple:
+            st = dict(st or {})
+            trial, name = st.get("trial"), st.get("judge")
+            if db is None or trial is None or not name:
+                return "Enter your judge id and press Start first.", *[gr.skip()] * 5, st
+            count = db.record(name, trial, choice)  # committed before the page moves on
+            return show_trial(st, db.next_trial(name), count)
+
+        judge_btn.click(on_judge, [judge, state], study_outputs)
+        judge.submit(on_judge, [judge, state], study_outputs)
+        left_btn.click(lambda st: on_choice("left", st), [state], study_outputs)
+        right_btn.click(lambda st: on_choice("right", st), [state], study_outputs)
+    return app
+
+
+def serve(
+    studio: Studio,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    study_db: Path | None = None,
+    block: bool = True,
+) -> Any:
+    """Build and start the page; with ``block`` it serves until Ctrl-C, else returns the running app."""
+    app = build_app(studio, study_db)
+    app.queue(default_concurrency_limit=None)
+    try:
+        app.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            max_file_size=studio.max_bytes,
+            theme=_theme(),
+            prevent_thread_lock=True,
+            quiet=True,
+            show_error=False,
+            footer_links=[],
+            ssr_mode=False,
+        )
+    except OSError as exc:
+        raise MagecError(f"cannot serve on {host}:{port} ({exc})") from None
+    print(f"magec studio: serving on http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    if not block:
+        return app
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+        studio.queue.close()
+    return app

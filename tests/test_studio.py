@@ -1,0 +1,180 @@
+"""The studio's library parts without a browser: render_latent, the job queue, upload rules, the study database."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from magec.errors import MagecError
+from magec.inversion import method_config
+from magec.render import apply_edits, edited_latent, render_latent
+from magec.studio.jobs import CANCELLED, DONE, FAILED, JobQueue
+from magec.studio.study import StudyDB, Trial, rows_csv, study_report
+
+
+def test_render_latent_is_what_magec_edit_draws(tone_pipeline):
+    gen = tone_pipeline.generator
+    z = gen.sample_latents(1, 3)
+    op = tone_pipeline.pack.editors["interfacegan"].operations()[0]
+    rows = apply_edits(tone_pipeline, z, "z", None, "interfacegan", [op], [-2.0, 2.0])
+    for edit in rows[0]:
+        shown = render_latent(tone_pipeline, z, "z", None, {("interfacegan", op): edit.amount})[0]
+        assert torch.equal(shown, edit.image)
+    # No slider moved: the projection itself; two sliders compose, in order.
+    assert torch.equal(render_latent(tone_pipeline, z, "z", None, {}), gen.synthesize(z))
+    both = {("interfacegan", op): 1.0, ("ganspace", "pc0"): 1.5}
+    step = edited_latent(
+        tone_pipeline, edited_latent(tone_pipeline, z, {("interfacegan", op): 1.0}), {("ganspace", "pc0"): 1.5}
+    )
+    assert torch.allclose(edited_latent(tone_pipeline, z, both), step)
+    with pytest.raises(MagecError, match="unknown editor"):
+        render_latent(tone_pipeline, z, "z", None, {("nope", op): 1.0})
+
+
+def test_job_queue_runs_one_job_at_a_time_and_cancels(tone_pipeline):
+    from magec.inversion import invert
+
+    queue = JobQueue("test")
+    running, overlap = [0], []
+
+    def work(job):
+        running[0] += 1
+        overlap.append(running[0])
+        time.sleep(0.05)
+        running[0] -= 1
+        return job.id
+
+    jobs = [queue.submit(f"viewer-{k}", work) for k in range(4)]
+    assert all(j.wait(10) for j in jobs)
+    assert max(overlap) == 1 and [j.state for j in jobs] == [DONE] * 4
+
+    # Cancel stops a running inversion through invert's step callback.
+    started = threading.Event()
+    image = tone_pipeline.generator.synthesize(tone_pipeline.generator.sample_latents(1, 5))
+
+    def long_inversion(job):
+        def callback(info):
+            started.set()
+            return job.report(info.step + 1, info.total_steps, "magec")
+
+        return invert(tone_pipeline, image, "magec", method_config("magec"), 0, callback)
+
+    job = queue.submit("me", long_inversion)
+    assert started.wait(30)
+    assert queue.cancel("me") == 1
+    assert job.wait(30) and job.state == CANCELLED
+    assert job.result.stopped and job.result.steps < method_config("magec").total_steps
+
+    failing = queue.submit("me", lambda job: (_ for _ in ()).throw(MagecError("photo.png: no face found")))
+    assert failing.wait(10) and failing.state == FAILED and failing.error == "photo.png: no face found"
+    assert queue.submit("me", lambda job: 7).wait(10)  # the worker survived the failure
+    queue.close()
+
+
+def test_uploads_are_checked_before_decoding(tone_pipeline, tmp_path):
+    from magec.studio.session import Studio
+
+    root = tmp_path / "uploads"
+    root.mkdir()
+    studio = Studio(tone_pipeline, upload_root=root, max_bytes=100_000)
+    try:
+        outside = tmp_path / "secret.png"
+        Image.new("RGB", (8, 8)).save(outside)
+        with pytest.raises(MagecError, match="did not come through this page"):
+            studio.read_upload(outside)
+        with pytest.raises(MagecError, match="did not come through this page"):
+            studio.read_upload(root / ".." / "secret.png")
+        big = root / "big.png"
+        big.write_bytes(b"\0" * 200_000)
+        with pytest.raises(MagecError, match="above the page's limit"):
+            studio.read_upload(big)
+        bomb = root / "bomb.png"
+        Image.new("1", (8000, 6000)).save(bomb)  # 48 megapixels in a few KB: refused from the header
+        with pytest.raises(MagecError, match="megapixels") as caught:
+            studio.read_upload(bomb)
+        assert str(root) not in str(caught.value)  # the page names the file, never the server's folders
+        broken = root / "broken.png"
+        broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+        with pytest.raises(MagecError, match="broken.png"):
+            studio.read_upload(broken)
+        with pytest.raises(MagecError, match="outside"):
+            studio.slider_values([float("nan")] + [0.0] * (len(studio.sliders) - 1))
+        with pytest.raises(MagecError, match="expected"):
+            studio.slider_values([0.0])
+    finally:
+        studio.close()
+
+
+def _pool(db: StudyDB, methods=("magec", "no-magec", "im2stylegan++"), edits: int = 3) -> None:
+    png = Image.new("RGB", (4, 4))
+    import io
+
+    buf = io.BytesIO()
+    png.save(buf, format="PNG")
+    with db._connect() as conn:
+        photo = conn.execute("INSERT INTO photos (name, png) VALUES ('p', ?)", (buf.getvalue(),)).lastrowid
+        for k in range(edits):
+            edit = conn.execute(
+                "INSERT INTO edits (photo_id, editor, operation, amount) VALUES (?, 'interfacegan', 'male', ?)",
+                (photo, 1.0 + k),
+            ).lastrowid
+            for m in methods:
+                conn.execute("INSERT INTO renders VALUES (?, ?, ?)", (edit, m, buf.getvalue()))
+
+
+def test_study_database_records_each_judgement_and_reports(tmp_path):
+    from scipy.stats import binomtest
+
+    db = StudyDB(tmp_path / "s.sqlite", create=True)
+    _pool(db)
+    trials = []
+    for k in range(12):
+        trial = db.next_trial("ann")
+        assert isinstance(trial, Trial) and trial.left != trial.right
+        trials.append((trial.edit_id, *sorted((trial.left, trial.right))))
+        winner_left = trial.left == "magec" or (k % 4 == 0 and trial.right != "magec")
+        db.record("ann", trial, "left" if winner_left else "right")
+        # Committed at once: another connection sees it (a killed server loses nothing acknowledged).
+        with sqlite3.connect(tmp_path / "s.sqlite") as other:
+            assert other.execute("SELECT COUNT(*) FROM judgements").fetchone()[0] == k + 1
+    assert len(set(trials[:9])) == 9  # the 9 (edit, pair) combinations come before any repeat
+    db.record("bob", db.next_trial("bob"), "left")
+    report = study_report(db)
+    assert report["judgements"] == 13 and report["judges"] == 2
+    rows = db.rows()
+    for pair in report["pairs"]:
+        mine = [r for r in rows if {r["winner"], r["loser"]} == {pair.first, pair.second}]
+        k = sum(r["winner"] == pair.first for r in mine)
+        assert (pair.first_wins, pair.n) == (k, len(mine))
+        assert pair.p_value == pytest.approx(binomtest(k, len(mine), 0.5).pvalue)
+    magec_pairs = [p for p in report["pairs"] if p.first == "magec"]
+    assert magec_pairs and all(p.first_wins >= p.second_wins for p in magec_pairs)
+    text = rows_csv(rows)
+    assert text.splitlines()[0].startswith("id,created,judge,photo") and len(text.splitlines()) == 14
+    # Same judge, same history: the same next trial (seeded), shown blind (methods only on the server).
+    assert db.next_trial("carl") == db.next_trial("carl")
+    with pytest.raises(MagecError, match="left or right"):
+        db.record("ann", db.next_trial("ann"), "both")
+    with pytest.raises(MagecError, match="judge id"):
+        db.next_trial("   ")
+
+
+def test_study_database_refuses_what_it_is_not(tmp_path):
+    with pytest.raises(MagecError, match="no such study database"):
+        StudyDB(tmp_path / "none.sqlite")
+    text = tmp_path / "notes.sqlite"
+    text.write_text("my notes")
+    with pytest.raises(MagecError, match="not an SQLite file"):
+        StudyDB(text, create=True)
+    assert text.read_text() == "my notes"
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(MagecError, match="not a magec study database"):
+        StudyDB(other)

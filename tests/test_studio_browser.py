@@ -1,0 +1,220 @@
+"""``magec studio`` in a real browser: Debian's headless Chromium driven by Playwright's Python package.
+
+One run of the page's main paths, as a person would do them: upload a real photo, invert (short
+schedule), move the male slider (the shown image changes and F's caption moves the right way), download
+the latent and edit it with ``magec edit``, upload a corrupt file (one message, the server keeps
+serving), compare the three methods, and make 10 study judgements that end up in SQLite and in
+``magec study report``. Every request the page makes must go to the studio itself (offline).
+
+Screenshots of the three tabs go to ``$MAGEC_STUDIO_FIGURES`` when set (``docs/figures`` for the README:
+``MAGEC_STUDIO_FIGURES=docs/figures pytest tests/test_studio_browser.py``), else to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MISSING = "Debian's chromium is not installed: `apt-get install -y chromium` (as root; `make test` does it)"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _magec(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "magec", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def _wait_for_server(url: str, proc: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"magec studio exited with {proc.returncode}: {proc.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError("magec studio did not start")
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+def _male(caption: str) -> float:
+    found = re.search(r"male (\d+\.\d+)", caption)
+    assert found, f"no male probability in F's caption {caption!r}"
+    return float(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(MISSING)
+    return CHROMIUM
+
+
+def test_studio_in_a_browser(chromium, embedded_pack, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+    from skimage import data
+
+    started = time.monotonic()
+    figures = Path(os.environ.get("MAGEC_STUDIO_FIGURES") or tmp_path / "figures")
+    figures.mkdir(parents=True, exist_ok=True)
+    pack = tmp_path / "pack"
+    embedded_pack.save(pack)
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(photo.read_bytes()[:300] + b"\x00garbage" * 64)
+    db = tmp_path / "study.sqlite"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    # The pool is prepared beside the starting server (the Study tab looks for it at Start).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    prepare = subprocess.Popen(
+        [sys.executable, "-m", "magec", "study", "prepare", "--db", str(db), "--pack", str(pack), "--device", "cpu",
+         "--generated", "2", "--edits", "2", "--steps-scale", "0.02"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "magec", "studio", "--pack", str(pack), "--port", str(port), "--device", "cpu",
+         "--study-db", str(db), "--steps-scale", "0.05", "--perceptual", "describer-features"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        _wait_for_server(base + "/", server)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(base + "/", wait_until="load")
+            expect(page.locator("#status")).to_be_visible(timeout=30_000)
+
+            # Editor: upload a real photo; its face is framed for the generator before inversion.
+            page.locator("#upload input[type=file]").set_input_files(str(photo))
+            expect(page.locator("#status")).to_contain_text("ready to invert", timeout=30_000)
+            expect(page.locator("#framed img")).to_be_visible()
+            page.locator("#invert-btn").click()
+            expect(page.locator("#progress")).to_contain_text("done after", timeout=60_000)
+            expect(page.locator("#caption-edited")).to_contain_text("male")
+            before_png = page.locator("#edited img").screenshot()
+            before_caption = page.locator("#caption-edited").inner_text()
+
+            # The male slider at its top: the shown image changes and F says "more male".
+            male = page.locator("#slider-interfacegan-male input[type=number]")
+            top = male.get_attribute("max")
+            male.fill(top)
+            male.press("Enter")
+            expect(page.locator("#caption-edited")).not_to_have_text(before_caption, timeout=15_000)
+            page.wait_for_timeout(500)  # the new image element loads
+            after_png = page.locator("#edited img").screenshot()
+            after_caption = page.locator("#caption-edited").inner_text()
+            change = np.abs(_pixels(after_png) - _pixels(before_png)).mean()
+            assert change > 2.0, f"the edited image barely changed ({change:.2f} grey levels)"
+            assert _male(after_caption) > _male(before_caption), (before_caption, after_caption)
+            page.screenshot(path=str(figures / "studio-editor.png"), full_page=True)
+
+            # Download the latent and edit it with the CLI.
+            page.locator("#download-btn").click()
+            link = page.locator("#downloads a[download$='.latent.safetensors']")
+            expect(link).to_have_count(1, timeout=15_000)
+            response = page.request.get(link.get_attribute("href"))
+            assert response.ok
+            latent = tmp_path / "studio-magec.latent.safetensors"
+            latent.write_bytes(response.body())
+            edits = _magec(
+                "edit", str(latent), "--pack", str(pack), "--out", str(tmp_path / "edits"), "--device", "cpu"
+            )
+            assert edits.returncode == 0, edits.stderr
+            assert (tmp_path / "edits" / "grid.png").is_file()
+
+            # A corrupt upload: one clear message, and the server keeps serving.
+            page.locator("#upload input[type=file]").set_input_files(str(corrupt))
+            expect(page.locator("#status")).to_contain_text("Could not use this", timeout=15_000)
+            expect(page.locator("#status")).to_contain_text("corrupt.png")
+            assert "/tmp" not in page.locator("#status").inner_text()  # no server path shown
+            with urllib.request.urlopen(base + "/", timeout=5) as r:
+                assert r.status == 200
+            for outside_file in (photo, Path("/etc/passwd")):  # the server hands out none of the machine's files
+                assert not page.request.get(f"{base}/gradio_api/file={outside_file}").ok
+            page.locator("#astronaut-btn").click()
+            expect(page.locator("#status")).to_contain_text("ready to invert", timeout=30_000)
+
+            # Compare: the three methods side by side, one edit applied to all.
+            page.get_by_role("tab", name="Compare").click()
+            page.locator("#compare-btn").click()
+            expect(page.locator("#compare-progress")).to_contain_text("done", timeout=60_000)
+            for method in ("magec", "no-magec", "im2stylegan++"):
+                expect(page.locator(f"#compare-caption-{re.escape(method)}")).to_contain_text("male")
+            page.screenshot(path=str(figures / "studio-compare.png"), full_page=True)
+
+            # Study: a judge id once, then 10 blind judgements.
+            assert prepare.wait(timeout=120) == 0, prepare.stderr.read()
+            page.get_by_role("tab", name="Study").click()
+            page.locator("#judge input, #judge textarea").first.fill("judge-1")
+            page.locator("#judge-btn").click()
+            expect(page.locator("#study-label")).to_contain_text("Edit:", timeout=15_000)
+            assert "magec" not in page.locator("#study-label").inner_text()  # blind: no method names
+            for k in range(10):
+                page.locator("#left-btn" if k % 3 else "#right-btn").click()
+                expect(page.locator("#study-count")).to_contain_text(f"{k + 1} judgement", timeout=15_000)
+            page.screenshot(path=str(figures / "studio-study.png"), full_page=True)
+            browser.close()
+
+        outside = [u for u in requests if not u.startswith((base, "data:", "blob:"))]
+        assert not outside, f"the page fetched from outside the studio: {outside[:5]}"
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT judge, choice, winner, loser FROM judgements").fetchall()
+        assert len(rows) == 10 and {r[0] for r in rows} == {"judge-1"}
+        assert all(r[2] != r[3] for r in rows)
+        report = _magec("study", "report", "--db", str(db), "--csv", str(tmp_path / "rows.csv"))
+        assert report.returncode == 0, report.stderr
+        assert "10 judgements by 1 judge(s)" in report.stdout
+        assert len((tmp_path / "rows.csv").read_text().splitlines()) == 11
+        assert server.poll() is None, "the server stopped"
+    finally:
+        for proc in (server, prepare):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    print(f"studio browser test: {time.monotonic() - started:.1f} s (pack fixture excluded)")
