@@ -49,11 +49,15 @@ def test_demo_writes_a_self_contained_page(tmp_path):
     ]
     assert main(args) == 0
     page = (out / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 5  # reconstructions, 3 editors, losses: all inlined
+    # reconstructions, 3 editors, losses and the photo pasted back: all inlined
+    assert page.count("data:image/png;base64,") == 6
     for method in ("magec", "no-magec", "im2stylegan++"):
         assert method in page
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["methods"]) == {"magec", "no-magec", "im2stylegan++"}
+    back = summary["astronaut_pasted_back"]
+    assert set(back) == {"magec", "no-magec", "im2stylegan++", "magec+pti", "no-magec+pti"}
+    assert all(0 <= v["projection"] < 2 for v in back.values())  # dlib found her face in every pasted photo
     assert set(summary["methods"]["magec"]["final_mse"]) == {"astronaut", "generated-0"}
     assert (tmp_path / "cache" / "embedded-pack" / "manifest.json").is_file()
     assert main(args) == 0  # second run reuses the cached pack

@@ -17,15 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from magec import validation
 from magec.describers import load_describer
 from magec.devices import resolve_device
-from magec.faces.crop import astronaut_face
+from magec.faces.crop import frame_face_crop
+from magec.faces.paste import Framing, face_landmarks_for, paste_back
+from magec.faces.recognition import FaceRecognizer
 from magec.generators import load_generator
 from magec.generators.base import select_noise
 from magec.inversion import METHODS, InversionResult, ProgressBar, invert, method_config
-from magec.io.images import pil_to_tensor, save_png
+from magec.inversion.config import PTI_METHODS
+from magec.inversion.pti import PTIConfig
+from magec.io.images import pil_to_tensor, save_png, tensor_to_pil
 from magec.io.output_folder import OutputFolder
 from magec.losses.mse import mse_per_image
 from magec.pipeline import Pipeline, assemble_pipeline
@@ -48,7 +53,9 @@ class DemoConfig:
     steps_scale: float = 1.0
     device: str = "auto"
     perceptual: str = "auto"
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = ("magec", "no-magec", "im2stylegan++")
+    #: Methods with pivotal tuning, run on the real photo only (they tune one generator per image).
+    pti_methods: tuple[str, ...] = PTI_METHODS
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     #: Write into an existing ``out`` that holds other files (files magec did not write are never replaced).
     force: bool = False
@@ -58,7 +65,7 @@ class DemoConfig:
         validation.integer("--generated", self.generated, 0, 64)
         validation.integer("--seed", self.seed, 0)
         validation.positive("--steps-scale", self.steps_scale)
-        for method in self.methods:
+        for method in (*self.methods, *self.pti_methods):
             validation.choice("method", method, METHODS)
 
 
@@ -134,7 +141,9 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     pipeline = assemble_pipeline(generator, describer, pack, perceptual=config.perceptual, device=device)
 
     size = generator.resolution
-    astronaut = pil_to_tensor(astronaut_face(size))
+    photo = astronaut_photo()
+    crop, framing = frame_face_crop(photo, size)
+    astronaut = pil_to_tensor(crop)
     with torch.no_grad():
         generated = generator.synthesize(generator.sample_latents(config.generated, HELDOUT_SEED + config.seed)).cpu()
     inputs = torch.cat([astronaut, generated]).to(device)
@@ -144,6 +153,12 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     for method in config.methods:
         bar = ProgressBar(f"invert [{method}] x{len(names)}") if progress else None
         results[method] = invert(pipeline, inputs, method, method_config(method, config.steps_scale), config.seed, bar)
+    tuned: dict[str, InversionResult] = {}
+    for method in config.pti_methods:
+        bar = ProgressBar(f"invert [{method}] astronaut") if progress else None
+        config_m = method_config(method, config.steps_scale)
+        pti = PTIConfig().scaled(config.steps_scale)
+        tuned[method] = invert(pipeline, inputs[:1], method, config_m, config.seed, bar, pti=pti)
 
     config.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{config.out.name}.", dir=config.out.parent) as staging:
@@ -171,6 +186,9 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
                 pipeline, inputs, names, results, editor, tmp / f"edits-{editor}.png"
             )
         figures["losses"] = loss_plot(results, tmp / "losses.png")
+        figures["your-photo-back"], photo_rows = photo_back_grid(
+            pipeline, photo, framing, {m: r for m, r in results.items()}, tuned, tmp / "your-photo-back.png"
+        )
         summary = {
             "settings": pipeline.settings(),
             "pack": {
@@ -189,11 +207,68 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
                 }
                 for m, r in results.items()
             },
+            "astronaut_pasted_back": photo_rows,
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (tmp / "index.html").write_text(render_html(summary, figures, names), encoding="utf-8")
         out.publish(tmp)
     return config.out / "index.html"
+
+
+def astronaut_photo() -> Image.Image:
+    """scikit-image's ``astronaut`` portrait (public domain; it ships in the package)."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+def photo_back_grid(
+    pipeline: Pipeline,
+    photo: Image.Image,
+    framing: Framing,
+    results: dict[str, InversionResult],
+    tuned: dict[str, InversionResult],
+    target: Path,
+) -> tuple[Path, dict[str, dict[str, float]]]:
+    """The astronaut as the user gets her back: each method's projection and a male -/+ edit pasted into
+    the photo (zoomed on the face), with dlib's same-person distance to the photo under each (< 0.6: same)."""
+    recognizer = FaceRecognizer()
+    landmarks = face_landmarks_for(photo, framing)
+    editor = pipeline.pack.interfacegan
+    amount = editor.default_amount
+    corners = framing.square_corners()
+    (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+    pad = 0.15 * (x1 - x0)
+    box = tuple(
+        int(round(v))
+        for v in (max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, photo.width), min(y1 + pad, photo.height))
+    )
+    zoom = lambda img: pil_to_tensor(img.crop(box).resize((256, 256), Image.Resampling.LANCZOS))[0]  # noqa: E731
+    rows, labels, cells, record = [], [], [], {}
+    for method, res in {**results, **tuned}.items():
+        generator = res.tuned[0] if res.tuned else pipeline.generator
+        z = res.latents[:1]
+        noise = select_noise(res.noise, 0)
+        with torch.no_grad():
+            crops = [
+                generator.synthesize(editor.edit(z, "male", a), space=res.space, noise=noise)[0]
+                for a in (0.0, -amount, amount)
+            ]
+        pasted = [paste_back(photo, tensor_to_pil(c), framing, landmarks) for c in crops]
+        distances = [recognizer.distance(photo, p) for p in pasted]
+        rows.append([zoom(photo), *(zoom(p) for p in pasted)])
+        labels.append(method)
+        cells.append(["photo", *(f"dlib {d:.2f}" for d in distances)])
+        record[method] = {
+            "projection": round(distances[0], 3),
+            "male-": round(distances[1], 3),
+            "male+": round(distances[2], 3),
+        }
+    cols = ["your photo", "projection, pasted back", f"male {-amount:+.1f}", f"male {amount:+.1f}"]
+    title = "the astronaut, pasted back; dlib distance to the photo (< 0.6: same person)"
+    return image_grid(
+        rows, target, row_labels=labels, col_labels=cols, cell_labels=cells, title=title, cell=2.0
+    ), record
 
 
 def render_html(summary: dict, figures: dict[str, Path], names: list[str]) -> str:
