@@ -46,7 +46,9 @@ def embedded_pack(dcgan, dlib_describer):
     """A small real pack (embedded DCGAN + dlib F); 1500 samples keep it well under a minute."""
     from magec.prepare import PrepareConfig, prepare_pack
 
-    return prepare_pack(dcgan, dlib_describer, PrepareConfig(n_samples=1500, ganspace_samples=600), progress=False)
+    return prepare_pack(
+        dcgan, dlib_describer, PrepareConfig(n_samples=1500, ganspace_samples=600, styleflow=None), progress=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,5 +59,7 @@ def tone_pipeline(dcgan):
     from magec.prepare import PrepareConfig, prepare_pack
 
     describer = ToneDescriber()
-    pack = prepare_pack(dcgan, describer, PrepareConfig(n_samples=600, ganspace_samples=300), progress=False)
+    pack = prepare_pack(
+        dcgan, describer, PrepareConfig(n_samples=600, ganspace_samples=300, styleflow=None), progress=False
+    )
     return assemble_pipeline(dcgan, describer, pack, perceptual="describer-features", device="cpu")

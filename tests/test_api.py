@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"prepare"},
     {"pipeline"},
     {"inversion", "render"},
-    {"evaluation", "preview", "bench"},
+    {"evaluation", "preview", "entanglement", "bench"},
     {"demo"},
     {"studio"},
     {"cli", "__main__"},

@@ -132,6 +132,13 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
         metadata={"format": "magec-latent", "space": "z", "metadata": "{not json"},
     )
     f["latent_meta"] = root / "meta.latent.safetensors"
+    framed = {
+        **meta,
+        "photo": {"framing": "face-crop", "origin": [10, 10], "u": [40, 0], "v": [0, 40], "photo_size": [64, 64]},
+    }
+    f["latent_framed"] = save_latent(root / "framed.latent.safetensors", z, "z", None, image, framed)
+    f["latent_tuned"] = save_latent(root / "tuned.latent.safetensors", z, "z", None, image, meta)
+    (root / "tuned.pti.safetensors").write_bytes(b"not a delta")
     # A pack whose tensors hold a NaN but whose manifest hash is valid.
     nan_pack = root / "nan-pack"
     shutil.copytree(f["pack"], nan_pack)
@@ -527,8 +534,22 @@ CASES: list[Case] = [
     Case("edit-amounts-inf", [*EDIT, "--amounts", "1,inf", "--out", "e"], 2, "finite"),
     Case("edit-amounts-overflow", [*EDIT, "--amounts", "1e400", "--out", "e"], 2, "finite"),
     Case("edit-amounts-text", [*EDIT, "--amounts", "3,big", "--out", "e"], 2, "expected a number"),
+    Case("edit-paste-back-without-framing", [*EDIT, "--paste-back", F, "--out", "e"], 1, "--align or --face-crop"),
+    Case(
+        "edit-paste-back-other-photo",
+        ["edit", "{latent_framed}", "--pack", P, "--device", "cpu", "--paste-back", "{gray}", "--out", "e"],
+        1,
+        "not the photo that was inverted",
+    ),
+    Case(
+        "edit-broken-pti-delta",
+        ["edit", "{latent_tuned}", "--pack", P, "--device", "cpu", "--out", "e"],
+        1,
+        "not a readable generator delta",
+    ),
     Case("edit-unknown-operation", [*EDIT, "--operation", "glasses", "--out", "e"], 1, "offers male"),
-    Case("edit-unknown-editor", [*EDIT, "--editor", "styleflowish", "--out", "e"], 2, "invalid choice"),
+    Case("edit-unknown-editor", [*EDIT, "--editor", "styleflowish", "--out", "e"], 2, "choose from"),
+    Case("edit-boundary-wrong-shape", [*EDIT, "--editor", "boundary:{garbage}", "--out", "e"], 1, "garbage.pt"),
     Case("prepare-batch-size-zero", ["prepare", "--out", "p", "--batch-size", "0"], 2, "at least 1"),
     Case("prepare-samples-nan", ["prepare", "--out", "p", "--samples", "nan"], 2, "whole number"),
     Case("prepare-samples-too-few", ["prepare", "--out", "p", "--samples", "10"], 2, "at least 50"),

@@ -170,5 +170,5 @@ def bench_pipeline(device: str = "auto", pack: str | None = None, perceptual: st
     if pack:
         return load_pipeline(pack, device, perceptual=perceptual)
     gen, desc = load_generator("dcgan-face", device), load_describer("dlib-age-gender", device)
-    small = prepare_pack(gen, desc, PrepareConfig(n_samples=600, ganspace_samples=300))
+    small = prepare_pack(gen, desc, PrepareConfig(n_samples=600, ganspace_samples=300, styleflow=None))
     return assemble_pipeline(gen, desc, small, perceptual=perceptual, device=device)

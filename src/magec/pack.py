@@ -3,7 +3,7 @@
 A pack is a folder::
 
     PACK/manifest.json          format, version, provenance, fit quality, tensor hashes and shapes
-    PACK/tensors.safetensors    LinkNet, InterfaceGAN and GANSpace tensors
+    PACK/tensors.safetensors    LinkNet, InterfaceGAN, GANSpace, SeFa and StyleFlow tensors
 
 Loading verifies the format version, the SHA-256 of the tensor file and every tensor's shape, so a
 corrupted or mismatched pack is refused with one line naming the problem instead of failing later.
@@ -29,9 +29,12 @@ from magec.latent.editors import LatentEditor
 from magec.latent.ganspace import GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANEditor
 from magec.latent.linknet import LinkNet
+from magec.latent.sefa import SeFaEditor
+from magec.latent.styleflow import ConditionalFlow, StyleFlowEditor, linknet_attributes
 
 PACK_FORMAT = "magec-pack"
-#: 2: latent statistics (never read) left the pack. Older packs are refused with "re-run magec prepare".
+#: 2: latent statistics (never read) left the pack; SeFa directions and the StyleFlow flow joined it.
+#: Older packs are refused with "re-run magec prepare".
 PACK_VERSION = 2
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
@@ -76,10 +79,18 @@ class Pack:
     info: dict[str, Any] = field(default_factory=dict)
     #: Editors by kind; ``magec.pipeline`` adds "interpolate", which needs the generator.
     editors: dict[str, LatentEditor] = field(default_factory=dict)
+    #: SeFa's closed-form directions (None for a generator without a first linear map to factorise).
+    sefa: SeFaEditor | None = None
+    #: StyleFlow's conditional flow (None when ``prepare`` skipped it).
+    styleflow: ConditionalFlow | None = None
 
     def __post_init__(self) -> None:
         self.editors.setdefault("interfacegan", self.interfacegan)
         self.editors.setdefault("ganspace", self.ganspace)
+        if self.sefa is not None:
+            self.editors.setdefault("sefa", self.sefa)
+        if self.styleflow is not None:
+            self.editors.setdefault("styleflow", StyleFlowEditor(self.styleflow, linknet_attributes(self.linknet)))
 
     @property
     def latent_dim(self) -> int:
@@ -89,12 +100,20 @@ class Pack:
         self.linknet.to(device)
         self.interfacegan.to(device)
         self.ganspace.to(device)
+        if self.sefa is not None:
+            self.sefa.to(device)
+        if self.styleflow is not None:
+            self.styleflow.to(device)
         return self
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"linknet.{k}": v for k, v in self.linknet.state_dict().items()}
         out |= {f"interfacegan.{k}": v for k, v in self.interfacegan.tensors().items()}
         out |= {f"ganspace.{k}": v for k, v in self.ganspace.tensors().items()}
+        if self.sefa is not None:
+            out |= {f"sefa.{k}": v for k, v in self.sefa.tensors().items()}
+        if self.styleflow is not None:
+            out |= {f"styleflow.{k}": v for k, v in self.styleflow.tensors().items()}
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
     def manifest(self, tensors: dict[str, torch.Tensor], tensor_sha256: str) -> dict[str, Any]:
@@ -104,6 +123,7 @@ class Pack:
             "generator": self.generator_spec,
             "describer": {"spec": self.describer_spec, "layout": self.layout.to_dict()},
             "latent_dim": self.latent_dim,
+            **({"styleflow_config": self.styleflow.config_dict()} if self.styleflow is not None else {}),
             "tensors": {
                 "file": TENSORS,
                 "sha256": tensor_sha256,
@@ -190,11 +210,24 @@ class Pack:
             linknet.requires_grad_(False)
             interfacegan = InterfaceGANEditor.from_tensors(layout.attribute_names, group("interfacegan"))
             ganspace = GANSpaceEditor.from_tensors(group("ganspace"))
+            sefa = SeFaEditor.from_tensors(group("sefa")) if group("sefa") else None
+            flow = group("styleflow")
+            styleflow = ConditionalFlow.from_tensors(manifest["styleflow_config"], flow) if flow else None
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise file_error(
                 folder, f"inconsistent pack ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
             ) from None
-        reserved = {"format", "version", "generator", "describer", "latent_dim", "tensors"}
+        reserved = {"format", "version", "generator", "describer", "latent_dim", "tensors", "styleflow_config"}
         info = {k: v for k, v in manifest.items() if k not in reserved}
-        pack = cls(manifest["generator"], manifest["describer"]["spec"], layout, linknet, interfacegan, ganspace, info)
+        pack = cls(
+            manifest["generator"],
+            manifest["describer"]["spec"],
+            layout,
+            linknet,
+            interfacegan,
+            ganspace,
+            info,
+            sefa=sefa,
+            styleflow=styleflow,
+        )
         return pack.to(device)

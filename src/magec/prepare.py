@@ -24,6 +24,8 @@ from magec.generators.base import Generator
 from magec.latent.ganspace import GANSpaceConfig, GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANConfig, InterfaceGANEditor
 from magec.latent.linknet import LinkNet, LinkNetConfig
+from magec.latent.sefa import SeFaConfig, SeFaEditor
+from magec.latent.styleflow import StyleFlowConfig, fit_styleflow
 from magec.pack import Pack
 from magec.seeding import generator_for
 
@@ -46,6 +48,9 @@ class PrepareConfig:
     linknet: LinkNetConfig = field(default_factory=LinkNetConfig)
     interfacegan: InterfaceGANConfig = field(default_factory=InterfaceGANConfig)
     ganspace: GANSpaceConfig = field(default_factory=GANSpaceConfig)
+    sefa: SeFaConfig = field(default_factory=SeFaConfig)
+    #: StyleFlow's conditional flow (about 25 s on the embedded default); None skips it.
+    styleflow: StyleFlowConfig | None = field(default_factory=StyleFlowConfig)
 
     def __post_init__(self) -> None:
         if validation.integer("--samples", self.n_samples) < MIN_SAMPLES:
@@ -123,6 +128,18 @@ def prepare_pack(
         config.ganspace,
         seed=config.seed,
     )
+    try:
+        sefa = SeFaEditor.fit(generator, latents[train], config.sefa)
+    except ValueError as exc:  # a generator without a first linear map to factorise
+        log.info("SeFa skipped: %s", exc)
+        sefa = None
+    styleflow, styleflow_info = None, None
+    if config.styleflow is not None:
+        if progress:
+            log.info("fitting StyleFlow (%d iterations)", config.styleflow.iterations)
+        styleflow, styleflow_info = fit_styleflow(
+            latents[train], values[train], layout.attribute_names, config.styleflow, seed=config.seed
+        )
 
     info = {
         "created_with": package_versions(),
@@ -152,7 +169,16 @@ def prepare_pack(
         },
         "attribute_prevalence": {a: round(float(v), 4) for a, v in zip(layout.attribute_names, values.mean(0))},
     }
-    return Pack(generator.spec, describer.spec, layout, linknet, interfacegan, ganspace, info)
+    if sefa is not None:
+        info["sefa"] = {
+            "eigenvalues": [round(float(e), 4) for e in sefa.eigenvalues],
+            "default_amount": sefa.default_amount,
+        }
+    if styleflow_info is not None:
+        info["styleflow"] = styleflow_info
+    return Pack(
+        generator.spec, describer.spec, layout, linknet, interfacegan, ganspace, info, sefa=sefa, styleflow=styleflow
+    )
 
 
 #: Folder name of the embedded default's pack inside a cache folder.

@@ -9,7 +9,14 @@ from magec import validation
 from magec.cli.options import add_device_and_seed, add_force, add_max_pixels
 from magec.errors import MagecError
 
-EDITORS = ("interfacegan", "ganspace", "interpolate")
+EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
+
+
+def editor_spec(text: str) -> str:
+    """One of the pack's editors, or ``boundary:FILE.npy`` (a direction file: InterfaceGAN's format)."""
+    if text in EDITORS or (text.startswith("boundary:") and len(text) > len("boundary:")):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(EDITORS)} or boundary:FILE.npy")
 
 
 def parse_amounts(text: str) -> list[float]:
@@ -36,7 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="edit an inverted latent and write the images and a grid", description=__doc__)
     p.add_argument("latent", help="a <name>.latent.safetensors written by `magec invert`")
     p.add_argument("--pack", required=True)
-    p.add_argument("--editor", choices=EDITORS, default="interfacegan")
+    p.add_argument(
+        "--editor",
+        type=editor_spec,
+        default="interfacegan",
+        help=f"{', '.join(EDITORS)} (default interfacegan), or boundary:FILE.npy: any (1, L) or (L,) direction file",
+    )
     p.add_argument(
         "--operation",
         action="append",
@@ -81,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
 
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
     check_latent_fits(saved, pipeline.generator, args.latent)
+    if args.editor.startswith("boundary:"):
+        from magec.latent.boundaries import load_direction
+
+        boundary = load_direction(args.editor.partition(":")[2], pipeline.generator.latent_dim)
+        pipeline.pack.editors["boundary"] = boundary
+        args.editor = "boundary"
+    if args.editor not in pipeline.pack.editors:
+        raise MagecError(
+            f"{args.pack}: this pack has no {args.editor} editor (has: {', '.join(pipeline.pack.editors)})"
+        )
     from dataclasses import replace
 
     from magec.inversion.outputs import tuned_generator_for

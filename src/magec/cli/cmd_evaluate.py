@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies",
     )
     p.add_argument(
-        "--identity", default="none", help="identity loss for the inversions: none | arcface:PATH | moco:PATH"
+        "--identity", default="none", help="identity loss for the inversions: none | dlib | arcface:PATH | moco:PATH"
     )
     p.add_argument("--describer", help="override the pack's describer spec (same descriptor layout)")
     p.add_argument(

