@@ -49,8 +49,9 @@ def test_demo_writes_a_self_contained_page(tmp_path):
     ]
     assert main(args) == 0
     page = (out / "index.html").read_text()
-    # reconstructions, 3 editors, losses and the photo pasted back: all inlined
-    assert page.count("data:image/png;base64,") == 6
+    # reconstructions, one grid per editor (InterfaceGAN, GANSpace, SeFa, StyleFlow, interpolation), losses and
+    # the photo pasted back: all inlined
+    assert page.count("data:image/png;base64,") == 8
     for method in ("magec", "no-magec", "im2stylegan++"):
         assert method in page
     summary = json.loads((out / "summary.json").read_text())

@@ -181,7 +181,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
                 cell=1.6,
             )
         }
-        for editor in ("interfacegan", "ganspace", "interpolate"):
+        for editor in pipeline.pack.editors:  # one grid per editor: InterfaceGAN, GANSpace, SeFa, StyleFlow, ...
             figures[f"edits-{editor}"] = edit_grid(
                 pipeline, inputs, names, results, editor, tmp / f"edits-{editor}.png"
             )
