@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from magec.errors import file_error
 from magec.generators.base import Generator, select_noise
@@ -49,8 +49,21 @@ def save_latent(
     meta = {"format": LATENT_FORMAT, "space": space, "metadata": json.dumps(metadata, sort_keys=True)}
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(canonical_safetensors(save(tensors, metadata=meta)))
     return path
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the header from a hash map, so the order of its keys (and so the file's bytes) changes
+    from one process to the next; sorted, the same latent is the same bytes in every process and worker.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(header) > n:  # never happens for safetensors' own compact JSON; keep the file as it was then
+        return data
+    return data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
 
 
 def load_latent(path: str | Path) -> SavedLatent:
