@@ -32,6 +32,7 @@ LAYERS: list[set[str]] = [
     {"pipeline"},
     {"inversion", "render"},
     {"evaluation", "preview", "bench"},
+    {"distributed"},
     {"demo"},
     {"cli", "__main__"},
 ]

@@ -184,15 +184,21 @@ def run(args: argparse.Namespace) -> int:
 
         from magec.distributed.runs import invert_on_workers
 
-        out.claim({k: v for batch, write in todo for n in write for k, v in output_claims(by_name[n]).items()})
         total = sum(len(write) for _, write in todo)
-        with tqdm(total=total, desc=f"invert [{args.method}]", unit="image") as bar:
+        bar = tqdm(total=total, desc=f"invert [{args.method}]", unit="image", delay=0.5)
 
-            def report_and_count(batch: Any, outcome: Any) -> None:
-                report(batch, outcome)
-                bar.update(len(outcome.done) + len(outcome.failed))
+        def start(pool: Any) -> None:  # the workers are up: claim the outputs, then they write them
+            out.claim({k: v for batch, write in todo for n in write for k, v in output_claims(by_name[n]).items()})
+            bar.set_postfix_str(f"{len(pool.actors)} workers")
 
-            invert_on_workers(workers, pipeline_args, job, todo, report_and_count)
+        def report_and_count(batch: Any, outcome: Any) -> None:
+            report(batch, outcome)
+            bar.update(len(outcome.done) + len(outcome.failed))
+
+        try:
+            invert_on_workers(workers, pipeline_args, job, todo, report_and_count, on_start=start)
+        finally:
+            bar.close()
     print(f"inverted {wrote} images into {out.path} ({finished} already done, {len(failed)} failed)")
     if failed:
         raise MagecError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -53,11 +54,24 @@ def connect(options: WorkerOptions) -> bool:
             **quiet,
         )
         return True
+    _check_reachable(options.address)
     try:
         ray.init(address=options.address, **quiet)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError... all one line
         raise MagecError(f"--ray {options.address}: cannot join a Ray cluster ({_cause(exc)})") from None
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once an address nothing listens on (Ray itself retries such an address for minutes)."""
+    if address == "auto":
+        return  # Ray finds the local cluster's address file, or says at once that there is none
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise MagecError(f"--ray {address}: cannot join a Ray cluster (nothing answers there: {exc})") from None
 
 
 def resources_per_worker(options: WorkerOptions, device: str) -> tuple[int, float]:
