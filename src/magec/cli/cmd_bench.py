@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="256,1024",
         help="StyleGAN2 resolutions to time (comma-separated; 'none' to skip; 1024 takes minutes on a CPU)",
     )
+    p.add_argument(
+        "--folder",
+        action="store_true",
+        help="also time a folder of 8 faces on 1 and 2 Ray workers (folder_images_per_s, ray_overhead_ms_per_image)",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,7 +43,20 @@ def run(args: argparse.Namespace) -> int:
                 f"--stylegan2 {args.stylegan2!r}: expected comma-separated powers of two from 4 to 1024, or 'none'"
             ) from None
         extra["stylegan2_step_ms"] = stylegan2_steps(resolutions, repeats=min(args.repeats, 3))
-    result = run_bench(bench_pipeline(args.device, args.pack, args.perceptual), repeats=args.repeats, extra=extra)
+    if args.folder:
+        from magec.distributed import require_ray
+
+        require_ray()  # before the pipeline loads
+    pipeline = bench_pipeline(args.device, args.pack, args.perceptual)
+    if args.folder:
+        from magec.distributed.bench import folder_throughput
+
+        extra["folder"] = lambda device: folder_throughput(pipeline)
+    result = run_bench(pipeline, repeats=args.repeats, extra=extra)
+    result.update(result.pop("folder", None) or {})
+    if "ray_overhead_ms_per_image" in result:  # against one full embedded inversion (the paper's 200 steps)
+        full_ms = result["step_ms"]["magec"] * 200
+        result["ray_overhead_share_of_inversion"] = round(result["ray_overhead_ms_per_image"] / full_ms, 5)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -7,6 +7,7 @@ without Ray. Every task catches its own errors per image and returns them as dat
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,10 @@ class InversionWorker:
         return os.getpid()
 
     def run(self, batch: list[Item], write: list[str]) -> BatchOutcome:
-        return invert_batch(self.pipeline, self.job, batch, write)
+        started = time.perf_counter()
+        outcome = invert_batch(self.pipeline, self.job, batch, write)
+        outcome.worker_seconds = time.perf_counter() - started
+        return outcome
 
 
 class EvaluationWorker:

@@ -78,6 +78,8 @@ class BatchOutcome:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Wall time of the whole task inside the worker (reading, inverting, writing), for overhead figures.
+    worker_seconds: float = 0.0
 
 
 @dataclass
