@@ -32,6 +32,7 @@ LAYERS: list[set[str]] = [
     {"pipeline"},
     {"inversion", "render"},
     {"evaluation", "preview", "entanglement", "bench"},
+    {"distributed"},
     {"demo"},
     {"studio"},
     {"cli", "__main__"},

@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=True,
         help="also time the studio's server: slider change -> edited image, and one inversion (default on)",
     )
+    p.add_argument(
+        "--folder",
+        action="store_true",
+        help="also time a folder of 8 faces on 1 and 2 Ray workers (folder_images_per_s, ray_overhead_ms_per_image)",
+    )
     p.set_defaults(func=run)
 
 
@@ -49,8 +54,20 @@ def run(args: argparse.Namespace) -> int:
         from magec.studio.bench import studio_figures
 
         served = studio_figures
+    if args.folder:
+        from magec.distributed import require_ray
+
+        require_ray()  # before the pipeline loads
     pipeline = bench_pipeline(args.device, args.pack, args.perceptual)
+    if args.folder:
+        from magec.distributed.bench import folder_throughput
+
+        extra["folder"] = lambda device: folder_throughput(pipeline)
     result = run_bench(pipeline, repeats=args.repeats, extra=extra, served=served)
+    result.update(result.pop("folder", None) or {})
+    if "ray_overhead_ms_per_image" in result:  # against one full embedded inversion (the paper's 200 steps)
+        full_ms = result["step_ms"]["magec"] * 200
+        result["ray_overhead_share_of_inversion"] = round(result["ray_overhead_ms_per_image"] / full_ms, 5)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

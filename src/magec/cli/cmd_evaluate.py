@@ -17,6 +17,7 @@ from magec.cli.options import (
     positive_float,
     positive_int,
 )
+from magec.cli.workers import add_worker_options, worker_options
 from magec.inversion.config import METHODS
 
 EDITORS = ("interfacegan", "ganspace", "interpolate")
@@ -110,6 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
+    add_worker_options(p)
     p.set_defaults(func=run)
 
 
@@ -121,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from magec.evaluation.sources import image_files
     from magec.io.images import read_image
 
+    workers = worker_options(args)
     config = EvaluationConfig(
         methods=tuple(args.methods),
         editors=tuple(args.editors),
@@ -155,6 +158,20 @@ def run(args: argparse.Namespace) -> int:
         else generated_source(pipeline.generator, args.generated, args.seed)
     )
     reference = folder_source(args.reference, res, max_pixels=args.max_pixels) if args.reference else None
+    failures: dict[str, str] = {}
+    executor = None
+    if workers is not None:  # the driver keeps the run's files (run.json, reference features, CSVs, report)
+        from magec.distributed.runs import evaluation_executor
+
+        pipeline_args = {
+            "pack": args.pack,
+            "device": args.device,
+            "perceptual": args.perceptual,
+            "identity": args.identity,
+            "describer": args.describer,
+        }
+        spec = {"folder": args.images, "limit": args.limit, "max_pixels": args.max_pixels, "generated": args.generated}
+        executor = evaluation_executor(workers, pipeline_args, args.out, config, spec, list(source.ids), failures)
     paths = run_evaluation(
         pipeline,
         source,
@@ -163,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         reference=reference,
         progress=not args.no_progress,
         extra_metadata={"pack": str(args.pack)},
+        executor=executor,
     )
     command = (
         "magec evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -171,4 +189,13 @@ def run(args: argparse.Namespace) -> int:
     )
     report = write_report(paths.root, report, command=command, notes=args.notes)
     print(f"report: {report} (+ {report.with_suffix('.html').name}); raw CSVs in {paths.root}")
+    if failures:
+        from magec.errors import MagecError
+
+        for image, reason in sorted(failures.items()):
+            print(f"magec: failed {image}: {reason}", file=sys.stderr)
+        raise MagecError(
+            f"{len(failures)} image evaluations failed (listed above; the report leaves them out); "
+            "rerun the same command to retry only those"
+        )
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from magec.cli.options import (
     add_device_and_seed,
@@ -15,19 +16,22 @@ from magec.cli.options import (
     positive_float,
     positive_int,
 )
+from magec.cli.workers import add_worker_options, worker_options
 from magec.errors import MagecError
 from magec.inversion.config import METHODS
+from magec.inversion.folder import OUTPUT_SUFFIXES
 
-if TYPE_CHECKING:
-    import torch
-
-#: The files ``magec invert`` writes per input image.
-OUTPUT_SUFFIXES = (".latent.safetensors", ".png", ".json")
+__all__ = ["OUTPUT_SUFFIXES", "register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("invert", help="invert images with the MAGEC loss or a baseline", description=__doc__)
-    p.add_argument("images", nargs="+", help="image files (any common format; centre-cropped to a square and resized)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image files, folders (searched recursively) or glob patterns such as 'photos/**/*.jpg' (any common "
+        "format; centre-cropped to a square and resized); rerunning skips images already done with the same settings",
+    )
     p.add_argument("--pack", required=True)
     p.add_argument(
         "--method",
@@ -78,78 +82,175 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
+    add_worker_options(p)
     p.set_defaults(func=run)
 
 
-def read_input(path: Path, size: int, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
-    """One input image as a (1, 3, size, size) tensor, framed as the options say, and metadata recording
-    where the face was found in the photo (``framing``, for ``magec edit --paste-back``)."""
-    from magec.io.images import image_size, load_image, pil_to_tensor
+def _say(line: str) -> None:
+    from tqdm import tqdm
 
-    if args.align:
-        from magec.faces.alignment import align_photo
-
-        aligned = align_photo(path, size, face_index=args.face, max_pixels=args.max_pixels)
-        return pil_to_tensor(aligned.image), {"framing": "align", **aligned.framing.to_dict()}
-    if args.face_crop:
-        from magec.faces.crop import frame_face_crop
-        from magec.faces.detection import DETECTION_SIDE
-        from magec.io.images import read_image
-
-        photo = read_image(path, args.max_pixels, reduce_to=DETECTION_SIDE)
-        try:
-            crop, framing = frame_face_crop(photo, size, face_index=args.face)
-        except MagecError as exc:
-            raise MagecError(f"{path}: {exc}") from None
-        full = image_size(path, args.max_pixels)
-        framing = framing.scaled(full[0] / photo.width, full)
-        return pil_to_tensor(crop), {"framing": "face-crop", **framing.to_dict()}
-    return load_image(path, size, args.max_pixels), {}
+    tqdm.write(f"magec: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
-    from magec.inversion.config import method_config
+    from magec.inversion.config import PTI_METHODS, method_config
+    from magec.inversion.folder import (
+        FolderJob,
+        Framing,
+        Item,
+        collect_inputs,
+        deal_batches,
+        one_line,
+        output_claims,
+        pack_fingerprint,
+        pending_batches,
+        request_of,
+    )
     from magec.io.images import read_image
     from magec.io.output_folder import OutputFolder, check_not_inputs, unique_output_names
 
-    paths = [Path(p) for p in args.images]
+    workers = worker_options(args)
+    inputs = collect_inputs(args.images, exclude=Path(args.out))
+    if inputs.not_images:
+        shown = ", ".join(str(p) for p in inputs.not_images[:3])
+        more = f" and {len(inputs.not_images) - 3} more" if len(inputs.not_images) > 3 else ""
+        _say(f"skipped {len(inputs.not_images)} files that are not images (by suffix): {shown}{more}")
+    paths = inputs.files
     names = unique_output_names(paths)
     config = method_config(args.method, args.steps_scale, lambda_magec=args.lambda_magec, lambda_id=args.lambda_id)
     out = OutputFolder.open(args.out, "inversion", args.force)
-    suffixes = OUTPUT_SUFFIXES + ((".pti.safetensors",) if args.method.endswith("+pti") else ())
-    claims = {f"{name}{suffix}": str(path.resolve()) for name, path in zip(names, paths) for suffix in suffixes}
+    items = [Item(name, str(path)) for name, path in zip(names, paths)]
+    claims = {k: v for item in items for k, v in output_claims(item, args.method).items()}
     out.check_claims(claims)
     check_not_inputs([out.target(c) for c in claims], paths)
-    for path in paths:  # every input is decoded once (and refused, with its name) before any model loads
-        read_image(path, args.max_pixels, reduce_to=1024)
+    failed: dict[str, str] = {}  # input path -> reason
+    readable = []
+    for item in items:  # every input is decoded once (and a named one refused) before any model loads
+        try:
+            read_image(item.path, args.max_pixels, reduce_to=1024)
+        except MagecError as exc:
+            if Path(item.path) in inputs.explicit:
+                raise
+            failed[item.path] = one_line(exc)
+            _say(f"skipped {one_line(exc)}")
+        else:
+            readable.append(item)
+    if not readable:
+        raise MagecError(f"none of the {len(items)} images could be read (listed above)")
 
-    import torch
+    framing = Framing(args.align, args.face_crop, args.face, args.max_pixels)
+    request = request_of(
+        method=args.method,
+        steps_scale=args.steps_scale,
+        lambda_magec=args.lambda_magec,
+        lambda_id=args.lambda_id,
+        pack=str(Path(args.pack).resolve()),
+        pack_manifest=pack_fingerprint(args.pack),
+        perceptual=args.perceptual,
+        identity=args.identity,
+        describer=args.describer,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        align=args.align,
+        face_crop=args.face_crop,
+        face=args.face if (args.align or args.face_crop) else None,
+    )
+    from magec.inversion.pti import PTIConfig  # torch loads here, after every input was read
 
-    from magec.inversion import ProgressBar, invert
-    from magec.inversion.outputs import write_inversion_outputs
+    job = FolderJob(
+        str(out.path),
+        args.method,
+        config,
+        args.seed,
+        framing,
+        request,
+        {"pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale},
+        pti=PTIConfig().scaled(args.steps_scale) if args.method in PTI_METHODS else None,
+    )
+    batches = deal_batches(readable, args.batch_size)  # over every readable image: resumed runs keep them
+    todo = pending_batches(batches, out.path, out.files, request)
+    by_name = {item.name: item for item in items}
+    finished = len(readable) - sum(len(write) for _, write in todo)
+    if finished:
+        _say(f"{finished} of {len(readable)} images already inverted with these settings: skipped")
+    pipeline_args = {
+        "pack": args.pack,
+        "device": args.device,
+        "perceptual": args.perceptual,
+        "identity": args.identity,
+        "describer": args.describer,
+    }
+    wrote = 0
+
+    def report(batch: Any, outcome: Any) -> None:
+        nonlocal wrote
+        for name, reason in outcome.failed.items():
+            path = by_name[name].path
+            failed[path] = reason
+            _say(f"failed {reason if reason.startswith(path) else f'{path}: {reason}'}")
+        wrote += len(outcome.done)
+
+    if todo and workers is None:
+        _invert_here(args, pipeline_args, job, todo, inputs.explicit, out, report)
+    elif todo:
+        from tqdm import tqdm
+
+        from magec.distributed.runs import invert_on_workers
+
+        total = sum(len(write) for _, write in todo)
+        bar = tqdm(total=total, desc=f"invert [{args.method}]", unit="image", delay=0.5)
+
+        def start(pool: Any) -> None:  # the workers are up: claim the outputs, then they write them
+            out.claim(
+                {
+                    k: v
+                    for batch, write in todo
+                    for n in write
+                    for k, v in output_claims(by_name[n], args.method).items()
+                }
+            )
+            bar.set_postfix_str(f"{len(pool.actors)} workers")
+
+        def report_and_count(batch: Any, outcome: Any) -> None:
+            report(batch, outcome)
+            bar.update(len(outcome.done) + len(outcome.failed))
+
+        try:
+            invert_on_workers(workers, pipeline_args, job, todo, report_and_count, on_start=start)
+        finally:
+            bar.close()
+    print(f"inverted {wrote} images into {out.path} ({finished} already done, {len(failed)} failed)")
+    if failed:
+        raise MagecError(
+            f"{len(failed)} of {len(items)} images failed (listed above); the others are written, "
+            "and a rerun of the same command retries only what is missing"
+        )
+    return 0
+
+
+def _invert_here(args, pipeline_args, job, todo, explicit, out, report) -> None:  # noqa: ANN001
+    """The plain single-process run: named images are framed (and refused) before anything is written."""
+    from magec.inversion import ProgressBar
+    from magec.inversion.folder import invert_batch, output_claims, read_framed
     from magec.pipeline import load_pipeline
 
-    pipeline = load_pipeline(
-        args.pack, args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer
-    )
+    pipeline = load_pipeline(**pipeline_args)
     size = pipeline.generator.resolution
-    framed = [read_input(p, size, args) for p in paths]  # every face is found before anything is written
-    images = [tensor for tensor, _ in framed]
-    out.claim(claims)
-    settings = {**pipeline.settings(), "pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale}
-    from magec.inversion.pti import PTIConfig
-
-    pti = PTIConfig().scaled(args.steps_scale)
-    for start in range(0, len(images), args.batch_size):
-        batch_names = names[start : start + args.batch_size]
-        batch = torch.cat(images[start : start + args.batch_size])
-        bar = ProgressBar(f"invert [{args.method}] {start + len(batch_names)}/{len(names)}")
-        result = invert(pipeline, batch, args.method, config, seed=args.seed, callback=bar, pti=pti)
-        sources = [str(p) for p in paths[start : start + args.batch_size]]
-        framing = [meta for _, meta in framed[start : start + args.batch_size]]
-        write_inversion_outputs(
-            out.path, batch_names, batch, result, settings, source_files=sources, extra=framing, base=pipeline.generator
-        )
-        for name in batch_names:
+    framed = {
+        item.name: read_framed(item.path, size, job.framing)
+        for batch, _ in todo
+        for item in batch
+        if Path(item.path) in explicit
+    }
+    writes = [item for batch, write in todo for item in batch if item.name in write]
+    out.claim({k: v for item in writes for k, v in output_claims(item, args.method).items()})
+    done = 0
+    total = sum(len(write) for _, write in todo)
+    for batch, write in todo:
+        bar = ProgressBar(f"invert [{args.method}] {done + len(write)}/{total}")
+        outcome = invert_batch(pipeline, job, batch, write, callback=bar, images=framed)
+        bar.close()
+        for name in outcome.done:
             print(f"wrote {out.path / name}.{{latent.safetensors,png,json}}")
-    return 0
+        report((batch, write), outcome)
+        done += len(write)

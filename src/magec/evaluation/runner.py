@@ -244,12 +244,14 @@ def run_evaluation(
     features: FeatureNetwork | None = None,
     progress: bool = True,
     extra_metadata: dict[str, Any] | None = None,
+    executor: Callable[[list[tuple[list[int], str]], Any], None] | None = None,
 ) -> EvaluationPaths:
     """Evaluate ``config.methods`` on ``source`` into ``out_dir``, resuming whatever is already done there.
 
     ``pipeline`` is a ``magec.pipeline.Pipeline`` (generator, describer, pack.editors, perceptual,
     device). ``reference`` holds real images for the realism score; without it, ``config.reference_size``
-    generator samples are used, and the run metadata says so.
+    generator samples are used, and the run metadata says so. ``executor(todo, bar)``, when given, runs the
+    unfinished (chunk indices, method) pairs elsewhere (each through :func:`evaluate_and_record`).
     """
     paths = EvaluationPaths(Path(out_dir))
     editors = _select_editors(pipeline, config.editors)
@@ -287,17 +289,39 @@ def run_evaluation(
         disable=not progress,
     )
     try:
-        for chunk, method in todo:
-            ids = [source.ids[i] for i in chunk]
-            bar.set_postfix_str(f"{method} {ids[0]}")
-            images = source.load(chunk).to(pipeline.device)
-            for image_id, record in zip(ids, _evaluate_chunk(ctx, method, images, ids)):
-                atomic.write_json(paths.record(method, image_id), record)
-            bar.update(1)
+        if executor is not None:  # e.g. Ray workers (magec.distributed): they write the records
+            executor(todo, bar)
+        else:
+            for chunk, method in todo:
+                bar.set_postfix_str(f"{method} {source.ids[chunk[0]]}")
+                evaluate_and_record(ctx, source, chunk, method)
+                bar.update(1)
     finally:
         bar.close()
     write_csvs(paths, source.ids, config.methods)
     return paths
+
+
+def evaluate_and_record(ctx: _Context, source: ImageSource, chunk: list[int], method: str) -> None:
+    """Evaluate one chunk of ``source`` with ``method`` and write each image's record atomically."""
+    ids = [source.ids[i] for i in chunk]
+    images = source.load(chunk).to(ctx.pipeline.device)
+    for image_id, record in zip(ids, _evaluate_chunk(ctx, method, images, ids)):
+        atomic.write_json(ctx.paths.record(method, image_id), record)
+
+
+def worker_context(
+    pipeline: Pipeline, out_dir: str | Path, config: EvaluationConfig, features: FeatureNetwork | None = None
+) -> _Context:
+    """The context of a run that a driver has set up (run.json, reference features), for another process."""
+    paths = EvaluationPaths(Path(out_dir))
+    cache = paths.root / "reference_features.pt"
+    if not paths.run_json.is_file() or not cache.is_file():
+        raise file_error(paths.root, "is not a prepared evaluation run (no run.json or reference features)")
+    features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
+    manifold = build_manifold(torch.load(cache, map_location="cpu", weights_only=True), config.realism)
+    editors = _select_editors(pipeline, config.editors)
+    return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors)
 
 
 def _select_editors(pipeline: Pipeline, names: Sequence[str]) -> dict[str, LatentEditor]:

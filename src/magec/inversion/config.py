@@ -86,6 +86,8 @@ class InversionConfig:
 METHODS = ("magec", "no-magec", "im2stylegan++", "magec+pti", "no-magec+pti")
 #: Methods followed by pivotal tuning of the generator (``magec.inversion.pti``).
 PTI_METHODS = ("magec+pti", "no-magec+pti")
+#: Beside ``<name>.latent.safetensors``: the generator pivotal tuning made for that image.
+PTI_SUFFIX = ".pti.safetensors"
 
 
 def base_method(method: str) -> str:

@@ -13,18 +13,17 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from magec.errors import file_error
 from magec.generators.base import Generator, select_noise
 from magec.generators.delta import apply_delta, fingerprint, save_delta, weight_delta
+from magec.inversion.config import PTI_SUFFIX
 from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
 from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
-#: Beside ``<name>.latent.safetensors``: the generator pivotal tuning made for that image.
-PTI_SUFFIX = ".pti.safetensors"
 
 
 def tuned_generator_for(latent_path: str | Path, base: Generator) -> Generator | None:
@@ -60,8 +59,21 @@ def save_latent(
     meta = {"format": LATENT_FORMAT, "space": space, "metadata": json.dumps(metadata, sort_keys=True)}
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(canonical_safetensors(save(tensors, metadata=meta)))
     return path
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the header from a hash map, so the order of its keys (and so the file's bytes) changes
+    from one process to the next; sorted, the same latent is the same bytes in every process and worker.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(header) > n:  # never happens for safetensors' own compact JSON; keep the file as it was then
+        return data
+    return data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
 
 
 def load_latent(path: str | Path) -> SavedLatent:

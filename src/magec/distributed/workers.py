@@ -1,0 +1,71 @@
+"""The actors: each loads the pipeline once, fixes its torch threads, then runs batches.
+
+They are plain classes (``ray.remote`` is applied by the pool), so they are importable and testable
+without Ray. Every task catches its own errors per image and returns them as data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from magec.inversion.folder import BatchOutcome, FolderJob, Item, invert_batch, one_line
+
+
+def _load(pipeline_args: dict[str, Any], threads: int) -> Any:
+    import torch
+
+    torch.set_num_threads(threads)  # the same in every worker, whatever the split: reproducible numbers
+    from magec.pipeline import load_pipeline
+
+    return load_pipeline(**pipeline_args)
+
+
+class InversionWorker:
+    """``magec invert`` batches: reads its images, inverts, writes each image's files atomically."""
+
+    def __init__(self, pipeline_args: dict[str, Any], job: FolderJob, threads: int) -> None:
+        self.pipeline = _load(pipeline_args, threads)
+        self.job = job
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def run(self, batch: list[Item], write: list[str]) -> BatchOutcome:
+        started = time.perf_counter()
+        outcome = invert_batch(self.pipeline, self.job, batch, write)
+        outcome.worker_seconds = time.perf_counter() - started
+        return outcome
+
+
+class EvaluationWorker:
+    """``magec evaluate`` chunks: one (chunk, method) per task, records and images written by the worker."""
+
+    def __init__(
+        self, pipeline_args: dict[str, Any], out_dir: str, config: Any, source: dict[str, Any], threads: int
+    ) -> None:
+        from magec.evaluation.runner import worker_context
+        from magec.evaluation.sources import folder_source, generated_source
+
+        self.pipeline = _load(pipeline_args, threads)
+        res = self.pipeline.generator.resolution
+        if source.get("folder") is not None:
+            self.source = folder_source(source["folder"], res, source.get("limit"), source["max_pixels"])
+        else:
+            self.source = generated_source(self.pipeline.generator, source["generated"], config.seed)
+        self.ctx = worker_context(self.pipeline, Path(out_dir), config)
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def run(self, chunk: list[int], method: str) -> dict[str, str]:
+        """Evaluate one chunk with one method; returns {image id: reason} for what failed (empty: all done)."""
+        from magec.evaluation.runner import evaluate_and_record
+
+        try:
+            evaluate_and_record(self.ctx, self.source, chunk, method)
+        except Exception as exc:  # noqa: BLE001 - reported per image by the driver
+            return {self.source.ids[i]: one_line(exc) for i in chunk}
+        return {}
