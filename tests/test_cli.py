@@ -143,6 +143,7 @@ def test_preview_writes_labelled_grids(pack_dir, tmp_path):
         "samples.png",
         "edits-interfacegan.png",
         "edits-ganspace.png",
+        "edits-sefa.png",
         "edits-interpolate.png",
     }
 

@@ -12,8 +12,10 @@ from magec.generators import load_generator
 from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from magec.inversion.config import METHODS, method_config
 from magec.inversion.optimizer import invert
+from magec.inversion.pti import PTIConfig
 from magec.latent.ganspace import GANSpaceConfig
 from magec.latent.linknet import LinkNetConfig
+from magec.losses.mse import mse_per_image
 from magec.pack import Pack
 from magec.pipeline import assemble_pipeline
 from magec.prepare import PrepareConfig, prepare_pack
@@ -51,7 +53,12 @@ def test_invert_each_method_on_stylegan2(pipeline, method):
     gen = pipeline.generator
     with torch.no_grad():
         targets = gen.synthesize(gen.sample_latents(2, seed=123))
-    result = invert(pipeline, targets, method, method_config(method, STEPS_SCALE[method]))
+    pti = PTIConfig(steps=10) if method.endswith("+pti") else None
+    result = invert(pipeline, targets, method, method_config(method, STEPS_SCALE[method.removesuffix("+pti")]), pti=pti)
+    if pti is not None:  # one tuned StyleGAN2 per image, and the tuned images are closer to the targets
+        assert len(result.tuned) == 2
+        pivot = gen.synthesize(result.latents, space=result.space)
+        assert float(mse_per_image(result.images, targets).sum()) < float(mse_per_image(pivot, targets).sum())
     mse = [sum(h["mse"]) for h in result.history]
     assert mse[-1] < mse[0]
     if method == "im2stylegan++":

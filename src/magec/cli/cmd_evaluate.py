@@ -18,7 +18,7 @@ from magec.cli.options import (
     positive_int,
 )
 from magec.cli.workers import add_worker_options, worker_options
-from magec.inversion.config import METHODS
+from magec.inversion.config import PAPER_METHODS
 
 EDITORS = ("interfacegan", "ganspace", "interpolate")
 
@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--methods",
         nargs="+",
-        choices=METHODS,
-        default=list(METHODS),
+        choices=PAPER_METHODS,
+        default=list(PAPER_METHODS),
         help="inversion methods (first = reference of the comparisons)",
     )
     p.add_argument(

@@ -40,7 +40,7 @@ from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
-from magec.inversion.config import METHODS, InversionConfig
+from magec.inversion.config import PAPER_METHODS, InversionConfig
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
@@ -108,7 +108,7 @@ class EvaluationConfig:
         if not self.methods:
             raise MagecError("evaluation needs at least one method")
         for method in self.methods:
-            validation.choice("--methods", method, METHODS)
+            validation.choice("--methods", method, PAPER_METHODS)  # the +pti methods: not yet
         validation.integer("--edits-per-editor", self.plan.edits_per_editor, 0)
         validation.integer("--reference-size", self.reference_size, 1)
         validation.integer("--batch-size", self.batch_size, 1)

@@ -83,7 +83,9 @@ class InversionConfig:
         raise IndexError("step beyond the schedule")
 
 
-METHODS = ("magec", "no-magec", "im2stylegan++", "magec+pti", "no-magec+pti")
+#: The paper's three methods (its Tables 1-3 and user study compare these).
+PAPER_METHODS = ("magec", "no-magec", "im2stylegan++")
+METHODS = (*PAPER_METHODS, "magec+pti", "no-magec+pti")
 #: Methods followed by pivotal tuning of the generator (``magec.inversion.pti``).
 PTI_METHODS = ("magec+pti", "no-magec+pti")
 #: Beside ``<name>.latent.safetensors``: the generator pivotal tuning made for that image.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from magec.errors import MagecError
-from magec.inversion import METHODS
+from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.studio.jobs import CANCELLED, FAILED, QUEUED, Job
 from magec.studio.session import MAX_UPLOAD_BYTES, Studio, display
 from magec.studio.study import StudyDB, Trial, check_judge, png_image

@@ -24,7 +24,8 @@ from magec.errors import MagecError
 from magec.faces.crop import astronaut_face
 from magec.faces.detection import DETECTION_SIDE
 from magec.faces.framing import frame_face, framing_for
-from magec.inversion import METHODS, invert, method_config
+from magec.inversion import invert, method_config
+from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.inversion.outputs import save_latent
 from magec.io.images import pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline

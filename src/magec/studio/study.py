@@ -26,7 +26,8 @@ from PIL import Image
 
 from magec import __version__
 from magec.errors import MagecError, file_error
-from magec.inversion import METHODS, invert, method_config
+from magec.inversion import invert, method_config
+from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.io.images import tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import render_latent
