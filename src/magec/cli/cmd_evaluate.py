@@ -14,6 +14,7 @@ from magec.cli.options import (
     int_at_least,
     non_negative_float,
     non_negative_int,
+    pipeline_options,
     positive_float,
     positive_int,
 )
@@ -163,13 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if workers is not None:  # the driver keeps the run's files (run.json, reference features, CSVs, report)
         from magec.distributed.runs import evaluation_executor
 
-        pipeline_args = {
-            "pack": args.pack,
-            "device": args.device,
-            "perceptual": args.perceptual,
-            "identity": args.identity,
-            "describer": args.describer,
-        }
+        pipeline_args = pipeline_options(args)
         spec = {"folder": args.images, "limit": args.limit, "max_pixels": args.max_pixels, "generated": args.generated}
         executor = evaluation_executor(workers, pipeline_args, args.out, config, spec, list(source.ids), failures)
     paths = run_evaluation(

@@ -13,6 +13,7 @@ from magec.cli.options import (
     add_max_pixels,
     non_negative_float,
     non_negative_int,
+    pipeline_options,
     positive_float,
     positive_int,
 )
@@ -173,13 +174,7 @@ def run(args: argparse.Namespace) -> int:
     finished = len(readable) - sum(len(write) for _, write in todo)
     if finished:
         _say(f"{finished} of {len(readable)} images already inverted with these settings: skipped")
-    pipeline_args = {
-        "pack": args.pack,
-        "device": args.device,
-        "perceptual": args.perceptual,
-        "identity": args.identity,
-        "describer": args.describer,
-    }
+    pipeline_args = pipeline_options(args)
     wrote = 0
 
     def report(batch: Any, outcome: Any) -> None:

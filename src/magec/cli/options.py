@@ -72,3 +72,14 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"refuse input images above N pixels before decoding them (default {DEFAULT_MAX_PIXELS:,}; ~3 bytes each)",
     )
+
+
+def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``load_pipeline`` keyword arguments the inverting commands share (also sent to Ray workers)."""
+    return {
+        "pack": args.pack,
+        "device": args.device,
+        "perceptual": args.perceptual,
+        "identity": args.identity,
+        "describer": args.describer,
+    }

@@ -12,13 +12,12 @@ import hashlib
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from magec.errors import file_error
 from magec.generators.base import Generator
 from magec.io.atomic import atomic_path
-from magec.io.checkpoints import check_finite
+from magec.io.checkpoints import check_finite, read_safetensors
 
 DELTA_FORMAT = "magec-generator-delta"
 
@@ -53,14 +52,7 @@ def save_delta(
 def apply_delta(base: Generator, path: str | Path, base_sha256: str | None = None) -> Generator:
     """A copy of ``base`` with the delta at ``path`` applied; refused (one line) for another base generator."""
     path = Path(path)
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise file_error(path, f"not a readable generator delta ({exc})") from None
+    tensors, meta = read_safetensors(path, "generator delta")
     if meta.get("format") != DELTA_FORMAT:
         raise file_error(path, f"not a magec generator delta (format {meta.get('format')!r})")
     if meta.get("base_sha256") != (base_sha256 or fingerprint(base)):

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from magec.errors import file_error
 from magec.generators.base import Generator, select_noise
@@ -21,6 +20,7 @@ from magec.generators.delta import apply_delta, fingerprint, save_delta, weight_
 from magec.inversion.config import PTI_SUFFIX
 from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
+from magec.io.checkpoints import read_safetensors
 from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
@@ -81,14 +81,7 @@ def load_latent(path: str | Path) -> SavedLatent:
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "no such latent file")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise file_error(path, f"not a readable safetensors latent ({exc})") from None
+    tensors, meta = read_safetensors(path, "safetensors latent")
     if meta.get("format") != LATENT_FORMAT or "latent" not in tensors:
         raise file_error(path, "not a magec latent (written by `magec invert`)")
     try:

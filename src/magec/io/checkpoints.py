@@ -80,6 +80,19 @@ def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
             raise file_error(path, f"{key} holds NaN or infinite values")
 
 
+def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and metadata; unreadable: a one-line error naming ``what`` it should be."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise file_error(path, f"not a readable {what} ({exc})") from None
+
+
 def safetensors_format(path: str | Path) -> str | None:
     """The ``format`` entry of a safetensors file's metadata (how magec marks its own files), or None."""
     try:
