@@ -58,6 +58,7 @@ def test_face_index_out_of_range(detector, astronaut):
         align_face(astronaut, 64, face_index=n, detector=detector)
 
 
+@pytest.mark.slow
 def test_cli_align(tmp_path, capsys):
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo)

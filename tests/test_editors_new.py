@@ -55,6 +55,7 @@ def test_sefa_directions_are_orthonormal_eigenvectors():
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_sefa_dcgan_top_direction_moves_images_more_than_random(dcgan):
     ed = SeFaEditor.fit(dcgan, dcgan.sample_latents(1000, seed=1))
     assert isinstance(ed, LatentEditor) and ed.kind == "sefa" and ed.operations()[0] == "sefa0"

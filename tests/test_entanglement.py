@@ -19,6 +19,7 @@ def pipeline(dcgan, dlib_describer, embedded_pack):
     return assemble_pipeline(dcgan, dlib_describer, copy.deepcopy(embedded_pack), "describer-features", device="cpu")
 
 
+@pytest.mark.slow
 def test_the_male_edit_moves_male_most(pipeline, tmp_path):
     table = entanglement(pipeline, n=120, seed=3, per_editor=2)
     assert table.columns == ["male", "age"]

@@ -100,6 +100,7 @@ def test_realism_needs_more_reference_points_than_k():
         knn_radii(_line([0.0, 1.0, 2.0]), k=3)
 
 
+@pytest.mark.slow
 def test_random_trunk_fallback_is_reproducible_named_and_leaves_global_rng_alone():
     state = torch.get_rng_state()
     a = random_vgg16_trunk(seed=4)

@@ -121,6 +121,7 @@ def test_parameter_counts(nets):
     assert count(age_gender) == 421_731
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [False, True])
 def test_matches_tfjs(nets, root, node_modules, tmp_path, batch):
     """Astronaut face (non-square crop: face-api's padding + resize) and seeded random crops, 1e-4 of TF.js."""

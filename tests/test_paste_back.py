@@ -24,6 +24,7 @@ def _mask_and_diff(before: Image.Image, after: Image.Image) -> np.ndarray:
     return np.abs(np.asarray(after, dtype=np.int16) - np.asarray(before, dtype=np.int16)).max(-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framing_kind", ["face-crop", "align"])
 def test_pasting_the_unedited_crop_back_restores_the_photo(photo, framing_kind):
     """The framing geometry is right: the crop itself, pasted back, lands on the face it was cut from."""

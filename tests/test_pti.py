@@ -33,6 +33,7 @@ def embedded_pipeline(dcgan, dlib_describer, embedded_pack):
     return assemble_pipeline(dcgan, dlib_describer, copy.deepcopy(embedded_pack), "describer-features", device="cpu")
 
 
+@pytest.mark.slow
 def test_pti_lowers_the_reconstruction_error_of_a_photo(tone_pipeline, astronaut):
     config = method_config("magec", steps_scale=0.2)
     seen = []
