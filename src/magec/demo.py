@@ -137,7 +137,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     device = resolve_device(config.device)
     generator = load_generator("dcgan-face", device)
     describer = load_describer("dlib-age-gender", device)
-    pack = embedded_pack(config.cache, config.prepare, device, progress)
+    pack = embedded_pack(config.cache, config.prepare, device, progress, generator, describer)
     pipeline = assemble_pipeline(generator, describer, pack, perceptual=config.perceptual, device=device)
 
     size = generator.resolution

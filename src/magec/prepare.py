@@ -190,6 +190,8 @@ def embedded_pack(
     config: PrepareConfig | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
+    generator: Generator | None = None,
+    describer: Describer | None = None,
 ) -> Pack:
     """The embedded default's pack (face DCGAN + dlib F), prepared on first use and kept in ``cache``.
 
@@ -216,8 +218,8 @@ def embedded_pack(
         except MagecError as exc:
             log.info("cached pack unusable (%s): preparing again", exc)
     check_pack_folder(folder)
-    generator = load_generator(EMBEDDED_GENERATOR, device)
-    describer = load_describer(EMBEDDED_DESCRIBER, device)
+    generator = generator or load_generator(EMBEDDED_GENERATOR, device)  # callers that hold them pass them in
+    describer = describer or load_describer(EMBEDDED_DESCRIBER, device)
     pack = prepare_pack(generator, describer, config or PrepareConfig(), progress=progress)
     pack.save(folder)
     return pack
