@@ -44,7 +44,7 @@ def test_report_numbers_match_the_csvs(tmp_path):
             pipe,
             generated_source(pipe.generator, 4, 0),
             tmp_path / "run",
-            EvaluationConfig(plan=EditPlanConfig(edits_per_editor=2), reference_size=30, batch_size=2),
+            EvaluationConfig(plan=EditPlanConfig(edits_per_editor=2), reference_size=30, batch_size=2, identity=False),
             invert_fn=fake_invert,
             features=pixel_features(),
             progress=False,

@@ -19,7 +19,7 @@ def _single_thread():
         yield
 
 
-CONFIG = EvaluationConfig(plan=EditPlanConfig(edits_per_editor=3), reference_size=40, batch_size=2)
+CONFIG = EvaluationConfig(plan=EditPlanConfig(edits_per_editor=3), reference_size=40, batch_size=2, identity=False)
 
 
 def _run(out, invert=fake_invert, config=CONFIG, n=5):

@@ -19,7 +19,7 @@ from magec.cli.options import (
     positive_int,
 )
 from magec.cli.workers import add_worker_options, worker_options
-from magec.inversion.config import PAPER_METHODS
+from magec.inversion.config import METHODS, PAPER_METHODS
 
 EDITORS = ("interfacegan", "ganspace", "interpolate")
 
@@ -44,6 +44,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="invert N fresh generator samples the pack never saw",
     )
     p.add_argument("--limit", type=positive_int, default=None, help="use only the first N images of --images")
+    framing = p.add_mutually_exclusive_group()
+    framing.add_argument(
+        "--face-crop",
+        action="store_true",
+        help="with --images: evaluate every face dlib finds in each photo, framed as `magec invert --face-crop` "
+        "frames it (the embedded DCGAN's chip box)",
+    )
+    framing.add_argument(
+        "--align",
+        action="store_true",
+        help="with --images: every face, FFHQ-aligned as `magec invert --align` (StyleGAN2 FFHQ generators)",
+    )
+    p.add_argument(
+        "--max-faces", type=positive_int, default=None, help="with --face-crop/--align: at most N faces in all"
+    )
+    p.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="skip dlib's identity distance (input -> projection and -> every edit; on by default)",
+    )
     p.add_argument(
         "--reference",
         type=Path,
@@ -59,9 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--methods",
         nargs="+",
-        choices=PAPER_METHODS,
+        choices=METHODS,
         default=list(PAPER_METHODS),
-        help="inversion methods (first = reference of the comparisons)",
+        help="inversion methods (first = reference of the comparisons; default: the paper's three); "
+        "magec+pti / no-magec+pti tune one generator per image, which renders its edits and ECS cycles",
     )
     p.add_argument(
         "--editors", nargs="+", choices=EDITORS, default=list(EDITORS), help="editors for the random edits and ECS"
@@ -117,7 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from magec.errors import file_error
+    from magec.errors import MagecError, file_error
     from magec.evaluation.edit_plans import EditPlanConfig
     from magec.evaluation.report import check_report_path, write_report
     from magec.evaluation.runner import EvaluationConfig, check_run_folder, run_evaluation
@@ -135,7 +156,13 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
+        identity=not args.no_identity,
     )
+    faces = "chip-box" if args.face_crop else "ffhq" if args.align else None
+    if faces is not None and args.images is None:
+        raise MagecError("--face-crop/--align need --images (a folder of photos)")
+    if faces is not None and workers is not None:
+        raise MagecError("--face-crop/--align with --workers/--ray: not supported yet; run without workers")
     if args.notes is not None and not args.notes.is_file():
         raise file_error(args.notes, "no such notes file")
     check_run_folder(args.out, args.force)
@@ -146,18 +173,19 @@ def run(args: argparse.Namespace) -> int:
             for path in image_files(folder, limit):
                 read_image(path, args.max_pixels, reduce_to=1024)
 
-    from magec.evaluation.sources import folder_source, generated_source
+    from magec.evaluation.sources import faces_source, folder_source, generated_source
     from magec.pipeline import load_pipeline
 
     pipeline = load_pipeline(
         args.pack, device=args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer
     )
     res = pipeline.generator.resolution
-    source = (
-        folder_source(args.images, res, args.limit, args.max_pixels)
-        if args.images
-        else generated_source(pipeline.generator, args.generated, args.seed)
-    )
+    if faces is not None:
+        source = faces_source(args.images, res, faces, args.limit, args.max_faces, args.max_pixels)
+    elif args.images:
+        source = folder_source(args.images, res, args.limit, args.max_pixels)
+    else:
+        source = generated_source(pipeline.generator, args.generated, args.seed)
     reference = folder_source(args.reference, res, max_pixels=args.max_pixels) if args.reference else None
     failures: dict[str, str] = {}
     executor = None
@@ -185,8 +213,6 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(paths.root, report, command=command, notes=args.notes)
     print(f"report: {report} (+ {report.with_suffix('.html').name}); raw CSVs in {paths.root}")
     if failures:
-        from magec.errors import MagecError
-
         for image, reason in sorted(failures.items()):
             print(f"magec: failed {image}: {reason}", file=sys.stderr)
         raise MagecError(

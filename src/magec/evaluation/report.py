@@ -163,6 +163,53 @@ def ecs_columns(rows: list[dict[str, str]]) -> list[Column]:
     return [Column(f"{g} ↓", groups[g], "ecs", False) for g in order]
 
 
+def _same_person_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Rows with ``same_person``: 1 when dlib's distance is under SAME_PERSON, 0 above, empty when not measured."""
+    from magec.faces.recognition import SAME_PERSON
+
+    out = []
+    for r in rows:
+        d = _float(r.get("id_distance", ""))
+        out.append(r | {"same_person": "" if math.isnan(d) else str(int(d < SAME_PERSON))})
+    return out
+
+
+def identity_columns(rec: list[dict[str, str]], edits: list[dict[str, str]], ecs: list[dict[str, str]]) -> list[Column]:
+    """dlib identity distance and "same person" share: input -> projection, -> random edits (per editor), -> ECS edits.
+
+    Empty when the run did not measure identity (older runs, ``--no-identity``).
+    """
+    if not any(r.get("id_distance") for r in rec):
+        return []
+    key = lambda r: (r["image"],)  # noqa: E731
+    cols = [
+        Column("projection: ID distance ↓", rec, "id_distance", False, key),
+        Column("projection: same person ↑", _same_person_rows(rec), "same_person", True, key),
+    ]
+    editors = sorted({r["editor"] for r in edits if r.get("id_distance")})
+    for ed in editors:
+        sub = [r for r in edits if r["editor"] == ed]
+        cols.append(Column(f"{ed} edits: ID distance ↓", sub, "id_distance", False))
+        cols.append(Column(f"{ed} edits: same person ↑", _same_person_rows(sub), "same_person", True))
+    if any(r.get("id_distance") for r in ecs):
+        cols.append(Column("ECS edits: ID distance ↓", ecs, "id_distance", False))
+        cols.append(Column("ECS edits: same person ↑", _same_person_rows(ecs), "same_person", True))
+    return cols
+
+
+def faces_found_sentence(rec: list[dict[str, str]]) -> str:
+    """How many inputs had a face dlib found (each input counted once, whatever the methods)."""
+    found = {r["image"]: r.get("face_found", "") for r in rec}
+    measured = [v for v in found.values() if v != ""]
+    misses = sum(v == "0" for v in measured)
+    return f"dlib found a face in {len(measured) - misses} of {len(measured)} inputs; " + (
+        f"for the other {misses}, the chip is the fixed box where the embedded DCGAN's own faces have theirs "
+        "(the distances of those inputs are in the means; face_found = 0 in reconstruction.csv marks them)."
+        if misses
+        else "every chip comes from dlib's landmarks."
+    )
+
+
 # ---- rendering ------------------------------------------------------------------------------------
 
 
@@ -280,6 +327,20 @@ def _pvalue_table(doc: _Doc, results: list[ColumnResult], methods: Sequence[str]
     doc.table(header, rows)
 
 
+def _identity_section(doc: _Doc, tid: list[ColumnResult], methods: Sequence[str], rec: list[dict[str, str]]) -> None:
+    from magec.faces.recognition import SAME_PERSON
+
+    doc.h(2, "Identity: is it still the same person? (dlib)")
+    doc.p(
+        "Euclidean distance of dlib's 128-d face descriptors (its face-recognition ResNet, as magec's torch port) "
+        f"between the input and its projection, and between the input and each edit; dlib calls two faces the "
+        f"same person below {SAME_PERSON}, and 'same person' is the share of images under it. The chip is the "
+        "input's, cut at the same place from every generated image. " + faces_found_sentence(rec)
+    )
+    _mean_table(doc, tid, methods, with_paper=False)
+    _pvalue_table(doc, tid, methods)
+
+
 def _summary(results: list[ColumnResult]) -> dict[str, Any]:
     return {
         r.label: {
@@ -343,6 +404,7 @@ def write_report(
     t1 = [evaluate_column(c, methods) for c in reconstruction_columns(rec, timing, meta["perceptual"])]
     t2 = [evaluate_column(c, methods) for c in editability_columns(edits, editors)]
     t3 = [evaluate_column(c, methods) for c in ecs_columns(ecs)]
+    tid = [evaluate_column(c, methods) for c in identity_columns(rec, edits, ecs)]
     n_images = len({r["image"] for r in rec})
 
     from magec.evaluation.plots import distribution_plots, ecs_examples
@@ -351,7 +413,10 @@ def write_report(
     examples = ecs_examples(run_dir, ecs, methods, assets)
     for name in ("reconstruction.csv", "edits.csv", "ecs.csv", "timing.csv", "run.json"):
         shutil.copyfile(run_dir / name, assets / name)
-    atomic.write_json(assets / "summary.json", {"table1": _summary(t1), "table2": _summary(t2), "table3": _summary(t3)})
+    summary = {"table1": _summary(t1), "table2": _summary(t2), "table3": _summary(t3)}
+    if tid:
+        summary["identity"] = _summary(tid)
+    atomic.write_json(assets / "summary.json", summary)
 
     doc = _Doc()
     doc.h(1, "magec evaluation report")
@@ -377,6 +442,8 @@ def write_report(
     )
     _mean_table(doc, t1, methods, with_paper=True)
     _pvalue_table(doc, t1, methods)
+    if tid:
+        _identity_section(doc, tid, methods, rec)
     doc.h(2, "Table 2: realism and improved-target score of random edits")
     plan = meta["config"]["plan"]
     doc.p(
@@ -389,6 +456,13 @@ def write_report(
     doc.p("p-values (in brackets: the sign of first minus second method's mean; significant cells bold):")
     _pvalue_table(doc, t2, methods)
     doc.h(2, "Table 3: edit-consistency score ECS (lower is better)")
+    if any(m.endswith("+pti") for m in methods):
+        doc.p(
+            "ECS of the +pti methods: the edit x_edit is rendered by the image's tuned generator, re-inverted into "
+            "that same tuned generator with the base method's latent optimisation (no second tuning), and the "
+            "inverse edit of that latent, rendered by the tuned generator again, is x_cyc. Their realism and t "
+            "likewise use the image's tuned generator."
+        )
     doc.p(
         "InterfaceGAN: each attribute edited towards what the image lacks, averaged over the images lacking it "
         "(the paper's protocol). GANSpace: leading components, random sign, all images (components carry no "

@@ -28,6 +28,7 @@ from magec import validation
 from magec.errors import MagecError, file_error
 from magec.evaluation.ecs import edit_consistency
 from magec.evaluation.edit_plans import EditOp, EditPlanConfig, derived_seed, ecs_edits, random_edits
+from magec.evaluation.identity import IdentityMeter
 from magec.evaluation.realism import (
     FeatureNetwork,
     RealismConfig,
@@ -40,7 +41,7 @@ from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
-from magec.inversion.config import PAPER_METHODS, InversionConfig
+from magec.inversion.config import METHODS, PTI_METHODS, InversionConfig
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
@@ -52,7 +53,9 @@ if TYPE_CHECKING:
 RECORD_VERSION = 1
 SIGNIFICANT_DIGITS = 6
 
-RECONSTRUCTION_COLUMNS = ("image", "method", "mse", "lpips", "steps")
+#: dlib identity distance columns (``magec.evaluation.identity``), appended after the paper's columns.
+IDENTITY_COLUMNS = ("id_distance",)
+RECONSTRUCTION_COLUMNS = ("image", "method", "mse", "lpips", "steps", *IDENTITY_COLUMNS, "face_found")
 EDIT_COLUMNS = (
     "image",
     "method",
@@ -65,6 +68,7 @@ EDIT_COLUMNS = (
     "target_after",
     "target_change",
     "t",
+    *IDENTITY_COLUMNS,
 )
 ECS_COLUMNS = (
     "image",
@@ -78,6 +82,7 @@ ECS_COLUMNS = (
     "d_edit_cyc",
     "d_proj_cyc",
     "ecs",
+    *IDENTITY_COLUMNS,
 )
 TIMING_COLUMNS = ("image", "method", "projection_seconds", "ecs_reprojection_seconds")
 
@@ -103,12 +108,14 @@ class EvaluationConfig:
     steps_scale: float = 1.0
     #: Replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies; None keeps the paper's.
     lambda_magec: float | None = None
+    #: Record dlib's identity distance input -> projection and input -> every edit (``magec.evaluation.identity``).
+    identity: bool = True
 
     def __post_init__(self) -> None:
         if not self.methods:
             raise MagecError("evaluation needs at least one method")
         for method in self.methods:
-            validation.choice("--methods", method, PAPER_METHODS)  # the +pti methods: not yet
+            validation.choice("--methods", method, METHODS)
         validation.integer("--edits-per-editor", self.plan.edits_per_editor, 0)
         validation.integer("--reference-size", self.reference_size, 1)
         validation.integer("--batch-size", self.batch_size, 1)
@@ -121,6 +128,8 @@ class EvaluationConfig:
         d = asdict(self)
         if d["lambda_magec"] is None:  # runs made before this option existed stay resumable
             del d["lambda_magec"]
+        if not d["identity"]:  # runs made before the identity columns existed stay resumable (with --no-identity)
+            del d["identity"]
         d["methods"], d["editors"] = list(self.methods), list(self.editors)
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
         return d
@@ -229,6 +238,7 @@ class _Context:
     features: FeatureNetwork
     manifold: ReferenceManifold
     editors: dict[str, LatentEditor]
+    identity: IdentityMeter | None = None
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -245,6 +255,7 @@ def run_evaluation(
     progress: bool = True,
     extra_metadata: dict[str, Any] | None = None,
     executor: Callable[[list[tuple[list[int], str]], Any], None] | None = None,
+    identity: IdentityMeter | None = None,
 ) -> EvaluationPaths:
     """Evaluate ``config.methods`` on ``source`` into ``out_dir``, resuming whatever is already done there.
 
@@ -252,6 +263,7 @@ def run_evaluation(
     device). ``reference`` holds real images for the realism score; without it, ``config.reference_size``
     generator samples are used, and the run metadata says so. ``executor(todo, bar)``, when given, runs the
     unfinished (chunk indices, method) pairs elsewhere (each through :func:`evaluate_and_record`).
+    ``identity`` measures dlib identity distances when ``config.identity`` (default: dlib's network, loaded here).
     """
     paths = EvaluationPaths(Path(out_dir))
     editors = _select_editors(pipeline, config.editors)
@@ -276,7 +288,8 @@ def run_evaluation(
     }
     _check_or_write_metadata(paths, metadata)
     manifold = _reference_manifold(paths, reference, features, config, pipeline.device, progress)
-    ctx = _Context(pipeline, config, paths, invert_fn or _default_invert(), features, manifold, editors)
+    meter = _identity_meter(config, pipeline.device, identity)
+    ctx = _Context(pipeline, config, paths, invert_fn or _default_invert(), features, manifold, editors, meter)
 
     chunks = [list(range(i, min(i + config.batch_size, len(source)))) for i in range(0, len(source), config.batch_size)]
     todo = [(c, m) for c in chunks for m in config.methods if not all(_record_done(paths, m, source.ids[i]) for i in c)]
@@ -321,7 +334,16 @@ def worker_context(
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
     manifold = build_manifold(torch.load(cache, map_location="cpu", weights_only=True), config.realism)
     editors = _select_editors(pipeline, config.editors)
-    return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors)
+    meter = _identity_meter(config, pipeline.device)
+    return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors, meter)
+
+
+def _identity_meter(
+    config: EvaluationConfig, device: torch.device, given: IdentityMeter | None = None
+) -> IdentityMeter | None:
+    if not config.identity:
+        return None
+    return given or IdentityMeter.load(device)
 
 
 def _select_editors(pipeline: Pipeline, names: Sequence[str]) -> dict[str, LatentEditor]:
@@ -406,8 +428,40 @@ def _apply(ctx: _Context, latents: torch.Tensor, ops: Sequence[EditOp], invert: 
     return torch.cat(rows)
 
 
-def _synth(ctx: _Context, latents: torch.Tensor, space: str, noise: list[torch.Tensor] | None) -> torch.Tensor:
-    return ctx.pipeline.generator.synthesize(latents, space=space, noise=noise).detach()
+def _synth(
+    ctx: _Context, latents: torch.Tensor, space: str, noise: list[torch.Tensor] | None, generator: Any = None
+) -> torch.Tensor:
+    """Images of ``latents``: with ``generator`` (a ``+pti`` image's tuned one) or the pipeline's."""
+    return (generator or ctx.pipeline.generator).synthesize(latents, space=space, noise=noise).detach()
+
+
+def _pti_options(method: str, cfg: EvaluationConfig) -> dict[str, Any]:
+    """``pti=`` for ``invert`` with a ``+pti`` method: PTI's published settings, steps scaled like the schedule."""
+    if method not in PTI_METHODS:
+        return {}
+    from magec.inversion.pti import PTIConfig
+
+    return {"pti": PTIConfig().scaled(cfg.steps_scale)}
+
+
+def _tuned(proj: Any, b: int) -> Any:
+    """Image ``b``'s tuned generator for the ``+pti`` methods, else None (the pipeline's generator)."""
+    tuned = getattr(proj, "tuned", None)
+    return tuned[b] if tuned else None
+
+
+def _identity_references(ctx: _Context, images: torch.Tensor) -> list[Any] | None:
+    """Each input image's dlib chip and descriptor (None when identity is not measured)."""
+    if ctx.identity is None:
+        return None
+    return [ctx.identity.reference(images[b]) for b in range(images.shape[0])]
+
+
+def _identity_distances(ctx: _Context, refs: list[Any] | None, b: int, images: torch.Tensor) -> list[float | None]:
+    """dlib distance input ``b`` -> each of ``images``, rounded like every record number (None: not measured)."""
+    if refs is None:
+        return [None] * images.shape[0]
+    return [_num(d) for d in ctx.identity.distances(refs[b], images)]
 
 
 def _attribute_scores(ctx: _Context, images: torch.Tensor, attributes: Sequence[str]) -> list[float]:
@@ -444,15 +498,23 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             method=method,
             config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
             seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
+            **_pti_options(method, cfg),
         )
     recon = proj.images.detach()
     rec = reconstruction_metrics(pipe.perceptual, images, recon)
+    refs = _identity_references(ctx, images)
     records = [
         {
             "version": RECORD_VERSION,
             "image": image_id,
             "method": method,
-            "reconstruction": {"mse": _num(rec["mse"][b]), "lpips": _num(rec["lpips"][b]), "steps": int(proj.steps)},
+            "reconstruction": {
+                "mse": _num(rec["mse"][b]),
+                "lpips": _num(rec["lpips"][b]),
+                "steps": int(proj.steps),
+                "id_distance": _identity_distances(ctx, refs, b, recon[b : b + 1])[0],
+                "face_found": None if refs is None else int(refs[b].face_found),
+            },
             "timing": {"projection_seconds": float(proj.seconds) / len(ids), "ecs_reprojection_seconds": 0.0},
             "edits": [],
             "ecs": [],
@@ -466,8 +528,9 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
         if not ops:
             continue
         lat = proj.latents[b : b + 1].detach()
-        edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)))
+        edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)), _tuned(proj, b))
         realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
+        identity = _identity_distances(ctx, refs, b, edited)
         attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind == "interfacegan"]
         before = after = {}
         if attr_ops:
@@ -481,6 +544,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
                 "operation": op.operation,
                 "amount": op.amount,
                 "realism": _num(realism[k]),
+                "id_distance": identity[k],
             }
             if k in before:
                 bt, at = torch.tensor(before[k]), torch.tensor(after[k])
@@ -493,7 +557,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             records[b]["edits"].append(row)
 
     if cfg.ecs:
-        _edit_consistency(ctx, method, images, ids, proj, recon, records)
+        _edit_consistency(ctx, method, images, ids, proj, recon, records, refs)
     if cfg.save_images:
         for b, image_id in enumerate(ids):
             real_png = ctx.paths.image_dir(image_id) / "real.png"
@@ -511,8 +575,14 @@ def _edit_consistency(
     proj: InversionResult,
     recon: torch.Tensor,
     records: list[dict],
+    refs: list[Any] | None = None,
 ) -> None:
-    """Eq. 4 for every ECS edit of the chunk; all edited images are re-projected in one call."""
+    """Eq. 4 for every ECS edit of the chunk; all edited images are re-projected in one call.
+
+    ``+pti`` methods: each image's edits come from its tuned generator, and are re-projected into that same
+    generator (the base method's latent optimisation, no second tuning; one call per image), whose inverse
+    edit gives x_cyc (:func:`_tuned_cycles`).
+    """
     cfg, pipe = ctx.config, ctx.pipeline
     plans, edited, owners = [], [], []
     lacks = [_lacks_attributes(ctx, images[b : b + 1]) for b in range(len(ids))]
@@ -521,21 +591,27 @@ def _edit_consistency(
         if not ops:
             continue
         lat = proj.latents[b : b + 1].detach()
-        edited.append(_synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops))))
+        noise = select_noise(proj.noise, b, len(ops))
+        edited.append(_synth(ctx, _apply(ctx, lat, ops), proj.space, noise, _tuned(proj, b)))
         plans.extend(ops)
         owners.extend([b] * len(ops))
     if not plans:
         return
     x_edit = torch.cat(edited)
-    with torch.enable_grad():
-        reproj = ctx.invert(
-            pipe,
-            x_edit,
-            method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
-            seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
-        )
-    x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
+    if getattr(proj, "tuned", None):
+        x_cyc, reprojection_seconds = _tuned_cycles(ctx, method, ids, proj.tuned, x_edit, plans, owners)
+    else:
+        with torch.enable_grad():
+            reproj = ctx.invert(
+                pipe,
+                x_edit,
+                method=method,
+                config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
+                seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
+            )
+        x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
+        reprojection_seconds = float(reproj.seconds)
+    identity = [d for b in sorted(set(owners)) for d in _identity_distances(ctx, refs, b, x_edit[_rows(owners, b)])]
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)
     for k, (op, b) in enumerate(zip(plans, owners)):
@@ -551,15 +627,61 @@ def _edit_consistency(
                 "d_edit_cyc": _num(scores["d_edit_cyc"][k]),
                 "d_proj_cyc": _num(scores["d_proj_cyc"][k]),
                 "ecs": _num(scores["ecs"][k]),
+                "id_distance": identity[k],
             }
         )
         if cfg.save_images:
             d = ctx.paths.image_dir(ids[b], method)
             save_png(x_edit[k].cpu(), d / f"ecs-{safe_name(op.editor)}-{op.index}-edit.png")
             save_png(x_cyc[k].cpu(), d / f"ecs-{safe_name(op.editor)}-{op.index}-cyc.png")
-    per_image = float(reproj.seconds) / len(plans)
+    per_image = reprojection_seconds / len(plans)
     for b in owners:
         records[b]["timing"]["ecs_reprojection_seconds"] += per_image
+
+
+def _rows(owners: list[int], b: int) -> list[int]:
+    """Positions of image ``b``'s edits among the chunk's ECS edits (owners are grouped, in image order)."""
+    return [k for k, o in enumerate(owners) if o == b]
+
+
+def _tuned_cycles(
+    ctx: _Context,
+    method: str,
+    ids: list[str],
+    tuned: list[Any],
+    x_edit: torch.Tensor,
+    plans: list[EditOp],
+    owners: list[int],
+) -> tuple[torch.Tensor, float]:
+    """ECS cycles of a ``+pti`` method: x_edit re-inverted into its image's tuned generator, then edited back.
+
+    The re-inversion is the base method's latent optimisation (``magec+pti`` -> ``magec``) with the tuned
+    generator in place of the pipeline's; the generator is not tuned again (that would fit any x_edit and make
+    the cycle trivially exact, and would cost a second tuning per edit).
+    """
+    import copy
+
+    from magec.inversion.config import base_method
+
+    cfg, base = ctx.config, base_method(method)
+    cycles, seconds = [None] * len(plans), 0.0
+    for b in sorted(set(owners)):
+        rows = _rows(owners, b)
+        pipe = copy.copy(ctx.pipeline)  # the same parts, with this image's tuned generator
+        pipe.generator = tuned[b]
+        with torch.enable_grad():
+            reproj = ctx.invert(
+                pipe,
+                x_edit[rows],
+                method=base,
+                config=_inversion_config(base, cfg.steps_scale, cfg.lambda_magec),
+                seed=derived_seed("reproject", cfg.seed, ids[b]) % (2**31),
+            )
+        back = _apply(ctx, reproj.latents.detach(), [plans[k] for k in rows], invert=True)
+        for k, image in zip(rows, _synth(ctx, back, reproj.space, reproj.noise, tuned[b])):
+            cycles[k] = image
+        seconds += float(reproj.seconds)
+    return torch.stack(cycles), seconds
 
 
 # ---- CSVs ----------------------------------------------------------------------------------------

@@ -83,3 +83,53 @@ def generated_source(
         return generator.synthesize(z).detach().cpu()
 
     return ImageSource([f"{i:05d}-gen" for i in range(n)], f"{n} {label} (latent seed {seed + offset})", load)
+
+
+def faces_source(
+    folder: str | Path,
+    resolution: int,
+    framing: str,
+    limit: int | None = None,
+    max_faces: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ImageSource:
+    """Every face dlib finds in the photos of ``folder`` (sorted by name; in a photo, largest face first), framed
+    for the generator as ``magec invert --face-crop`` (``framing="chip-box"``) or ``--align`` (``"ffhq"``) frames
+    a photo, at most ``max_faces`` in all. The crops are made once, here (each photo is decoded and searched once
+    per face), and kept: ``resolution``-sized crops are small. Ids: ``<photo index>-<stem>-face<k>``.
+    """
+    from PIL import Image
+
+    from magec.faces.detection import DETECTION_SIDE
+    from magec.faces.framing import FRAMINGS, frame_face
+    from magec.io.images import pil_to_tensor, read_image
+
+    validation.choice("framing", framing, FRAMINGS)
+    if max_faces is not None:
+        validation.integer("--max-faces", max_faces, 1)
+    files = image_files(folder, limit)
+    ids: list[str] = []
+    crops: list[torch.Tensor] = []
+    photos_without_faces = 0
+    for i, path in enumerate(files):
+        photo: Image.Image = read_image(path, max_pixels, reduce_to=DETECTION_SIDE)  # as invert --face-crop
+        k = 0
+        while max_faces is None or len(crops) < max_faces:
+            try:
+                crop = frame_face(photo, resolution, framing, face_index=k)
+            except MagecError:  # no face k (or none at all)
+                break
+            ids.append(f"{i:05d}-{path.stem}-face{k}")
+            crops.append(pil_to_tensor(crop))
+            k += 1
+        photos_without_faces += k == 0
+    if not crops:
+        raise file_error(folder, "dlib finds no face in its images")
+    stack = torch.cat(crops)
+    kind = {"chip-box": "the generator's chip box (--face-crop)", "ffhq": "FFHQ alignment (--align)"}[framing]
+    description = (
+        f"{len(crops)} faces from {len(files)} photos in {folder}, framed with {kind}"
+        + (f", capped at {max_faces}" if max_faces is not None else "")
+        + (f"; {photos_without_faces} photos without a face" if photos_without_faces else "")
+    )
+    return ImageSource(ids, description, lambda indices: stack[list(indices)])

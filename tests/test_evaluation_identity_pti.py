@@ -1,0 +1,86 @@
+"""magec evaluate with the +pti methods and dlib's identity columns, on the real embedded DCGAN."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from magec.evaluation.edit_plans import EditPlanConfig
+from magec.evaluation.report import identity_columns, write_report
+from magec.evaluation.runner import EvaluationConfig, run_evaluation
+from magec.evaluation.sources import generated_source
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_pti_methods_reconstruct_better_and_identity_columns_are_written(tmp_path, tone_pipeline):
+    pipe = tone_pipeline
+    config = EvaluationConfig(
+        methods=("magec", "magec+pti"),
+        editors=("interfacegan",),
+        plan=EditPlanConfig(edits_per_editor=2),
+        reference_size=16,
+        batch_size=2,
+        steps_scale=0.05,
+    )
+    source = generated_source(pipe.generator, 2, seed=3)
+    paths = run_evaluation(pipe, source, tmp_path / "run", config, progress=False)
+
+    rec = {(r["image"], r["method"]): r for r in _rows(paths.reconstruction_csv)}
+    assert len(rec) == 4
+    for image in source.ids:
+        # the same pivot, then the generator tuned to the photo: a closer reconstruction, and closer identity
+        assert float(rec[image, "magec+pti"]["mse"]) < float(rec[image, "magec"]["mse"])
+        for method in config.methods:
+            r = rec[image, method]
+            assert 0.0 <= float(r["id_distance"]) < 2.0
+            assert r["face_found"] in ("0", "1")
+        assert rec[image, "magec"]["face_found"] == rec[image, "magec+pti"]["face_found"]
+
+    edits = _rows(paths.edits_csv)
+    assert edits and all(0.0 < float(r["id_distance"]) < 2.0 for r in edits)
+    # paired edits, but a +pti image's edits are drawn by its own tuned generator
+    by = {(r["image"], r["editor"], r["index"], r["method"]): r for r in edits}
+    pairs = [(by[k[:3] + ("magec",)], r) for k, r in by.items() if k[3] == "magec+pti"]
+    assert pairs and any(a["id_distance"] != b["id_distance"] for a, b in pairs)
+    ecs = _rows(paths.ecs_csv)
+    assert {r["method"] for r in ecs} == {"magec", "magec+pti"}
+    assert all(r["id_distance"] and float(r["ecs"]) >= 0.0 for r in ecs)
+    records = json.loads(paths.record("magec+pti", source.ids[0]).read_text())
+    assert records["timing"]["ecs_reprojection_seconds"] > 0
+
+    report = write_report(paths.root, tmp_path / "report.md")
+    text = report.read_text()
+    assert "Identity: is it still the same person? (dlib)" in text
+    assert "re-inverted into that same tuned generator" in text
+    assert "projection: same person" in text
+
+
+def test_identity_columns_share_and_absence():
+    rec = [
+        {"image": "a", "method": "m", "id_distance": "0.5", "face_found": "1"},
+        {"image": "b", "method": "m", "id_distance": "0.7", "face_found": "0"},
+    ]
+    edits = [
+        {"image": "a", "method": "m", "editor": "interfacegan", "index": "0", "id_distance": "0.59"},
+        {"image": "b", "method": "m", "editor": "interfacegan", "index": "0", "id_distance": "0.61"},
+    ]
+    cols = {c.label: c for c in identity_columns(rec, edits, [])}
+    share = cols["projection: same person ↑"]
+    assert [r["same_person"] for r in share.rows] == ["1", "0"]
+    assert [r["same_person"] for r in cols["interfacegan edits: same person ↑"].rows] == ["1", "0"]
+    assert "ECS edits: ID distance ↓" not in cols
+    # runs without identity (older runs, --no-identity) get no identity section
+    assert identity_columns([{"image": "a", "method": "m", "id_distance": ""}], edits, []) == []
+
+
+def test_old_runs_without_identity_stay_resumable_with_no_identity():
+    assert "identity" not in EvaluationConfig(identity=False).to_dict()
+    assert EvaluationConfig().to_dict()["identity"] is True
+    EvaluationConfig(methods=("magec+pti", "no-magec+pti"))  # accepted now
