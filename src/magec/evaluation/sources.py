@@ -110,8 +110,11 @@ def faces_source(
     files = image_files(folder, limit)
     ids: list[str] = []
     crops: list[torch.Tensor] = []
-    photos_without_faces = 0
+    photos_without_faces = searched = 0
     for i, path in enumerate(files):
+        if max_faces is not None and len(crops) >= max_faces:
+            break
+        searched += 1
         photo: Image.Image = read_image(path, max_pixels, reduce_to=DETECTION_SIDE)  # as invert --face-crop
         k = 0
         while max_faces is None or len(crops) < max_faces:
@@ -128,8 +131,8 @@ def faces_source(
     stack = torch.cat(crops)
     kind = {"chip-box": "the generator's chip box (--face-crop)", "ffhq": "FFHQ alignment (--align)"}[framing]
     description = (
-        f"{len(crops)} faces from {len(files)} photos in {folder}, framed with {kind}"
-        + (f", capped at {max_faces}" if max_faces is not None else "")
+        f"{len(crops)} faces from {searched} of the {len(files)} photos in {folder} (by name), framed with {kind}"
+        + (f", capped at {max_faces} faces" if max_faces is not None else "")
         + (f"; {photos_without_faces} photos without a face" if photos_without_faces else "")
     )
     return ImageSource(ids, description, lambda indices: stack[list(indices)])
