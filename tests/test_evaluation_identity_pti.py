@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from magec.evaluation.edit_plans import EditPlanConfig
 from magec.evaluation.report import identity_columns, write_report
@@ -84,3 +85,37 @@ def test_old_runs_without_identity_stay_resumable_with_no_identity():
     assert "identity" not in EvaluationConfig(identity=False).to_dict()
     assert EvaluationConfig().to_dict()["identity"] is True
     EvaluationConfig(methods=("magec+pti", "no-magec+pti"))  # accepted now
+
+
+def test_faces_source_frames_every_face_as_invert_face_crop(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from magec.errors import MagecError
+    from magec.evaluation.sources import faces_source
+    from magec.faces.crop import crop_to_chip_box
+    from magec.io.images import pil_to_tensor
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut = Image.fromarray(data.astronaut())
+    astronaut.save(photos / "a.png")
+    Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(photos / "b-blank.png")
+    source = faces_source(photos, 64, "chip-box")
+    n = len(source.ids)  # dlib finds her face, and a second, smaller one (the badge on her suit)
+    assert n >= 1 and source.ids == [f"00000-a-face{k}" for k in range(n)]
+    assert f"{n} faces from 2 of the 2 photos" in source.description and "1 photos without a face" in source.description
+    assert faces_source(photos, 64, "chip-box", max_faces=1).ids == ["00000-a-face0"]
+    expected = pil_to_tensor(crop_to_chip_box(astronaut, 64))
+    assert torch.equal(source.load([0]), expected)
+    with pytest.raises(MagecError, match="finds no face"):
+        faces_source(_only(photos / "b-blank.png", tmp_path / "blank"), 64, "chip-box")
+
+
+def _only(path, folder):
+    import shutil
+
+    folder.mkdir()
+    shutil.copy(path, folder / path.name)
+    return folder
