@@ -607,6 +607,12 @@ CASES: list[Case] = [
     Case("prepare-onnx-missing-model", ONNX_F, 1, "m.onnx: missing ONNX file", onnx_describer("")),
     Case("prepare-onnx-output-mismatch", ONNX_F, 1, "need (batch, 3) columns", onnx_describer(outputs=2)),
     Case("prepare-onnx-missing-layout", ONNX_F[:-3] + ["onnx:m.onnx:none.json"], 1, "missing describer layout"),
+    Case(
+        "invert-unknown-magec-editor",
+        ["invert", "x.png", "--pack", "p", "--out", "o", "--magec-editor", "sefa"],
+        2,
+        "invalid choice",
+    ),
     Case("prepare-batch-size-zero", ["prepare", "--out", "p", "--batch-size", "0"], 2, "at least 1"),
     Case("prepare-samples-nan", ["prepare", "--out", "p", "--samples", "nan"], 2, "whole number"),
     Case("prepare-samples-too-few", ["prepare", "--out", "p", "--samples", "10"], 2, "at least 50"),

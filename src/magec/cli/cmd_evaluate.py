@@ -19,7 +19,7 @@ from magec.cli.options import (
     positive_int,
 )
 from magec.cli.workers import add_worker_options, worker_options
-from magec.inversion.config import PAPER_METHODS
+from magec.inversion.config import MAGEC_EDITORS, PAPER_METHODS
 
 EDITORS = ("interfacegan", "ganspace", "interpolate")
 
@@ -95,6 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies",
     )
     p.add_argument(
+        "--magec-editor",
+        choices=MAGEC_EDITORS,
+        default="interfacegan",
+        help="editor whose edits the magec method's MAGEC term uses: interfacegan (the paper) or styleflow",
+    )
+    p.add_argument(
         "--identity", default="none", help="identity loss for the inversions: none | dlib | arcface:PATH | moco:PATH"
     )
     p.add_argument("--describer", help="override the pack's describer spec (same descriptor layout)")
@@ -135,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
+        magec_editor=args.magec_editor,
     )
     if args.notes is not None and not args.notes.is_file():
         raise file_error(args.notes, "no such notes file")

@@ -40,7 +40,7 @@ from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
-from magec.inversion.config import PAPER_METHODS, InversionConfig
+from magec.inversion.config import MAGEC_EDITORS, PAPER_METHODS, InversionConfig
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
@@ -103,6 +103,8 @@ class EvaluationConfig:
     steps_scale: float = 1.0
     #: Replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies; None keeps the paper's.
     lambda_magec: float | None = None
+    #: Editor whose edits the magec method's MAGEC term uses (the paper: interfacegan; or styleflow).
+    magec_editor: str = "interfacegan"
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -116,11 +118,14 @@ class EvaluationConfig:
         validation.positive("--steps-scale", self.steps_scale)
         if self.lambda_magec is not None:
             validation.non_negative("--lambda-magec", self.lambda_magec)
+        validation.choice("--magec-editor", self.magec_editor, MAGEC_EDITORS)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if d["lambda_magec"] is None:  # runs made before this option existed stay resumable
             del d["lambda_magec"]
+        if d["magec_editor"] == "interfacegan":  # likewise
+            del d["magec_editor"]
         d["methods"], d["editors"] = list(self.methods), list(self.editors)
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
         return d
@@ -211,13 +216,15 @@ def _default_invert() -> InvertFn:
     return invert
 
 
-def _inversion_config(method: str, steps_scale: float, lambda_magec: float | None = None) -> InversionConfig | None:
+def _inversion_config(
+    method: str, steps_scale: float, lambda_magec: float | None = None, magec_editor: str = "interfacegan"
+) -> InversionConfig | None:
     """The method's paper schedule, scaled; None (the inverter's own default) at scale 1 with the paper's weights."""
-    if steps_scale == 1.0 and lambda_magec is None:
+    if steps_scale == 1.0 and lambda_magec is None and magec_editor == "interfacegan":
         return None
     from magec.inversion import method_config
 
-    return method_config(method, steps_scale, lambda_magec=lambda_magec)
+    return method_config(method, steps_scale, lambda_magec=lambda_magec, magec_editor=magec_editor)
 
 
 @dataclass
@@ -442,7 +449,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             pipe,
             images,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor),
             seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
         )
     recon = proj.images.detach()
@@ -532,7 +539,7 @@ def _edit_consistency(
             pipe,
             x_edit,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor),
             seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
         )
     x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
