@@ -21,7 +21,7 @@ from magec.cli.options import (
 from magec.cli.workers import add_worker_options, worker_options
 from magec.inversion.config import MAGEC_EDITORS, PAPER_METHODS
 
-EDITORS = ("interfacegan", "ganspace", "interpolate")
+EDITORS = ("interfacegan", "ganspace", "interpolate", "sefa", "styleflow")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inversion methods (first = reference of the comparisons)",
     )
     p.add_argument(
-        "--editors", nargs="+", choices=EDITORS, default=list(EDITORS), help="editors for the random edits and ECS"
+        "--editors",
+        nargs="+",
+        choices=EDITORS,
+        default=None,
+        help="editors for the random edits and ECS (default: interfacegan ganspace interpolate, plus sefa and "
+        "styleflow when the pack has them)",
     )
     p.add_argument(
         "--edits-per-editor",
@@ -133,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     workers = worker_options(args)
     config = EvaluationConfig(
         methods=tuple(args.methods),
-        editors=tuple(args.editors),
+        editors=tuple(args.editors) if args.editors else None,
         plan=EditPlanConfig(edits_per_editor=args.edits_per_editor),
         ecs=not args.no_ecs,
         reference_size=args.reference_size,

@@ -17,7 +17,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,14 @@ from tqdm import tqdm
 from magec import validation
 from magec.errors import MagecError, file_error
 from magec.evaluation.ecs import edit_consistency
-from magec.evaluation.edit_plans import EditOp, EditPlanConfig, derived_seed, ecs_edits, random_edits
+from magec.evaluation.edit_plans import (
+    ATTRIBUTE_EDITORS,
+    EditOp,
+    EditPlanConfig,
+    derived_seed,
+    ecs_edits,
+    random_edits,
+)
 from magec.evaluation.realism import (
     FeatureNetwork,
     RealismConfig,
@@ -88,7 +95,8 @@ class EvaluationConfig:
     about 20 random edits per image, realism with k = 3, ECS on InterfaceGAN and GANSpace."""
 
     methods: tuple[str, ...] = ("magec", "no-magec", "im2stylegan++")
-    editors: tuple[str, ...] = ("interfacegan", "ganspace", "interpolate")
+    #: None: the paper's three editors plus SeFa and StyleFlow when the pack has them (``default_editors``).
+    editors: tuple[str, ...] | None = None
     plan: EditPlanConfig = EditPlanConfig()
     realism: RealismConfig = RealismConfig()
     ecs: bool = True
@@ -126,7 +134,8 @@ class EvaluationConfig:
             del d["lambda_magec"]
         if d["magec_editor"] == "interfacegan":  # likewise
             del d["magec_editor"]
-        d["methods"], d["editors"] = list(self.methods), list(self.editors)
+        d["methods"] = list(self.methods)
+        d["editors"] = list(self.editors) if self.editors is not None else None
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
         return d
 
@@ -261,6 +270,7 @@ def run_evaluation(
     unfinished (chunk indices, method) pairs elsewhere (each through :func:`evaluate_and_record`).
     """
     paths = EvaluationPaths(Path(out_dir))
+    config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
     if reference is None:
@@ -327,8 +337,24 @@ def worker_context(
         raise file_error(paths.root, "is not a prepared evaluation run (no run.json or reference features)")
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
     manifold = build_manifold(torch.load(cache, map_location="cpu", weights_only=True), config.realism)
+    config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
     return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors)
+
+
+#: The paper's editors (always evaluated by default) and the ones added when the pack has them.
+PAPER_EDITORS = ("interfacegan", "ganspace", "interpolate")
+OPTIONAL_EDITORS = ("sefa", "styleflow")
+
+
+def default_editors(pipeline: Pipeline) -> tuple[str, ...]:
+    """The paper's InterfaceGAN, GANSpace and interpolation, then SeFa and StyleFlow if the pack has them."""
+    return PAPER_EDITORS + tuple(n for n in OPTIONAL_EDITORS if n in pipeline.pack.editors)
+
+
+def with_default_editors(config: EvaluationConfig, pipeline: Pipeline) -> EvaluationConfig:
+    """``config`` with its editors resolved (so the run metadata names them and resumes compare them)."""
+    return config if config.editors is not None else replace(config, editors=default_editors(pipeline))
 
 
 def _select_editors(pipeline: Pipeline, names: Sequence[str]) -> dict[str, LatentEditor]:
@@ -475,7 +501,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
         lat = proj.latents[b : b + 1].detach()
         edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)))
         realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
-        attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind == "interfacegan"]
+        attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind in ATTRIBUTE_EDITORS]
         before = after = {}
         if attr_ops:
             names = [ops[k].operation for k in attr_ops]
@@ -546,7 +572,7 @@ def _edit_consistency(
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)
     for k, (op, b) in enumerate(zip(plans, owners)):
-        lack = lacks[b].get(op.operation) if ctx.editors[op.editor].kind == "interfacegan" else None
+        lack = lacks[b].get(op.operation) if ctx.editors[op.editor].kind in ATTRIBUTE_EDITORS else None
         records[b]["ecs"].append(
             {
                 "editor": op.editor,
