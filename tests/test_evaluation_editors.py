@@ -65,6 +65,7 @@ def test_ecs_plans_for_sefa_and_styleflow(pipeline):
     assert again == ops  # seeded
 
 
+@pytest.mark.slow  # 5 editors x 3 methods with ECS re-projections and the report: ~6 s idle, 14 s on a busy machine
 def test_tables_gain_sefa_and_styleflow_columns(pipeline, tmp_path):
     config = EvaluationConfig(plan=EditPlanConfig(edits_per_editor=2), reference_size=30, batch_size=2)
     source = generated_source(pipeline.generator, 3, seed=0)
