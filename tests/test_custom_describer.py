@@ -306,3 +306,20 @@ def test_onnx_describer_end_to_end(tmp_path):
     manifest = json.loads((tmp_path / "cli-pack" / "manifest.json").read_text())
     assert manifest["describer"]["files"] == describer.files
     assert manifest["describer"]["layout"]["attributes"][0]["name"] == "bright"
+
+
+def test_pack_refuses_the_same_spec_with_other_files_but_allows_an_override():
+    from types import SimpleNamespace
+
+    from magec.pipeline import check_describer_files
+
+    pack = SimpleNamespace(
+        describer_spec="onnx:/m.onnx:/l.json", describer_files={"model": "a" * 64, "layout": "b" * 64}
+    )
+    same = SimpleNamespace(spec="onnx:/m.onnx:/l.json", files={"model": "a" * 64, "layout": "b" * 64})
+    check_describer_files("P", pack, same)
+    changed = SimpleNamespace(spec="onnx:/m.onnx:/l.json", files={"model": "c" * 64, "layout": "b" * 64})
+    with pytest.raises(MagecError, match="P: describer model file differs"):
+        check_describer_files("P", pack, changed)
+    override = SimpleNamespace(spec="onnx:/other.onnx:/l.json", files={"model": "c" * 64, "layout": "b" * 64})
+    check_describer_files("P", pack, override)  # an explicit --describer under another spec is the user's choice

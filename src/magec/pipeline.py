@@ -84,7 +84,12 @@ def assemble_pipeline(
 
 
 def check_describer_files(pack: object, loaded: Pack, describer: Describer) -> None:
-    """Refuse a describer whose files differ from those the pack was prepared with (same spec, other F)."""
+    """Refuse a describer whose files differ from those the pack was prepared with (same spec, other F).
+
+    A describer given explicitly under another spec (``--describer``) is the user's override and is not checked.
+    """
+    if describer.spec != loaded.describer_spec:
+        return
     files = dict(getattr(describer, "files", {}))
     for role, digest in sorted(loaded.describer_files.items()):
         if files.get(role) != digest:
