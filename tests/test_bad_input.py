@@ -613,6 +613,18 @@ CASES: list[Case] = [
         2,
         "invalid choice",
     ),
+    Case(
+        "invert-styleflow-editor-without-flow",
+        ["invert", "{face}", "--pack", "{pack}", "--out", "o", "--magec-editor", "styleflow"],
+        1,
+        "needs a pack with a StyleFlow editor",
+    ),
+    Case(
+        "evaluate-styleflow-editor-without-flow",
+        ["evaluate", "--pack", "{pack}", "--generated", "1", "--out", "r", "--magec-editor", "styleflow"],
+        1,
+        "needs a pack with a StyleFlow editor",
+    ),
     Case("prepare-batch-size-zero", ["prepare", "--out", "p", "--batch-size", "0"], 2, "at least 1"),
     Case("prepare-samples-nan", ["prepare", "--out", "p", "--samples", "nan"], 2, "whole number"),
     Case("prepare-samples-too-few", ["prepare", "--out", "p", "--samples", "10"], 2, "at least 50"),

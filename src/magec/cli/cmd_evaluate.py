@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
     add_device_and_seed,
     add_force,
@@ -19,7 +20,7 @@ from magec.cli.options import (
     positive_int,
 )
 from magec.cli.workers import add_worker_options, worker_options
-from magec.inversion.config import MAGEC_EDITORS, PAPER_METHODS
+from magec.inversion.config import PAPER_METHODS
 
 EDITORS = ("interfacegan", "ganspace", "interpolate", "sefa", "styleflow")
 
@@ -99,11 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=non_negative_float,
         help="replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies",
     )
-    p.add_argument(
-        "--magec-editor",
-        choices=MAGEC_EDITORS,
-        default="interfacegan",
-        help="editor whose edits the magec method's MAGEC term uses: interfacegan (the paper) or styleflow",
+    add_magec_editor(
+        p,
+        "editor whose edits the magec method's MAGEC term uses: interfacegan (the paper) or styleflow",
     )
     p.add_argument(
         "--identity", default="none", help="identity loss for the inversions: none | dlib | arcface:PATH | moco:PATH"
@@ -135,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from magec.evaluation.sources import image_files
     from magec.io.images import read_image
 
+    check_magec_editor(args.magec_editor, args.pack)
     workers = worker_options(args)
     config = EvaluationConfig(
         methods=tuple(args.methods),

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
     add_device_and_seed,
     add_force,
@@ -19,7 +20,7 @@ from magec.cli.options import (
 )
 from magec.cli.workers import add_worker_options, worker_options
 from magec.errors import MagecError
-from magec.inversion.config import MAGEC_EDITORS, METHODS
+from magec.inversion.config import METHODS
 from magec.inversion.folder import OUTPUT_SUFFIXES
 
 __all__ = ["OUTPUT_SUFFIXES", "register", "run"]
@@ -60,11 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
     )
-    p.add_argument(
-        "--magec-editor",
-        choices=MAGEC_EDITORS,
-        default="interfacegan",
-        help="editor whose edits the MAGEC term uses: interfacegan (the paper) or styleflow (the pack's flow)",
+    add_magec_editor(
+        p,
+        "editor whose edits the MAGEC term uses: interfacegan (the paper) or styleflow (the pack's flow)",
     )
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument(
@@ -124,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"skipped {len(inputs.not_images)} files that are not images (by suffix): {shown}{more}")
     paths = inputs.files
     names = unique_output_names(paths)
+    check_magec_editor(args.magec_editor, args.pack)
     config = method_config(
         args.method,
         args.steps_scale,
