@@ -253,6 +253,9 @@ class TorchModuleDescriber(Describer):
         self.register_buffer("std", torch.tensor(layout.std).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
+        weights = [*module.parameters(), *module.buffers()]
+        if weights:  # follow the module's device (a user's module may already sit on a GPU)
+            self.to(weights[0].device)
         self._check_width()
 
     def _check_width(self) -> None:
