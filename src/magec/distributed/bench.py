@@ -8,7 +8,9 @@ run pays it once per worker too). The overhead per image is the driver's round t
 time the batch spent inside its worker: scheduling, the task and result messages, and the driver's
 bookkeeping. ``folder_ray_own_cpu_share`` is the CPU time of the driver and of every Ray process other than
 the working actors (raylet, GCS, dashboard, log monitor, agents) during the timed window, as a share of one
-core; ``folder_worker_busy_share`` the share of the window the actors spent inside their batches.
+core; ``folder_worker_busy_share`` the share of the window the actors spent inside their batches, and
+``folder_worker_cpu_s_per_image`` the actors' CPU seconds per image: other jobs on a shared machine change it
+far less than wall time, so its rise from 1 to 2 workers is mostly what two workers cost each other.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def folder_throughput(
             faces = gen.synthesize(gen.sample_latents(images, seed=2024)).cpu()
         items = [Item(f"f{i}", str(save_png(faces[i], root / "faces" / f"f{i}.png"))) for i in range(images)]
         args = {"pack": str(pack), "device": "cpu", "perceptual": pipeline.perceptual.name}
-        rates, overheads, ups, own_cpu, busy = {}, [], {}, {}, {}
+        rates, overheads, ups, own_cpu, busy, worker_cpu = {}, [], {}, {}, {}, {}
         for n in workers:
             job = FolderJob(str(root / f"out{n}"), "magec", method_config("magec", steps_scale), 0, Framing(), {}, {})
             todo = [([item], [item.name]) for item in items]
@@ -67,6 +69,8 @@ def folder_throughput(
             if before and after:  # Linux: the driver and Ray's own processes, not the working actors
                 own = sum(t - before.get(pid, 0.0) for pid, t in after.items() if pid not in pool.pids)
                 own_cpu[str(n)] = round(own / elapsed, 4)
+                work = sum(t - before.get(pid, 0.0) for pid, t in after.items() if pid in pool.pids)
+                worker_cpu[str(n)] = round(work / max(len(trips), 1), 3)
             busy[str(n)] = round(sum(work for _, work in trips) / (n * elapsed), 4)
             rates[str(n)] = round(len(trips) / elapsed, 4)
             if n == 1:  # with one worker a batch never waits in a queue: round trip - work = overhead
@@ -77,6 +81,7 @@ def folder_throughput(
         out["folder_worker_busy_share"] = busy
         if own_cpu:
             out["folder_ray_own_cpu_share"] = own_cpu
+            out["folder_worker_cpu_s_per_image"] = worker_cpu
         if overheads:
             out["ray_overhead_ms_per_image"] = round(sorted(overheads)[len(overheads) // 2], 2)
         if "1" in rates and "2" in rates:
