@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
     add_device_and_seed,
     add_force,
@@ -59,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
+    )
+    add_magec_editor(
+        p,
+        "editor whose edits the MAGEC term uses: interfacegan (the paper) or styleflow (the pack's flow)",
     )
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument(
@@ -118,7 +123,14 @@ def run(args: argparse.Namespace) -> int:
         _say(f"skipped {len(inputs.not_images)} files that are not images (by suffix): {shown}{more}")
     paths = inputs.files
     names = unique_output_names(paths)
-    config = method_config(args.method, args.steps_scale, lambda_magec=args.lambda_magec, lambda_id=args.lambda_id)
+    check_magec_editor(args.magec_editor, args.pack)
+    config = method_config(
+        args.method,
+        args.steps_scale,
+        lambda_magec=args.lambda_magec,
+        lambda_id=args.lambda_id,
+        magec_editor=args.magec_editor,
+    )
     out = OutputFolder.open(args.out, "inversion", args.force)
     items = [Item(name, str(path)) for name, path in zip(names, paths)]
     claims = {k: v for item in items for k, v in output_claims(item, args.method).items()}
@@ -145,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
         lambda_id=args.lambda_id,
+        **({"magec_editor": args.magec_editor} if args.magec_editor != "interfacegan" else {}),
         pack=str(Path(args.pack).resolve()),
         pack_manifest=pack_fingerprint(args.pack),
         perceptual=args.perceptual,
@@ -165,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         framing,
         request,
-        {"pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale},
+        {"pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale, "magec_editor": args.magec_editor},
         pti=PTIConfig().scaled(args.steps_scale) if args.method in PTI_METHODS else None,
     )
     batches = deal_batches(readable, args.batch_size)  # over every readable image: resumed runs keep them

@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="fit LinkNet, editors and latent statistics into a pack", description=__doc__)
     p.add_argument("--out", required=True, help="pack folder to write: new, empty, or an existing pack (replaced)")
     p.add_argument("--generator", default=EMBEDDED_GENERATOR, help="dcgan-face (default) or stylegan2:PATH")
-    p.add_argument("--describer", default=EMBEDDED_DESCRIBER, help="dlib-age-gender (default) or celeba:PATH")
+    p.add_argument(
+        "--describer",
+        default=EMBEDDED_DESCRIBER,
+        help="dlib-age-gender (default), celeba:PATH or onnx:MODEL.onnx:LAYOUT.json",
+    )
     p.add_argument(
         "--samples",
         type=int_at_least(MIN_SAMPLES),
@@ -46,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
         config = replace(config, styleflow=None)
     check_pack_folder(args.out, args.force)  # before minutes of work
+    describer = load_describer(args.describer, args.device)  # a bad describer file fails before the generator loads
     generator = load_generator(args.generator, args.device)
-    describer = load_describer(args.describer, args.device)
     pack = prepare_pack(generator, describer, config)
     pack.save(args.out, force=args.force)
     print(f"wrote pack {args.out} in {pack.info['prepare']['seconds']} s")

@@ -2,7 +2,8 @@
 
 Spec strings: ``dlib-age-gender[:dcgan|ffhq]`` (the embedded default: dlib's gender and age networks,
 with the face-chip box of the embedded DCGAN's faces or of FFHQ-aligned images) and
-``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``).
+``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``) and
+``onnx:MODEL.onnx:LAYOUT.json`` (your own network; ``magec.describers.custom``, which also wraps torch modules).
 Importing this package is cheap: torch and the networks load when a describer is built.
 """
 
@@ -57,4 +58,11 @@ def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = 
         from magec.describers.celeba import CelebADescriber
 
         return CelebADescriber.load(arg, device=device)
-    raise MagecError(f"unknown describer {spec!r}; use 'dlib-age-gender[:dcgan|ffhq]' or 'celeba:PATH'")
+    if kind == "onnx":
+        from magec.describers.custom import load_onnx_describer
+
+        return load_onnx_describer(arg).to(device)
+    raise MagecError(
+        f"unknown describer {spec!r}; use 'dlib-age-gender[:dcgan|ffhq]', 'celeba:PATH' "
+        "or 'onnx:MODEL.onnx:LAYOUT.json'"
+    )
