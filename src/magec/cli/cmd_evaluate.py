@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 from magec.cli.options import (
+    add_attributes_option,
     add_device_and_seed,
     add_force,
     add_max_pixels,
+    check_pack_attributes,
     int_at_least,
     non_negative_float,
     non_negative_int,
@@ -89,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="perceptual loss / LPIPS network: auto, lpips-vgg[:PATH], describer-features",
     )
+    add_attributes_option(p)
     p.add_argument(
         "--lambda-magec",
         type=non_negative_float,
@@ -135,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
+        attributes=args.attributes,
     )
+    check_pack_attributes(args.pack, args.attributes)
     if args.notes is not None and not args.notes.is_file():
         raise file_error(args.notes, "no such notes file")
     check_run_folder(args.out, args.force)

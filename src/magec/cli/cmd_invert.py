@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from magec.cli.options import (
+    add_attributes_option,
     add_device_and_seed,
     add_force,
     add_max_pixels,
+    check_pack_attributes,
     non_negative_float,
     non_negative_int,
     pipeline_options,
@@ -60,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
     )
+    add_attributes_option(p)
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument(
         "--identity",
@@ -119,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
     paths = inputs.files
     names = unique_output_names(paths)
     config = method_config(args.method, args.steps_scale, lambda_magec=args.lambda_magec, lambda_id=args.lambda_id)
+    check_pack_attributes(args.pack, args.attributes)
+    if args.attributes:
+        from dataclasses import replace
+
+        config = replace(config, attributes=args.attributes)
     out = OutputFolder.open(args.out, "inversion", args.force)
     items = [Item(name, str(path)) for name, path in zip(names, paths)]
     claims = {k: v for item in items for k, v in output_claims(item, args.method).items()}
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
         lambda_id=args.lambda_id,
+        **({"attributes": list(args.attributes)} if args.attributes else {}),  # absent: older runs stay resumable
         pack=str(Path(args.pack).resolve()),
         pack_manifest=pack_fingerprint(args.pack),
         perceptual=args.perceptual,

@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="fit LinkNet, editors and latent statistics into a pack", description=__doc__)
     p.add_argument("--out", required=True, help="pack folder to write: new, empty, or an existing pack (replaced)")
     p.add_argument("--generator", default=EMBEDDED_GENERATOR, help="dcgan-face (default) or stylegan2:PATH")
-    p.add_argument("--describer", default=EMBEDDED_DESCRIBER, help="dlib-age-gender (default) or celeba:PATH")
+    p.add_argument(
+        "--describer",
+        default=EMBEDDED_DESCRIBER,
+        help="faces (default; faces-dlib without face-api), dlib-age-gender or celeba:PATH",
+    )
     p.add_argument(
         "--samples",
         type=int_at_least(MIN_SAMPLES),
@@ -27,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
     p.add_argument("--no-styleflow", action="store_true", help="skip fitting the StyleFlow editor (about 25 s on CPU)")
+    p.add_argument(
+        "--fixed-box-labels",
+        action="store_true",
+        help="label samples on the describer's fixed chip box only (default: dlib-aligned chips where dlib finds one)",
+    )
     add_force(p)
     add_device_and_seed(p)
     p.set_defaults(func=run)
@@ -40,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from magec.pack import check_pack_folder
     from magec.prepare import PrepareConfig, prepare_pack
 
-    config = PrepareConfig(n_samples=args.samples, seed=args.seed, batch_size=args.batch_size)
+    config = PrepareConfig(
+        n_samples=args.samples, seed=args.seed, batch_size=args.batch_size, aligned_labels=not args.fixed_box_labels
+    )
     if args.no_styleflow:
         from dataclasses import replace
 
@@ -51,5 +62,8 @@ def run(args: argparse.Namespace) -> int:
     pack = prepare_pack(generator, describer, config)
     pack.save(args.out, force=args.force)
     print(f"wrote pack {args.out} in {pack.info['prepare']['seconds']} s")
+    labels = pack.info["labels"]
+    aligned, fixed = labels.get("aligned", 0), labels["fixed_box"]
+    print(f"describer {pack.describer_spec}; labels: {aligned} aligned, {fixed} fixed box")
     print("LinkNet held-out agreement with F: " + json.dumps(pack.info["linknet"]["heldout_report"]))
     return 0

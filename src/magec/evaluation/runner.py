@@ -103,6 +103,8 @@ class EvaluationConfig:
     steps_scale: float = 1.0
     #: Replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies; None keeps the paper's.
     lambda_magec: float | None = None
+    #: Restrict the MAGEC loss to these attributes of the pack; None = all of them.
+    attributes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -121,6 +123,10 @@ class EvaluationConfig:
         d = asdict(self)
         if d["lambda_magec"] is None:  # runs made before this option existed stay resumable
             del d["lambda_magec"]
+        if d["attributes"] is None:
+            del d["attributes"]
+        else:
+            d["attributes"] = list(self.attributes)
         d["methods"], d["editors"] = list(self.methods), list(self.editors)
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
         return d
@@ -211,13 +217,18 @@ def _default_invert() -> InvertFn:
     return invert
 
 
-def _inversion_config(method: str, steps_scale: float, lambda_magec: float | None = None) -> InversionConfig | None:
+def _inversion_config(
+    method: str, steps_scale: float, lambda_magec: float | None = None, attributes: tuple[str, ...] | None = None
+) -> InversionConfig | None:
     """The method's paper schedule, scaled; None (the inverter's own default) at scale 1 with the paper's weights."""
-    if steps_scale == 1.0 and lambda_magec is None:
+    if steps_scale == 1.0 and lambda_magec is None and not attributes:
         return None
+    from dataclasses import replace
+
     from magec.inversion import method_config
 
-    return method_config(method, steps_scale, lambda_magec=lambda_magec)
+    config = method_config(method, steps_scale, lambda_magec=lambda_magec)
+    return replace(config, attributes=tuple(attributes)) if attributes else config
 
 
 @dataclass
@@ -442,7 +453,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             pipe,
             images,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.attributes),
             seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
         )
     recon = proj.images.detach()
@@ -532,7 +543,7 @@ def _edit_consistency(
             pipe,
             x_edit,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec),
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.attributes),
             seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
         )
     x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
