@@ -23,7 +23,7 @@ def faces(dlib_describer):
 
 def test_layout_heads_and_differentiable_path(faces, dcgan):
     layout = faces.layout
-    assert layout.attribute_names == ["male", "age", "smile"]
+    assert layout.attribute_names == ["male", "age", "smile", "neutral", "sad", "surprised"]
     assert [h.name for h in layout.heads] == ["gender", "age", "expression"] and layout.dim == 2 + 81 + 7
     z = dcgan.sample_latents(4, seed=5).requires_grad_(True)
     probs = faces(dcgan.synthesize(z))
@@ -93,7 +93,7 @@ def test_attributes_restrict_the_magec_loss(embedded_pack, tone_pipeline):
 
     full = MagecLoss(embedded_pack.linknet, embedded_pack.interfacegan)
     only = MagecLoss(embedded_pack.linknet, embedded_pack.interfacegan, attributes=["male", "smile"])
-    assert full.n_edits == 6 and only.n_edits == 4 and only.attributes == ["male", "smile"]
+    assert full.n_edits == 12 and only.n_edits == 4 and only.attributes == ["male", "smile"]
     z = torch.randn(2, embedded_pack.latent_dim)
     d = embedded_pack.linknet.predict_proba(z)
     assert not torch.allclose(full(z, d, full.targets(d)), only(z, d, only.targets(d)))
