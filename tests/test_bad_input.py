@@ -298,6 +298,25 @@ P, F, L = "{pack}", "{face}", "{latent}"
 INV = ["invert", "--pack", P, "--steps-scale", "0.01", "--device", "cpu"]
 EDIT = ["edit", L, "--pack", P, "--device", "cpu"]
 
+
+def onnx_describer(
+    model: str = "Gemm", outputs: int = 3, **layout_changes: object
+) -> Callable[[Path, dict[str, Path]], None]:
+    """m.onnx (a tiny graph, or one holding an unsupported ``model`` op; "" for none) and l.json beside it."""
+
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        from test_custom_describer import BRIGHT_LAYOUT, tiny_onnx
+
+        if model:
+            tiny_onnx(ws / "m.onnx", op=model, outputs=outputs)
+        (ws / "l.json").write_text(json.dumps({**BRIGHT_LAYOUT, **layout_changes}))
+
+    return setup
+
+
+ONNX_F = ["prepare", "--out", "p", "--samples", "60", "--describer", "onnx:m.onnx:l.json", "--device", "cpu"]
+
+
 CASES: list[Case] = [
     # --- data loss (the issue's cases) ---
     Case(
@@ -583,6 +602,29 @@ CASES: list[Case] = [
     Case("edit-unknown-operation", [*EDIT, "--operation", "glasses", "--out", "e"], 1, "offers male"),
     Case("edit-unknown-editor", [*EDIT, "--editor", "styleflowish", "--out", "e"], 2, "choose from"),
     Case("edit-boundary-wrong-shape", [*EDIT, "--editor", "boundary:{garbage}", "--out", "e"], 1, "garbage.pt"),
+    Case("prepare-onnx-layout-unknown-key", ONNX_F, 1, "unknown key 'colour' in the file", onnx_describer(colour=1)),
+    Case("prepare-onnx-unsupported-op", ONNX_F, 1, "unsupported ONNX op 'Erf'", onnx_describer("Erf")),
+    Case("prepare-onnx-missing-model", ONNX_F, 1, "m.onnx: missing ONNX file", onnx_describer("")),
+    Case("prepare-onnx-output-mismatch", ONNX_F, 1, "need (batch, 3) columns", onnx_describer(outputs=2)),
+    Case("prepare-onnx-missing-layout", ONNX_F[:-3] + ["onnx:m.onnx:none.json"], 1, "missing describer layout"),
+    Case(
+        "invert-unknown-magec-editor",
+        ["invert", "x.png", "--pack", "p", "--out", "o", "--magec-editor", "sefa"],
+        2,
+        "invalid choice",
+    ),
+    Case(
+        "invert-styleflow-editor-without-flow",
+        ["invert", "{face}", "--pack", "{pack}", "--out", "o", "--magec-editor", "styleflow"],
+        1,
+        "needs a pack with a StyleFlow editor",
+    ),
+    Case(
+        "evaluate-styleflow-editor-without-flow",
+        ["evaluate", "--pack", "{pack}", "--generated", "1", "--out", "r", "--magec-editor", "styleflow"],
+        1,
+        "needs a pack with a StyleFlow editor",
+    ),
     Case("prepare-batch-size-zero", ["prepare", "--out", "p", "--batch-size", "0"], 2, "at least 1"),
     Case("prepare-samples-nan", ["prepare", "--out", "p", "--samples", "nan"], 2, "whole number"),
     Case("prepare-samples-too-few", ["prepare", "--out", "p", "--samples", "10"], 2, "at least 50"),

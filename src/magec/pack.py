@@ -83,6 +83,9 @@ class Pack:
     sefa: SeFaEditor | None = None
     #: StyleFlow's conditional flow (None when ``prepare`` skipped it).
     styleflow: ConditionalFlow | None = None
+    #: SHA-256 of the files the describer was read from (e.g. ``onnx:`` model and layout), so a pack is never
+    #: reused with a different F under the same spec.
+    describer_files: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.editors.setdefault("interfacegan", self.interfacegan)
@@ -121,7 +124,11 @@ class Pack:
             "format": PACK_FORMAT,
             "version": PACK_VERSION,
             "generator": self.generator_spec,
-            "describer": {"spec": self.describer_spec, "layout": self.layout.to_dict()},
+            "describer": {
+                "spec": self.describer_spec,
+                "layout": self.layout.to_dict(),
+                **({"files": dict(sorted(self.describer_files.items()))} if self.describer_files else {}),
+            },
             "latent_dim": self.latent_dim,
             **({"styleflow_config": self.styleflow.config_dict()} if self.styleflow is not None else {}),
             "tensors": {
@@ -213,6 +220,11 @@ class Pack:
             sefa = SeFaEditor.from_tensors(group("sefa")) if group("sefa") else None
             flow = group("styleflow")
             styleflow = ConditionalFlow.from_tensors(manifest["styleflow_config"], flow) if flow else None
+            describer_files = manifest["describer"].get("files", {})
+            if not isinstance(describer_files, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in describer_files.items()
+            ):
+                raise ValueError("describer.files must map names to SHA-256 strings")
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise file_error(
                 folder, f"inconsistent pack ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
@@ -229,5 +241,6 @@ class Pack:
             info,
             sefa=sefa,
             styleflow=styleflow,
+            describer_files=describer_files,
         )
         return pack.to(device)

@@ -83,6 +83,22 @@ def assemble_pipeline(
     )
 
 
+def check_describer_files(pack: object, loaded: Pack, describer: Describer) -> None:
+    """Refuse a describer whose files differ from those the pack was prepared with (same spec, other F).
+
+    A describer given explicitly under another spec (``--describer``) is the user's override and is not checked.
+    """
+    if describer.spec != loaded.describer_spec:
+        return
+    files = dict(getattr(describer, "files", {}))
+    for role, digest in sorted(loaded.describer_files.items()):
+        if files.get(role) != digest:
+            raise MagecError(
+                f"{pack}: describer {role} file differs from the one the pack was prepared with "
+                f"(SHA-256 {str(files.get(role))[:12]}..., pack has {digest[:12]}...); re-run `magec prepare`"
+            )
+
+
 def load_pipeline(
     pack: str | Path | None = None,
     device: str | torch.device = "auto",
@@ -119,4 +135,5 @@ def load_pipeline(
         raise MagecError(
             f"{pack}: pack descriptor size {loaded.layout.dim} does not match describer {desc.spec} ({desc.layout.dim})"
         )
+    check_describer_files(pack, loaded, desc)
     return assemble_pipeline(gen, desc, loaded, perceptual, identity, device)

@@ -205,7 +205,16 @@ def prepare_pack(
     if styleflow_info is not None:
         info["styleflow"] = styleflow_info
     return Pack(
-        generator.spec, describer.spec, layout, linknet, interfacegan, ganspace, info, sefa=sefa, styleflow=styleflow
+        generator.spec,
+        describer.spec,
+        layout,
+        linknet,
+        interfacegan,
+        ganspace,
+        info,
+        sefa=sefa,
+        styleflow=styleflow,
+        describer_files=dict(getattr(describer, "files", {})),
     )
 
 

@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
     add_attributes_option,
     add_device_and_seed,
@@ -23,7 +24,7 @@ from magec.cli.options import (
 from magec.cli.workers import add_worker_options, worker_options
 from magec.inversion.config import PAPER_METHODS
 
-EDITORS = ("interfacegan", "ganspace", "interpolate")
+EDITORS = ("interfacegan", "ganspace", "interpolate", "sefa", "styleflow")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inversion methods (first = reference of the comparisons)",
     )
     p.add_argument(
-        "--editors", nargs="+", choices=EDITORS, default=list(EDITORS), help="editors for the random edits and ECS"
+        "--editors",
+        nargs="+",
+        choices=EDITORS,
+        default=None,
+        help="editors for the random edits and ECS (default: interfacegan ganspace interpolate, plus sefa and "
+        "styleflow when the pack has them)",
     )
     p.add_argument(
         "--edits-per-editor",
@@ -96,6 +102,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lambda-magec",
         type=non_negative_float,
         help="replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies",
+    )
+    add_magec_editor(
+        p,
+        "editor whose edits the magec method's MAGEC term uses: interfacegan (the paper) or styleflow",
     )
     p.add_argument(
         "--identity", default="none", help="identity loss for the inversions: none | dlib | arcface:PATH | moco:PATH"
@@ -127,10 +137,11 @@ def run(args: argparse.Namespace) -> int:
     from magec.evaluation.sources import image_files
     from magec.io.images import read_image
 
+    check_magec_editor(args.magec_editor, args.pack)
     workers = worker_options(args)
     config = EvaluationConfig(
         methods=tuple(args.methods),
-        editors=tuple(args.editors),
+        editors=tuple(args.editors) if args.editors else None,
         plan=EditPlanConfig(edits_per_editor=args.edits_per_editor),
         ecs=not args.no_ecs,
         reference_size=args.reference_size,
@@ -139,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
         attributes=args.attributes,
+        magec_editor=args.magec_editor,
     )
     check_pack_attributes(args.pack, args.attributes)
     if args.notes is not None and not args.notes.is_file():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
     add_attributes_option,
     add_device_and_seed,
@@ -63,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
     )
     add_attributes_option(p)
+    add_magec_editor(
+        p,
+        "editor whose edits the MAGEC term uses: interfacegan (the paper) or styleflow (the pack's flow)",
+    )
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument(
         "--identity",
@@ -121,7 +126,14 @@ def run(args: argparse.Namespace) -> int:
         _say(f"skipped {len(inputs.not_images)} files that are not images (by suffix): {shown}{more}")
     paths = inputs.files
     names = unique_output_names(paths)
-    config = method_config(args.method, args.steps_scale, lambda_magec=args.lambda_magec, lambda_id=args.lambda_id)
+    check_magec_editor(args.magec_editor, args.pack)
+    config = method_config(
+        args.method,
+        args.steps_scale,
+        lambda_magec=args.lambda_magec,
+        lambda_id=args.lambda_id,
+        magec_editor=args.magec_editor,
+    )
     check_pack_attributes(args.pack, args.attributes)
     if args.attributes:
         from dataclasses import replace
@@ -154,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         lambda_magec=args.lambda_magec,
         lambda_id=args.lambda_id,
         **({"attributes": list(args.attributes)} if args.attributes else {}),  # absent: older runs stay resumable
+        **({"magec_editor": args.magec_editor} if args.magec_editor != "interfacegan" else {}),
         pack=str(Path(args.pack).resolve()),
         pack_manifest=pack_fingerprint(args.pack),
         perceptual=args.perceptual,
@@ -174,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         framing,
         request,
-        {"pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale},
+        {"pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale, "magec_editor": args.magec_editor},
         pti=PTIConfig().scaled(args.steps_scale) if args.method in PTI_METHODS else None,
     )
     batches = deal_batches(readable, args.batch_size)  # over every readable image: resumed runs keep them

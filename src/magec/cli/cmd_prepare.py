@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--describer",
         default=EMBEDDED_DESCRIBER,
-        help="faces (default; faces-dlib without face-api), dlib-age-gender or celeba:PATH",
+        help="faces (default; faces-dlib without face-api), dlib-age-gender, celeba:PATH, onnx:MODEL.onnx:LAYOUT.json",
     )
     p.add_argument(
         "--samples",
@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
         config = replace(config, styleflow=None)
     check_pack_folder(args.out, args.force)  # before minutes of work
+    describer = load_describer(args.describer, args.device)  # a bad describer file fails before the generator loads
     generator = load_generator(args.generator, args.device)
-    describer = load_describer(args.describer, args.device)
     pack = prepare_pack(generator, describer, config)
     pack.save(args.out, force=args.force)
     print(f"wrote pack {args.out} in {pack.info['prepare']['seconds']} s")

@@ -3,8 +3,9 @@
 Spec strings: ``faces[:dcgan|ffhq]`` (the embedded default: dlib's gender and age networks plus face-api's
 expression network, ``describers.faces``; ``faces-dlib`` is its fallback without face-api's files),
 ``dlib-age-gender[:dcgan|ffhq]`` (dlib's gender and age networks only, with the face-chip box of the embedded
-DCGAN's faces or of FFHQ-aligned images) and
-``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``).
+DCGAN's faces or of FFHQ-aligned images),
+``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``) and
+``onnx:MODEL.onnx:LAYOUT.json`` (your own network; ``magec.describers.custom``, which also wraps torch modules).
 Importing this package is cheap: torch and the networks load when a describer is built.
 """
 
@@ -73,6 +74,11 @@ def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = 
         from magec.describers.celeba import CelebADescriber
 
         return CelebADescriber.load(arg, device=device)
+    if kind == "onnx":
+        from magec.describers.custom import load_onnx_describer
+
+        return load_onnx_describer(arg).to(device)
     raise MagecError(
-        f"unknown describer {spec!r}; use 'faces[:dcgan|ffhq]', 'dlib-age-gender[:dcgan|ffhq]' or 'celeba:PATH'"
+        f"unknown describer {spec!r}; use 'faces[:dcgan|ffhq]', 'dlib-age-gender[:dcgan|ffhq]', 'celeba:PATH' "
+        "or 'onnx:MODEL.onnx:LAYOUT.json'"
     )

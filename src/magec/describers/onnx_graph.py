@@ -25,7 +25,13 @@ from magec.errors import file_error
 #: The ops this translator implements; anything else in a graph is refused.
 ALLOWED_OPS: frozenset[str] = frozenset(
     {"Conv", "Mul", "Add", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Pad", "Gemm", "Flatten", "Softmax"}
+    # What ``torch.onnx.export`` writes for small torch classifiers (checked against onnxruntime in tests).
+    | {"BatchNormalization", "Sigmoid", "Tanh", "LeakyRelu", "Reshape", "MatMul", "Transpose", "Concat", "Identity"}
+    | {"Constant"}
 )
+
+#: Ops whose output is a feature map worth using as perceptual features (``activation_values``).
+ACTIVATION_OPS: frozenset[str] = frozenset({"Relu", "LeakyRelu"})
 
 
 def _attributes(node) -> dict:
@@ -102,6 +108,8 @@ class OnnxGraphModule(nn.Module):
         # Check every node before running any, so a bad graph fails at load time with the file named.
         self._nodes: list[tuple[str, list[str], list[str], dict]] = []
         known = {self.input_name, *self._buffer_of}
+        #: Outputs of activation nodes in graph order (candidate feature maps).
+        self.activation_values: list[str] = []
         for node in graph.node:
             if node.op_type not in ALLOWED_OPS or node.domain not in ("", "ai.onnx"):
                 raise file_error(
@@ -109,6 +117,12 @@ class OnnxGraphModule(nn.Module):
                     f"unsupported ONNX op {node.op_type!r} (node {node.name or node.output[0]!r}); "
                     f"allowed: {', '.join(sorted(ALLOWED_OPS))}",
                 )
+            if node.op_type == "Constant" or (node.op_type == "Identity" and node.input[0] in self._buffer_of):
+                self._fold_constant(path, node)  # becomes a buffer, so Reshape/Conv/Pad see a constant
+                known.update(node.output)
+                continue
+            if node.op_type in ACTIVATION_OPS:
+                self.activation_values.append(node.output[0])
             missing = [i for i in node.input if i and i not in known]
             if missing:
                 raise file_error(
@@ -124,6 +138,23 @@ class OnnxGraphModule(nn.Module):
         self.eval()
 
     # ---- validation ------------------------------------------------------------------------------
+
+    def _fold_constant(self, path: Path, node) -> None:
+        """A Constant node (a ``value`` tensor) or an Identity of a constant becomes a frozen buffer."""
+        if node.op_type == "Identity":
+            self._buffer_of[node.output[0]] = self._buffer_of[node.input[0]]
+            return
+        from onnx import numpy_helper
+
+        attrs = _attributes(node)
+        if set(attrs) != {"value"}:
+            raise file_error(path, f"Constant: only the 'value' attribute is supported, found {sorted(attrs)}")
+        tensor = torch.from_numpy(np.array(numpy_helper.to_array(attrs["value"]), copy=True))
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        name = f"w{len(self._buffer_of)}_" + re.sub(r"[^0-9a-zA-Z_]", "_", node.output[0])
+        self.register_buffer(name, tensor)
+        self._buffer_of[node.output[0]] = name
 
     def _check_node(self, path: Path, op: str, inputs: list[str], attrs: dict) -> None:
         def refuse(problem: str) -> None:
@@ -157,6 +188,20 @@ class OnnxGraphModule(nn.Module):
             refuse(f"opset {self._opset} Softmax (flattening semantics) is not supported; re-export with opset >= 13")
         if op == "Softmax" and "axis" not in attrs:
             attrs["axis"] = -1  # opset >= 13 default
+        if op == "Reshape":
+            if len(inputs) < 2 or inputs[1] not in self._buffer_of:
+                refuse("the shape must be a constant (export with fixed shapes, or use Flatten)")
+            if attrs.get("allowzero", 0):
+                refuse("allowzero = 1 is not supported")
+        if op == "BatchNormalization":
+            if attrs.get("training_mode", 0):
+                refuse("training_mode = 1 is not supported (export the model in eval mode)")
+            if len(inputs) != 5 or any(i not in self._buffer_of for i in inputs[1:]):
+                refuse("scale, bias, mean and variance must be constant initializers")
+        if op == "Transpose" and "perm" not in attrs:
+            refuse("a perm attribute is required")
+        if op == "Concat" and "axis" not in attrs:
+            refuse("an axis attribute is required")
 
     # ---- execution -------------------------------------------------------------------------------
 
@@ -232,6 +277,17 @@ def _gemm(args: list, a: dict) -> torch.Tensor:
     return out
 
 
+def _batch_norm(args: list, a: dict) -> torch.Tensor:
+    x, scale, bias, mean, var = args
+    return F.batch_norm(x, mean, var, scale, bias, training=False, eps=float(a.get("epsilon", 1e-5)))
+
+
+def _reshape(args: list, a: dict) -> torch.Tensor:
+    x, shape = args[0], [int(s) for s in args[1].tolist()]
+    # ONNX: 0 copies the input's dimension (allowzero = 0), -1 is inferred.
+    return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(shape)])
+
+
 def _flatten(args: list, a: dict) -> torch.Tensor:
     x = args[0]
     axis = a.get("axis", 1) % (x.dim() + 1) if a.get("axis", 1) < 0 else a.get("axis", 1)
@@ -251,5 +307,15 @@ _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
     "Gemm": _gemm,
     "Flatten": _flatten,
     "Softmax": lambda args, a: F.softmax(args[0], dim=a.get("axis", -1)),
+    "BatchNormalization": _batch_norm,
+    "Sigmoid": lambda args, a: torch.sigmoid(args[0]),
+    "Tanh": lambda args, a: torch.tanh(args[0]),
+    "LeakyRelu": lambda args, a: F.leaky_relu(args[0], float(a.get("alpha", 0.01))),
+    "Reshape": _reshape,
+    "MatMul": lambda args, a: torch.matmul(args[0], args[1]),
+    "Transpose": lambda args, a: args[0].permute(*[int(p) for p in a["perm"]]),
+    "Concat": lambda args, a: torch.cat(args, dim=int(a["axis"])),
+    "Identity": lambda args, a: args[0],
+    "Constant": lambda args, a: torch.empty(0),  # folded into buffers at load time, never run
 }
 assert set(_OPS) == ALLOWED_OPS

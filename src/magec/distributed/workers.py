@@ -20,7 +20,12 @@ def _load(pipeline_args: dict[str, Any], threads: int) -> Any:
     torch.set_num_threads(threads)  # the same in every worker, whatever the split: reproducible numbers
     from magec.pipeline import load_pipeline
 
-    return load_pipeline(**pipeline_args)
+    pipeline = load_pipeline(**pipeline_args)
+    # The generator's starting code is computed on first use and cached (the DCGAN's medoid of 1024 samples:
+    # ~5 CPU-s, a StyleGAN2 without a stored w_avg maps its samples). Here it is part of loading, done while
+    # the other workers load too, rather than inside each worker's first batch.
+    pipeline.generator.initial_latent()
+    return pipeline
 
 
 class InversionWorker:

@@ -14,6 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+#: Editors whose operations are F's attributes (improved-target score; ECS adds what the image lacks).
+ATTRIBUTE_EDITORS = ("interfacegan", "styleflow")
+#: Editors whose operations are unsupervised components, leading ones first (random sign).
+COMPONENT_EDITORS = ("ganspace", "sefa")
+
 
 class EditorLike(Protocol):
     kind: str
@@ -41,14 +46,15 @@ class EditPlanConfig:
     """How many random edits each image gets per editor, and how they are drawn.
 
     ``interpolation_t``: range of the interpolation factor towards a random generator sample.
-    ``ganspace_top``: random GANSpace edits pick among this many leading components (random sign).
-    InterfaceGAN edits pick a random attribute and a random direction. Amounts are the editors' defaults.
+    ``ganspace_top``: random GANSpace (and SeFa) edits pick among this many leading components (random sign).
+    InterfaceGAN (and StyleFlow) edits pick a random attribute and a random direction. Amounts are the editors'
+    defaults.
     """
 
     edits_per_editor: int = 7
     ganspace_top: int = 5
     interpolation_t: tuple[float, float] = (0.25, 0.75)
-    #: ECS edits per image for GANSpace (the leading components; InterfaceGAN uses every attribute).
+    #: ECS edits per image for GANSpace and SeFa (the leading components; attribute editors use every attribute).
     ecs_ganspace_components: int = 2
 
 
@@ -72,7 +78,7 @@ def random_edits(
                 ops.append(EditOp(name, i, f"sample:{rng.randrange(1_000_000_000)}", round(t, 4)))
                 continue
             choices = list(editor.operations())
-            if editor.kind == "ganspace":
+            if editor.kind in COMPONENT_EDITORS:
                 choices = choices[: config.ganspace_top]
             if not choices:
                 raise ValueError(f"editor {name!r} offers no operations to edit with")
@@ -89,13 +95,14 @@ def ecs_edits(
     lacks_attribute: Mapping[str, bool | None],
     config: EditPlanConfig = EditPlanConfig(),
 ) -> list[EditOp]:
-    """The edit-consistency edits of one image (editors with an inverse: InterfaceGAN and GANSpace).
+    """The edit-consistency edits of one image (editors with an inverse: all but interpolation).
 
     InterfaceGAN: every attribute, in the direction that *adds* what the image lacks, so each image
     counts towards the ECS of the attribute it does not have (Table 3: "images not containing the
     target attribute"). ``lacks_attribute[a]`` is True when the real image lacks ``a`` (edit +), False
     when it has it (edit -), None when undecidable (continuous attributes: a seeded random direction).
     GANSpace: the leading ``config.ecs_ganspace_components`` components with a seeded random sign.
+    StyleFlow as InterfaceGAN (its inverse edit is the reverse attribute change), SeFa as GANSpace.
     """
     ops: list[EditOp] = []
     for name in sorted(editors):
@@ -104,7 +111,7 @@ def ecs_edits(
             continue  # no inverse edit
         rng = random.Random(derived_seed("ecs-edits", seed, image_id, name))
         amount = float(editor.default_amount)
-        if editor.kind == "ganspace":
+        if editor.kind in COMPONENT_EDITORS:
             chosen: Sequence[str] = list(editor.operations())[: config.ecs_ganspace_components]
             for i, op in enumerate(chosen):
                 ops.append(EditOp(name, i, op, rng.choice((1.0, -1.0)) * amount))

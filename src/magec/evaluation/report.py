@@ -150,7 +150,7 @@ def ecs_group(row: dict[str, str]) -> str:
         return f"{row['editor']}: to {op} (images without {op})"
     if row["lacks_target"] == "0":
         return f"{row['editor']}: to not-{op} (images with {op})"
-    if row["editor"] == "interfacegan":
+    if row["editor"] in ("interfacegan", "styleflow"):  # attribute editors: the edit's direction matters
         return f"{row['editor']}: {op} {'+' if amount >= 0 else '-'}"
     return f"{row['editor']}: {op} (random sign)"
 

@@ -17,7 +17,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,14 @@ from tqdm import tqdm
 from magec import validation
 from magec.errors import MagecError, file_error
 from magec.evaluation.ecs import edit_consistency
-from magec.evaluation.edit_plans import EditOp, EditPlanConfig, derived_seed, ecs_edits, random_edits
+from magec.evaluation.edit_plans import (
+    ATTRIBUTE_EDITORS,
+    EditOp,
+    EditPlanConfig,
+    derived_seed,
+    ecs_edits,
+    random_edits,
+)
 from magec.evaluation.realism import (
     FeatureNetwork,
     RealismConfig,
@@ -40,7 +47,7 @@ from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
-from magec.inversion.config import PAPER_METHODS, InversionConfig
+from magec.inversion.config import MAGEC_EDITORS, PAPER_METHODS, InversionConfig
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
@@ -88,7 +95,8 @@ class EvaluationConfig:
     about 20 random edits per image, realism with k = 3, ECS on InterfaceGAN and GANSpace."""
 
     methods: tuple[str, ...] = ("magec", "no-magec", "im2stylegan++")
-    editors: tuple[str, ...] = ("interfacegan", "ganspace", "interpolate")
+    #: None: the paper's three editors plus SeFa and StyleFlow when the pack has them (``default_editors``).
+    editors: tuple[str, ...] | None = None
     plan: EditPlanConfig = EditPlanConfig()
     realism: RealismConfig = RealismConfig()
     ecs: bool = True
@@ -105,6 +113,8 @@ class EvaluationConfig:
     lambda_magec: float | None = None
     #: Restrict the MAGEC loss to these attributes of the pack; None = all of them.
     attributes: tuple[str, ...] | None = None
+    #: Editor whose edits the magec method's MAGEC term uses (the paper: interfacegan; or styleflow).
+    magec_editor: str = "interfacegan"
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -118,6 +128,7 @@ class EvaluationConfig:
         validation.positive("--steps-scale", self.steps_scale)
         if self.lambda_magec is not None:
             validation.non_negative("--lambda-magec", self.lambda_magec)
+        validation.choice("--magec-editor", self.magec_editor, MAGEC_EDITORS)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -127,7 +138,10 @@ class EvaluationConfig:
             del d["attributes"]
         else:
             d["attributes"] = list(self.attributes)
-        d["methods"], d["editors"] = list(self.methods), list(self.editors)
+        if d["magec_editor"] == "interfacegan":  # likewise
+            del d["magec_editor"]
+        d["methods"] = list(self.methods)
+        d["editors"] = list(self.editors) if self.editors is not None else None
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
         return d
 
@@ -218,16 +232,20 @@ def _default_invert() -> InvertFn:
 
 
 def _inversion_config(
-    method: str, steps_scale: float, lambda_magec: float | None = None, attributes: tuple[str, ...] | None = None
+    method: str,
+    steps_scale: float,
+    lambda_magec: float | None = None,
+    magec_editor: str = "interfacegan",
+    attributes: tuple[str, ...] | None = None,
 ) -> InversionConfig | None:
     """The method's paper schedule, scaled; None (the inverter's own default) at scale 1 with the paper's weights."""
-    if steps_scale == 1.0 and lambda_magec is None and not attributes:
+    if steps_scale == 1.0 and lambda_magec is None and magec_editor == "interfacegan" and not attributes:
         return None
     from dataclasses import replace
 
     from magec.inversion import method_config
 
-    config = method_config(method, steps_scale, lambda_magec=lambda_magec)
+    config = method_config(method, steps_scale, lambda_magec=lambda_magec, magec_editor=magec_editor)
     return replace(config, attributes=tuple(attributes)) if attributes else config
 
 
@@ -265,6 +283,7 @@ def run_evaluation(
     unfinished (chunk indices, method) pairs elsewhere (each through :func:`evaluate_and_record`).
     """
     paths = EvaluationPaths(Path(out_dir))
+    config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
     if reference is None:
@@ -331,8 +350,24 @@ def worker_context(
         raise file_error(paths.root, "is not a prepared evaluation run (no run.json or reference features)")
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
     manifold = build_manifold(torch.load(cache, map_location="cpu", weights_only=True), config.realism)
+    config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
     return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors)
+
+
+#: The paper's editors (always evaluated by default) and the ones added when the pack has them.
+PAPER_EDITORS = ("interfacegan", "ganspace", "interpolate")
+OPTIONAL_EDITORS = ("sefa", "styleflow")
+
+
+def default_editors(pipeline: Pipeline) -> tuple[str, ...]:
+    """The paper's InterfaceGAN, GANSpace and interpolation, then SeFa and StyleFlow if the pack has them."""
+    return PAPER_EDITORS + tuple(n for n in OPTIONAL_EDITORS if n in pipeline.pack.editors)
+
+
+def with_default_editors(config: EvaluationConfig, pipeline: Pipeline) -> EvaluationConfig:
+    """``config`` with its editors resolved (so the run metadata names them and resumes compare them)."""
+    return config if config.editors is not None else replace(config, editors=default_editors(pipeline))
 
 
 def _select_editors(pipeline: Pipeline, names: Sequence[str]) -> dict[str, LatentEditor]:
@@ -453,7 +488,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             pipe,
             images,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.attributes),
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
             seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
         )
     recon = proj.images.detach()
@@ -479,7 +514,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
         lat = proj.latents[b : b + 1].detach()
         edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)))
         realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
-        attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind == "interfacegan"]
+        attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind in ATTRIBUTE_EDITORS]
         before = after = {}
         if attr_ops:
             names = [ops[k].operation for k in attr_ops]
@@ -543,14 +578,14 @@ def _edit_consistency(
             pipe,
             x_edit,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.attributes),
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
             seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
         )
     x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)
     for k, (op, b) in enumerate(zip(plans, owners)):
-        lack = lacks[b].get(op.operation) if ctx.editors[op.editor].kind == "interfacegan" else None
+        lack = lacks[b].get(op.operation) if ctx.editors[op.editor].kind in ATTRIBUTE_EDITORS else None
         records[b]["ecs"].append(
             {
                 "editor": op.editor,

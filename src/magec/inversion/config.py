@@ -38,6 +38,10 @@ PAPER_PHASES = (
 )
 
 
+#: Editors the MAGEC term takes its edits from (``losses.magec_loss.build_magec_loss``; a test keeps them equal).
+MAGEC_EDITORS = ("interfacegan", "styleflow")
+
+
 @dataclass(frozen=True)
 class InversionConfig:
     phases: tuple[Phase, ...] = PAPER_PHASES
@@ -52,8 +56,11 @@ class InversionConfig:
     edit_amount: float | None = None
     #: Attributes whose edits the MAGEC loss uses; None = all of the pack's attributes.
     attributes: tuple[str, ...] | None = field(default=None)
+    #: Which of the pack's editors gives the e_i of the MAGEC loss (Eq. 2): the paper's InterfaceGAN, or StyleFlow.
+    magec_editor: str = "interfacegan"
 
     def __post_init__(self) -> None:
+        validation.choice("--magec-editor", self.magec_editor, MAGEC_EDITORS)
         if not self.phases:
             raise MagecError("an inversion needs at least one phase")
         validation.positive("learning rate", self.lr)
@@ -98,10 +105,15 @@ def base_method(method: str) -> str:
 
 
 def method_config(
-    method: str, steps_scale: float = 1.0, lambda_magec: float | None = None, lambda_id: float | None = None
+    method: str,
+    steps_scale: float = 1.0,
+    lambda_magec: float | None = None,
+    lambda_id: float | None = None,
+    magec_editor: str = "interfacegan",
 ) -> InversionConfig:
     """The paper's three methods. ``steps_scale`` shortens every phase (tests, quick previews);
-    ``lambda_magec`` / ``lambda_id`` replace those weights in every phase (the paper: 3e-4 each).
+    ``lambda_magec`` / ``lambda_id`` replace those weights in every phase (the paper: 3e-4 each);
+    ``magec_editor`` picks the editor whose edits the MAGEC term uses (``interfacegan`` in the paper, or ``styleflow``).
 
     - ``magec``: the full Eq. 3 with the two-phase schedule.
     - ``no-magec``: the paper's ablation, the same schedule with lambda_MAGEC = 0.
@@ -124,7 +136,7 @@ def method_config(
         return p
 
     if method == "magec":
-        return InversionConfig(phases=tuple(scaled(p) for p in PAPER_PHASES))
+        return InversionConfig(phases=tuple(scaled(p) for p in PAPER_PHASES), magec_editor=magec_editor)
     if method == "no-magec":
         return InversionConfig(phases=tuple(scaled(replace(p, magec=0.0)) for p in PAPER_PHASES))
     if method == "im2stylegan++":

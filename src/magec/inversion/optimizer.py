@@ -24,7 +24,7 @@ from magec.errors import MagecError
 from magec.generators.base import select_noise
 from magec.inversion.config import PTI_METHODS, InversionConfig, method_config
 from magec.inversion.pti import PTIConfig, pivotal_tuning
-from magec.losses.magec_loss import MagecLoss
+from magec.losses.magec_loss import build_magec_loss
 from magec.losses.mse import mse_per_image
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ class InversionResult:
     stopped: bool = False
     #: For the ``+pti`` methods: one tuned generator per image (``images`` are theirs), else None.
     tuned: list[Generator] | None = None
+    #: The editor whose edits the MAGEC term used ("interfacegan" or "styleflow"); "" when the term was off.
+    magec_editor: str = ""
 
     def image_history(self, i: int) -> list[dict]:
         """The per-step losses of image ``i`` alone."""
@@ -147,9 +149,9 @@ def invert(
             raise ValueError(
                 f"the MAGEC loss needs codes in the editing space {gen.editing_space.name!r}, not {space!r}"
             )
-        magec = MagecLoss(
-            pipeline.pack.linknet,
-            pipeline.pack.interfacegan,
+        magec = build_magec_loss(
+            pipeline.pack,
+            config.magec_editor,
             config.edit_amount,
             list(config.attributes) if config.attributes else None,
         ).to(device)
@@ -243,6 +245,7 @@ def invert(
         notes=notes,
         stopped=stopped,
         tuned=tuned,
+        magec_editor=config.magec_editor if uses_magec else "",
     )
 
 
