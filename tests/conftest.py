@@ -36,19 +36,24 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def dlib_describer():
-    from magec.describers import load_describer
+    """The embedded F, ``faces`` (dlib's gender and age, face-api's expressions; male and age come first as in
+    ``dlib-age-gender``); ``faces-dlib`` when face-api's files are missing."""
+    from magec.describers import EMBEDDED_DESCRIBER, load_describer
 
-    return load_describer("dlib-age-gender", "cpu")
+    return load_describer(EMBEDDED_DESCRIBER, "cpu")
 
 
 @pytest.fixture(scope="session")
 def embedded_pack(dcgan, dlib_describer):
-    """A small real pack (embedded DCGAN + dlib F); 1500 samples keep it well under a minute."""
+    """A small real pack (embedded DCGAN + the embedded F); 1500 samples keep it under a minute.
+
+    Labelled on F's fixed box (``aligned_labels=False``): dlib's detector would add ~5 s; the aligned path has its
+    own tests (test_faces_describer.py, and the slow ``magec prepare`` CLI test).
+    """
     from magec.prepare import PrepareConfig, prepare_pack
 
-    return prepare_pack(
-        dcgan, dlib_describer, PrepareConfig(n_samples=1500, ganspace_samples=600, styleflow=None), progress=False
-    )
+    config = PrepareConfig(n_samples=1500, ganspace_samples=600, styleflow=None, aligned_labels=False)
+    return prepare_pack(dcgan, dlib_describer, config, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -697,6 +697,24 @@ CASES: list[Case] = [
     ),
     Case("evaluate-generated-zero", ["evaluate", "--pack", P, "--generated", "0", "--out", "run"], 2, "at least 1"),
     Case(
+        "invert-attributes-empty-name",
+        ["invert", F, "--out", "out", *INV[1:], "--attributes", "male,,age"],
+        2,
+        "attribute names separated by commas",
+    ),
+    Case(
+        "invert-attributes-not-in-pack",
+        ["invert", F, "--out", "out", *INV[1:], "--attributes", "male,nope"],
+        1,
+        "nope not among the pack's attributes",
+    ),
+    Case(
+        "evaluate-attributes-not-in-pack",
+        ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--attributes", "nope"],
+        1,
+        "nope not among the pack's attributes",
+    ),
+    Case(
         "evaluate-bad-image-before-models",
         ["evaluate", "--pack", P, "--images", "imgs", "--out", "run"],
         1,

@@ -154,8 +154,11 @@ def test_prepare_cli_writes_a_loadable_pack(tmp_path, capsys):
     assert main(["prepare", "--out", str(out), "--samples", "300", "--device", "cpu", "--seed", "3"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["prepare"]["seed"] == 3 and manifest["prepare"]["n_samples"] == 300
-    assert manifest["generator"] == "dcgan-face" and manifest["describer"]["spec"] == "dlib-age-gender"
-    assert set(manifest["linknet"]["heldout_agreement"]) == {"male", "age"}
+    assert manifest["generator"] == "dcgan-face" and manifest["describer"]["spec"] == "faces"
+    names = ["male", "age", "smile", "neutral", "sad", "surprised"]
+    assert set(manifest["linknet"]["heldout_agreement"]) == set(names) and manifest["describer_attributes"] == names
+    labels = manifest["labels"]
+    assert labels["aligned"] + labels["fixed_box"] == 300 and labels["aligned"] > 150
     assert "held-out agreement" in capsys.readouterr().out
 
 

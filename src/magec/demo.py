@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from magec import validation
-from magec.describers import load_describer
+from magec.describers import EMBEDDED_DESCRIBER, load_describer
 from magec.devices import resolve_device
 from magec.faces.crop import frame_face_crop
 from magec.faces.paste import Framing, face_landmarks_for, paste_back
@@ -136,7 +136,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     out = OutputFolder.open(config.out, "demo", config.force)  # before minutes of work
     device = resolve_device(config.device)
     generator = load_generator("dcgan-face", device)
-    describer = load_describer("dlib-age-gender", device)
+    describer = load_describer(EMBEDDED_DESCRIBER, device)
     pack = embedded_pack(config.cache, config.prepare, device, progress, generator, describer)
     pipeline = assemble_pipeline(generator, describer, pack, perceptual=config.perceptual, device=device)
 

@@ -125,6 +125,12 @@ def load_pipeline(
             f"{pack}: pack latent size {loaded.latent_dim} does not match generator {gen.spec} ({gen.latent_dim})"
         )
     desc = load_describer(describer or loaded.describer_spec, device)
+    if desc.layout.attribute_names != loaded.layout.attribute_names:
+        raise MagecError(
+            f"{pack}: pack was prepared with describer {loaded.describer_spec} (attributes "
+            f"{', '.join(loaded.layout.attribute_names)}), not {desc.spec} ({', '.join(desc.layout.attribute_names)}); "
+            "prepare a pack with this describer or give the pack's describer"
+        )
     if desc.layout.dim != loaded.layout.dim:
         raise MagecError(
             f"{pack}: pack descriptor size {loaded.layout.dim} does not match describer {desc.spec} ({desc.layout.dim})"

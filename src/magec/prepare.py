@@ -49,6 +49,8 @@ class PrepareConfig:
     interfacegan: InterfaceGANConfig = field(default_factory=InterfaceGANConfig)
     ganspace: GANSpaceConfig = field(default_factory=GANSpaceConfig)
     sefa: SeFaConfig = field(default_factory=SeFaConfig)
+    #: Label samples through the describer's no-grad path when it has one (``faces``: dlib-aligned chips).
+    aligned_labels: bool = True
     #: StyleFlow's conditional flow (about 25 s on the embedded default); None skips it.
     styleflow: StyleFlowConfig | None = field(default_factory=StyleFlowConfig)
 
@@ -73,13 +75,24 @@ def sample_and_describe(
     batch_size: int = 250,
     pca_limit: int = 0,
     progress: bool = True,
+    aligned_labels: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """N seeded latents (editing space), F's descriptor of each image, GANSpace features of the first ``pca_limit``."""
     latents = generator.sample_latents(n, seed)
     descriptors, features = [], []
     done = 0
+    # Describers with a no-grad label path (``faces``: landmark-aligned chips) use it; stats go to the manifest.
+    labeller = getattr(describer, "describe_labels", None) if aligned_labels else None
+    stats = getattr(describer, "label_stats", None)
     for chunk in tqdm(latents.split(batch_size), desc="sample + describe", unit="batch", disable=not progress):
-        descriptors.append(describer(generator.synthesize(chunk)).float().cpu())
+        images = generator.synthesize(chunk)
+        if labeller is not None:
+            probs, chunk_stats = labeller(images)
+            if stats is not None:
+                stats.add(chunk_stats)
+        else:
+            probs = describer(images)
+        descriptors.append(probs.float().cpu())
         if done < pca_limit:
             f = generator.pca_features(chunk)
             if f is not None:
@@ -104,9 +117,22 @@ def prepare_pack(
     """Fit LinkNet, InterfaceGAN and GANSpace for this generator/describer pair."""
     config = config or PrepareConfig()
     started = time.perf_counter()
+    stats = getattr(describer, "label_stats", None)
+    if stats is not None:
+        stats.reset()  # count this pack's labels only
     latents, probs, features = sample_and_describe(
-        generator, describer, config.n_samples, config.seed, config.batch_size, config.ganspace_samples, progress
+        generator,
+        describer,
+        config.n_samples,
+        config.seed,
+        config.batch_size,
+        config.ganspace_samples,
+        progress,
+        config.aligned_labels,
     )
+    labels = stats.to_dict() if stats is not None and config.aligned_labels else {"fixed_box": config.n_samples}
+    if progress:
+        log.info("labels: %s aligned, %s fixed box", labels.get("aligned", 0), labels["fixed_box"])
     latents = latents.flatten(1)
     n_hold = max(1, int(round(config.holdout_fraction * len(latents))))
     order = torch.randperm(len(latents), generator=generator_for(config.seed))
@@ -167,6 +193,8 @@ def prepare_pack(
             "source": "latent PCA" if features is None else "early-layer activations PCA, regressed to the latent",
             "default_amount": round(ganspace.default_amount, 4),
         },
+        "labels": labels,
+        "describer_attributes": layout.attribute_names,
         "attribute_prevalence": {a: round(float(v), 4) for a, v in zip(layout.attribute_names, values.mean(0))},
     }
     if sefa is not None:
@@ -209,7 +237,7 @@ def embedded_pack(
     when ``config`` is given, with its sample count and seed); otherwise it is prepared again (about a
     minute on 2 CPU cores) and saved there. Delete the folder to start over.
     """
-    from magec.describers import EMBEDDED_DESCRIBER, load_describer
+    from magec.describers import EMBEDDED_DESCRIBER, load_describer, resolved_spec
     from magec.generators import EMBEDDED_GENERATOR, load_generator
     from magec.pack import check_pack_folder
     from magec.weights import magec_cache_dir
@@ -219,7 +247,8 @@ def embedded_pack(
         try:
             pack = Pack.load(folder, device="cpu")
             made = pack.info.get("prepare", {})
-            if (pack.generator_spec, pack.describer_spec) == (EMBEDDED_GENERATOR, EMBEDDED_DESCRIBER) and (
+            wanted = describer.spec if describer is not None else resolved_spec(EMBEDDED_DESCRIBER)
+            if (pack.generator_spec, pack.describer_spec) == (EMBEDDED_GENERATOR, wanted) and (
                 config is None or (made.get("n_samples"), made.get("seed")) == (config.n_samples, config.seed)
             ):
                 log.info("using the cached pack %s", folder)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
+    add_attributes_option,
     add_device_and_seed,
     add_force,
     add_max_pixels,
+    check_pack_attributes,
     int_at_least,
     non_negative_float,
     non_negative_int,
@@ -116,6 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="perceptual loss / LPIPS network: auto, lpips-vgg[:PATH], describer-features",
     )
+    add_attributes_option(p)
     p.add_argument(
         "--lambda-magec",
         type=non_negative_float,
@@ -168,8 +171,10 @@ def run(args: argparse.Namespace) -> int:
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
         identity=not args.no_identity,
+        attributes=args.attributes,
         magec_editor=args.magec_editor,
     )
+    check_pack_attributes(args.pack, args.attributes)
     faces = "chip-box" if args.face_crop else "ffhq" if args.align else None
     if faces is not None and args.images is None:
         raise MagecError("--face-crop/--align need --images (a folder of photos)")

@@ -9,9 +9,11 @@ from typing import Any
 
 from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
+    add_attributes_option,
     add_device_and_seed,
     add_force,
     add_max_pixels,
+    check_pack_attributes,
     non_negative_float,
     non_negative_int,
     pipeline_options,
@@ -61,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
     )
+    add_attributes_option(p)
     add_magec_editor(
         p,
         "editor whose edits the MAGEC term uses: interfacegan (the paper) or styleflow (the pack's flow)",
@@ -131,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
         lambda_id=args.lambda_id,
         magec_editor=args.magec_editor,
     )
+    check_pack_attributes(args.pack, args.attributes)
+    if args.attributes:
+        from dataclasses import replace
+
+        config = replace(config, attributes=args.attributes)
     out = OutputFolder.open(args.out, "inversion", args.force)
     items = [Item(name, str(path)) for name, path in zip(names, paths)]
     claims = {k: v for item in items for k, v in output_claims(item, args.method).items()}
@@ -157,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
         lambda_id=args.lambda_id,
+        **({"attributes": list(args.attributes)} if args.attributes else {}),  # absent: older runs stay resumable
         **({"magec_editor": args.magec_editor} if args.magec_editor != "interfacegan" else {}),
         pack=str(Path(args.pack).resolve()),
         pack_manifest=pack_fingerprint(args.pack),

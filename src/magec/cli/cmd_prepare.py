@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--describer",
         default=EMBEDDED_DESCRIBER,
-        help="dlib-age-gender (default), celeba:PATH or onnx:MODEL.onnx:LAYOUT.json",
+        help="faces (default; faces-dlib without face-api), dlib-age-gender, celeba:PATH, onnx:MODEL.onnx:LAYOUT.json",
     )
     p.add_argument(
         "--samples",
@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
     p.add_argument("--no-styleflow", action="store_true", help="skip fitting the StyleFlow editor (about 25 s on CPU)")
+    p.add_argument(
+        "--fixed-box-labels",
+        action="store_true",
+        help="label samples on the describer's fixed chip box only (default: dlib-aligned chips where dlib finds one)",
+    )
     add_force(p)
     add_device_and_seed(p)
     p.set_defaults(func=run)
@@ -44,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from magec.pack import check_pack_folder
     from magec.prepare import PrepareConfig, prepare_pack
 
-    config = PrepareConfig(n_samples=args.samples, seed=args.seed, batch_size=args.batch_size)
+    config = PrepareConfig(
+        n_samples=args.samples, seed=args.seed, batch_size=args.batch_size, aligned_labels=not args.fixed_box_labels
+    )
     if args.no_styleflow:
         from dataclasses import replace
 
@@ -55,5 +62,8 @@ def run(args: argparse.Namespace) -> int:
     pack = prepare_pack(generator, describer, config)
     pack.save(args.out, force=args.force)
     print(f"wrote pack {args.out} in {pack.info['prepare']['seconds']} s")
+    labels = pack.info["labels"]
+    aligned, fixed = labels.get("aligned", 0), labels["fixed_box"]
+    print(f"describer {pack.describer_spec}; labels: {aligned} aligned, {fixed} fixed box")
     print("LinkNet held-out agreement with F: " + json.dumps(pack.info["linknet"]["heldout_report"]))
     return 0

@@ -83,3 +83,43 @@ def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
         "identity": args.identity,
         "describer": args.describer,
     }
+
+
+def attribute_list(text: str) -> tuple[str, ...]:
+    """``--attributes A,B,...``: a non-empty comma-separated list of attribute names, without repeats."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected attribute names separated by commas, got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"an attribute is named twice in {text!r}")
+    return names
+
+
+def add_attributes_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--attributes",
+        type=attribute_list,
+        metavar="A,B,...",
+        help="restrict the MAGEC loss to these attributes of the pack (default: all); recorded in the outputs",
+    )
+
+
+def check_pack_attributes(pack: str | None, names: tuple[str, ...] | None) -> None:
+    """Refuse ``--attributes`` the pack's describer does not have, from its manifest (before models load)."""
+    if not names:
+        return
+    import json
+    from pathlib import Path
+
+    if pack is None:
+        return  # the embedded pack: checked against its layout when it loads
+    try:
+        manifest = json.loads((Path(pack) / "manifest.json").read_text(encoding="utf-8"))
+        known = [a["name"] for a in manifest["describer"]["layout"]["attributes"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable pack is refused with its own message when it loads
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise MagecError(
+            f"argument --attributes: {', '.join(unknown)} not among the pack's attributes ({', '.join(known)})"
+        )

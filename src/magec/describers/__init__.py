@@ -1,7 +1,9 @@
 """Image describers F (``magec.describers.base.Describer``).
 
-Spec strings: ``dlib-age-gender[:dcgan|ffhq]`` (the embedded default: dlib's gender and age networks,
-with the face-chip box of the embedded DCGAN's faces or of FFHQ-aligned images) and
+Spec strings: ``faces[:dcgan|ffhq]`` (the embedded default: dlib's gender and age networks plus face-api's
+expression network, ``describers.faces``; ``faces-dlib`` is its fallback without face-api's files),
+``dlib-age-gender[:dcgan|ffhq]`` (dlib's gender and age networks only, with the face-chip box of the embedded
+DCGAN's faces or of FFHQ-aligned images),
 ``celeba:PATH`` (a 40-attribute CelebA classifier trained with ``magec train-describer``) and
 ``onnx:MODEL.onnx:LAYOUT.json`` (your own network; ``magec.describers.custom``, which also wraps torch modules).
 Importing this package is cheap: torch and the networks load when a describer is built.
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
     from magec.describers.base import Attribute, Describer, DescriptorLayout, Head, descriptor_loss
 
-EMBEDDED_DESCRIBER = "dlib-age-gender"
+EMBEDDED_DESCRIBER = "faces"
 
 __all__ = [
     "EMBEDDED_DESCRIBER",
@@ -28,6 +30,7 @@ __all__ = [
     "Head",
     "descriptor_loss",
     "load_describer",
+    "resolved_spec",
 ]
 
 
@@ -37,6 +40,15 @@ def __getattr__(name: str) -> Any:
 
         return getattr(base, name)
     raise AttributeError(f"module 'magec.describers' has no attribute {name!r}")
+
+
+def resolved_spec(spec: str) -> str:
+    """The spec ``load_describer(spec)`` builds: ``faces`` is ``faces-dlib`` when face-api's files are missing."""
+    if spec.partition(":")[0] == "faces":
+        from magec.describers.faces import effective_spec
+
+        return effective_spec(spec)
+    return spec
 
 
 def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = "auto") -> Describer:
@@ -52,6 +64,10 @@ def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = 
         if arg:  # e.g. dlib-age-gender:ffhq for FFHQ-aligned generators; recorded so packs reload the same F
             describer.spec = spec
         return describer.to(device)
+    if kind in ("faces", "faces-dlib"):
+        from magec.describers.faces import load_faces_describer
+
+        return load_faces_describer(spec).to(device)
     if kind == "celeba":
         if not arg:
             raise MagecError("--describer celeba:PATH needs the describer file after the colon")
@@ -63,6 +79,6 @@ def load_describer(spec: str = EMBEDDED_DESCRIBER, device: str | torch.device = 
 
         return load_onnx_describer(arg).to(device)
     raise MagecError(
-        f"unknown describer {spec!r}; use 'dlib-age-gender[:dcgan|ffhq]', 'celeba:PATH' "
+        f"unknown describer {spec!r}; use 'faces[:dcgan|ffhq]', 'dlib-age-gender[:dcgan|ffhq]', 'celeba:PATH' "
         "or 'onnx:MODEL.onnx:LAYOUT.json'"
     )

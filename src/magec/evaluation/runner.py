@@ -116,6 +116,8 @@ class EvaluationConfig:
     steps_scale: float = 1.0
     #: Replace lambda_MAGEC (paper: 3e-4) in the magec method, for sensitivity studies; None keeps the paper's.
     lambda_magec: float | None = None
+    #: Restrict the MAGEC loss to these attributes of the pack; None = all of them.
+    attributes: tuple[str, ...] | None = None
     #: Editor whose edits the magec method's MAGEC term uses (the paper: interfacegan; or styleflow).
     magec_editor: str = "interfacegan"
     #: Record dlib's identity distance input -> projection and input -> every edit (``magec.evaluation.identity``).
@@ -139,6 +141,10 @@ class EvaluationConfig:
         d = asdict(self)
         if d["lambda_magec"] is None:  # runs made before this option existed stay resumable
             del d["lambda_magec"]
+        if d["attributes"] is None:
+            del d["attributes"]
+        else:
+            d["attributes"] = list(self.attributes)
         if d["magec_editor"] == "interfacegan":  # likewise
             del d["magec_editor"]
         if not d["identity"]:  # runs made before the identity columns existed stay resumable (with --no-identity)
@@ -235,14 +241,21 @@ def _default_invert() -> InvertFn:
 
 
 def _inversion_config(
-    method: str, steps_scale: float, lambda_magec: float | None = None, magec_editor: str = "interfacegan"
+    method: str,
+    steps_scale: float,
+    lambda_magec: float | None = None,
+    magec_editor: str = "interfacegan",
+    attributes: tuple[str, ...] | None = None,
 ) -> InversionConfig | None:
     """The method's paper schedule, scaled; None (the inverter's own default) at scale 1 with the paper's weights."""
-    if steps_scale == 1.0 and lambda_magec is None and magec_editor == "interfacegan":
+    if steps_scale == 1.0 and lambda_magec is None and magec_editor == "interfacegan" and not attributes:
         return None
+    from dataclasses import replace
+
     from magec.inversion import method_config
 
-    return method_config(method, steps_scale, lambda_magec=lambda_magec, magec_editor=magec_editor)
+    config = method_config(method, steps_scale, lambda_magec=lambda_magec, magec_editor=magec_editor)
+    return replace(config, attributes=tuple(attributes)) if attributes else config
 
 
 @dataclass
@@ -529,7 +542,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             pipe,
             images,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor),
+            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
             seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
             **_pti_options(method, cfg),
         )
@@ -639,7 +652,7 @@ def _edit_consistency(
                 pipe,
                 x_edit,
                 method=method,
-                config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor),
+                config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
                 seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
             )
         x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
@@ -707,7 +720,7 @@ def _tuned_cycles(
                 pipe,
                 x_edit[rows],
                 method=base,
-                config=_inversion_config(base, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor),
+                config=_inversion_config(base, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
                 seed=derived_seed("reproject", cfg.seed, ids[b]) % (2**31),
             )
         back = _apply(ctx, reproj.latents.detach(), [plans[k] for k in rows], invert=True)

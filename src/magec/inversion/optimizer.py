@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from magec.errors import MagecError
 from magec.generators.base import select_noise
 from magec.inversion.config import PTI_METHODS, InversionConfig, method_config
 from magec.inversion.pti import PTIConfig, pivotal_tuning
@@ -125,6 +126,10 @@ def invert(
     default: PTI's published settings); their steps are reported with ``target="generator"``.
     """
     config = config or method_config(method)
+    known = pipeline.pack.layout.attribute_names
+    unknown = [a for a in config.attributes or () if a not in known]
+    if unknown:  # before any work: a 2-vs-all study must not silently run on all attributes
+        raise MagecError(f"--attributes: {', '.join(unknown)} not among the pack's attributes ({', '.join(known)})")
     gen, device = pipeline.generator, pipeline.device
     target_images = images.to(device)
     batch = target_images.shape[0]
@@ -151,7 +156,9 @@ def invert(
             list(config.attributes) if config.attributes else None,
         ).to(device)
         with torch.no_grad():
-            descriptor = pipeline.describer(target_images)
+            # d = F(x) is a label (no gradient): the describer's aligned-chip path when it has one.
+            labeller = getattr(pipeline.describer, "describe_labels", None)
+            descriptor = labeller(target_images)[0] if labeller is not None else pipeline.describer(target_images)
             edited = magec.targets(descriptor)
     if pipeline.identity is None and any(p.identity > 0 for p in config.phases):
         notes.append("identity loss off: no identity network configured")
