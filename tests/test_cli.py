@@ -46,7 +46,8 @@ def test_invert_then_edit(pack_dir, face_png, tmp_path, capsys):
     )
     assert code == 0
     record = json.loads((out / "face.json").read_text())
-    assert record["method"] == "magec" and record["perceptual"] == "describer-features" and record["identity"] == "off"
+    assert record["method"] == "magec" and record["perceptual"] == "describer-features" and record["identity"] == "dlib"
+    assert "identity" in record["history"][0]  # the embedded generator's default identity loss (--identity auto)
     assert record["steps"] == 10 and len(record["history"]) == 10
     assert record["history"][-1]["mse"] < record["history"][0]["mse"]
     saved = load_latent(out / "face.latent.safetensors")

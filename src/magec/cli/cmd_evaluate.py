@@ -129,7 +129,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "editor whose edits the magec method's MAGEC term uses: interfacegan (the paper) or styleflow",
     )
     p.add_argument(
-        "--identity", default="none", help="identity loss for the inversions: none | dlib | arcface:PATH | moco:PATH"
+        "--identity",
+        default="auto",
+        help="identity loss for the inversions: auto (default: dlib for the embedded face generator, else none) "
+        "| none | dlib | arcface:PATH | moco:PATH",
     )
     p.add_argument("--describer", help="override the pack's describer spec (same descriptor layout)")
     p.add_argument(

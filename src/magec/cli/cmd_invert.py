@@ -71,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     p.add_argument(
         "--identity",
-        default="none",
-        help="none | dlib (dlib's face recognition, ships on PyPI) | arcface:PATH | moco:PATH",
+        default="auto",
+        help="auto (default: dlib for the embedded face generator, else none) | none | dlib (dlib's face "
+        "recognition, ships on PyPI) | arcface:PATH | moco:PATH",
     )
     p.add_argument("--describer", help="override the pack's describer spec (must have the same descriptor layout)")
     framing = p.add_mutually_exclusive_group()

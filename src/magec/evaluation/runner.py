@@ -314,6 +314,8 @@ def run_evaluation(
         "perceptual": getattr(pipeline.perceptual, "name", type(pipeline.perceptual).__name__),
         "generator": getattr(pipeline.generator, "spec", type(pipeline.generator).__name__),
         "describer": getattr(pipeline.describer, "spec", type(pipeline.describer).__name__),
+        # only when on, so that runs made before --identity auto (identity off) still resume with --identity none
+        **({"identity_loss": pipeline.identity.name} if pipeline.identity is not None else {}),
         **(extra_metadata or {}),
     }
     _check_or_write_metadata(paths, metadata)

@@ -191,7 +191,8 @@ def invert(
             optimizer = optimizers[phase.target] = torch.optim.Adam(
                 params, lr=config.lr, betas=config.betas, eps=config.eps
             )
-        weights = {"mse": phase.mse, "perceptual": phase.perceptual, "identity": phase.identity, "magec": phase.magec}
+        id_weight = phase.identity * (pipeline.identity.weight_scale if pipeline.identity is not None else 1.0)
+        weights = {"mse": phase.mse, "perceptual": phase.perceptual, "identity": id_weight, "magec": phase.magec}
         for _ in range(phase.steps):
             lr = config.lr_at(step)
             for group in optimizer.param_groups:

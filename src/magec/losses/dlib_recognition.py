@@ -517,6 +517,9 @@ class DlibIdentityLoss(IdentityLoss):
     """
 
     spec = "dlib"
+    #: lambda_ID x 1000: with the paper's 3e-4 the effective weight is 0.3, where the study above finds the
+    #: astronaut and Grace Hopper below 0.6 without hurting MSE; at 3e-4 itself the term changes nothing.
+    weight_scale = 1000.0
 
     def __init__(
         self,

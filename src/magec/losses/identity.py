@@ -40,6 +40,9 @@ class IdentityLoss(nn.Module, abc.ABC):
     """
 
     spec: str = ""
+    #: Factor on lambda_ID. The paper's lambda_ID = 3e-4 was set for ArcFace's 1 - cos on StyleGAN2; a network whose
+    #: gradient reaches the latent on another scale declares the factor that makes the paper's value work.
+    weight_scale: float = 1.0
 
     @property
     def name(self) -> str:
