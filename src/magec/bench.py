@@ -162,14 +162,14 @@ def stylegan2_steps(
 
 def bench_pipeline(device: str = "auto", pack: str | None = None, perceptual: str = "auto") -> Pipeline:
     """The embedded pipeline: from ``pack``, else a small pack fitted now (timings do not depend on its quality)."""
-    from magec.describers import load_describer
-    from magec.generators import load_generator
+    from magec.describers import EMBEDDED_DESCRIBER, load_describer
+    from magec.generators import EMBEDDED_GENERATOR, load_generator
     from magec.pipeline import assemble_pipeline, load_pipeline
     from magec.prepare import PrepareConfig, prepare_pack
 
     device = resolve_device(device)
     if pack:
         return load_pipeline(pack, device, perceptual=perceptual, identity="none")  # identity: measured apart
-    gen, desc = load_generator("dcgan-face", device), load_describer("dlib-age-gender", device)
+    gen, desc = load_generator(EMBEDDED_GENERATOR, device), load_describer(EMBEDDED_DESCRIBER, device)
     small = prepare_pack(gen, desc, PrepareConfig(n_samples=600, ganspace_samples=300, styleflow=None))
     return assemble_pipeline(gen, desc, small, perceptual=perceptual, device=device)
