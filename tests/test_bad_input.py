@@ -456,6 +456,12 @@ CASES: list[Case] = [
         user_file("README.md"),
     ),
     Case(
+        "evaluate-report-folder-is-the-run-folder",
+        ["evaluate", "--pack", P, "--generated", "1", "--out", "run", "--report", "run.md"],
+        1,
+        "would be the run folder",
+    ),
+    Case(
         "train-describer-over-foreign-file",
         ["train-describer", "celeba", "--root", "{celeba}", "--out", "model.safetensors"],
         1,

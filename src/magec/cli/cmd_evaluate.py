@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if args.notes is not None and not args.notes.is_file():
         raise file_error(args.notes, "no such notes file")
     check_run_folder(args.out, args.force)
-    report = check_report_path(args.report or args.out / "report.md", args.force)
+    report = check_report_path(args.report or args.out / "report.md", args.force, run_dir=args.out)
     # Every input image is decoded once before any model loads: a bad file stops the run now, not hours in.
     for folder, limit in ((args.images, args.limit), (args.reference, None)):
         if folder is not None:

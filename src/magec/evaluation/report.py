@@ -356,8 +356,9 @@ def _summary(results: list[ColumnResult]) -> dict[str, Any]:
 REPORT_TITLE = "# magec evaluation report"
 
 
-def check_report_path(report_md: str | Path, force: bool = False) -> Path:
-    """Refuse (before any heavy work) a report path whose .md, .html or asset folder holds someone else's files."""
+def check_report_path(report_md: str | Path, force: bool = False, run_dir: str | Path | None = None) -> Path:
+    """Refuse (before any heavy work) a report path whose .md, .html or asset folder holds someone else's files,
+    or whose asset folder would be the run folder ``run_dir`` itself."""
     report_md = Path(report_md)
     if report_md.suffix != ".md":
         raise file_error(
@@ -376,6 +377,10 @@ def check_report_path(report_md: str | Path, force: bool = False) -> Path:
                     path, "exists and is not a magec evaluation report; choose another --report or --force"
                 )
     assets = report_md.with_suffix("")
+    if run_dir is not None and assets.resolve() == Path(run_dir).resolve():
+        raise file_error(
+            report_md, f"its folder of plots and CSVs would be the run folder {run_dir}; name the report differently"
+        )
     if assets.exists() and not assets.is_dir():
         raise file_error(assets, "is a file; the report needs this name for its folder of plots and CSVs")
     if assets.is_dir() and any(assets.iterdir()) and not (assets / "summary.json").is_file() and not force:
