@@ -102,6 +102,7 @@ def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astron
     results = _invert(studio, framed, ("magec", "magec+pti"))
     plain, tuned = results["magec"], results["magec+pti"]
     assert plain.tuned is None and tuned.tuned is not None
+    assert plain.tuning_steps == 0 and tuned.tuning_steps == 7  # PTI 350 steps x 0.02
     source = pil_to_tensor(framed.image)
 
     def mse(projection) -> float:

@@ -144,6 +144,8 @@ class Projection:
     tuned: Generator | None = None
     #: The input, for pasting the edit back into its photo.
     framed: FramedPhoto | None = None
+    #: Pivotal-tuning steps run (``+pti``; PTI may stop early once its LPIPS threshold is met).
+    tuning_steps: int = 0
 
 
 def slider_specs(pipeline: Pipeline) -> list[SliderSpec]:
@@ -258,9 +260,11 @@ class Studio:
         def work(job: Job) -> dict[str, Projection]:
             done, results = 0, {}
             for method, config in configs.items():
-                offset = done
+                offset, tuning = done, [0]
 
-                def callback(info: Any, offset: int = offset, method: str = method) -> bool:
+                def callback(info: Any, offset: int = offset, method: str = method, tuning: list = tuning) -> bool:
+                    if info.target == "generator":
+                        tuning[0] += 1
                     return job.report(offset + info.step + 1, total, method)
 
                 job.report(done, total, method)
@@ -277,6 +281,7 @@ class Studio:
                     res.notes,
                     res.tuned[0] if res.tuned else None,
                     framed,
+                    tuning[0],
                 )
                 done += lengths[method]
                 if job.cancelled:
