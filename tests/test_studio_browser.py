@@ -173,10 +173,12 @@ def test_studio_in_a_browser(chromium, embedded_pack, tmp_path):
             latent = tmp_path / "studio-magec.latent.safetensors"
             latent.write_bytes(response.body())
             edits = _magec(
-                "edit", str(latent), "--pack", str(pack), "--out", str(tmp_path / "edits"), "--device", "cpu"
-            )
+                "edit", str(latent), "--pack", str(pack), "--out", str(tmp_path / "edits"), "--device", "cpu",
+                "--paste-back", str(photo),
+            )  # fmt: skip
             assert edits.returncode == 0, edits.stderr
             assert (tmp_path / "edits" / "grid.png").is_file()
+            assert list((tmp_path / "edits").glob("*.pasted.png"))  # the latent knows where her face sits
 
             # A corrupt upload: one clear message, and the server keeps serving.
             page.locator("#upload input[type=file]").set_input_files(str(corrupt))
