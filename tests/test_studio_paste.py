@@ -108,6 +108,7 @@ def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astron
     def mse(projection) -> float:
         return float(((studio.projection_image(projection) - source) ** 2).mean())
 
+    print(f"projection MSE: magec {mse(plain):.4f}, magec+pti {mse(tuned):.4f}")
     assert mse(tuned) < mse(plain), (mse(tuned), mse(plain))
     # The sliders draw with the tuned generator, not the pipeline's.
     base = render_latent(studio.pipeline, tuned.latent, tuned.space, tuned.noise, {})
@@ -122,6 +123,7 @@ def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astron
     assert torch.equal(shown, studio.render(tuned, {}))
 
 
+@pytest.mark.slow  # a measurement (2 s), kept out of `make check`
 def test_paste_time_on_a_1024_photo(studio, astronaut):
     """Measured for the README/report: one slider release = render + paste_back on a 1024 px photo."""
     framed = studio.frame(astronaut.resize((1024, 1024), Image.Resampling.LANCZOS))
