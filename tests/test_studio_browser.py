@@ -136,6 +136,8 @@ def test_studio_in_a_browser(chromium, embedded_pack, tmp_path):
             expect(page.locator("#caption-edited")).to_contain_text("male")
             before_png = page.locator("#edited img").screenshot()
             before_caption = page.locator("#caption-edited").inner_text()
+            expect(page.locator("#pasted img")).to_be_visible(timeout=15_000)  # her photo, the face pasted back
+            pasted_before = page.locator("#pasted img").screenshot()
 
             # The male slider at its top: the shown image changes and F says "more male".
             male = page.locator("#slider-interfacegan-male input[type=number]")
@@ -149,21 +151,34 @@ def test_studio_in_a_browser(chromium, embedded_pack, tmp_path):
             change = np.abs(_pixels(after_png) - _pixels(before_png)).mean()
             assert change > 2.0, f"the edited image barely changed ({change:.2f} grey levels)"
             assert _male(after_caption) > _male(before_caption), (before_caption, after_caption)
+            for _ in range(20):  # the photo is pasted by its own request: it may come a little later
+                a, b = _pixels(page.locator("#pasted img").screenshot()), _pixels(pasted_before)
+                pasted_change = np.abs(a - b).mean() if a.shape == b.shape else float("inf")
+                if pasted_change > 0.05:
+                    break
+                page.wait_for_timeout(500)
+            assert pasted_change > 0.05, f"the pasted-back photo did not follow the slider ({pasted_change:.3f})"
             page.screenshot(path=str(figures / "studio-editor.png"), full_page=True)
 
-            # Download the latent and edit it with the CLI.
+            # Download the latent and edit it with the CLI; the photo pasted back comes at its own resolution.
             page.locator("#download-btn").click()
             link = page.locator("#downloads a[download$='.latent.safetensors']")
             expect(link).to_have_count(1, timeout=15_000)
+            pasted_link = page.locator("#downloads a[download$='-pasted.png']")
+            expect(pasted_link).to_have_count(1)
+            pasted_file = page.request.get(pasted_link.get_attribute("href"))
+            assert pasted_file.ok and Image.open(io.BytesIO(pasted_file.body())).size == data.astronaut().shape[1::-1]
             response = page.request.get(link.get_attribute("href"))
             assert response.ok
             latent = tmp_path / "studio-magec.latent.safetensors"
             latent.write_bytes(response.body())
             edits = _magec(
-                "edit", str(latent), "--pack", str(pack), "--out", str(tmp_path / "edits"), "--device", "cpu"
-            )
+                "edit", str(latent), "--pack", str(pack), "--out", str(tmp_path / "edits"), "--device", "cpu",
+                "--paste-back", str(photo),
+            )  # fmt: skip
             assert edits.returncode == 0, edits.stderr
             assert (tmp_path / "edits" / "grid.png").is_file()
+            assert list((tmp_path / "edits").glob("*.pasted.png"))  # the latent knows where her face sits
 
             # A corrupt upload: one clear message, and the server keeps serving.
             page.locator("#upload input[type=file]").set_input_files(str(corrupt))

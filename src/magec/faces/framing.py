@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from PIL import Image
 
-from magec.faces.alignment import align_face
-from magec.faces.crop import crop_to_chip_box
+from magec.faces.alignment import AlignConfig, align_face, align_quad, ffhq_quad
+from magec.faces.crop import crop_to_chip_box, frame_face_crop
+from magec.faces.detection import LandmarkDetector, select_face
+from magec.faces.paste import Framing
 
 #: Framing styles: "chip-box" (the embedded DCGAN) and "ffhq" (StyleGAN2 FFHQ generators).
 FRAMINGS = ("chip-box", "ffhq")
@@ -30,4 +32,18 @@ def frame_face(image: Image.Image, size: int, framing: str, face_index: int = 0)
         return align_face(image, size, face_index)
     if framing == "chip-box":
         return crop_to_chip_box(image, size, face_index=face_index)
+    raise ValueError(f"unknown framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
+
+
+def frame_face_located(image: Image.Image, size: int, framing: str, face_index: int = 0) -> tuple[Image.Image, Framing]:
+    """``frame_face``, and where the framed square sits in ``image`` (what pasting the edit back needs).
+
+    The crop is the one ``frame_face`` returns; the ``Framing`` is in ``image``'s pixels.
+    """
+    if framing == "ffhq":
+        config = AlignConfig()
+        quad = ffhq_quad(select_face(LandmarkDetector(upsample=config.upsample).detect(image), face_index))
+        return align_quad(image, quad, size, config), Framing.from_quad(quad + 0.5, image.size)
+    if framing == "chip-box":
+        return frame_face_crop(image, size, face_index=face_index)
     raise ValueError(f"unknown framing {framing!r}; expected one of {', '.join(FRAMINGS)}")

@@ -80,9 +80,14 @@ def face_mask(size: tuple[int, int], landmarks: np.ndarray, shrink: float = 0.04
     return np.clip(mask, 0.0, 1.0)
 
 
-def paste_back(photo: Image.Image, crop: Image.Image, framing: Framing, landmarks: np.ndarray) -> Image.Image:
+def paste_back(
+    photo: Image.Image, crop: Image.Image, framing: Framing, landmarks: np.ndarray, mask: np.ndarray | None = None
+) -> Image.Image:
     """``photo`` with ``crop`` (the edited square, any size) warped back into the framed square and blended
-    under the feathered landmark mask; every pixel where the mask is 0 is the photo's, bit for bit."""
+    under the feathered landmark mask; every pixel where the mask is 0 is the photo's, bit for bit.
+
+    ``mask``: ``face_mask(photo.size, landmarks)`` computed once by a caller that pastes many edits into one
+    photo (the studio, at every slider release); None computes it here."""
     photo = photo.convert("RGB")
     if tuple(photo.size) != tuple(framing.photo_size):
         raise MagecError(
@@ -90,7 +95,10 @@ def paste_back(photo: Image.Image, crop: Image.Image, framing: Framing, landmark
             f"{framing.photo_size[0]}x{framing.photo_size[1]} photo: paste back into the same photo"
         )
     width, height = photo.size
-    mask = face_mask((width, height), landmarks)
+    if mask is None:
+        mask = face_mask((width, height), landmarks)
+    elif mask.shape != (height, width):
+        raise ValueError(f"mask of shape {mask.shape} for a {width}x{height} photo")
     ys, xs = np.nonzero(mask > 0)
     if len(xs) == 0:
         return photo.copy()

@@ -19,12 +19,15 @@ from magec.errors import MagecError
 from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.studio.jobs import CANCELLED, FAILED, QUEUED, Job
 from magec.studio.session import MAX_UPLOAD_BYTES, Studio, display
+from magec.studio.session import METHODS as EDITOR_METHODS
 from magec.studio.study import StudyDB, Trial, check_judge, png_image
 
 log = logging.getLogger("magec")
 
 #: How often a running inversion's progress is pushed to the page (seconds).
 POLL_SECONDS = 0.25
+#: The longer side of the pasted-back photo as shown in the page (the download keeps the photo's resolution).
+PASTED_DISPLAY_SIDE = 1024
 
 
 def configure_gradio(upload_dir: Path) -> None:
@@ -105,7 +108,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
                 with gr.Column(scale=1):
                     framed = gr.Image(label="framed for the generator", interactive=False, elem_id="framed", height=192)
             with gr.Row():
-                method = gr.Radio(list(METHODS), value="magec", label="method", elem_id="method")
+                method = gr.Radio(list(EDITOR_METHODS), value="magec", label="method", elem_id="method")
                 invert_btn = gr.Button("Invert", variant="primary", elem_id="invert-btn")
                 cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
             progress = gr.HTML(_progress_html(None, text="no inversion yet"), elem_id="progress")
@@ -116,12 +119,20 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
                     with gr.Column():
                         shown[name] = gr.Image(label=name, interactive=False, elem_id=name, height=256)
                         captions[name] = gr.Markdown("", elem_id=f"caption-{name}")
+            pasted = gr.Image(
+                label="Your photo, edited (the edit pasted back; full resolution in the downloads)",
+                interactive=False,
+                elem_id="pasted",
+                height=384,
+            )
             with gr.Accordion("Edits", open=True):
                 sliders = [
                     gr.Slider(s.minimum, s.maximum, 0.0, step=s.step, label=s.label, elem_id=s.elem_id) for s in specs
                 ]
                 reset_btn = gr.Button("Reset sliders", size="sm")
-            download_btn = gr.Button("Prepare downloads (edited PNG, latent, settings)", elem_id="download-btn")
+            download_btn = gr.Button(
+                "Prepare downloads (edited PNG, your photo edited, latent, settings)", elem_id="download-btn"
+            )
             downloads = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
         with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
@@ -165,7 +176,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             st["photo"] = photo
             st.pop("projection", None)
             st.pop("compare", None)
-            return display(photo), f"Framed {html.escape(what)}: ready to invert.", st
+            return display(photo.image), f"Framed {html.escape(what)}: ready to invert.", st
 
         def on_upload(path: str | None, st: dict) -> tuple:
             """Frame the upload; the file box is emptied again, ready for the next photo."""
@@ -182,20 +193,29 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             except Exception as exc:
                 return None, _message(exc), st
 
-        upload.upload(on_upload, [upload, state], [framed, status, state, upload])
+        upload.upload(on_upload, [upload, state], [framed, status, state, upload]).then(lambda: None, None, pasted)
         astronaut_btn.click(
             lambda i, st: on_example("astronaut", i, st),
             [face_index, state],
             [framed, status, state],
             api_name="astronaut",
-        )
-        generated_btn.click(lambda i, st: on_example("generated", i, st), [face_index, state], [framed, status, state])
+        ).then(lambda: None, None, pasted)
+        generated_btn.click(
+            lambda i, st: on_example("generated", i, st), [face_index, state], [framed, status, state]
+        ).then(lambda: None, None, pasted)
+
+        def pasted_photo(projection: Any, values: list[float]) -> Any:
+            """The edit pasted back into the uploaded photo, reduced for the page (None without a photo)."""
+            photo = studio.pasted(projection, studio.slider_values(values))
+            if photo is not None and max(photo.size) > PASTED_DISPLAY_SIDE:
+                photo.thumbnail((PASTED_DISPLAY_SIDE, PASTED_DISPLAY_SIDE))
+            return photo
 
         def rendered(projection: Any, values: list[float]) -> tuple:
             image = studio.render(projection, studio.slider_values(values))
             return display(image), studio.captions(image)[0]
 
-        editor_outputs = [progress, status, state, *shown.values(), *captions.values()]
+        editor_outputs = [progress, status, state, *shown.values(), *captions.values(), pasted]
 
         def on_invert(st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
             photo = (st or {}).get("photo")
@@ -216,9 +236,11 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             edited, edited_caption = rendered(projection, list(values))
             source_caption, proj_caption = studio.captions(projection.source), studio.captions(proj)[0]
             done = "stopped early (cancel)" if projection.stopped else "done"
+            tuning = f" + {projection.tuning_steps} tuning steps" if projection.tuned is not None else ""
             yield {
                 progress: _progress_html(
-                    None, text=f"{chosen}: {done} after {projection.steps} steps in {projection.seconds:.1f} s"
+                    None,
+                    text=f"{chosen}: {done} after {projection.steps} steps{tuning} in {projection.seconds:.1f} s",
                 ),
                 status: "Move the sliders to edit.",
                 state: st,
@@ -228,6 +250,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
                 captions["original"]: source_caption[0],
                 captions["projection"]: proj_caption,
                 captions["edited"]: edited_caption,
+                pasted: pasted_photo(projection, list(values)),
             }
 
         invert_btn.click(
@@ -257,6 +280,26 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
                 trigger_mode="always_last",
                 show_progress="hidden",
                 api_name="render" if k == 0 else f"render_{k}",
+            )
+
+        def on_pasted(st: dict, *values: float) -> Any:
+            projection = (st or {}).get("projection")
+            if projection is None:
+                return gr.skip()
+            try:
+                return pasted_photo(projection, list(values))
+            except Exception:  # the edited image's handler reports the problem
+                return gr.skip()
+
+        for slider in sliders:  # a separate request: the edited square is not held up by the photo's paste
+            slider.change(
+                on_pasted,
+                [state, *sliders],
+                pasted,
+                queue=False,
+                trigger_mode="always_last",
+                show_progress="hidden",
+                api_name=False,
             )
         reset_btn.click(lambda: [0.0] * len(sliders), None, sliders)
 

@@ -1,9 +1,10 @@
 """What the studio page does, without the page: frame a photo, invert it in the queue, render slider values.
 
-Everything here calls documented library functions (``frame_face``, ``invert``, ``render_latent``,
-``save_latent``); the Gradio page (``magec.studio.app``) only wires these to widgets. Nothing the browser
-sends is used as a path: an upload is accepted only when it lies inside the upload folder this process
-created, and every file offered for download is written into the process's own temporary folder.
+Everything here calls documented library functions (``frame_face_located``, ``invert``, ``render_latent``,
+``paste_back``, ``save_latent``); the Gradio page (``magec.studio.app``) only wires these to widgets. Nothing
+the browser sends is used as a path: an upload is accepted only when it lies inside the upload folder this
+process created (the photo is then kept in memory), and every file offered for download is written into the
+process's own temporary folder.
 """
 
 from __future__ import annotations
@@ -12,22 +13,26 @@ import json
 import re
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from magec import __version__
 from magec.errors import MagecError
-from magec.faces.crop import astronaut_face
 from magec.faces.detection import DETECTION_SIDE
-from magec.faces.framing import frame_face, framing_for
+from magec.faces.framing import frame_face_located, framing_for
+from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_back
+from magec.generators.base import Generator
+from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
-from magec.inversion.config import PAPER_METHODS as METHODS
+from magec.inversion.config import PAPER_METHODS, PTI_METHODS, PTI_SUFFIX
 from magec.inversion.outputs import save_latent
-from magec.io.images import pil_to_tensor, read_image, save_png, tensor_to_pil
+from magec.inversion.pti import PTIConfig
+from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent
 from magec.studio.jobs import Job, JobQueue, queue_for
@@ -41,6 +46,61 @@ EXAMPLE_SEED = 20_000
 LEADING_OPERATIONS = 5
 #: Interpolation target offered as a slider.
 INTERPOLATION_SAMPLE = "sample:777"
+#: The page's methods: the paper's three, and the two followed by pivotal tuning (the study keeps the paper's).
+METHODS = (*PAPER_METHODS, *PTI_METHODS)
+#: Margin (a fraction of the face's size) around the landmarks of the region a paste works in: the feathered
+#: mask (``face_mask``: eroded by 0.04 of the face, blurred with sigma 0.03 truncated at 4 sigma) is the same
+#: computed there as over the whole photo, and a slider release does not touch the rest of a 40 MP photo.
+PASTE_MARGIN = 0.25
+#: How the studio records a framing in a downloaded latent (``magec edit --paste-back`` reads it).
+FRAMING_RECORD = {"chip-box": "face-crop", "ffhq": "align"}
+
+
+@dataclass
+class FramedPhoto:
+    """One input of the page: the square the generator sees and, for a photo, the photo itself (in memory,
+    at the resolution it was uploaded) with where the square sits in it and the face's 68 landmarks."""
+
+    image: Image.Image
+    photo: Image.Image | None = None
+    framing: Framing | None = None
+    landmarks: np.ndarray | None = None
+
+    _region: PasteRegion | None = field(default=None, repr=False)
+
+    @property
+    def can_paste(self) -> bool:
+        return self.photo is not None and self.framing is not None and self.landmarks is not None
+
+    def paste_region(self) -> PasteRegion:
+        """The part of the photo around the face, with the framing and landmarks moved into it and its face
+        mask (computed once per photo, then reused by every paste)."""
+        if self._region is None:
+            assert self.photo is not None and self.framing is not None and self.landmarks is not None
+            lo, hi = self.landmarks.min(0), self.landmarks.max(0)
+            margin = PASTE_MARGIN * float((hi - lo).max()) + 2.0
+            width, height = self.photo.size
+            left, top = max(0, int(np.floor(lo[0] - margin))), max(0, int(np.floor(lo[1] - margin)))
+            right, bottom = min(width, int(np.ceil(hi[0] + margin)) + 1), min(height, int(np.ceil(hi[1] + margin)) + 1)
+            size = (right - left, bottom - top)
+            f = self.framing
+            framing = Framing((f.origin[0] - left, f.origin[1] - top), f.u, f.v, size)
+            landmarks = self.landmarks - np.array([left, top], dtype=np.float64)
+            photo = self.photo.crop((left, top, right, bottom))
+            self._region = PasteRegion((left, top), photo, framing, landmarks, face_mask(size, landmarks))
+        return self._region
+
+
+@dataclass(frozen=True)
+class PasteRegion:
+    """Where a photo's face is pasted: the region's top-left corner in the photo, its pixels, the framing and
+    landmarks in its coordinates, and the feathered face mask."""
+
+    corner: tuple[int, int]
+    photo: Image.Image
+    framing: Framing
+    landmarks: np.ndarray
+    mask: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -80,6 +140,12 @@ class Projection:
     seconds: float
     stopped: bool
     notes: list[str] = field(default_factory=list)
+    #: For ``+pti``: the generator tuned around this latent (renders use it instead of the pipeline's).
+    tuned: Generator | None = None
+    #: The input, for pasting the edit back into its photo.
+    framed: FramedPhoto | None = None
+    #: Pivotal-tuning steps run (``+pti``; PTI may stop early once its LPIPS threshold is met).
+    tuning_steps: int = 0
 
 
 def slider_specs(pipeline: Pipeline) -> list[SliderSpec]:
@@ -127,7 +193,7 @@ class Studio:
         return self.pipeline.generator.resolution
 
     # -- inputs ---------------------------------------------------------------------------------
-    def read_upload(self, path: str | Path) -> Image.Image:
+    def read_upload(self, path: str | Path) -> FramedPhoto:
         """An uploaded file, checked and framed; refuses anything outside the upload folder."""
         resolved = Path(path).resolve()
         if not resolved.is_relative_to(self.upload_root):
@@ -139,49 +205,70 @@ class Studio:
                 f"{name}: {size / 2**20:.1f} MB, above the page's limit of {self.max_bytes / 2**20:.0f} MB"
             )
         try:
-            photo = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE)
+            preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE)
+            full_size = image_size(resolved, self.max_pixels)
+            framed = self.frame(preview, name)
+            if tuple(full_size) != tuple(preview.size):  # a large JPEG decoded reduced: the full photo for pasting
+                assert framed.framing is not None and framed.landmarks is not None
+                scale = full_size[0] / preview.width
+                framed.photo = read_image(resolved, self.max_pixels)
+                framed.framing = framed.framing.scaled(scale, framed.photo.size)
+                framed.landmarks = (framed.landmarks + 0.5) * scale - 0.5
         except MagecError as exc:  # the message names the server's temporary path: name the file instead
             raise MagecError(str(exc).replace(str(resolved), name)) from None
-        return self.frame(photo, name)
+        return framed
 
-    def frame(self, photo: Image.Image, name: str = "photo") -> Image.Image:
-        """``photo`` with its face framed for the generator (one clear line when there is no face)."""
+    def frame(self, photo: Image.Image, name: str = "photo") -> FramedPhoto:
+        """``photo`` with its face framed for the generator (one clear line when there is no face), kept with
+        the photo, where the face's square sits in it and the face's landmarks (for pasting back)."""
+        photo = photo if photo.mode == "RGB" else photo.convert("RGB")
         try:
-            return frame_face(photo, self.resolution, self.framing)
+            image, framing = frame_face_located(photo, self.resolution, self.framing)
+            landmarks = face_landmarks_for(photo, framing)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
+        return FramedPhoto(image, photo, framing, landmarks)
 
-    def example(self, which: str, index: int = 0) -> Image.Image:
+    def example(self, which: str, index: int = 0) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
         if which == "astronaut":
-            return astronaut_face(self.resolution) if self.framing == "chip-box" else self.frame(_astronaut())
+            return self.frame(_astronaut(), "astronaut")
         if which == "generated":
             gen = self.pipeline.generator
             with torch.no_grad():
                 image = gen.synthesize(gen.sample_latents(1, EXAMPLE_SEED + index))
-            return tensor_to_pil(image[0])
+            return FramedPhoto(tensor_to_pil(image[0]))
         raise MagecError(f"unknown example {which!r}")
 
     # -- inversion ------------------------------------------------------------------------------
-    def submit(self, owner: str, photo: Image.Image, methods: tuple[str, ...]) -> Job:
-        """Queue the inversion of ``photo`` with each of ``methods`` (results: method -> Projection)."""
+    def submit(self, owner: str, photo: FramedPhoto | Image.Image, methods: tuple[str, ...]) -> Job:
+        """Queue the inversion of ``photo`` with each of ``methods`` (results: method -> Projection).
+
+        The ``+pti`` methods then tune the generator around the latent (``PTIConfig`` scaled by the studio's
+        ``steps_scale``); their tuning steps advance the progress too.
+        """
         for method in methods:
             if method not in METHODS:
                 raise MagecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-        source = pil_to_tensor(photo.convert("RGB"))
+        framed = photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo)
+        source = pil_to_tensor(framed.image.convert("RGB"))
         configs = {m: method_config(m, self.steps_scale) for m in methods}
-        total = sum(c.total_steps for c in configs.values())
+        pti = PTIConfig().scaled(self.steps_scale)
+        lengths = {m: c.total_steps + (pti.steps if m in PTI_METHODS else 0) for m, c in configs.items()}
+        total = sum(lengths.values())
 
         def work(job: Job) -> dict[str, Projection]:
             done, results = 0, {}
             for method, config in configs.items():
-                offset = done
+                offset, tuning = done, [0]
 
-                def callback(info: Any, offset: int = offset, method: str = method) -> bool:
+                def callback(info: Any, offset: int = offset, method: str = method, tuning: list = tuning) -> bool:
+                    if info.target == "generator":
+                        tuning[0] += 1
                     return job.report(offset + info.step + 1, total, method)
 
                 job.report(done, total, method)
-                res = invert(self.pipeline, source, method, config, self.seed, callback)
+                res = invert(self.pipeline, source, method, config, self.seed, callback, pti=pti)
                 results[method] = Projection(
                     method,
                     res.latents.cpu(),
@@ -192,8 +279,11 @@ class Studio:
                     res.seconds,
                     res.stopped,
                     res.notes,
+                    res.tuned[0] if res.tuned else None,
+                    framed,
+                    tuning[0],
                 )
-                done += config.total_steps
+                done += lengths[method]
                 if job.cancelled:
                     break
             return results
@@ -217,8 +307,24 @@ class Studio:
         return out
 
     def render(self, projection: Projection, values: SliderValues) -> torch.Tensor:
-        """The edited image (1, 3, R, R) of a projection at the given slider values."""
-        return render_latent(self.pipeline, projection.latent, projection.space, projection.noise, values).cpu()
+        """The edited image (1, 3, R, R) of a projection at the given slider values (``+pti``: drawn by the
+        generator tuned for this photo, as ``magec edit`` draws it)."""
+        pipeline = self.pipeline if projection.tuned is None else replace(self.pipeline, generator=projection.tuned)
+        return render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
+
+    def pasted(self, projection: Projection, values: SliderValues) -> Image.Image | None:
+        """The edited face pasted back into the uploaded photo at the photo's resolution (``paste_back``: the
+        inverse of the framing, under the feathered landmark mask); None when the input was not a photo."""
+        framed = projection.framed
+        if framed is None or not framed.can_paste:
+            return None
+        assert framed.photo is not None
+        region = framed.paste_region()
+        edited = tensor_to_pil(self.render(projection, values)[0])
+        face = paste_back(region.photo, edited, region.framing, region.landmarks, region.mask)
+        out = framed.photo.copy()
+        out.paste(face, region.corner)
+        return out
 
     def captions(self, images: torch.Tensor) -> list[str]:
         """F's predictions for each image (B, 3, R, R), one line each (e.g. ``male 0.93, age 31``)."""
@@ -231,7 +337,9 @@ class Studio:
 
     # -- downloads ------------------------------------------------------------------------------
     def downloads(self, projection: Projection, values: SliderValues) -> list[Path]:
-        """Edited PNG, the latent (``.latent.safetensors``, what ``magec edit`` reads) and the settings JSON."""
+        """Edited PNG, the latent (``.latent.safetensors``, what ``magec edit`` reads) and the settings JSON; for
+        a photo also the edit pasted back into it (``-pasted.png``), for ``+pti`` the tuned generator (what
+        ``magec edit`` reads beside the latent)."""
         with self._lock:
             self._serial += 1
             folder = self.scratch / "downloads" / str(self._serial)
@@ -250,16 +358,28 @@ class Studio:
             "edits": edits,
         }
         png = save_png(self.render(projection, values)[0], folder / f"{stem}-edited.png")
+        meta = {"method": projection.method, "source_name": "studio upload", **self.pipeline.settings()}
+        framed = projection.framed
+        if framed is not None and framed.framing is not None:  # where the face sits: --paste-back reads it
+            meta["photo"] = {"framing": FRAMING_RECORD[self.framing], **framed.framing.to_dict()}
         latent = save_latent(
             folder / f"{stem}.latent.safetensors",
             projection.latent,
             projection.space,
             projection.noise,
             projection.source[0],
-            {"method": projection.method, "source_name": "studio upload", **self.pipeline.settings()},
+            meta,
         )
         (folder / f"{stem}-settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-        return [png, latent, folder / f"{stem}-settings.json"]
+        files = [png, latent, folder / f"{stem}-settings.json"]
+        pasted = self.pasted(projection, values)
+        if pasted is not None:
+            files.insert(1, save_png(pasted, folder / f"{stem}-pasted.png"))
+        if projection.tuned is not None:
+            base = self.pipeline.generator
+            delta = weight_delta(base, projection.tuned)
+            files.append(save_delta(folder / f"{stem}{PTI_SUFFIX}", delta, base, fingerprint(base)))
+        return files
 
     def close(self) -> None:
         self._scratch.cleanup()
