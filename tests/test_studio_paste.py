@@ -3,7 +3,6 @@ generator (``magec.studio.session``, no browser)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -121,17 +120,3 @@ def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astron
     again = tuned_generator_for(latent, studio.pipeline.generator)  # what `magec edit` renders with
     shown = render_latent(replace(studio.pipeline, generator=again), tuned.latent, tuned.space, tuned.noise, {})
     assert torch.equal(shown, studio.render(tuned, {}))
-
-
-@pytest.mark.slow  # a measurement (2 s), kept out of `make check`
-def test_paste_time_on_a_1024_photo(studio, astronaut):
-    """Measured for the README/report: one slider release = render + paste_back on a 1024 px photo."""
-    framed = studio.frame(astronaut.resize((1024, 1024), Image.Resampling.LANCZOS))
-    projection = _invert(studio, framed, ("no-magec",))["no-magec"]
-    studio.pasted(projection, {})
-    started = time.perf_counter()
-    for _ in range(3):
-        pasted = studio.pasted(projection, {})
-    seconds = (time.perf_counter() - started) / 3
-    assert pasted.size == (1024, 1024)
-    print(f"paste back on a 1024 px photo: {seconds * 1000:.0f} ms")

@@ -6,6 +6,9 @@
 - ``studio_inversion_images_per_s``: one full magec inversion (the paper's schedule) of the astronaut
   through the server's job queue, from the click to the projection shown; compare with ``images_per_s``
   at batch 1 of ``magec bench`` (the same optimisation without the page).
+- ``studio_paste_ms``: one slider value -> the edit rendered and pasted back into a 1024 px photo (the
+  astronaut, enlarged), the session's own work behind "Your photo, edited" (median of ``changes``), and the
+  first paste, which also computes the face mask.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ def studio_figures(pipeline: Pipeline, changes: int = 40, steps_scale: float = 1
                 if k >= 3:  # the first changes warm up
                     times.append((time.perf_counter() - started) * 1000)
             getattr(client, "close", lambda: None)()
+            paste = _paste_figures(studio, changes)
         finally:
             with contextlib.redirect_stdout(sys.stderr):  # Gradio says goodbye on stdout; `--json` owns it
                 app.close()
@@ -91,4 +95,30 @@ def studio_figures(pipeline: Pipeline, changes: int = 40, steps_scale: float = 1
             "changes": changes,
         },
         "studio_inversion_images_per_s": round(1.0 / inversion_s, 4),
+        "studio_paste_ms": paste,
     }
+
+
+def _paste_figures(studio, changes: int) -> dict:
+    """Median time of ``Studio.pasted`` on a 1024 px photo (a short no-magec projection is enough to paste)."""
+    from PIL import Image
+
+    from magec.studio.session import _astronaut
+
+    photo = _astronaut().resize((1024, 1024), Image.Resampling.LANCZOS)
+    job = studio.submit("bench", studio.frame(photo), ("no-magec",))
+    if not job.wait(600) or job.state != "done":
+        raise MagecError(f"studio bench: the projection for the paste timing failed ({job.error})")
+    projection = job.result["no-magec"]
+    slider = studio.sliders[0]
+    started = time.perf_counter()
+    studio.pasted(projection, {})
+    first = (time.perf_counter() - started) * 1000
+    times = []
+    for k in range(changes):
+        values = [0.0] * len(studio.sliders)
+        values[0] = slider.maximum * ((k % 10) + 1) / 10
+        started = time.perf_counter()
+        studio.pasted(projection, studio.slider_values(values))
+        times.append((time.perf_counter() - started) * 1000)
+    return {"first": round(first, 1), "p50": round(float(np.percentile(times, 50)), 1), "photo_side": 1024}
