@@ -31,6 +31,7 @@ import pytest
 import torch
 from PIL import Image
 
+from magec.describers.face_api import face_api_dir
 from magec.inversion.outputs import save_latent
 from magec.io.images import save_png
 
@@ -829,12 +830,17 @@ def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
     ws.mkdir(parents=True)
     if case.setup:
         case.setup(ws, f)
+    # No user weights (ArcFace, MoCo, ...), but the face-api files `make install` fetches, which the embedded F uses
+    no_weights = ws.parent / f"{ws.name}.no-weights"  # beside the workspace: not part of its snapshot
+    no_weights.mkdir()
+    if face_api_dir().is_dir():
+        (no_weights / face_api_dir().name).symlink_to(face_api_dir())
     before = snapshot(ws)
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
-        "MAGEC_WEIGHTS": str(ws / ".no-weights"),
+        "MAGEC_WEIGHTS": str(no_weights),
         **case.env,
     }
     env.pop("MAGEC_DEBUG", None)
