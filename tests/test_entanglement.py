@@ -22,7 +22,8 @@ def pipeline(dcgan, dlib_describer, embedded_pack):
 @pytest.mark.slow
 def test_the_male_edit_moves_male_most(pipeline, tmp_path):
     table = entanglement(pipeline, n=120, seed=3, per_editor=2)
-    assert table.columns == ["male", "age"]
+    assert table.columns == list(pipeline.describer.layout.attribute_names)  # every attribute of F
+    assert table.columns[:3] == ["male", "age", "smile"]
     row = table.rows.index(("interfacegan", "male"))
     assert np.argmax(np.abs(table.standardised[row])) == table.columns.index("male")
     assert table.change[row][0] > 0  # towards male, as the edit says
