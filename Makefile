@@ -1,5 +1,5 @@
 # Two commands after cloning: `make demo` and `make test`. Both create ./.venv on first use.
-# `make check` is the quick loop for development: lint + the tests not marked slow (under a minute).
+# `make check` is the quick loop for development: lint + the tests not marked slow (about 1.5 minutes on 2 cores).
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
