@@ -240,22 +240,18 @@ def _default_invert() -> InvertFn:
     return invert
 
 
-def _inversion_config(
-    method: str,
-    steps_scale: float,
-    lambda_magec: float | None = None,
-    magec_editor: str = "interfacegan",
-    attributes: tuple[str, ...] | None = None,
-) -> InversionConfig | None:
-    """The method's paper schedule, scaled; None (the inverter's own default) at scale 1 with the paper's weights."""
-    if steps_scale == 1.0 and lambda_magec is None and magec_editor == "interfacegan" and not attributes:
+def _inversion_config(method: str, cfg: EvaluationConfig) -> InversionConfig | None:
+    """The method's paper schedule under the run's settings; None (the inverter's own default) at scale 1 with the
+    paper's weights."""
+    defaults = cfg.lambda_magec is None and cfg.magec_editor == "interfacegan" and not cfg.attributes
+    if cfg.steps_scale == 1.0 and defaults:
         return None
     from dataclasses import replace
 
     from magec.inversion import method_config
 
-    config = method_config(method, steps_scale, lambda_magec=lambda_magec, magec_editor=magec_editor)
-    return replace(config, attributes=tuple(attributes)) if attributes else config
+    config = method_config(method, cfg.steps_scale, lambda_magec=cfg.lambda_magec, magec_editor=cfg.magec_editor)
+    return replace(config, attributes=tuple(cfg.attributes)) if cfg.attributes else config
 
 
 @dataclass
@@ -544,7 +540,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
             pipe,
             images,
             method=method,
-            config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
+            config=_inversion_config(method, cfg),
             seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
             **_pti_options(method, cfg),
         )
@@ -654,7 +650,7 @@ def _edit_consistency(
                 pipe,
                 x_edit,
                 method=method,
-                config=_inversion_config(method, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
+                config=_inversion_config(method, cfg),
                 seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
             )
         x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
@@ -722,7 +718,7 @@ def _tuned_cycles(
                 pipe,
                 x_edit[rows],
                 method=base,
-                config=_inversion_config(base, cfg.steps_scale, cfg.lambda_magec, cfg.magec_editor, cfg.attributes),
+                config=_inversion_config(base, cfg),
                 seed=derived_seed("reproject", cfg.seed, ids[b]) % (2**31),
             )
         back = _apply(ctx, reproj.latents.detach(), [plans[k] for k in rows], invert=True)
