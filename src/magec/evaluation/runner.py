@@ -254,6 +254,22 @@ def _inversion_config(method: str, cfg: EvaluationConfig) -> InversionConfig | N
     return replace(config, attributes=tuple(cfg.attributes)) if cfg.attributes else config
 
 
+def _invert_seeded(
+    ctx: _Context, pipe: Pipeline, images: torch.Tensor, method: str, purpose: str, image_id: str, **options: Any
+) -> Any:
+    """One inversion under the run's settings, seeded by what it is for and the image, so records are reproducible
+    however the run is split."""
+    with torch.enable_grad():
+        return ctx.invert(
+            pipe,
+            images,
+            method=method,
+            config=_inversion_config(method, ctx.config),
+            seed=derived_seed(purpose, ctx.config.seed, image_id) % (2**31),
+            **options,
+        )
+
+
 @dataclass
 class _Context:
     pipeline: Pipeline
@@ -535,15 +551,7 @@ def _lacks_attributes(ctx: _Context, image: torch.Tensor) -> dict[str, bool | No
 @torch.no_grad()
 def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
     cfg, pipe = ctx.config, ctx.pipeline
-    with torch.enable_grad():
-        proj = ctx.invert(
-            pipe,
-            images,
-            method=method,
-            config=_inversion_config(method, cfg),
-            seed=derived_seed("project", cfg.seed, ids[0]) % (2**31),
-            **_pti_options(method, cfg),
-        )
+    proj = _invert_seeded(ctx, pipe, images, method, "project", ids[0], **_pti_options(method, cfg))
     recon = proj.images.detach()
     rec = reconstruction_metrics(pipe.perceptual, images, recon)
     refs = _identity_references(ctx, images)
@@ -645,14 +653,7 @@ def _edit_consistency(
     if getattr(proj, "tuned", None):
         x_cyc, reprojection_seconds = _tuned_cycles(ctx, method, ids, proj.tuned, x_edit, plans, owners)
     else:
-        with torch.enable_grad():
-            reproj = ctx.invert(
-                pipe,
-                x_edit,
-                method=method,
-                config=_inversion_config(method, cfg),
-                seed=derived_seed("reproject", cfg.seed, ids[0]) % (2**31),
-            )
+        reproj = _invert_seeded(ctx, pipe, x_edit, method, "reproject", ids[0])
         x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
         reprojection_seconds = float(reproj.seconds)
     identity = [d for b in sorted(set(owners)) for d in _identity_distances(ctx, refs, b, x_edit[_rows(owners, b)])]
@@ -703,24 +704,16 @@ def _tuned_cycles(
     generator in place of the pipeline's; the generator is not tuned again (that would fit any x_edit and make
     the cycle trivially exact, and would cost a second tuning per edit).
     """
-    import copy
+    from dataclasses import replace
 
     from magec.inversion.config import base_method
 
-    cfg, base = ctx.config, base_method(method)
+    base = base_method(method)
     cycles, seconds = [None] * len(plans), 0.0
     for b in sorted(set(owners)):
         rows = _rows(owners, b)
-        pipe = copy.copy(ctx.pipeline)  # the same parts, with this image's tuned generator
-        pipe.generator = tuned[b]
-        with torch.enable_grad():
-            reproj = ctx.invert(
-                pipe,
-                x_edit[rows],
-                method=base,
-                config=_inversion_config(base, cfg),
-                seed=derived_seed("reproject", cfg.seed, ids[b]) % (2**31),
-            )
+        pipe = replace(ctx.pipeline, generator=tuned[b])  # the same parts, with this image's tuned generator
+        reproj = _invert_seeded(ctx, pipe, x_edit[rows], base, "reproject", ids[b])
         back = _apply(ctx, reproj.latents.detach(), [plans[k] for k in rows], invert=True)
         for k, image in zip(rows, _synth(ctx, back, reproj.space, reproj.noise, tuned[b])):
             cycles[k] = image
