@@ -52,19 +52,24 @@ class LayerShape:
     dtype: torch.dtype | None = None
 
 
+def _depthwise(kernel: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return kernel.to(like.dtype)[None, None].expand(like.shape[1], 1, *kernel.shape)
+
+
 def _blur(t: torch.Tensor, shape: LayerShape) -> torch.Tensor:
     p0, p1 = shape.blur_pad
-    channels = t.shape[1]
-    kernel = shape.blur.to(t.dtype)[None, None].expand(channels, 1, *shape.blur.shape)
-    return F.conv2d(F.pad(t, (p0, p1, p0, p1)), kernel, groups=channels)
+    if p0 != p1:  # the generators here pad symmetrically; kept general for other blur kernels
+        t = F.pad(t, (p0, p1, p0, p1))
+        p0 = 0
+    return F.conv2d(t, _depthwise(shape.blur, t), padding=p0, groups=t.shape[1])
 
 
 def _blur_adjoint(g: torch.Tensor, shape: LayerShape) -> torch.Tensor:
-    """The blur's input gradient: its transpose, then the padding cut off again."""
+    """The blur's input gradient: its transpose, with the padding cut off."""
     p0, p1 = shape.blur_pad
-    channels = g.shape[1]
-    kernel = shape.blur.to(g.dtype)[None, None].expand(channels, 1, *shape.blur.shape)
-    full = F.conv_transpose2d(g, kernel, groups=channels)
+    if p0 == p1:
+        return F.conv_transpose2d(g, _depthwise(shape.blur, g), padding=p0, groups=g.shape[1])
+    full = F.conv_transpose2d(g, _depthwise(shape.blur, g), groups=g.shape[1])
     return full[:, :, p0 : full.shape[2] - p1, p0 : full.shape[3] - p1]
 
 
@@ -97,15 +102,38 @@ def _sum_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return (t.sum(dims, keepdim=True) if dims else t).reshape(like.shape)
 
 
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum over H, W of a * b, per image and channel, (B, C), without an (B, C, H, W) product in memory."""
+    batch, channels = a.shape[:2]
+    return (a.reshape(batch * channels, 1, -1) @ b.reshape(batch * channels, -1, 1)).reshape(batch, channels)
+
+
+def _maps_dot(g: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """sum over H, W of g (B, C, H, W) times each of ``maps`` (B or 1, K, H, W): (B, C, K), as one product."""
+    batch, channels = g.shape[:2]
+    maps = maps.expand(batch, -1, -1, -1).reshape(batch, maps.shape[1], -1)
+    return g.reshape(batch, channels, -1) @ maps.transpose(1, 2)
+
+
 class _StyledLayer(torch.autograd.Function):
+    """Forward: out = lrelu(c * gd + gain * (bias + noise_weight * noise)), c = conv(x * s), gd = gain * d (the
+    gain of sqrt 2 moved inside the positively homogeneous leaky ReLU), computed in place on c.
+
+    Backward, with g = dL/d(pre-activation) = leaky_relu_backward(dL/dout, out):
+    dL/dd = (sum u * out - gain * bias * sum g - gain * noise_weight * sum g * noise) / d per image and channel
+    (sum g * pre = sum u * out, and pre = c * gd + gain * (bias + noise_weight * noise)), so neither c nor the
+    pre-activation is needed, and the sums are matrix products that write no full-size tensor.
+    """
+
     @staticmethod
     def forward(ctx, x, s, d, noise, weight, noise_weight, bias, shape: LayerShape):  # noqa: ANN001, ANN205
         dtype = shape.dtype or x.dtype
         x, s, d, noise = x.to(dtype), s.to(dtype), d.to(dtype), noise.to(dtype)
         noise_weight, bias = noise_weight.to(dtype), bias.to(dtype)
         out = _conv(x * s[:, :, None, None], (weight[0] * shape.weight_scale).to(dtype), shape)
-        out.mul_(d[:, :, None, None]).add_(noise_weight * noise).add_(bias[None, :, None, None])
-        F.leaky_relu(out, LRELU_SLOPE, inplace=True).mul_(LRELU_GAIN)
+        out.mul_((d * LRELU_GAIN)[:, :, None, None]).add_((bias * LRELU_GAIN)[None, :, None, None])
+        out.add_(noise * (noise_weight * LRELU_GAIN))
+        F.leaky_relu_(out, LRELU_SLOPE)
         if shape.clamp is not None:
             out.clamp_(-shape.clamp, shape.clamp)
         ctx.save_for_backward(x, s, d, noise, weight, noise_weight, bias, out)
@@ -118,35 +146,36 @@ class _StyledLayer(torch.autograd.Function):
         x, s, d, noise, weight, noise_weight, bias, out = ctx.saved_tensors
         shape: LayerShape = ctx.shape
         need = ctx.needs_input_grad
-        positive = out > 0
-        slope = positive.to(out.dtype).mul_(LRELU_GAIN * (1 - LRELU_SLOPE)).add_(LRELU_GAIN * LRELU_SLOPE)
-        g_pre = grad.to(out.dtype) * slope
-        if shape.clamp is not None:
-            g_pre = g_pre * (out.abs() < shape.clamp)
+        grad = grad.to(out.dtype)
+        if shape.clamp is not None:  # clamped outputs pass no gradient (and the identity above holds elsewhere)
+            grad = grad * (out.abs() < shape.clamp)
+        g = torch.ops.aten.leaky_relu_backward(grad, out, LRELU_SLOPE, True)
         g_x = g_s = g_d = g_noise = g_weight = g_noise_weight = g_bias = None
-        if need[2]:  # the convolution's output, recovered from the layer's output
-            conv_out = (out / slope - noise_weight * noise - bias[None, :, None, None]) / d[:, :, None, None]
-            g_d = (g_pre * conv_out).sum((2, 3))
-            del conv_out
+        if need[2] or need[5] or need[6]:
+            sums = _maps_dot(g, torch.cat([torch.ones_like(noise), noise], 1))  # (B, C, 2): sum g, sum g * noise
+            sum_g, sum_gn = sums[..., 0], sums[..., 1]
+            if need[2]:
+                uo = _channel_dot(grad, out)
+                g_d = (uo - LRELU_GAIN * (bias * sum_g + noise_weight * sum_gn)) / d
+            if need[5]:
+                g_noise_weight = (LRELU_GAIN * sum_gn.sum()).reshape(noise_weight.shape)
+            if need[6]:
+                g_bias = LRELU_GAIN * sum_g.sum(0)
+        del grad
         if need[3]:
-            g_noise = _sum_to((g_pre * noise_weight).sum(1, keepdim=True), noise)
-        if need[5]:
-            g_noise_weight = (g_pre * noise).sum().reshape(noise_weight.shape)
-        if need[6]:
-            g_bias = g_pre.sum((0, 2, 3))
+            g_noise = _sum_to((LRELU_GAIN * noise_weight) * g.sum(1, keepdim=True), noise)
         if need[0] or need[1] or need[4]:
-            g_conv = g_pre * d[:, :, None, None]
-            del g_pre
+            g = g.mul_((d * LRELU_GAIN)[:, :, None, None])  # dL/dc
             xs = x * s[:, :, None, None]
             scaled = (weight[0] * shape.weight_scale).to(x.dtype)
-            g_xs, g_weight = _conv_backward(g_conv, xs, scaled, shape, need[0] or need[1], need[4])
-            del g_conv, xs
+            g_xs, g_weight = _conv_backward(g, xs, scaled, shape, need[0] or need[1], need[4])
+            del g, xs
             if g_weight is not None:
                 g_weight = (g_weight * shape.weight_scale)[None]
-            if need[0]:
-                g_x = g_xs * s[:, :, None, None]
             if need[1]:
-                g_s = (g_xs * x).sum((2, 3))
+                g_s = _channel_dot(g_xs, x)
+            if need[0]:
+                g_x = g_xs.mul_(s[:, :, None, None])
         grads = (g_x, g_s, g_d, g_noise, g_weight, g_noise_weight, g_bias)
         return (*(g if g is None else g.to(t) for g, t in zip(grads, ctx.input_dtypes)), None)
 
