@@ -25,6 +25,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,35 +52,14 @@ sys.exit(main())
 
 #: One W+ inversion step (forward + MSE + backward) at a batch: ``step_stats`` when the library has it.
 STEP = r"""
-import json, sys, time, statistics
-import torch
-from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-import magec.generators.stylegan2.bench as sg2bench
-out, resolution, batch, device, repeats, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
-if hasattr(sg2bench, "step_stats"):
-    try:
-        stats = sg2bench.step_stats(resolution, batch, device, repeats=repeats, precision=precision)
-    except TypeError:
-        stats = sg2bench.step_stats(resolution, batch, device, repeats=repeats)
-    result = {"ms": stats["ms"], "gpu_peak_bytes": stats.get("peak_bytes"), "how": "step_stats"}
-else:
-    gen = StyleGAN2Generator.random(StyleGAN2Config(resolution=resolution), seed=0).to(device)
-    target = torch.zeros(batch, 3, resolution, resolution, device=device)
-    w = gen.convert_latents(gen.sample_latents(batch, 1), "w", "w+").detach().requires_grad_(True)
-    times = []
-    for _ in range(repeats + 1):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-        t = time.perf_counter()
-        loss = (gen.synthesize(w, space="w+") - target).square().mean()
-        loss.backward()
-        w.grad = None
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-    result = {"ms": 1000 * statistics.median(times[1:]), "gpu_peak_bytes": peak, "how": "in-script step"}
-json.dump(result, open(out, "w"))
+import json, sys
+from magec.generators.stylegan2.bench import step_stats
+out, resolution, batch, device, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+flags = set(sys.argv[6:])
+stats = step_stats(resolution, batch, device, repeats=repeats, precision="bf16" if "bf16" in flags else "fp32",
+                   compile="compile" in flags, fused="plain" not in flags)
+figures = {"ms": stats["ms"], "gpu_peak_bytes": stats["peak_bytes"], "saved_bytes": stats["saved_bytes"]}
+json.dump(figures, open(out, "w"))
 """
 
 #: The studio's slider: render_latent with one edit, then (with a framing) the paste into the photo.
@@ -89,7 +69,8 @@ import torch
 from magec.pipeline import load_pipeline
 from magec.inversion.outputs import load_latent
 from magec.render import render_latent
-out, pack, latent_path, photo, device, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+out, pack, latent_path, photo, device = sys.argv[1:6]
+repeats = int(sys.argv[6])
 pipe = load_pipeline(pack, device=device, perceptual="describer-features", identity="none")
 saved = load_latent(latent_path)
 editor = pipe.pack.editors["interfacegan"]
@@ -118,7 +99,8 @@ with torch.no_grad():
 peak = None
 if device.startswith("cuda"):
     peak = torch.cuda.max_memory_allocated()
-json.dump({"ms": 1000 * statistics.median(times[1:]), "gpu_peak_bytes": peak, "pasted": paste is not None}, open(out, "w"))
+result = {"ms": 1000 * statistics.median(times[1:]), "gpu_peak_bytes": peak, "pasted": paste is not None}
+json.dump(result, open(out, "w"))
 """
 
 
@@ -129,24 +111,37 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_child(argv: list[str], log: Path) -> dict:
+def run_child(argv: list[str], log: Path, timeout: float | None = None) -> dict:
     """Run ``python argv`` with its own figures: rc, wall seconds, peak RSS (bytes), child's JSON if it wrote one."""
     peak_file = log.with_suffix(".peak.json")
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT, env=_env())
+        timer = threading.Timer(timeout, proc.kill) if timeout is not None and timeout != float("inf") else None
+        if timer is not None:
+            timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        timed_out = timer is not None and not timer.is_alive() and status != 0
+        if timer is not None:
+            timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     extra = {}
     if peak_file.is_file():
         extra = json.loads(peak_file.read_text())
-    return {"rc": proc.returncode, "seconds": seconds, "rss_bytes": rss, **extra, "log": str(log)}
+    return {
+        "rc": proc.returncode,
+        "seconds": seconds,
+        "rss_bytes": rss,
+        **extra,
+        "log": str(log),
+        "timed_out": timed_out,
+    }
 
 
-def magec(args: list[str], log: Path) -> dict:
-    return run_child(["-c", CHILD, str(log.with_suffix(".peak.json")), *args], log)
+def magec(args: list[str], log: Path, timeout: float | None = None) -> dict:
+    return run_child(["-c", CHILD, str(log.with_suffix(".peak.json")), *args], log, timeout)
 
 
 def script(code: str, args: list[str], log: Path) -> dict:
@@ -221,12 +216,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sample counts and schedules (a check that all runs)")
     p.add_argument("--precision", default="fp32", help="passed to commands that know --precision (else ignored)")
     p.add_argument("--out", default="gpu-check", help="folder for gpu.md, gpu.json and the logs")
-    p.add_argument("--paper-samples", type=int, default=None, help="prepare's paper N (default 50000; quick 60; 0 skips)")
+    p.add_argument(
+        "--paper-samples", type=int, default=None, help="prepare's paper N (default 50000; quick 60; 0 skips)"
+    )
     p.add_argument("--small-samples", type=int, default=None, help="prepare's small N (default 1000; quick 50)")
     p.add_argument("--batches", default=None, help="inversion batches, comma-separated (default 1,8; quick 1,2)")
     p.add_argument("--steps-scale", type=float, default=None, help="magec's schedule scale (default 1; quick 0.01)")
     p.add_argument("--i2s-steps-scale", type=float, default=None, help="Image2StyleGAN++'s (default 0.25; quick 0.001)")
+    p.add_argument("--no-edits", dest="edits", action="store_false", help="skip the edit rows")
+    p.add_argument("--methods", default=",".join(METHODS), help="methods to invert with (comma-separated)")
+    p.add_argument(
+        "--method-batches", default=None, help="per method, e.g. 'magec+pti:1,im2stylegan++:1' (else --batches)"
+    )
+    p.add_argument(
+        "--compare-precision",
+        default=None,
+        help="also invert with magec at the largest batch in this precision (e.g. bf16) and report the MSE it costs",
+    )
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="skip the steps that would start after this many seconds"
+    )
     args = p.parse_args(argv)
+    started = time.perf_counter()
 
     sys.path.insert(0, str(ROOT / "src"))
     import torch
@@ -263,118 +274,277 @@ def main(argv: list[str] | None = None) -> int:
     losses = ["--perceptual", "describer-features", "--identity", "none"]
     rows: list[dict] = []
 
-    def add(name: str, result: dict, images: int = 1, note: str = "") -> dict:
-        row = {"step": name, "images": images, **result, "note": note}
-        rows.append(row)
-        status = "ok" if result.get("rc") == 0 else f"FAILED rc={result.get('rc')} (see {result.get('log')})"
-        print(f"{name}: {result.get('seconds', 0):.1f} s, RSS {gb(result.get('rss_bytes'))} GB {status}", file=sys.stderr)
-        return row
-
-    pack = work / "pack"
-    r = magec(
-        ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer,
-         "--samples", str(small_n), "--out", str(pack), "--force", *common],
-        logs / "prepare-small.log",
-    )
-    add(f"prepare --samples {small_n}", r, small_n, "StyleFlow included")
-    if paper_n:
-        r = magec(
-            ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer,
-             "--samples", str(paper_n), "--out", str(work / "pack-paper"), "--force", *common],
-            logs / "prepare-paper.log",
-        )
-        add(f"prepare --samples {paper_n}", r, paper_n, "StyleFlow included" + (" (--quick)" if quick else ""))
-
-    for b in batches:
-        r = script(STEP, [str(args.resolution), str(b), device, str(repeats), args.precision], logs / f"step-{b}.log")
-        add(f"one W+ step, batch {b}", r, b, f"{r.get('ms', float('nan')):.1f} ms ({r.get('how', '?')})")
-
-    faces = sorted((work / "faces").glob("*.png"))
-    per_method: dict[tuple[str, int], float] = {}
-    for method in METHODS:
-        s = i2s_scale if method == "im2stylegan++" else scale
-        for b in batches:
-            inv = work / f"inv-{method}-{b}"
-            r = magec(
-                ["invert", *map(str, faces[:b]), "--pack", str(pack), "--method", method, "--out", str(inv),
-                 "--batch-size", str(b), "--steps-scale", str(s), "--force", *losses, *precision, *common],
-                logs / f"invert-{method}-{b}.log",
-            )
-            per_image = None
-            if r["rc"] == 0:
-                meta = json.loads((inv / f"{faces[0].stem}.json").read_text())
-                per_image = meta.get("seconds_per_image")
-                per_method[(method, b)] = per_image
-            add(f"invert {method}, batch {b}", r, b, f"{per_image} s/image in the optimiser; --steps-scale {s}")
-    for b in batches:
-        if (method := ("magec+pti", b)) in per_method and ("magec", b) in per_method:
-            pti = per_method[method] - per_method[("magec", b)]
-            rows.append({"step": f"PTI, batch {b}", "images": b, "rc": 0, "seconds": pti * b, "note":
-                         f"{pti:.2f} s/image: magec+pti minus magec (same batch, same schedule)"})
-
-    latent = work / f"inv-magec-{batches[0]}" / f"{faces[0].stem}.latent.safetensors"
-    photo = ""
-    if has_dlib():
-        aligned = work / "inv-aligned"
-        r = magec(
-            ["invert", str(work / "astronaut.png"), "--align", "--pack", str(pack), "--method", "magec", "--out",
-             str(aligned), "--steps-scale", str(scale), "--force", *losses, *precision, *common],
-            logs / "invert-align.log",
-        )
-        add("invert magec --align (astronaut)", r)
-        if r["rc"] == 0:
-            latent, photo = aligned / "astronaut.latent.safetensors", str(work / "astronaut.png")
-    else:
-        notes.append("dlib is not installed: --align, --paste-back and the studio's paste were skipped")
-
-    operations = {"interfacegan": "tone", "ganspace": "pc0", "sefa": "sefa0", "styleflow": "tone"}
-    for editor in EDITORS:
-        paste = ["--paste-back", photo] if photo else []
-        what = ["--operation", "sample:1", "--amounts=0.5,1"] if editor == "interpolate" else ["--amounts=-1,1"]
-        if editor in operations:
-            what += ["--operation", operations[editor]]
-        r = magec(
-            ["edit", str(latent), "--pack", str(pack), "--editor", editor, *what, "--out",
-             str(work / f"edit-{editor}"), "--force", *paste, *common[:2]],
-            logs / f"edit-{editor}.log",
-        )
-        add(f"edit {editor}" + (" --paste-back" if photo else ""), r, 2)
-
-    eval_images = work / "eval-images"
-    eval_images.mkdir(exist_ok=True)
-    (eval_images / faces[0].name).write_bytes(faces[0].read_bytes())
-    r = magec(
-        ["evaluate", "--pack", str(pack), "--images", str(eval_images), "--methods", "magec", "--reference-size", "8",
-         "--edits-per-editor", "1", "--steps-scale", str(scale), "--no-identity", "--out", str(work / "eval"),
-         "--report", str(work / "eval.md"), "--force", "--no-progress", *losses, *common],
-        logs / "evaluate.log",
-    )
-    add("evaluate magec, per image (ECS included)", r, 1, f"--steps-scale {scale}, --reference-size 8")
-
-    r = script(SLIDER, [str(pack), str(latent), photo, device, str(max(3, repeats * 5))], logs / "slider.log")
-    add("studio slider render" + (" + paste" if photo else ""), r, 1, f"{r.get('ms', float('nan')):.1f} ms per change")
-
     header = (
         f"magec chain at {args.resolution} px on {device}"
         + (f" ({torch.cuda.get_device_name(torch.device(device))})" if device.startswith("cuda") else "")
         + f", random weights, precision {args.precision}{', --quick' if quick else ''}; "
         f"python {platform.python_version()}, torch {torch.__version__}"
     )
-    lines = [header, "", "| step | images | seconds | s/image | GPU peak GB | peak RSS GB | note |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in rows:
-        ok = row.get("rc") == 0
-        secs = row.get("seconds", 0.0)
-        lines.append(
-            f"| {row['step']} | {row['images']} | {secs:.1f} | {secs / max(1, row['images']):.2f} | "
-            f"{gb(row.get('gpu_peak_bytes'))} | {gb(row.get('rss_bytes'))} | "
-            f"{row['note'] if ok else 'FAILED: ' + str(row.get('log'))} |"
+
+    def write_table() -> str:
+        """The table so far (written after every row, so a run cut short still leaves its figures)."""
+        lines = [
+            header,
+            "",
+            "| step | images | seconds | s/image | GPU peak GB | peak RSS GB | note |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in rows:
+            ok = row.get("rc") == 0
+            secs = row.get("seconds", 0.0)
+            lines.append(
+                f"| {row['step']} | {row['images']} | {secs:.1f} | {secs / max(1, row['images']):.2f} | "
+                f"{gb(row.get('gpu_peak_bytes'))} | {gb(row.get('rss_bytes'))} | "
+                f"{row['note'] if ok else 'FAILED: ' + str(row.get('log'))} |"
+            )
+        lines += [""] + [f"- {n}" for n in notes]
+        table = "\n".join(lines) + "\n"
+        (out / "gpu.md").write_text(table)
+        (out / "gpu.json").write_text(json.dumps({"header": header, "rows": rows, "notes": notes}, indent=1))
+        return table
+
+    def in_budget(name: str) -> bool:
+        if args.budget_s is None or time.perf_counter() - started < args.budget_s:
+            return True
+        notes.append(f"skipped (time budget of {args.budget_s:.0f} s spent): {name}")
+        write_table()
+        return False
+
+    def add(name: str, result: dict, images: int = 1, note: str = "") -> dict:
+        row = {"step": name, "images": images, **result, "note": note}
+        rows.append(row)
+        write_table()
+        status = "ok" if result.get("rc") == 0 else f"FAILED rc={result.get('rc')} (see {result.get('log')})"
+        print(
+            f"{name}: {result.get('seconds', 0):.1f} s, RSS {gb(result.get('rss_bytes'))} GB {status}", file=sys.stderr
         )
-    lines += [""] + [f"- {n}" for n in notes]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    (out / "gpu.md").write_text(table)
-    (out / "gpu.json").write_text(json.dumps({"header": header, "rows": rows, "notes": notes}, indent=1))
+        return row
+
+    def left() -> float:
+        return float("inf") if args.budget_s is None else args.budget_s - (time.perf_counter() - started)
+
+    faces = sorted((work / "faces").glob("*.png"))
+    largest = max(batches)
+    for b in batches:  # one W+ step: what magec runs, the plain layers it replaced, bf16 (and compiled, on CUDA)
+        variants = {"fused": []}
+        if b == largest:  # the plain layers (what magec ran before) and bf16, at the batch the targets name
+            variants |= {"plain": ["plain"], "bf16": ["bf16"]}
+            if device.startswith("cuda"):
+                variants["bf16+compile"] = ["bf16", "compile"]
+        for name, flags in variants.items():
+            if not in_budget(f"step batch {b} {name}"):
+                continue
+            r = script(
+                STEP, [str(args.resolution), str(b), device, str(repeats), *flags], logs / f"step-{b}-{name}.log"
+            )
+            ms = r.get("ms", float("nan"))
+            add(
+                f"one W+ step, batch {b}, {name}", r, b, f"{ms:.1f} ms; kept for backward {gb(r.get('saved_bytes'))} GB"
+            )
+
+    pack = work / "pack"
+    if in_budget("prepare (small)"):
+        r = magec(
+            [
+                "prepare",
+                "--generator",
+                f"stylegan2:{files['generator']}",
+                "--describer",
+                describer,
+                "--samples",
+                str(small_n),
+                "--out",
+                str(pack),
+                "--force",
+                *common,
+            ],
+            logs / "prepare-small.log",
+        )
+        add(f"prepare --samples {small_n}", r, small_n, "StyleFlow included")
+
+    per_method: dict[tuple[str, int], float] = {}
+    method_batches: dict[str, list[int]] = {}
+    for item in filter(None, (args.method_batches or "").split(",")):
+        name, _, b = item.rpartition(":")
+        method_batches.setdefault(name, []).append(int(b))
+    runs = [(m, b, args.precision) for m in args.methods.split(",") for b in method_batches.get(m, batches)]
+    if args.compare_precision:
+        runs.insert(2, ("magec", largest, args.compare_precision))
+    finals: dict[tuple[str, int, str], list[float]] = {}
+    for method, b, prec in runs:
+        s = i2s_scale if method == "im2stylegan++" else scale
+        tag = f"invert {method}, batch {b}" + (f", {prec}" if prec != args.precision else "")
+        if not in_budget(tag):
+            continue
+        inv = work / f"inv-{method}-{b}-{prec}"
+        how = ["--precision", prec] if precision else []
+        r = magec(
+            [
+                "invert",
+                *map(str, faces[:b]),
+                "--pack",
+                str(pack),
+                "--method",
+                method,
+                "--out",
+                str(inv),
+                "--batch-size",
+                str(b),
+                "--steps-scale",
+                str(s),
+                "--force",
+                *losses,
+                *how,
+                *common,
+            ],
+            logs / f"invert-{method}-{b}-{prec}.log",
+        )
+        per_image = None
+        if r["rc"] == 0:
+            metas = [json.loads((inv / f"{f.stem}.json").read_text()) for f in faces[:b]]
+            per_image = metas[0].get("seconds_per_image")
+            finals[(method, b, prec)] = [m["final"]["mse"] for m in metas]
+            if prec == args.precision:
+                per_method[(method, b)] = per_image
+        note = f"{per_image} s/image in the optimiser; --steps-scale {s}"
+        if (method, b, prec) in finals and (method, b, args.precision) in finals and prec != args.precision:
+            ours, ref = finals[(method, b, prec)], finals[(method, b, args.precision)]
+            note += f"; final MSE {sum(ours) / len(ours):.5f} vs {sum(ref) / len(ref):.5f} in {args.precision}"
+        add(tag, r, b, note)
+    for b in batches:
+        if (method := ("magec+pti", b)) in per_method and ("magec", b) in per_method:
+            pti = per_method[method] - per_method[("magec", b)]
+            rows.append(
+                {
+                    "step": f"PTI, batch {b}",
+                    "images": b,
+                    "rc": 0,
+                    "seconds": pti * b,
+                    "note": f"{pti:.2f} s/image: magec+pti minus magec (same batch, same schedule)",
+                }
+            )
+
+    if paper_n and in_budget(f"prepare --samples {paper_n}"):  # after the inversions: it may stop at the budget
+        r = magec(
+            [
+                "prepare",
+                "--generator",
+                f"stylegan2:{files['generator']}",
+                "--describer",
+                describer,
+                "--samples",
+                str(paper_n),
+                "--out",
+                str(work / "pack-paper"),
+                "--force",
+                "--no-styleflow",
+                *common,
+            ],
+            logs / "prepare-paper.log",
+            timeout=left(),
+        )
+        note = "without StyleFlow (the small prepare above fits it)"
+        if r.get("timed_out"):
+            note += f"; STOPPED at the time budget after {r['seconds']:.0f} s (its log shows how far it got)"
+        add(f"prepare --samples {paper_n}", r, paper_n, note)
+
+    latent = work / f"inv-magec-{batches[0]}-{args.precision}" / f"{faces[0].stem}.latent.safetensors"
+    photo = ""
+    if not has_dlib():
+        notes.append("dlib is not installed: --align, --paste-back and the studio's paste were skipped")
+    elif in_budget("invert --align"):
+        aligned = work / "inv-aligned"
+        r = magec(
+            [
+                "invert",
+                str(work / "astronaut.png"),
+                "--align",
+                "--pack",
+                str(pack),
+                "--method",
+                "magec",
+                "--out",
+                str(aligned),
+                "--steps-scale",
+                str(scale),
+                "--force",
+                *losses,
+                *precision,
+                *common,
+            ],
+            logs / "invert-align.log",
+        )
+        add("invert magec --align (astronaut)", r)
+        if r["rc"] == 0:
+            latent, photo = aligned / "astronaut.latent.safetensors", str(work / "astronaut.png")
+
+    operations = {"interfacegan": "tone", "ganspace": "pc0", "sefa": "sefa0", "styleflow": "tone"}
+    for editor in EDITORS if args.edits else ():
+        if not in_budget(f"edit {editor}"):
+            continue
+        paste = ["--paste-back", photo] if photo else []
+        what = ["--operation", "sample:1", "--amounts=0.5,1"] if editor == "interpolate" else ["--amounts=-1,1"]
+        if editor in operations:
+            what += ["--operation", operations[editor]]
+        r = magec(
+            [
+                "edit",
+                str(latent),
+                "--pack",
+                str(pack),
+                "--editor",
+                editor,
+                *what,
+                "--out",
+                str(work / f"edit-{editor}"),
+                "--force",
+                *paste,
+                *common[:2],
+            ],
+            logs / f"edit-{editor}.log",
+        )
+        add(f"edit {editor}" + (" --paste-back" if photo else ""), r, 2)
+
+    if in_budget("evaluate"):
+        eval_images = work / "eval-images"
+        eval_images.mkdir(exist_ok=True)
+        (eval_images / faces[0].name).write_bytes(faces[0].read_bytes())
+        r = magec(
+            [
+                "evaluate",
+                "--pack",
+                str(pack),
+                "--images",
+                str(eval_images),
+                "--methods",
+                "magec",
+                "--reference-size",
+                "8",
+                "--edits-per-editor",
+                "1",
+                "--steps-scale",
+                str(scale),
+                "--no-identity",
+                "--out",
+                str(work / "eval"),
+                "--report",
+                str(work / "eval-report.md"),
+                "--force",
+                "--no-progress",
+                *losses,
+                *precision,
+                *common,
+            ],
+            logs / "evaluate.log",
+        )
+        add("evaluate magec, per image (ECS included)", r, 1, f"--steps-scale {scale}, --reference-size 8")
+
+    if in_budget("studio slider"):
+        r = script(SLIDER, [str(pack), str(latent), photo, device, str(max(3, repeats * 5))], logs / "slider.log")
+        ms = r.get("ms", float("nan"))
+        add("studio slider render" + (" + paste" if photo else ""), r, 1, f"{ms:.1f} ms per change")
+
+    print(write_table())
     return 0 if all(row.get("rc") == 0 for row in rows) else 1
 
 
