@@ -10,11 +10,11 @@ This node keeps only the layer's input and output (the output is the next layer'
 tensor per layer in practice) and recomputes the rest in the backward pass from them:
 
 - the leaky ReLU's gradient needs only the sign of its output (slope and gain are positive);
-- the demodulation coefficient's gradient needs the convolution's output ``c``, recovered exactly from
-  the output by inverting the activation and subtracting noise and bias (where a clamp cut the output its
-  gradient is zero, so the recovered value there is never used);
-- the convolution's input gradient needs no activation at all, and its weight gradient (pivotal tuning
-  only) needs the modulated input, recomputed as ``x * s``.
+- the demodulation coefficient's gradient, a sum of g * c, is rewritten with the layer's output: since the
+  pre-activation is c * d + noise + bias and sum g * pre-activation = sum (dL/dout) * out, it needs only the
+  output and two small sums (of g, and of g times the one-channel noise map), taken as matrix products;
+- the convolution's input gradient needs no activation at all (it is the transposed convolution), and its
+  weight gradient (pivotal tuning only) needs the modulated input, recomputed as ``x * s``.
 
 Gradients for every input (the input, the style, the demodulation coefficients, the noise map, the weights,
 the noise strength and the bias) are computed only when that input requires them. A test checks values
@@ -73,27 +73,28 @@ def _blur_adjoint(g: torch.Tensor, shape: LayerShape) -> torch.Tensor:
     return full[:, :, p0 : full.shape[2] - p1, p0 : full.shape[3] - p1]
 
 
-def _conv(xs: torch.Tensor, weight: torch.Tensor, shape: LayerShape) -> torch.Tensor:
+def _modulated_conv(x: torch.Tensor, s: torch.Tensor, weight: torch.Tensor, shape: LayerShape) -> torch.Tensor:
+    """conv(x * s), the modulated input dropped before the blur (one full-size tensor less at the peak)."""
     if shape.upsample:
-        return _blur(F.conv_transpose2d(xs, weight.transpose(0, 1), stride=2), shape)
-    return F.conv2d(xs, weight, padding=shape.padding)
+        t = F.conv_transpose2d(x * s[:, :, None, None], weight.transpose(0, 1), stride=2)
+        return _blur(t, shape)
+    return F.conv2d(x * s[:, :, None, None], weight, padding=shape.padding)
 
 
-def _conv_backward(
-    g: torch.Tensor, xs: torch.Tensor, weight: torch.Tensor, shape: LayerShape, need_input: bool, need_weight: bool
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Input and weight gradients of ``_conv`` (only those asked for), without its forward activations."""
+def _conv_input_grad(g: torch.Tensor, weight: torch.Tensor, shape: LayerShape) -> torch.Tensor:
+    """The adjoint of the convolution (after the blur's, for up-sampling layers): needs no activation."""
+    if shape.upsample:  # adjoint of conv_transpose2d(., W^T, stride 2) is conv2d(., W^T, stride 2)
+        return F.conv2d(g, weight.transpose(0, 1), stride=2)
+    return F.conv_transpose2d(g, weight, padding=shape.padding)
+
+
+def _conv_weight_grad(g: torch.Tensor, xs: torch.Tensor, weight: torch.Tensor, shape: LayerShape) -> torch.Tensor:
+    """The weight's gradient (pivotal tuning only), from the recomputed modulated input ``xs``."""
     if shape.upsample:
-        g = _blur_adjoint(g, shape)
-        conv_weight, stride, padding, transposed = weight.transpose(0, 1), [2, 2], [0, 0], True
-    else:
-        conv_weight, stride, padding, transposed = weight, [1, 1], [shape.padding] * 2, False
-    g_in, g_w, _ = torch.ops.aten.convolution_backward(
-        g, xs, conv_weight, None, stride, padding, [1, 1], transposed, [0, 0], 1, [need_input, need_weight, False]
-    )
-    if g_w is not None and shape.upsample:
-        g_w = g_w.transpose(0, 1)
-    return g_in, g_w
+        args = (weight.transpose(0, 1), None, [2, 2], [0, 0], [1, 1], True, [0, 0], 1, [False, True, False])
+        return torch.ops.aten.convolution_backward(g, xs, *args)[1].transpose(0, 1)
+    args = (weight, None, [1, 1], [shape.padding] * 2, [1, 1], False, [0, 0], 1, [False, True, False])
+    return torch.ops.aten.convolution_backward(g, xs, *args)[1]
 
 
 def _sum_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -130,7 +131,7 @@ class _StyledLayer(torch.autograd.Function):
         dtype = shape.dtype or x.dtype
         x, s, d, noise = x.to(dtype), s.to(dtype), d.to(dtype), noise.to(dtype)
         noise_weight, bias = noise_weight.to(dtype), bias.to(dtype)
-        out = _conv(x * s[:, :, None, None], (weight[0] * shape.weight_scale).to(dtype), shape)
+        out = _modulated_conv(x, s, (weight[0] * shape.weight_scale).to(dtype), shape)
         out.mul_((d * LRELU_GAIN)[:, :, None, None]).add_((bias * LRELU_GAIN)[None, :, None, None])
         out.add_(noise * (noise_weight * LRELU_GAIN))
         F.leaky_relu_(out, LRELU_SLOPE)
@@ -166,16 +167,18 @@ class _StyledLayer(torch.autograd.Function):
             g_noise = _sum_to((LRELU_GAIN * noise_weight) * g.sum(1, keepdim=True), noise)
         if need[0] or need[1] or need[4]:
             g = g.mul_((d * LRELU_GAIN)[:, :, None, None])  # dL/dc
-            xs = x * s[:, :, None, None]
+            if shape.upsample:
+                g = _blur_adjoint(g, shape)  # rebinding frees dL/dc: one full-size tensor alive, not two
             scaled = (weight[0] * shape.weight_scale).to(x.dtype)
-            g_xs, g_weight = _conv_backward(g, xs, scaled, shape, need[0] or need[1], need[4])
-            del g, xs
-            if g_weight is not None:
-                g_weight = (g_weight * shape.weight_scale)[None]
-            if need[1]:
-                g_s = _channel_dot(g_xs, x)
-            if need[0]:
-                g_x = g_xs.mul_(s[:, :, None, None])
+            if need[4]:
+                g_weight = (_conv_weight_grad(g, x * s[:, :, None, None], scaled, shape) * shape.weight_scale)[None]
+            if need[0] or need[1]:
+                g_xs = _conv_input_grad(g, scaled, shape)
+                del g
+                if need[1]:
+                    g_s = _channel_dot(g_xs, x)
+                if need[0]:
+                    g_x = g_xs.mul_(s[:, :, None, None])
         grads = (g_x, g_s, g_d, g_noise, g_weight, g_noise_weight, g_bias)
         return (*(g if g is None else g.to(t) for g, t in zip(grads, ctx.input_dtypes)), None)
 
