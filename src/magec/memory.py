@@ -242,8 +242,13 @@ def map_chunks(
         if stop - start <= 1:
             raise out_of_memory_error(1, resolution, device, option) from None
         size = max(1, (stop - start) // 2)
-        log.info("out of memory at %d %s on %s: retrying in chunks of %d", stop - start, what or "images",
-                 torch.device(device), size)
+        log.info(
+            "out of memory at %d %s on %s: retrying in chunks of %d",
+            stop - start,
+            what or "images",
+            torch.device(device),
+            size,
+        )
     return results
 
 
