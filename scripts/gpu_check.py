@@ -55,7 +55,8 @@ import json, sys, time, statistics
 import torch
 from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 import magec.generators.stylegan2.bench as sg2bench
-out, resolution, batch, device, repeats, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
+out, resolution, batch, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+repeats, precision = int(sys.argv[5]), sys.argv[6]
 if hasattr(sg2bench, "step_stats"):
     try:
         stats = sg2bench.step_stats(resolution, batch, device, repeats=repeats, precision=precision)
@@ -89,7 +90,8 @@ import torch
 from magec.pipeline import load_pipeline
 from magec.inversion.outputs import load_latent
 from magec.render import render_latent
-out, pack, latent_path, photo, device, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+out, pack, latent_path, photo, device = sys.argv[1:6]
+repeats = int(sys.argv[6])
 pipe = load_pipeline(pack, device=device, perceptual="describer-features", identity="none")
 saved = load_latent(latent_path)
 editor = pipe.pack.editors["interfacegan"]
@@ -118,7 +120,8 @@ with torch.no_grad():
 peak = None
 if device.startswith("cuda"):
     peak = torch.cuda.max_memory_allocated()
-json.dump({"ms": 1000 * statistics.median(times[1:]), "gpu_peak_bytes": peak, "pasted": paste is not None}, open(out, "w"))
+result = {"ms": 1000 * statistics.median(times[1:]), "gpu_peak_bytes": peak, "pasted": paste is not None}
+json.dump(result, open(out, "w"))
 """
 
 
@@ -221,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sample counts and schedules (a check that all runs)")
     p.add_argument("--precision", default="fp32", help="passed to commands that know --precision (else ignored)")
     p.add_argument("--out", default="gpu-check", help="folder for gpu.md, gpu.json and the logs")
-    p.add_argument("--paper-samples", type=int, default=None, help="prepare's paper N (default 50000; quick 60; 0 skips)")
+    p.add_argument(
+        "--paper-samples", type=int, default=None, help="prepare's paper N (default 50000; quick 60; 0 skips)"
+    )
     p.add_argument("--small-samples", type=int, default=None, help="prepare's small N (default 1000; quick 50)")
     p.add_argument("--batches", default=None, help="inversion batches, comma-separated (default 1,8; quick 1,2)")
     p.add_argument("--steps-scale", type=float, default=None, help="magec's schedule scale (default 1; quick 0.01)")
@@ -267,20 +272,44 @@ def main(argv: list[str] | None = None) -> int:
         row = {"step": name, "images": images, **result, "note": note}
         rows.append(row)
         status = "ok" if result.get("rc") == 0 else f"FAILED rc={result.get('rc')} (see {result.get('log')})"
-        print(f"{name}: {result.get('seconds', 0):.1f} s, RSS {gb(result.get('rss_bytes'))} GB {status}", file=sys.stderr)
+        print(
+            f"{name}: {result.get('seconds', 0):.1f} s, RSS {gb(result.get('rss_bytes'))} GB {status}", file=sys.stderr
+        )
         return row
 
     pack = work / "pack"
     r = magec(
-        ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer,
-         "--samples", str(small_n), "--out", str(pack), "--force", *common],
+        [
+            "prepare",
+            "--generator",
+            f"stylegan2:{files['generator']}",
+            "--describer",
+            describer,
+            "--samples",
+            str(small_n),
+            "--out",
+            str(pack),
+            "--force",
+            *common,
+        ],
         logs / "prepare-small.log",
     )
     add(f"prepare --samples {small_n}", r, small_n, "StyleFlow included")
     if paper_n:
         r = magec(
-            ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer,
-             "--samples", str(paper_n), "--out", str(work / "pack-paper"), "--force", *common],
+            [
+                "prepare",
+                "--generator",
+                f"stylegan2:{files['generator']}",
+                "--describer",
+                describer,
+                "--samples",
+                str(paper_n),
+                "--out",
+                str(work / "pack-paper"),
+                "--force",
+                *common,
+            ],
             logs / "prepare-paper.log",
         )
         add(f"prepare --samples {paper_n}", r, paper_n, "StyleFlow included" + (" (--quick)" if quick else ""))
@@ -296,8 +325,24 @@ def main(argv: list[str] | None = None) -> int:
         for b in batches:
             inv = work / f"inv-{method}-{b}"
             r = magec(
-                ["invert", *map(str, faces[:b]), "--pack", str(pack), "--method", method, "--out", str(inv),
-                 "--batch-size", str(b), "--steps-scale", str(s), "--force", *losses, *precision, *common],
+                [
+                    "invert",
+                    *map(str, faces[:b]),
+                    "--pack",
+                    str(pack),
+                    "--method",
+                    method,
+                    "--out",
+                    str(inv),
+                    "--batch-size",
+                    str(b),
+                    "--steps-scale",
+                    str(s),
+                    "--force",
+                    *losses,
+                    *precision,
+                    *common,
+                ],
                 logs / f"invert-{method}-{b}.log",
             )
             per_image = None
@@ -309,16 +354,38 @@ def main(argv: list[str] | None = None) -> int:
     for b in batches:
         if (method := ("magec+pti", b)) in per_method and ("magec", b) in per_method:
             pti = per_method[method] - per_method[("magec", b)]
-            rows.append({"step": f"PTI, batch {b}", "images": b, "rc": 0, "seconds": pti * b, "note":
-                         f"{pti:.2f} s/image: magec+pti minus magec (same batch, same schedule)"})
+            rows.append(
+                {
+                    "step": f"PTI, batch {b}",
+                    "images": b,
+                    "rc": 0,
+                    "seconds": pti * b,
+                    "note": f"{pti:.2f} s/image: magec+pti minus magec (same batch, same schedule)",
+                }
+            )
 
     latent = work / f"inv-magec-{batches[0]}" / f"{faces[0].stem}.latent.safetensors"
     photo = ""
     if has_dlib():
         aligned = work / "inv-aligned"
         r = magec(
-            ["invert", str(work / "astronaut.png"), "--align", "--pack", str(pack), "--method", "magec", "--out",
-             str(aligned), "--steps-scale", str(scale), "--force", *losses, *precision, *common],
+            [
+                "invert",
+                str(work / "astronaut.png"),
+                "--align",
+                "--pack",
+                str(pack),
+                "--method",
+                "magec",
+                "--out",
+                str(aligned),
+                "--steps-scale",
+                str(scale),
+                "--force",
+                *losses,
+                *precision,
+                *common,
+            ],
             logs / "invert-align.log",
         )
         add("invert magec --align (astronaut)", r)
@@ -334,8 +401,20 @@ def main(argv: list[str] | None = None) -> int:
         if editor in operations:
             what += ["--operation", operations[editor]]
         r = magec(
-            ["edit", str(latent), "--pack", str(pack), "--editor", editor, *what, "--out",
-             str(work / f"edit-{editor}"), "--force", *paste, *common[:2]],
+            [
+                "edit",
+                str(latent),
+                "--pack",
+                str(pack),
+                "--editor",
+                editor,
+                *what,
+                "--out",
+                str(work / f"edit-{editor}"),
+                "--force",
+                *paste,
+                *common[:2],
+            ],
             logs / f"edit-{editor}.log",
         )
         add(f"edit {editor}" + (" --paste-back" if photo else ""), r, 2)
@@ -344,9 +423,30 @@ def main(argv: list[str] | None = None) -> int:
     eval_images.mkdir(exist_ok=True)
     (eval_images / faces[0].name).write_bytes(faces[0].read_bytes())
     r = magec(
-        ["evaluate", "--pack", str(pack), "--images", str(eval_images), "--methods", "magec", "--reference-size", "8",
-         "--edits-per-editor", "1", "--steps-scale", str(scale), "--no-identity", "--out", str(work / "eval"),
-         "--report", str(work / "eval.md"), "--force", "--no-progress", *losses, *common],
+        [
+            "evaluate",
+            "--pack",
+            str(pack),
+            "--images",
+            str(eval_images),
+            "--methods",
+            "magec",
+            "--reference-size",
+            "8",
+            "--edits-per-editor",
+            "1",
+            "--steps-scale",
+            str(scale),
+            "--no-identity",
+            "--out",
+            str(work / "eval"),
+            "--report",
+            str(work / "eval-report.md"),
+            "--force",
+            "--no-progress",
+            *losses,
+            *common,
+        ],
         logs / "evaluate.log",
     )
     add("evaluate magec, per image (ECS included)", r, 1, f"--steps-scale {scale}, --reference-size 8")
@@ -360,8 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         + f", random weights, precision {args.precision}{', --quick' if quick else ''}; "
         f"python {platform.python_version()}, torch {torch.__version__}"
     )
-    lines = [header, "", "| step | images | seconds | s/image | GPU peak GB | peak RSS GB | note |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        header,
+        "",
+        "| step | images | seconds | s/image | GPU peak GB | peak RSS GB | note |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         ok = row.get("rc") == 0
         secs = row.get("seconds", 0.0)

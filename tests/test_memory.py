@@ -170,7 +170,10 @@ def test_cli_prepare_retries_then_reports_one_line(monkeypatch, tmp_path, capsys
     [
         (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 31.25 GiB"), "out of GPU memory"),
         (RuntimeError("CUDA error: out of memory"), "out of GPU memory"),
-        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), "out of memory"),
+        (
+            RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+            "out of memory",
+        ),
         (MemoryError(), "out of memory"),
     ],
 )

@@ -91,9 +91,7 @@ def sample_and_describe(
     and retried when the device runs out of memory. The results do not depend on the chunk size.
     """
     latents = generator.sample_latents(n, seed)
-    chunking = chunk_size(
-        synthesis_bytes(generator), generator.device, cap=min(AUTO_BATCH_CAP, n), override=batch_size
-    )
+    chunking = chunk_size(synthesis_bytes(generator), generator.device, cap=min(AUTO_BATCH_CAP, n), override=batch_size)
     if progress:
         log.info("sample + describe: %s", chunking)
     # Describers with a no-grad label path (``faces``: landmark-aligned chips) use it; stats go to the manifest.

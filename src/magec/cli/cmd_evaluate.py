@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
         args.pack, device=args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer
     )
     res = pipeline.generator.resolution
+    from magec.memory import check_inversion_batch
+
+    check_inversion_batch(pipeline.generator, args.batch_size, pipeline.device)  # before any image is inverted
     if faces is not None:
         source = faces_source(args.images, res, faces, args.limit, args.max_faces, args.max_pixels)
     elif args.images:
