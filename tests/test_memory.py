@@ -188,3 +188,40 @@ def test_cli_turns_any_out_of_memory_into_one_line(monkeypatch, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"magec: error: {line}: lower --batch-size (or use a smaller image or model)"
     assert "bug" not in err[-1]
+
+
+def test_an_inversion_batch_that_runs_out_of_memory_is_not_split_but_named(tone_pipeline, tmp_path, monkeypatch):
+    """Inversion results depend on the batch, so an out-of-memory fails the batch with the option to lower."""
+    import magec.inversion.optimizer as optimizer
+    from magec.inversion.config import method_config
+    from magec.inversion.folder import FolderJob, Framing, Item, invert_batch
+    from magec.io.images import save_png
+
+    gen = tone_pipeline.generator
+    items = []
+    with torch.no_grad():
+        for k, image in enumerate(gen.synthesize(gen.sample_latents(2, seed=5))):
+            items.append(Item(f"g{k}", str(save_png(image, tmp_path / f"g{k}.png"))))
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 22.60 GiB")
+
+    monkeypatch.setattr(optimizer, "invert", oom)
+    job = FolderJob(str(tmp_path / "out"), "no-magec", method_config("no-magec", 0.02), 0, Framing(), {}, {})
+    outcome = invert_batch(tone_pipeline, job, items)
+    assert outcome.done == []
+    assert outcome.failed == {
+        f"g{k}": "out of memory at batch 2 of 64-px images on cpu: lower --batch-size" for k in range(2)
+    }
+
+
+def test_an_inversion_batch_that_cannot_fit_is_refused_up_front(monkeypatch):
+    gen = type("G", (), {"config": StyleGAN2Config(resolution=1024), "resolution": 1024})()
+    monkeypatch.setattr(memory, "available_ram", lambda: 16 * GiB)
+    memory.check_inversion_batch(gen, 8, "cpu")  # 8 x 0.75 GiB at the leanest step: may fit in 16 GiB
+    with pytest.raises(MagecError) as info:
+        memory.check_inversion_batch(gen, 64, "cpu")
+    assert str(info.value) == (
+        "--batch-size 64: 64 1024-px images need at least 48.0 GiB on cpu, which has 16.0 GiB RAM available: "
+        "lower --batch-size"
+    )

@@ -95,8 +95,15 @@ def memory_budget(device: str | torch.device = "cpu", share: float | None = None
     device = torch.device(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        free, _total = torch.cuda.mem_get_info(index)
+        free, total = torch.cuda.mem_get_info(index)
         share = GPU_SHARE if share is None else share
+        fraction = _process_fraction(index)
+        if fraction < 1.0:  # a Ray worker with --gpus-per-worker < 1: its part of the device, not all that is free
+            mine = max(0, int(fraction * total) - torch.cuda.memory_allocated(index))
+            if mine < free:
+                return Budget(
+                    int(mine * share), f"cuda:{index}", f"{gib(mine)} of this worker's {fraction:g} of cuda:{index}"
+                )
         return Budget(int(free * share), f"cuda:{index}", f"{gib(free)} free on cuda:{index}")
     share = CPU_SHARE if share is None else share
     ram = available_ram()
@@ -105,6 +112,27 @@ def memory_budget(device: str | torch.device = "cpu", share: float | None = None
     if ram * share > CPU_CAP_BYTES and share < 1.0:
         return Budget(CPU_CAP_BYTES, "cpu", f"{gib(CPU_CAP_BYTES)} of {gib(ram)} RAM available")
     return Budget(int(ram * share), "cpu", f"{gib(ram)} RAM available")
+
+
+def _process_fraction(index: int) -> float:
+    """The share of the device this process may allocate (``torch.cuda.set_per_process_memory_fraction``)."""
+    get = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    if get is None:
+        return 1.0
+    try:
+        return float(get(index))
+    except (RuntimeError, TypeError, ValueError):
+        return 1.0
+
+
+def limit_process_share(device: str | torch.device, fraction: float | None) -> None:
+    """Let this process allocate at most ``fraction`` of its GPU (a Ray worker's ``--gpus-per-worker``), so
+    that workers sharing a device size their chunks from their own part. No effect on a CPU or at >= 1."""
+    device = torch.device(device)
+    if fraction is None or fraction >= 1.0 or device.type != "cuda" or not torch.cuda.is_available():
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.set_per_process_memory_fraction(float(fraction), index)
 
 
 def widest_activation_bytes(generator: Any) -> int:
@@ -274,3 +302,9 @@ def check_fits(
             f"{option} {batch}: {batch} {what} need at least {gib(need)} on {torch.device(device)}, "
             f"which has {budget}: lower {option}"
         )
+
+
+def check_inversion_batch(generator: Any, batch: int, device: str | torch.device) -> None:
+    """Refuse up front an inversion ``--batch-size`` that cannot fit on ``device`` even at the leanest step
+    (:data:`INVERSION_FLOOR` times the widest activation per image, against all the memory there is)."""
+    check_fits(batch, inversion_bytes(generator, INVERSION_FLOOR), device, getattr(generator, "resolution", None))

@@ -12,6 +12,7 @@ from magec import validation
 from magec.errors import MagecError
 from magec.generators.base import select_noise
 from magec.io.images import save_png
+from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.pipeline import Pipeline
 from magec.visualize import image_grid
 
@@ -107,12 +108,17 @@ def apply_edits(
         raise MagecError(f"unknown editor {editor!r}; available: {', '.join(pipeline.pack.editors)}")
     latent = latent.to(pipeline.device)
     noise = [n.to(pipeline.device) for n in noise] if noise is not None else None
+    gen = pipeline.generator
+    size = chunk_size(synthesis_bytes(gen), pipeline.device, cap=max(1, len(amounts))).size
     rows = []
     for op in operations:
-        # The same edits as ``render_latent`` (one code per amount), drawn as one batch.
+        # The same edits as ``render_latent`` (one code per amount), drawn in batches the memory budget allows.
         codes = torch.cat([edited_latent(pipeline, latent, {(editor, op): a}) for a in amounts])
-        batch_noise = select_noise(noise, 0, len(amounts))
-        images = pipeline.generator.synthesize(codes, space=space, noise=batch_noise)
+
+        def draw(start: int, stop: int, codes: torch.Tensor = codes) -> torch.Tensor:
+            return gen.synthesize(codes[start:stop], space=space, noise=select_noise(noise, 0, stop - start))
+
+        images = torch.cat(map_chunks(draw, len(amounts), size, device=pipeline.device, resolution=gen.resolution))
         rows.append([Edit(editor, op, a, img) for a, img in zip(amounts, images)])
     return rows
 

@@ -207,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     res = pipeline.generator.resolution
+    from magec.memory import check_inversion_batch
+
+    check_inversion_batch(pipeline.generator, args.batch_size, pipeline.device)  # before any image is inverted
     if faces is not None:
         source = faces_source(args.images, res, faces, args.limit, args.max_faces, args.max_pixels)
     elif args.images:

@@ -257,6 +257,9 @@ def _invert_here(args, pipeline_args, job, todo, explicit, out, report) -> None:
 
     pipeline = load_pipeline(**pipeline_args)
     size = pipeline.generator.resolution
+    from magec.memory import check_inversion_batch
+
+    check_inversion_batch(pipeline.generator, max(len(batch) for batch, _ in todo), pipeline.device)
     framed = {
         item.name: read_framed(item.path, size, job.framing)
         for batch, _ in todo

@@ -25,7 +25,9 @@ def invert_on_workers(
     """Invert every (batch, names to write) of ``todo`` on the workers; ``report`` sees each batch's outcome
     once (a batch that could not be run at all comes back with every name failed)."""
     device = str(pipeline_args.get("device", "auto"))
-    with WorkerPool(options, InversionWorker, device, pipeline_args, job, options.threads_per_worker) as pool:
+    with WorkerPool(
+        options, InversionWorker, device, pipeline_args, job, options.threads_per_worker, options.gpus_per_worker
+    ) as pool:
         if on_start is not None:
             on_start(pool)
         pool.map(
@@ -49,7 +51,7 @@ def evaluation_executor(
 
     def execute(todo: list[tuple[list[int], str]], bar: Any) -> None:
         device = str(pipeline_args.get("device", "auto"))
-        init = (pipeline_args, str(out_dir), config, source, options.threads_per_worker)
+        init = (pipeline_args, str(out_dir), config, source, options.threads_per_worker, options.gpus_per_worker)
         with WorkerPool(options, EvaluationWorker, device, *init) as pool:
 
             def done(task: tuple[list[int], str], failed: dict[str, str]) -> None:

@@ -14,13 +14,16 @@ from typing import Any
 from magec.inversion.folder import BatchOutcome, FolderJob, Item, invert_batch, one_line
 
 
-def _load(pipeline_args: dict[str, Any], threads: int) -> Any:
+def _load(pipeline_args: dict[str, Any], threads: int, gpu_share: float | None = None) -> Any:
     import torch
 
     torch.set_num_threads(threads)  # the same in every worker, whatever the split: reproducible numbers
+    from magec.memory import limit_process_share
     from magec.pipeline import load_pipeline
 
     pipeline = load_pipeline(**pipeline_args)
+    # --gpus-per-worker 0.5: this worker may use half of the GPU, and its chunks are sized from that half
+    limit_process_share(pipeline.device, gpu_share)
     # The generator's starting code is computed on first use and cached (the DCGAN's medoid of 1024 samples:
     # ~5 CPU-s, a StyleGAN2 without a stored w_avg maps its samples). Here it is part of loading, done while
     # the other workers load too, rather than inside each worker's first batch.
@@ -31,8 +34,10 @@ def _load(pipeline_args: dict[str, Any], threads: int) -> Any:
 class InversionWorker:
     """``magec invert`` batches: reads its images, inverts, writes each image's files atomically."""
 
-    def __init__(self, pipeline_args: dict[str, Any], job: FolderJob, threads: int) -> None:
-        self.pipeline = _load(pipeline_args, threads)
+    def __init__(
+        self, pipeline_args: dict[str, Any], job: FolderJob, threads: int, gpu_share: float | None = None
+    ) -> None:
+        self.pipeline = _load(pipeline_args, threads, gpu_share)
         self.job = job
 
     def ready(self) -> int:
@@ -49,12 +54,18 @@ class EvaluationWorker:
     """``magec evaluate`` chunks: one (chunk, method) per task, records and images written by the worker."""
 
     def __init__(
-        self, pipeline_args: dict[str, Any], out_dir: str, config: Any, source: dict[str, Any], threads: int
+        self,
+        pipeline_args: dict[str, Any],
+        out_dir: str,
+        config: Any,
+        source: dict[str, Any],
+        threads: int,
+        gpu_share: float | None = None,
     ) -> None:
         from magec.evaluation.runner import worker_context
         from magec.evaluation.sources import folder_source, generated_source
 
-        self.pipeline = _load(pipeline_args, threads)
+        self.pipeline = _load(pipeline_args, threads, gpu_share)
         res = self.pipeline.generator.resolution
         if source.get("folder") is not None:
             self.source = folder_source(source["folder"], res, source.get("limit"), source["max_pixels"])

@@ -52,7 +52,7 @@ from magec.inversion.config import MAGEC_EDITORS, METHODS, PTI_METHODS, Inversio
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
-from magec.memory import chunk_size, map_chunks, synthesis_bytes
+from magec.memory import chunk_size, map_chunks, network_bytes, synthesis_bytes
 
 if TYPE_CHECKING:
     from magec.inversion.optimizer import InversionResult
@@ -491,7 +491,17 @@ def _record_done(paths: EvaluationPaths, method: str, image_id: str) -> bool:
 
 @torch.no_grad()
 def _extract(features: FeatureNetwork, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    return torch.cat([features(images[i : i + batch]).cpu() for i in range(0, images.shape[0], batch)])
+    """Realism features of ``images``, at most ``batch`` at once and fewer when large images need it."""
+    size = chunk_size(network_bytes(images.shape[-1]), images.device, cap=batch).size
+    return torch.cat(
+        map_chunks(
+            lambda a, b: features(images[a:b]).cpu(),
+            images.shape[0],
+            size,
+            device=images.device,
+            resolution=images.shape[-1],
+        )
+    )
 
 
 def _reference_manifold(

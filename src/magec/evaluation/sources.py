@@ -15,6 +15,7 @@ import torch
 from magec import validation
 from magec.errors import MagecError, file_error
 from magec.io.images import load_image
+from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.validation import DEFAULT_MAX_PIXELS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -80,7 +81,16 @@ def generated_source(
     @torch.no_grad()
     def load(indices: Sequence[int]) -> torch.Tensor:
         z = latents[list(indices)].to(generator.device)
-        return generator.synthesize(z).detach().cpu()
+        # 64 reference samples at 1024 px would need ~60 GB at once: chunks from the memory budget
+        size = chunk_size(synthesis_bytes(generator), generator.device, cap=len(z)).size
+        parts = map_chunks(
+            lambda a, b: generator.synthesize(z[a:b]).detach().cpu(),
+            len(z),
+            size,
+            device=generator.device,
+            resolution=generator.resolution,
+        )
+        return torch.cat(parts)
 
     return ImageSource([f"{i:05d}-gen" for i in range(n)], f"{n} {label} (latent seed {seed + offset})", load)
 

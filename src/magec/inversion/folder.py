@@ -269,8 +269,12 @@ def invert_batch(
         stack = torch.cat([t for _, t in ready])
         result = invert(pipeline, stack, job.method, job.config, seed=job.seed, callback=callback, pti=job.pti)
     except Exception as exc:  # noqa: BLE001 - reported per image at the end of the run
+        from magec.memory import is_out_of_memory, out_of_memory_error
+
+        # the batch is what the results depend on (and what a resumed run must repeat): not split, named
+        reason = out_of_memory_error(len(ready), size, pipeline.device) if is_out_of_memory(exc) else exc
         for item, _ in ready:
-            outcome.failed[item.name] = one_line(exc)
+            outcome.failed[item.name] = one_line(reason)
         return outcome
     outcome.seconds = result.seconds
     settings = {**pipeline.settings(), **job.settings, "request": job.request}

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -237,8 +238,13 @@ def prepare_pool(
     seed: int = 0,
     methods: tuple[str, ...] = METHODS,
     progress: bool = True,
+    batch_size: int = 8,
 ) -> int:
     """Invert ``photos`` (name, (1, 3, R, R)) with every method and store random edits of each; returns edits added.
+
+    Photos are inverted ``batch_size`` at a time (8: the default pool in one batch, as before); the batch is
+    checked against the device's memory first (``magec.memory.check_inversion_batch``) and kept fixed, since
+    an inversion's result depends on its batch up to float rounding.
 
     The edits are drawn (seeded) from the InterfaceGAN attributes and the leading GANSpace components,
     with a random sign and the editor's default amount. Everything is stored in one transaction.
@@ -248,12 +254,20 @@ def prepare_pool(
     if not photos:
         raise MagecError("no photos for the study pool")
     from magec.inversion import ProgressBar
+    from magec.memory import check_inversion_batch
 
     images = torch.cat([p for _, p in photos])
+    size = min(batch_size, len(photos))
+    check_inversion_batch(pipeline.generator, size, pipeline.device)
     results = {}
     for method in methods:
-        bar = ProgressBar(f"invert [{method}] x{len(photos)}") if progress else None
-        results[method] = invert(pipeline, images, method, method_config(method, steps_scale), seed, bar)
+        parts = []
+        for start in range(0, len(photos), size):
+            label = f"invert [{method}] {start + 1}-{min(len(photos), start + size)}/{len(photos)}"
+            bar = ProgressBar(label) if progress else None
+            config = method_config(method, steps_scale)
+            parts.append(invert(pipeline, images[start : start + size], method, config, seed, bar))
+        results[method] = _joined(parts)
     editors = pipeline.pack.editors
     choices = [
         (name, op)
@@ -286,6 +300,16 @@ def prepare_pool(
                     )
                 added += 1
     return added
+
+
+def _joined(parts: list[Any]) -> Any:
+    """The latents, space and noise of inversion results of consecutive chunks, as one result."""
+    from types import SimpleNamespace
+
+    noise = None
+    if parts[0].noise is not None:
+        noise = [torch.cat([p.noise[i] for p in parts]) for i in range(len(parts[0].noise))]
+    return SimpleNamespace(latents=torch.cat([p.latents for p in parts]), space=parts[0].space, noise=noise)
 
 
 @dataclass(frozen=True)
