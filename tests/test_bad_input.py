@@ -139,6 +139,14 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     }
     f["latent_framed"] = save_latent(root / "framed.latent.safetensors", z, "z", None, image, framed)
     f["latent_tuned"] = save_latent(root / "tuned.latent.safetensors", z, "z", None, image, meta)
+    from magec.generators.delta import save_delta
+    from magec.inversion.outputs import file_sha256
+
+    for key, seed in (("latent_pti", 4242), ("latent_pti_other", 77)):  # +pti latents, each with its own delta
+        zz = dcgan.sample_latents(1, seed=seed)
+        latent = save_latent(root / key / "face.latent.safetensors", zz, "z", None, image, {**meta, "method": "magec+pti"})
+        f[key] = latent
+        f[key + "_delta"] = save_delta(root / key / "face.pti.safetensors", {}, dcgan, latent_sha256=file_sha256(latent))
     (root / "tuned.pti.safetensors").write_bytes(b"not a delta")
     # A pack whose tensors hold a NaN but whose manifest hash is valid.
     nan_pack = root / "nan-pack"
@@ -606,6 +614,35 @@ CASES: list[Case] = [
         1,
         "not a readable generator delta",
     ),
+    Case(
+        "edit-pti-delta-of-another-image",
+        ["edit", "face.latent.safetensors", "--pack", P, "--device", "cpu", "--out", "e"],
+        1,
+        "face.pti.safetensors: belongs to another latent",
+        copy_in(("latent_pti", "face.latent.safetensors"), ("latent_pti_other_delta", "face.pti.safetensors")),
+    ),
+    Case(
+        "edit-pti-delta-missing",
+        ["edit", "face.latent.safetensors", "--pack", P, "--device", "cpu", "--out", "e"],
+        1,
+        "face.pti.safetensors: missing: face.latent.safetensors was inverted with magec+pti",
+        copy_in(("latent_pti", "face.latent.safetensors")),
+    ),
+    Case(
+        "edit-pti-delta-is-a-folder",
+        ["edit", "face.latent.safetensors", "--pack", P, "--device", "cpu", "--out", "e"],
+        1,
+        "face.pti.safetensors: is a folder, not a generator delta",
+        both(copy_in(("latent_pti", "face.latent.safetensors")), user_file("face.pti.safetensors/x")),
+    ),
+    Case(
+        "edit-pti-untuned-asked-for",
+        ["edit", "face.latent.safetensors", "--untuned", "--pack", P, "--device", "cpu", "--out", "e"],
+        0,
+        "",
+        copy_in(("latent_pti", "face.latent.safetensors")),
+        lambda ws, f: (ws / "e" / "grid.png").is_file() or pytest.fail("no grid.png"),
+    ),
     Case("edit-unknown-operation", [*EDIT, "--operation", "glasses", "--out", "e"], 1, "offers male"),
     Case("edit-unknown-editor", [*EDIT, "--editor", "styleflowish", "--out", "e"], 2, "choose from"),
     Case("edit-boundary-wrong-shape", [*EDIT, "--editor", "boundary:{garbage}", "--out", "e"], 1, "garbage.pt"),
@@ -770,6 +807,13 @@ CASES: list[Case] = [
         1,
         "not a study database",
         user_file("study.sqlite"),
+    ),
+    Case(
+        "studio-study-db-users-sqlite-untouched",
+        ["studio", "--study-db", "other.sqlite"],
+        1,
+        "not a magec study database (no table meta)",
+        sqlite_file("other.sqlite"),
     ),
     Case("studio-study-db-in-missing-folder", ["studio", "--study-db", "no/such/study.sqlite"], 1, "no such folder"),
     Case("study-report-missing-db-option", ["study", "report"], 2, "--db"),

@@ -67,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write each edit (and the projection) pasted back into PHOTO, the photo that was inverted with "
         "--align or --face-crop, at its full resolution: <edit>.pasted.png",
     )
+    p.add_argument(
+        "--untuned",
+        action="store_true",
+        help="for a +pti latent: edit with the untuned generator, ignoring <name>.pti.safetensors (without it, a "
+        "missing or mismatched tuned generator is an error)",
+    )
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
@@ -77,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from magec.io.output_folder import OutputFolder
 
     out = OutputFolder.open(args.out, "edits", args.force)
-    from magec.inversion.outputs import check_latent_fits, load_latent
+    from magec.inversion.outputs import check_latent_fits, check_tuned_pair, load_latent
 
     saved = load_latent(args.latent)
+    delta = check_tuned_pair(args.latent, args.untuned)  # a +pti latent's tuned generator, checked before models load
     from magec.pipeline import load_pipeline
     from magec.render import (
         apply_edits,
@@ -103,13 +110,12 @@ def run(args: argparse.Namespace) -> int:
         raise MagecError(
             f"{args.pack}: this pack has no {args.editor} editor (has: {', '.join(pipeline.pack.editors)})"
         )
-    from dataclasses import replace
+    if delta is not None:  # a +pti inversion: edits are rendered with the generator tuned for this photo
+        from dataclasses import replace
 
-    from magec.inversion.outputs import tuned_generator_for
+        from magec.generators.delta import apply_delta
 
-    tuned = tuned_generator_for(args.latent, pipeline.generator)
-    if tuned is not None:  # a +pti inversion: edits are rendered with the generator tuned for this photo
-        pipeline = replace(pipeline, generator=tuned)
+        pipeline = replace(pipeline, generator=apply_delta(pipeline.generator, delta))
     editor = pipeline.pack.editors[args.editor]
     operations = args.operation or default_operations(pipeline, args.editor, seed=args.seed)
     if args.editor != "interpolate":

@@ -93,6 +93,17 @@ def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tenso
         raise file_error(path, f"not a readable {what} ({exc})") from None
 
 
+def safetensors_metadata(path: str | Path, what: str) -> dict[str, str]:
+    """A safetensors file's metadata, from its header only; unreadable: a one-line error naming ``what``."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise file_error(path, f"not a readable {what} ({exc})") from None
+
+
 def safetensors_format(path: str | Path) -> str | None:
     """The ``format`` entry of a safetensors file's metadata (how magec marks its own files), or None."""
     try:
