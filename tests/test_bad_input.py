@@ -144,9 +144,11 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
 
     for key, seed in (("latent_pti", 4242), ("latent_pti_other", 77)):  # +pti latents, each with its own delta
         zz = dcgan.sample_latents(1, seed=seed)
-        latent = save_latent(root / key / "face.latent.safetensors", zz, "z", None, image, {**meta, "method": "magec+pti"})
+        tuned_meta = {**meta, "method": "magec+pti"}
+        latent = save_latent(root / key / "face.latent.safetensors", zz, "z", None, image, tuned_meta)
         f[key] = latent
-        f[key + "_delta"] = save_delta(root / key / "face.pti.safetensors", {}, dcgan, latent_sha256=file_sha256(latent))
+        sha = file_sha256(latent)
+        f[key + "_delta"] = save_delta(root / key / "face.pti.safetensors", {}, dcgan, latent_sha256=sha)
     (root / "tuned.pti.safetensors").write_bytes(b"not a delta")
     # A pack whose tensors hold a NaN but whose manifest hash is valid.
     nan_pack = root / "nan-pack"
