@@ -141,19 +141,21 @@ def run(args: argparse.Namespace) -> int:
                 f"{framing.photo_size[0]}x{framing.photo_size[1]})"
             )
         planned += [pasted_name(n) for n in planned if n != "grid.png"] + [pasted_name("projection.png")]
-    out.claim({name: source for name in planned})
-    rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
-    projection = render_latent(pipeline, saved.latent, saved.space, saved.noise, {})[0]
-    name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
-    title = f"{args.editor} edits of {name} ({method} projection)"
-    written = write_edits(out.path, rows, saved.source, projection.detach(), title)
-    if framing is not None:
-        from magec.faces.paste import paste_into_photo
-        from magec.io.images import save_png, tensor_to_pil
+    with out.releasing():  # an early end withdraws the claims it did not write
+        out.claim({name: source for name in planned})
+        rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
+        projection = render_latent(pipeline, saved.latent, saved.space, saved.noise, {})[0]
+        name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
+        title = f"{args.editor} edits of {name} ({method} projection)"
+        written = write_edits(out.path, rows, saved.source, projection.detach(), title)
+        if framing is not None:
+            from magec.faces.paste import paste_into_photo
+            from magec.io.images import save_png, tensor_to_pil
 
-        crops = {pasted_name(edit_file_name(e.editor, e.operation, e.amount)): e.image for row in rows for e in row}
-        crops[pasted_name("projection.png")] = projection
-        pasted = paste_into_photo(args.paste_back, [tensor_to_pil(c) for c in crops.values()], framing, args.max_pixels)
-        written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
+            crops = {pasted_name(edit_file_name(e.editor, e.operation, e.amount)): e.image for row in rows for e in row}
+            crops[pasted_name("projection.png")] = projection
+            faces = [tensor_to_pil(c) for c in crops.values()]
+            pasted = paste_into_photo(args.paste_back, faces, framing, args.max_pixels)
+            written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
     print(f"wrote {len(written)} files to {args.out} (grid: {out.path / 'grid.png'})")
     return 0
