@@ -54,6 +54,8 @@ class Case:
     max_rss_mb: int | None = None
     sigint_after: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: For successes: a substring of what the command prints.
+    out: str = ""
 
 
 @dataclass
@@ -188,6 +190,23 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     f["evil"] = root / "evil.pkl"
     (root / "garbage.pt").write_bytes(os.urandom(4096))
     f["garbage"] = root / "garbage.pt"
+    from magec.generators.stylegan2.config import StyleGAN2Config
+    from magec.generators.stylegan2.model import StyleGAN2Generator
+    from nvidia_fake import build_fake_pickle, nvidia_tensors_from
+
+    tiny_config = StyleGAN2Config(resolution=32, style_dim=32, channels=(16, 16, 8, 8))
+    tiny = StyleGAN2Generator.random(tiny_config, seed=1, w_avg_samples=200)
+    nv = nvidia_tensors_from(tiny)
+    (root / "nvidia.pkl").write_bytes(build_fake_pickle(nv, tiny_config, root / "module_src_ran"))
+    f["nvidia_pkl"] = root / "nvidia.pkl"
+    torch.save({"g_ema": tiny.state_dict(), "latent_avg": nv["mapping.w_avg"].clone()}, root / "rosinality.pt")
+    f["rosinality_pt"] = root / "rosinality.pt"
+    (root / "truncated.pkl").write_bytes(f["nvidia_pkl"].read_bytes()[:3000])
+    f["truncated_pkl"] = root / "truncated.pkl"
+    (root / "notes.pkl").write_text("these are my notes, not a pickle\n")
+    f["text_pkl"] = root / "notes.pkl"
+    (root / "empty.pkl").write_bytes(b"")
+    f["empty_pkl"] = root / "empty.pkl"
     from test_celeba_describer import make_celeba
 
     celeba = make_celeba(root / "celeba")
@@ -850,6 +869,24 @@ CASES: list[Case] = [
     ),
     Case("study-prepare-missing-photo", ["study", "prepare", "--db", "s.sqlite", "nope.jpg"], 1, "no such file"),
     Case("study-unknown-action", ["study", "frobnicate"], 2, "invalid choice"),
+    # --- magec doctor --checkpoint: opened as the loaders open it ---
+    Case("doctor-checkpoint-empty", ["doctor", "--checkpoint", "{empty_pkl}"], 1, "empty.pkl: empty file"),
+    Case("doctor-checkpoint-text-as-pkl", ["doctor", "--checkpoint", "{text_pkl}"], 1, "notes.pkl: not a StyleGAN2"),
+    Case("doctor-checkpoint-truncated-pickle", ["doctor", "--checkpoint", "{truncated_pkl}"], 1, "truncated.pkl"),
+    Case("doctor-checkpoint-missing", ["doctor", "--checkpoint", "none.pt"], 1, "none.pt: no such file"),
+    Case(
+        "doctor-checkpoint-rosinality",
+        ["doctor", "--checkpoint", "{rosinality_pt}"],
+        0,
+        out="[usable] generator checkpoint",
+        check=lambda ws, f: None,
+    ),
+    Case(
+        "doctor-checkpoint-nvidia",
+        ["doctor", "--checkpoint", "{nvidia_pkl}"],
+        0,
+        out="StyleGAN2 32x32, style_dim 32, 8-layer mapping (NVIDIA pickle, average W stored)",
+    ),
     Case("no-command", [], 2, "required: COMMAND"),
     Case("unknown-command", ["frobnicate"], 2, "invalid choice"),
     Case("ctrl-c-while-starting", ["invert", F, "--out", "out", *INV[1:]], 130, "", sigint_after=0.4),
@@ -919,6 +956,7 @@ def outcomes(shared, tmp_path_factory) -> dict[str, Outcome]:
         results = {k: v.result() for k, v in futures.items()}
     assert snapshot(shared["root"]) == before, "a case changed the shared fixtures"
     assert not list(root.rglob("pwned")), "a pickle payload ran"
+    assert not (shared["root"] / "module_src_ran").exists(), "an NVIDIA pickle's code ran"
     return results
 
 
@@ -953,6 +991,8 @@ def test_bad_input(case: Case, outcomes, shared):
         assert got.stderr.strip().splitlines()[-1] == "magec: interrupted" and not errors, detail
     else:
         assert not errors, detail
-        case.check(got.workspace, shared)
+        assert case.out in got.stdout, detail
+        if case.check is not None:
+            case.check(got.workspace, shared)
     if case.max_rss_mb is not None:
         assert got.max_rss_mb < case.max_rss_mb, f"peak memory {got.max_rss_mb:.0f} MiB"

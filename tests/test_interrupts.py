@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,129 @@ def test_a_folder_where_nothing_can_be_written_is_refused_at_once(tmp_path):
                 OutputFolder.open(place, "inversion")
     finally:
         locked.chmod(0o755)
+
+
+# ---- real commands, interrupted at chosen moments ------------------------------------------------------------
+
+ENV = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "MAGEC_DEBUG": ""}
+FAST = ["--perceptual", "describer-features", "--identity", "none", "--device", "cpu", "--seed", "3"]
+
+
+def _steps(text: str) -> int:
+    """The progress bar's latest step count (tqdm's ``n/total [``), 0 before it shows."""
+    found = re.findall(r"(\d+)/(\d+) \[", text)
+    return int(found[-1][0]) if found else 0
+
+
+def interrupt(
+    args: list[str], cwd: Path, when: Callable[[str], bool], sig: int = signal.SIGINT, limit: float = 300
+) -> tuple[int, str, float]:
+    """Run ``magec ARGS`` in ``cwd``, send ``sig`` once ``when(stderr so far)`` holds; (exit code, stderr, seconds
+    from the signal to the exit). Where the moment is a file appearing, ``when`` looks for it itself."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "magec", *args], cwd=cwd, env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + limit
+    while not when(b"".join(chunks).decode(errors="replace")):
+        assert proc.poll() is None, "the command ended before the moment came: " + b"".join(chunks).decode()[-2000:]
+        assert time.monotonic() < deadline, "the moment never came"
+        time.sleep(0.02)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    code = proc.wait(60)
+    latency = time.monotonic() - sent
+    reader.join(10)
+    return code, b"".join(chunks).decode(errors="replace"), latency
+
+
+def assert_interrupted(code: int, err: str, latency: float, expected: int = 130) -> None:
+    lines = [line.strip() for line in re.split(r"[\r\n]", err) if line.strip()]
+    assert code == expected and lines[-1] == "magec: interrupted", (code, err[-3000:])
+    assert "Traceback" not in err and "magec: error" not in err and err.count("magec: interrupted") == 1, err[-3000:]
+    assert latency < 3.0, f"ended {latency:.1f} s after the signal"
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """Every output of a run but its JSON records (they hold timings): relative name -> bytes."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and not p.name.endswith(".json")
+    }
+
+
+@pytest.fixture(scope="module")
+def work(embedded_pack, dcgan, tmp_path_factory) -> Path:
+    from magec.io.images import save_png
+
+    root = tmp_path_factory.mktemp("interrupts")
+    embedded_pack.save(root / "pack")
+    (root / "faces").mkdir()
+    for i, image in enumerate(dcgan.synthesize(dcgan.sample_latents(2, seed=99)).detach()):
+        save_png(image, root / "faces" / f"f{i}.png")
+    return root
+
+
+def _invert_args(out: str, method: str, scale: str) -> list[str]:
+    return ["invert", "faces", "--pack", "pack", "--out", out, "--method", method, "--steps-scale", scale,
+            "--batch-size", "1", *FAST]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def references(work) -> Callable[[str], Path]:
+    """Uninterrupted runs, one per method (made on first use)."""
+    made: dict[str, Path] = {}
+
+    def reference(method: str) -> Path:
+        if method not in made:
+            out = work / "ref" / method
+            run = subprocess.run([sys.executable, "-m", "magec", *_invert_args(str(out), method, "0.1")], cwd=work,
+                                 env=ENV, capture_output=True, text=True)  # fmt: skip
+            assert run.returncode == 0, run.stderr[-2000:]
+            made[method] = out
+        return made[method]
+
+    return reference
+
+
+def _after(seconds: float) -> Callable[[str], bool]:
+    start = time.monotonic()
+    return lambda err: time.monotonic() - start > seconds
+
+
+def _first_output(folder: Path) -> Callable[[str], bool]:
+    return lambda err: folder.is_dir() and any(folder.rglob("*.latent.safetensors"))
+
+
+MOMENTS = {
+    "start-up": ("magec", lambda out: _after(0.5)),  # imports, reading the inputs, loading the models
+    "mid-optimisation": ("magec", lambda out: lambda err: "invert [magec]" in err and _steps(err) >= 3),
+    "during-pti": ("magec+pti", lambda out: lambda err: "invert [magec+pti]" in err and _steps(err) > 21),
+    "while-writing": ("magec", _first_output),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_invert_interrupted_ends_at_once_leaves_nothing_and_resumes_identically(work, references, moment):
+    method, when = MOMENTS[moment]
+    ref = references(method)
+    new = work / f"new-{moment}"  # --out new-MOMENT/out: magec creates both folders
+    code, err, latency = interrupt(_invert_args(f"{new.name}/out", method, "0.1"), work, when(new / "out"))
+    assert_interrupted(code, err, latency)
+    out = new / "out"
+    left = sorted(p.relative_to(work).as_posix() for p in new.rglob("*")) if new.exists() else []
+    assert not [p for p in left if TEMP_NAME.match(Path(p).name)], left
+    if out.exists():  # what finished is kept, and listed; nothing else
+        index = json.loads((out / INDEX).read_text())
+        written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != INDEX)
+        assert written and sorted(index["files"]) == written
+    else:
+        assert not new.exists(), left  # nothing finished: the folders magec created are gone
+    done = subprocess.run([sys.executable, "-m", "magec", *_invert_args(f"{new.name}/out", method, "0.1")], cwd=work,
+                          env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert outputs(out) == outputs(ref)

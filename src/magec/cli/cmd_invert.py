@@ -267,8 +267,10 @@ def _invert_here(args, pipeline_args, job, todo, explicit, out, report) -> None:
     total = sum(len(write) for _, write in todo)
     for batch, write in todo:
         bar = ProgressBar(f"invert [{args.method}] {done + len(write)}/{total}")
-        outcome = invert_batch(pipeline, job, batch, write, callback=bar, images=framed)
-        bar.close()
+        try:
+            outcome = invert_batch(pipeline, job, batch, write, callback=bar, images=framed)
+        finally:
+            bar.close()  # also when interrupted: the last line is then magec's own
         for name in outcome.done:
             print(f"wrote {out.path / name}.{{latent.safetensors,png,json}}")
         report((batch, write), outcome)

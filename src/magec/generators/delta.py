@@ -14,12 +14,12 @@ import hashlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from magec.errors import file_error
 from magec.generators.base import Generator
 from magec.io.atomic import atomic_path
-from magec.io.checkpoints import check_finite, read_safetensors, safetensors_metadata
+from magec.io.checkpoints import canonical_safetensors, check_finite, read_safetensors, safetensors_metadata
 
 DELTA_FORMAT = "magec-generator-delta"
 
@@ -53,8 +53,9 @@ def save_delta(
     if latent_sha256 is not None:
         meta["latent_sha256"] = latent_sha256
     path = Path(path)
+    data = canonical_safetensors(save({k: v.contiguous() for k, v in delta.items()}, metadata=meta))
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in delta.items()}, str(tmp), metadata=meta)
+        tmp.write_bytes(data)  # the same delta is the same bytes in every process
     return path
 
 

@@ -21,7 +21,7 @@ from magec.generators.delta import apply_delta, delta_metadata, fingerprint, sav
 from magec.inversion.config import PTI_METHODS, PTI_SUFFIX
 from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
-from magec.io.checkpoints import read_safetensors, safetensors_metadata
+from magec.io.checkpoints import canonical_safetensors, read_safetensors, safetensors_metadata
 from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
@@ -121,19 +121,6 @@ def save_latent(
     with atomic_path(path) as tmp:
         tmp.write_bytes(canonical_safetensors(save(tensors, metadata=meta)))
     return path
-
-
-def canonical_safetensors(data: bytes) -> bytes:
-    """The same safetensors file with its JSON header's keys sorted.
-
-    safetensors writes the header from a hash map, so the order of its keys (and so the file's bytes) changes
-    from one process to the next; sorted, the same latent is the same bytes in every process and worker.
-    """
-    n = int.from_bytes(data[:8], "little")
-    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(header) > n:  # never happens for safetensors' own compact JSON; keep the file as it was then
-        return data
-    return data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
 
 
 def load_latent(path: str | Path) -> SavedLatent:
