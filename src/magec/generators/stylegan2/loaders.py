@@ -76,7 +76,8 @@ def describe_checkpoint(path: str | Path) -> str:
     names = {"rosinality": "rosinality .pt", "nvidia": "NVIDIA pickle", "safetensors": "magec safetensors"}
     avg = "average W stored" if model.w_avg_source == "checkpoint" else "no average W: computed from samples on use"
     c = model.config
-    return f"StyleGAN2 {c.resolution}x{c.resolution}, style_dim {c.style_dim}, {c.n_mlp}-layer mapping ({names[kind]}, {avg})"
+    size = f"{c.resolution}x{c.resolution}"
+    return f"StyleGAN2 {size}, style_dim {c.style_dim}, {c.n_mlp}-layer mapping ({names[kind]}, {avg})"
 
 
 def load_state_strict(model: StyleGAN2Generator, state: dict[str, torch.Tensor], path: str | Path) -> None:
