@@ -52,6 +52,8 @@ class Case:
     check: Callable[[Path, dict[str, Path]], None] | None = None
     #: Peak resident memory cap (MiB) of the child process.
     max_rss_mb: int | None = None
+    #: CPU seconds cap (user + system) of the child process (measured with the memory).
+    max_cpu_s: float | None = None
     sigint_after: float | None = None
     env: dict[str, str] = field(default_factory=dict)
     #: For successes: a substring of what the command prints.
@@ -67,6 +69,7 @@ class Outcome:
     after: dict[str, str]
     max_rss_mb: float
     workspace: Path
+    cpu_s: float = float("nan")
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -207,6 +210,13 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     f["text_pkl"] = root / "notes.pkl"
     (root / "empty.pkl").write_bytes(b"")
     f["empty_pkl"] = root / "empty.pkl"
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1000000000), }"
+    (root / "huge.npy").write_bytes(
+        b"\x93NUMPY\x01\x00" + len(header + "\n").to_bytes(2, "little") + (header + "\n").encode() + b"\0" * 64
+    )
+    f["huge_npy"] = root / "huge.npy"
+    np.save(root / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    f["object_npy"] = root / "objects.npy"
     from test_celeba_describer import make_celeba
 
     celeba = make_celeba(root / "celeba")
@@ -664,6 +674,22 @@ CASES: list[Case] = [
         copy_in(("latent_pti", "face.latent.safetensors")),
         lambda ws, f: (ws / "e" / "grid.png").is_file() or pytest.fail("no grid.png"),
     ),
+    Case(
+        "edit-boundary-huge-npy-header",
+        [*EDIT, "--editor", "boundary:{huge_npy}", "--out", "e"],
+        1,
+        "huge.npy: declares shape (1, 1000000000)",
+        max_rss_mb=500,
+        max_cpu_s=2.0,
+    ),
+    Case(
+        "edit-boundary-object-npy",
+        [*EDIT, "--editor", "boundary:{object_npy}", "--out", "e"],
+        1,
+        "objects.npy: holds pickled Python objects",
+        max_rss_mb=500,
+        max_cpu_s=2.0,
+    ),
     Case("edit-unknown-operation", [*EDIT, "--operation", "glasses", "--out", "e"], 1, "offers male"),
     Case("edit-unknown-editor", [*EDIT, "--editor", "styleflowish", "--out", "e"], 2, "choose from"),
     Case("edit-boundary-wrong-shape", [*EDIT, "--editor", "boundary:{garbage}", "--out", "e"], 1, "garbage.pt"),
@@ -898,7 +924,7 @@ import os, resource, subprocess, sys
 cap, report, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 child = subprocess.Popen(cmd, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)))
 _, status, usage = os.wait4(child.pid, 0)
-open(report, "w").write(str(usage.ru_maxrss))
+open(report, "w").write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -930,11 +956,12 @@ def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
     cmd = [sys.executable, "-m", "magec", *(_expand(a, f) for a in case.args)]
 
     rss_file = ws.parent / f"{ws.name}.rss"
-    if case.max_rss_mb is not None:
+    if case.max_rss_mb is not None or case.max_cpu_s is not None:
         # A small wrapper process starts magec with an address-space cap (a hard stop well above the asserted
         # peak) and reports its peak resident memory. Measured from this big test process instead, the
         # child's peak would include the pages it was forked with.
-        cmd = [sys.executable, "-c", MEASURE, str((case.max_rss_mb + 3072) * MiB), str(rss_file), *cmd]
+        cap = ((case.max_rss_mb or 4096) + 3072) * MiB
+        cmd = [sys.executable, "-c", MEASURE, str(cap), str(rss_file), *cmd]
 
     with open(ws.parent / f"{ws.name}.out", "w+") as out, open(ws.parent / f"{ws.name}.err", "w+") as err:
         proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -943,8 +970,8 @@ def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
             proc.send_signal(signal.SIGINT)
         proc.wait()
         out.seek(0), err.seek(0)
-        peak = int(rss_file.read_text()) / 1024 if rss_file.exists() else float("nan")
-        return Outcome(proc.returncode, out.read(), err.read(), before, snapshot(ws), peak, ws)
+        rss, cpu = rss_file.read_text().split() if rss_file.exists() else ("nan", "nan")
+        return Outcome(proc.returncode, out.read(), err.read(), before, snapshot(ws), int(rss) / 1024, ws, float(cpu))
 
 
 @pytest.fixture(scope="module")
@@ -996,3 +1023,5 @@ def test_bad_input(case: Case, outcomes, shared):
             case.check(got.workspace, shared)
     if case.max_rss_mb is not None:
         assert got.max_rss_mb < case.max_rss_mb, f"peak memory {got.max_rss_mb:.0f} MiB"
+    if case.max_cpu_s is not None:
+        assert got.cpu_s < case.max_cpu_s, f"{got.cpu_s:.2f} CPU seconds"

@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from magec.io.output_folder import OutputFolder
 
     out = OutputFolder.open(args.out, "edits", args.force)
+    if args.editor.startswith("boundary:"):  # sized from its header, before torch and the models load
+        from magec.io.arrays import npy_header
+
+        npy_header(args.editor.partition(":")[2])
     from magec.inversion.outputs import check_latent_fits, check_tuned_pair, load_latent
 
     saved = load_latent(args.latent)
