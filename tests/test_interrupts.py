@@ -256,3 +256,79 @@ def test_invert_interrupted_ends_at_once_leaves_nothing_and_resumes_identically(
                           env=ENV, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert outputs(out) == outputs(ref)
+
+
+@pytest.mark.slow
+def test_the_studio_ends_on_ctrl_c_like_every_command(work, tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["studio", "--pack", "pack", "--port", str(port), "--study-db", str(tmp_path / "s.sqlite"), *FAST[:2]]
+    args += ["--device", "cpu"]
+    code, err, latency = interrupt(args, work, lambda err: "magec studio: serving on" in err)
+    assert_interrupted(code, err, latency)
+    assert "Keyboard interruption" not in err
+
+
+PREPARE = ["prepare", "--samples", "60", "--batch-size", "10", "--no-styleflow", "--device", "cpu", "--seed", "5"]
+PREPARE_MOMENTS = {
+    "describing": lambda err: "sample + describe" in err and _steps(err) >= 1,
+    "fitting": lambda err: "fit LinkNet" in err and _steps(err) >= 3,
+}
+
+
+def _same_pack(a: Path, b: Path) -> bool:
+    import torch
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(str(a / "tensors.safetensors")), load_file(str(b / "tensors.safetensors"))
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", PREPARE_MOMENTS)
+def test_prepare_interrupted_ends_at_once_leaves_no_pack_and_reruns_identically(work, moment):
+    ref = work / "prepared-ref"
+    if not ref.exists():
+        run = subprocess.run([sys.executable, "-m", "magec", *PREPARE, "--out", str(ref)], cwd=work, env=ENV,
+                             capture_output=True, text=True)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+    before = sorted(p.name for p in work.iterdir())
+    code, err, latency = interrupt([*PREPARE, "--out", f"pack-{moment}"], work, PREPARE_MOMENTS[moment])
+    assert_interrupted(code, err, latency)
+    assert sorted(p.name for p in work.iterdir()) == before  # no pack, no temporary folder
+    run = subprocess.run([sys.executable, "-m", "magec", *PREPARE, "--out", f"pack-{moment}"], cwd=work, env=ENV,
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _same_pack(work / f"pack-{moment}", ref)
+
+
+EVALUATE = ["evaluate", "--pack", "pack", "--generated", "1", "--methods", "magec", "--no-ecs", "--no-identity",
+            "--editors", "interfacegan", "--edits-per-editor", "1", "--steps-scale", "0.05", "--reference-size", "8",
+            *FAST[:2], "--device", "cpu", "--seed", "3"]  # fmt: skip
+
+
+def _results(run: Path) -> dict[str, bytes]:
+    """What an evaluation measured (timings aside): its images and the metric tables."""
+    names = ("reconstruction.csv", "edits.csv")
+    return {
+        p.relative_to(run).as_posix(): p.read_bytes()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and (p.suffix == ".png" or p.name in names)
+    }
+
+
+@pytest.mark.slow
+def test_evaluate_interrupted_ends_at_once_and_resumes_identically(work):
+    ref = subprocess.run([sys.executable, "-m", "magec", *EVALUATE, "--out", "eval-ref", "--report", "ref.md"],
+                         cwd=work, env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    args = [*EVALUATE, "--out", "eval-run", "--report", "run.md"]
+    code, err, latency = interrupt(args, work, lambda err: "evaluate:" in err and "magec 00000-gen]" in err)
+    assert_interrupted(code, err, latency)
+    assert not list(work.glob("eval-run/**/*.tmp")) and not (work / "run.md").exists()
+    again = subprocess.run([sys.executable, "-m", "magec", *args], cwd=work, env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _results(work / "eval-run") == _results(work / "eval-ref") != {}
