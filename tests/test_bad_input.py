@@ -354,6 +354,37 @@ def onnx_describer(
     return setup
 
 
+def hostile_onnx(ws: Path, f: dict[str, Path]) -> None:
+    """m.onnx declaring 4 GiB of external weights (w.bin holds 1 MiB), with an unsupported op after them."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from test_custom_describer import BRIGHT_LAYOUT
+
+    weights = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1 << 30], data_location=TensorProto.EXTERNAL)
+    weights.external_data.add(key="location", value="w.bin")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g", [x], [y], initializer=[weights])
+    onnx.save(helper.make_model(graph), str(ws / "m.onnx"))
+    with open(ws / "w.bin", "wb") as fh:
+        fh.truncate(1 << 20)
+    (ws / "l.json").write_text(json.dumps(BRIGHT_LAYOUT))
+
+
+def hostile_layout(kind: str) -> Callable[[Path, dict[str, Path]], None]:
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        from test_custom_describer import BRIGHT_LAYOUT, tiny_onnx
+
+        tiny_onnx(ws / "m.onnx", op="Gemm", outputs=3)
+        if kind == "deep":
+            (ws / "l.json").write_text("[" * 100_000 + "]" * 100_000)
+        else:
+            (ws / "l.json").write_text(json.dumps({**BRIGHT_LAYOUT, **{f"k{i}": i for i in range(200_000)}}))
+
+    return setup
+
+
 ONNX_F = ["prepare", "--out", "p", "--samples", "60", "--describer", "onnx:m.onnx:l.json", "--device", "cpu"]
 
 
@@ -695,6 +726,15 @@ CASES: list[Case] = [
     Case("edit-boundary-wrong-shape", [*EDIT, "--editor", "boundary:{garbage}", "--out", "e"], 1, "garbage.pt"),
     Case("prepare-onnx-layout-unknown-key", ONNX_F, 1, "unknown key 'colour' in the file", onnx_describer(colour=1)),
     Case("prepare-onnx-unsupported-op", ONNX_F, 1, "unsupported ONNX op 'Erf'", onnx_describer("Erf")),
+    Case("prepare-onnx-4gb-external-weights", ONNX_F, 1, "more than the 1073741824 magec reads", hostile_onnx),
+    Case(
+        "prepare-onnx-layout-100000-deep",
+        ONNX_F,
+        1,
+        "l.json: describer layout: nested too deeply",
+        hostile_layout("deep"),
+    ),
+    Case("prepare-onnx-layout-200000-keys", ONNX_F, 1, "unknown key 'k0'", hostile_layout("keys")),
     Case("prepare-onnx-missing-model", ONNX_F, 1, "m.onnx: missing ONNX file", onnx_describer("")),
     Case("prepare-onnx-output-mismatch", ONNX_F, 1, "need (batch, 3) columns", onnx_describer(outputs=2)),
     Case("prepare-onnx-missing-layout", ONNX_F[:-3] + ["onnx:m.onnx:none.json"], 1, "missing describer layout"),
