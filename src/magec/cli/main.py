@@ -130,6 +130,16 @@ def interrupt_handlers() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars an interrupt left open, so that ``magec: interrupted`` starts its own line."""
+    std = sys.modules.get("tqdm.std")  # never imported here: only if a command used it
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001, S110 - a bar that cannot be closed must not hide the interrupt
+            pass
+
+
 def _exit_now(code: int) -> NoReturn:
     """End an interrupted program at once: the cleanup it needs already ran while the interrupt unwound (temporary
     files, claims, worker pools), then the exit handlers (Ray, multiprocessing, logging) run here; what is skipped
@@ -166,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             _setup_logging()
             return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:
+        _close_progress_bars()
         print("magec: interrupted", file=sys.stderr)
         code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         if argv is None:  # the program itself (not a call from Python): end now
