@@ -379,8 +379,9 @@ def hostile_layout(kind: str) -> Callable[[Path, dict[str, Path]], None]:
         tiny_onnx(ws / "m.onnx", op="Gemm", outputs=3)
         if kind == "deep":
             (ws / "l.json").write_text("[" * 100_000 + "]" * 100_000)
-        else:
-            (ws / "l.json").write_text(json.dumps({**BRIGHT_LAYOUT, **{f"k{i}": i for i in range(200_000)}}))
+        else:  # "keys": 20,000 unknown keys (parsed in linear time); "huge": 200,000 (over the size bound)
+            n = 20_000 if kind == "keys" else 200_000
+            (ws / "l.json").write_text(json.dumps({**BRIGHT_LAYOUT, **{f"k{i}": i for i in range(n)}}))
 
     return setup
 
@@ -734,7 +735,8 @@ CASES: list[Case] = [
         "l.json: describer layout: nested too deeply",
         hostile_layout("deep"),
     ),
-    Case("prepare-onnx-layout-200000-keys", ONNX_F, 1, "unknown key 'k0'", hostile_layout("keys")),
+    Case("prepare-onnx-layout-20000-keys", ONNX_F, 1, "unknown key 'k0'", hostile_layout("keys")),
+    Case("prepare-onnx-layout-200000-keys", ONNX_F, 1, "l.json: describer layout of", hostile_layout("huge")),
     Case("prepare-onnx-missing-model", ONNX_F, 1, "m.onnx: missing ONNX file", onnx_describer("")),
     Case("prepare-onnx-output-mismatch", ONNX_F, 1, "need (batch, 3) columns", onnx_describer(outputs=2)),
     Case("prepare-onnx-missing-layout", ONNX_F[:-3] + ["onnx:m.onnx:none.json"], 1, "missing describer layout"),
