@@ -1013,7 +1013,7 @@ def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
         proc.wait()
         out.seek(0), err.seek(0)
         rss, cpu = rss_file.read_text().split() if rss_file.exists() else ("nan", "nan")
-        return Outcome(proc.returncode, out.read(), err.read(), before, snapshot(ws), int(rss) / 1024, ws, float(cpu))
+        return Outcome(proc.returncode, out.read(), err.read(), before, snapshot(ws), float(rss) / 1024, ws, float(cpu))
 
 
 @pytest.fixture(scope="module")
