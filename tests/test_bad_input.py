@@ -739,7 +739,13 @@ CASES: list[Case] = [
     Case("prepare-onnx-layout-200000-keys", ONNX_F, 1, "l.json: describer layout of", hostile_layout("huge")),
     Case("prepare-onnx-missing-model", ONNX_F, 1, "m.onnx: missing ONNX file", onnx_describer("")),
     Case("prepare-onnx-output-mismatch", ONNX_F, 1, "need (batch, 3) columns", onnx_describer(outputs=2)),
-    Case("prepare-onnx-missing-layout", ONNX_F[:-3] + ["onnx:m.onnx:none.json"], 1, "missing describer layout"),
+    Case(
+        "prepare-onnx-missing-layout",
+        ONNX_F[:-3] + ["onnx:m.onnx:none.json"],
+        1,
+        "missing describer layout",
+        onnx_describer(),
+    ),
     Case(
         "invert-unknown-magec-editor",
         ["invert", "x.png", "--pack", "p", "--out", "o", "--magec-editor", "sefa"],
