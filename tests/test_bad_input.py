@@ -52,8 +52,12 @@ class Case:
     check: Callable[[Path, dict[str, Path]], None] | None = None
     #: Peak resident memory cap (MiB) of the child process.
     max_rss_mb: int | None = None
+    #: CPU seconds cap (user + system) of the child process (measured with the memory).
+    max_cpu_s: float | None = None
     sigint_after: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: For successes: a substring of what the command prints.
+    out: str = ""
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Outcome:
     after: dict[str, str]
     max_rss_mb: float
     workspace: Path
+    cpu_s: float = float("nan")
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -139,6 +144,16 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     }
     f["latent_framed"] = save_latent(root / "framed.latent.safetensors", z, "z", None, image, framed)
     f["latent_tuned"] = save_latent(root / "tuned.latent.safetensors", z, "z", None, image, meta)
+    from magec.generators.delta import save_delta
+    from magec.inversion.outputs import file_sha256
+
+    for key, seed in (("latent_pti", 4242), ("latent_pti_other", 77)):  # +pti latents, each with its own delta
+        zz = dcgan.sample_latents(1, seed=seed)
+        tuned_meta = {**meta, "method": "magec+pti"}
+        latent = save_latent(root / key / "face.latent.safetensors", zz, "z", None, image, tuned_meta)
+        f[key] = latent
+        sha = file_sha256(latent)
+        f[key + "_delta"] = save_delta(root / key / "face.pti.safetensors", {}, dcgan, latent_sha256=sha)
     (root / "tuned.pti.safetensors").write_bytes(b"not a delta")
     # A pack whose tensors hold a NaN but whose manifest hash is valid.
     nan_pack = root / "nan-pack"
@@ -178,6 +193,30 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     f["evil"] = root / "evil.pkl"
     (root / "garbage.pt").write_bytes(os.urandom(4096))
     f["garbage"] = root / "garbage.pt"
+    from magec.generators.stylegan2.config import StyleGAN2Config
+    from magec.generators.stylegan2.model import StyleGAN2Generator
+    from nvidia_fake import build_fake_pickle, nvidia_tensors_from
+
+    tiny_config = StyleGAN2Config(resolution=32, style_dim=32, channels=(16, 16, 8, 8))
+    tiny = StyleGAN2Generator.random(tiny_config, seed=1, w_avg_samples=200)
+    nv = nvidia_tensors_from(tiny)
+    (root / "nvidia.pkl").write_bytes(build_fake_pickle(nv, tiny_config, root / "module_src_ran"))
+    f["nvidia_pkl"] = root / "nvidia.pkl"
+    torch.save({"g_ema": tiny.state_dict(), "latent_avg": nv["mapping.w_avg"].clone()}, root / "rosinality.pt")
+    f["rosinality_pt"] = root / "rosinality.pt"
+    (root / "truncated.pkl").write_bytes(f["nvidia_pkl"].read_bytes()[:3000])
+    f["truncated_pkl"] = root / "truncated.pkl"
+    (root / "notes.pkl").write_text("these are my notes, not a pickle\n")
+    f["text_pkl"] = root / "notes.pkl"
+    (root / "empty.pkl").write_bytes(b"")
+    f["empty_pkl"] = root / "empty.pkl"
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1000000000), }"
+    (root / "huge.npy").write_bytes(
+        b"\x93NUMPY\x01\x00" + len(header + "\n").to_bytes(2, "little") + (header + "\n").encode() + b"\0" * 64
+    )
+    f["huge_npy"] = root / "huge.npy"
+    np.save(root / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    f["object_npy"] = root / "objects.npy"
     from test_celeba_describer import make_celeba
 
     celeba = make_celeba(root / "celeba")
@@ -311,6 +350,38 @@ def onnx_describer(
         if model:
             tiny_onnx(ws / "m.onnx", op=model, outputs=outputs)
         (ws / "l.json").write_text(json.dumps({**BRIGHT_LAYOUT, **layout_changes}))
+
+    return setup
+
+
+def hostile_onnx(ws: Path, f: dict[str, Path]) -> None:
+    """m.onnx declaring 4 GiB of external weights (w.bin holds 1 MiB), with an unsupported op after them."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from test_custom_describer import BRIGHT_LAYOUT
+
+    weights = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1 << 30], data_location=TensorProto.EXTERNAL)
+    weights.external_data.add(key="location", value="w.bin")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "g", [x], [y], initializer=[weights])
+    onnx.save(helper.make_model(graph), str(ws / "m.onnx"))
+    with open(ws / "w.bin", "wb") as fh:
+        fh.truncate(1 << 20)
+    (ws / "l.json").write_text(json.dumps(BRIGHT_LAYOUT))
+
+
+def hostile_layout(kind: str) -> Callable[[Path, dict[str, Path]], None]:
+    def setup(ws: Path, f: dict[str, Path]) -> None:
+        from test_custom_describer import BRIGHT_LAYOUT, tiny_onnx
+
+        tiny_onnx(ws / "m.onnx", op="Gemm", outputs=3)
+        if kind == "deep":
+            (ws / "l.json").write_text("[" * 100_000 + "]" * 100_000)
+        else:  # "keys": 20,000 unknown keys (parsed in linear time); "huge": 200,000 (over the size bound)
+            n = 20_000 if kind == "keys" else 200_000
+            (ws / "l.json").write_text(json.dumps({**BRIGHT_LAYOUT, **{f"k{i}": i for i in range(n)}}))
 
     return setup
 
@@ -606,14 +677,75 @@ CASES: list[Case] = [
         1,
         "not a readable generator delta",
     ),
+    Case(
+        "edit-pti-delta-of-another-image",
+        ["edit", "face.latent.safetensors", "--pack", P, "--device", "cpu", "--out", "e"],
+        1,
+        "face.pti.safetensors: belongs to another latent",
+        copy_in(("latent_pti", "face.latent.safetensors"), ("latent_pti_other_delta", "face.pti.safetensors")),
+    ),
+    Case(
+        "edit-pti-delta-missing",
+        ["edit", "face.latent.safetensors", "--pack", P, "--device", "cpu", "--out", "e"],
+        1,
+        "face.pti.safetensors: missing: face.latent.safetensors was inverted with magec+pti",
+        copy_in(("latent_pti", "face.latent.safetensors")),
+    ),
+    Case(
+        "edit-pti-delta-is-a-folder",
+        ["edit", "face.latent.safetensors", "--pack", P, "--device", "cpu", "--out", "e"],
+        1,
+        "face.pti.safetensors: is a folder, not a generator delta",
+        both(copy_in(("latent_pti", "face.latent.safetensors")), user_file("face.pti.safetensors/x")),
+    ),
+    Case(
+        "edit-pti-untuned-asked-for",
+        ["edit", "face.latent.safetensors", "--untuned", "--pack", P, "--device", "cpu", "--out", "e"],
+        0,
+        "",
+        copy_in(("latent_pti", "face.latent.safetensors")),
+        lambda ws, f: (ws / "e" / "grid.png").is_file() or pytest.fail("no grid.png"),
+    ),
+    Case(
+        "edit-boundary-huge-npy-header",
+        [*EDIT, "--editor", "boundary:{huge_npy}", "--out", "e"],
+        1,
+        "huge.npy: declares shape (1, 1000000000)",
+        max_rss_mb=500,
+        max_cpu_s=2.0,
+    ),
+    Case(
+        "edit-boundary-object-npy",
+        [*EDIT, "--editor", "boundary:{object_npy}", "--out", "e"],
+        1,
+        "objects.npy: holds pickled Python objects",
+        max_rss_mb=500,
+        max_cpu_s=2.0,
+    ),
     Case("edit-unknown-operation", [*EDIT, "--operation", "glasses", "--out", "e"], 1, "offers male"),
     Case("edit-unknown-editor", [*EDIT, "--editor", "styleflowish", "--out", "e"], 2, "choose from"),
     Case("edit-boundary-wrong-shape", [*EDIT, "--editor", "boundary:{garbage}", "--out", "e"], 1, "garbage.pt"),
     Case("prepare-onnx-layout-unknown-key", ONNX_F, 1, "unknown key 'colour' in the file", onnx_describer(colour=1)),
     Case("prepare-onnx-unsupported-op", ONNX_F, 1, "unsupported ONNX op 'Erf'", onnx_describer("Erf")),
+    Case("prepare-onnx-4gb-external-weights", ONNX_F, 1, "more than the 1073741824 magec reads", hostile_onnx),
+    Case(
+        "prepare-onnx-layout-100000-deep",
+        ONNX_F,
+        1,
+        "l.json: describer layout: nested too deeply",
+        hostile_layout("deep"),
+    ),
+    Case("prepare-onnx-layout-20000-keys", ONNX_F, 1, "unknown key 'k0'", hostile_layout("keys")),
+    Case("prepare-onnx-layout-200000-keys", ONNX_F, 1, "l.json: describer layout of", hostile_layout("huge")),
     Case("prepare-onnx-missing-model", ONNX_F, 1, "m.onnx: missing ONNX file", onnx_describer("")),
     Case("prepare-onnx-output-mismatch", ONNX_F, 1, "need (batch, 3) columns", onnx_describer(outputs=2)),
-    Case("prepare-onnx-missing-layout", ONNX_F[:-3] + ["onnx:m.onnx:none.json"], 1, "missing describer layout"),
+    Case(
+        "prepare-onnx-missing-layout",
+        ONNX_F[:-3] + ["onnx:m.onnx:none.json"],
+        1,
+        "missing describer layout",
+        onnx_describer(),
+    ),
     Case(
         "invert-unknown-magec-editor",
         ["invert", "x.png", "--pack", "p", "--out", "o", "--magec-editor", "sefa"],
@@ -771,6 +903,13 @@ CASES: list[Case] = [
         "not a study database",
         user_file("study.sqlite"),
     ),
+    Case(
+        "studio-study-db-users-sqlite-untouched",
+        ["studio", "--study-db", "other.sqlite"],
+        1,
+        "not a magec study database (no table meta)",
+        sqlite_file("other.sqlite"),
+    ),
     Case("studio-study-db-in-missing-folder", ["studio", "--study-db", "no/such/study.sqlite"], 1, "no such folder"),
     Case("study-report-missing-db-option", ["study", "report"], 2, "--db"),
     Case("study-report-no-such-db", ["study", "report", "--db", "none.sqlite"], 1, "no such study database"),
@@ -804,6 +943,24 @@ CASES: list[Case] = [
     ),
     Case("study-prepare-missing-photo", ["study", "prepare", "--db", "s.sqlite", "nope.jpg"], 1, "no such file"),
     Case("study-unknown-action", ["study", "frobnicate"], 2, "invalid choice"),
+    # --- magec doctor --checkpoint: opened as the loaders open it ---
+    Case("doctor-checkpoint-empty", ["doctor", "--checkpoint", "{empty_pkl}"], 1, "empty.pkl: empty file"),
+    Case("doctor-checkpoint-text-as-pkl", ["doctor", "--checkpoint", "{text_pkl}"], 1, "notes.pkl: not a StyleGAN2"),
+    Case("doctor-checkpoint-truncated-pickle", ["doctor", "--checkpoint", "{truncated_pkl}"], 1, "truncated.pkl"),
+    Case("doctor-checkpoint-missing", ["doctor", "--checkpoint", "none.pt"], 1, "none.pt: no such file"),
+    Case(
+        "doctor-checkpoint-rosinality",
+        ["doctor", "--checkpoint", "{rosinality_pt}"],
+        0,
+        out="[usable] generator checkpoint",
+        check=lambda ws, f: None,
+    ),
+    Case(
+        "doctor-checkpoint-nvidia",
+        ["doctor", "--checkpoint", "{nvidia_pkl}"],
+        0,
+        out="StyleGAN2 32x32, style_dim 32, 8-layer mapping (NVIDIA pickle, average W stored)",
+    ),
     Case("no-command", [], 2, "required: COMMAND"),
     Case("unknown-command", ["frobnicate"], 2, "invalid choice"),
     Case("ctrl-c-while-starting", ["invert", F, "--out", "out", *INV[1:]], 130, "", sigint_after=0.4),
@@ -815,7 +972,7 @@ import os, resource, subprocess, sys
 cap, report, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 child = subprocess.Popen(cmd, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)))
 _, status, usage = os.wait4(child.pid, 0)
-open(report, "w").write(str(usage.ru_maxrss))
+open(report, "w").write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -847,11 +1004,12 @@ def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
     cmd = [sys.executable, "-m", "magec", *(_expand(a, f) for a in case.args)]
 
     rss_file = ws.parent / f"{ws.name}.rss"
-    if case.max_rss_mb is not None:
+    if case.max_rss_mb is not None or case.max_cpu_s is not None:
         # A small wrapper process starts magec with an address-space cap (a hard stop well above the asserted
         # peak) and reports its peak resident memory. Measured from this big test process instead, the
         # child's peak would include the pages it was forked with.
-        cmd = [sys.executable, "-c", MEASURE, str((case.max_rss_mb + 3072) * MiB), str(rss_file), *cmd]
+        cap = ((case.max_rss_mb or 4096) + 3072) * MiB
+        cmd = [sys.executable, "-c", MEASURE, str(cap), str(rss_file), *cmd]
 
     with open(ws.parent / f"{ws.name}.out", "w+") as out, open(ws.parent / f"{ws.name}.err", "w+") as err:
         proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -860,8 +1018,8 @@ def _run(case: Case, ws: Path, f: dict[str, Path]) -> Outcome:
             proc.send_signal(signal.SIGINT)
         proc.wait()
         out.seek(0), err.seek(0)
-        peak = int(rss_file.read_text()) / 1024 if rss_file.exists() else float("nan")
-        return Outcome(proc.returncode, out.read(), err.read(), before, snapshot(ws), peak, ws)
+        rss, cpu = rss_file.read_text().split() if rss_file.exists() else ("nan", "nan")
+        return Outcome(proc.returncode, out.read(), err.read(), before, snapshot(ws), float(rss) / 1024, ws, float(cpu))
 
 
 @pytest.fixture(scope="module")
@@ -873,6 +1031,7 @@ def outcomes(shared, tmp_path_factory) -> dict[str, Outcome]:
         results = {k: v.result() for k, v in futures.items()}
     assert snapshot(shared["root"]) == before, "a case changed the shared fixtures"
     assert not list(root.rglob("pwned")), "a pickle payload ran"
+    assert not (shared["root"] / "module_src_ran").exists(), "an NVIDIA pickle's code ran"
     return results
 
 
@@ -907,6 +1066,10 @@ def test_bad_input(case: Case, outcomes, shared):
         assert got.stderr.strip().splitlines()[-1] == "magec: interrupted" and not errors, detail
     else:
         assert not errors, detail
-        case.check(got.workspace, shared)
+        assert case.out in got.stdout, detail
+        if case.check is not None:
+            case.check(got.workspace, shared)
     if case.max_rss_mb is not None:
         assert got.max_rss_mb < case.max_rss_mb, f"peak memory {got.max_rss_mb:.0f} MiB"
+    if case.max_cpu_s is not None:
+        assert got.cpu_s < case.max_cpu_s, f"{got.cpu_s:.2f} CPU seconds"

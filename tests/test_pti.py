@@ -93,3 +93,49 @@ def test_pti_settings_are_validated():
     with pytest.raises(MagecError):
         PTIConfig(lr=float("nan"))
     assert PTIConfig().scaled(0.1).steps == 35
+
+
+def _pair(folder, base, name: str, seed: int, method: str = "magec+pti"):
+    """A +pti latent and its delta, as `magec invert` writes them (the delta records the latent's SHA-256)."""
+    from magec.inversion.outputs import delta_path_for, file_sha256, save_latent
+
+    folder.mkdir(parents=True, exist_ok=True)
+    z = base.sample_latents(1, seed=seed)
+    latent = save_latent(folder / f"{name}.latent.safetensors", z, "z", None, None, {"method": method})
+    tuned = copy.deepcopy(base)
+    with torch.no_grad():
+        next(tuned.parameters()).add_(0.01 * seed)
+    save_delta(delta_path_for(latent), weight_delta(base, tuned), base, latent_sha256=file_sha256(latent))
+    return latent
+
+
+def test_a_delta_is_used_only_with_the_latent_it_was_tuned_for(dcgan, tmp_path):
+    from magec.inversion.outputs import check_tuned_pair, delta_path_for, tuned_generator_for
+
+    base = dcgan
+    a, b = _pair(tmp_path / "a", base, "face", 1), _pair(tmp_path / "b", base, "face", 2)
+    assert check_tuned_pair(a) == delta_path_for(a)
+    first = tuned_generator_for(a, base)
+    assert not torch.equal(next(first.parameters()), next(base.parameters()))
+    # Another image's delta beside the latent: refused, not used.
+    delta_path_for(a).write_bytes(delta_path_for(b).read_bytes())
+    with pytest.raises(MagecError, match="belongs to another latent, not to face.latent.safetensors; or --untuned"):
+        tuned_generator_for(a, base)
+    assert check_tuned_pair(a, untuned=True) is None  # asked for explicitly
+    # Missing: the latent says it was tuned.
+    delta_path_for(a).unlink()
+    with pytest.raises(MagecError, match="missing: face.latent.safetensors was inverted with magec\\+pti"):
+        check_tuned_pair(a)
+    # A folder in its place.
+    delta_path_for(a).mkdir()
+    with pytest.raises(MagecError, match="is a folder, not a generator delta"):
+        check_tuned_pair(a)
+    delta_path_for(a).rmdir()
+    # Written before deltas recorded their latent: refused with how to proceed.
+    save_delta(delta_path_for(a), {}, base)
+    with pytest.raises(MagecError, match="records no latent it belongs to.*again with a \\+pti method"):
+        check_tuned_pair(a)
+    # A plain latent with no delta beside it is simply untuned.
+    plain = _pair(tmp_path / "c", base, "plain", 3, method="magec")
+    delta_path_for(plain).unlink()
+    assert check_tuned_pair(plain) is None and tuned_generator_for(plain, base) is None

@@ -178,3 +178,34 @@ def test_study_database_refuses_what_it_is_not(tmp_path):
     conn.close()
     with pytest.raises(MagecError, match="not a magec study database"):
         StudyDB(other)
+
+
+@pytest.mark.parametrize("tables", [("notes",), ("photos", "notes")], ids=["other-tables", "clashing-table"])
+def test_study_db_never_writes_into_a_users_sqlite_file(tmp_path, tables):
+    mine = tmp_path / "mine.sqlite"
+    with sqlite3.connect(mine) as conn:
+        for t in tables:
+            conn.execute(f"CREATE TABLE {t} (x TEXT)")
+            conn.execute(f"INSERT INTO {t} VALUES ('precious')")
+    conn.close()
+    before = mine.read_bytes()
+    with pytest.raises(MagecError, match="not a magec study database"):
+        StudyDB(mine, create=True)
+    assert mine.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.sqlite"]  # no journal, no temporary file
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(MagecError, match="an empty file"):
+        StudyDB(empty, create=True)  # created only where no file is
+    assert empty.read_bytes() == b""
+
+
+def test_a_new_study_db_is_marked_as_magec_s(tmp_path):
+    from magec.studio.study import STUDY_USER_VERSION
+
+    StudyDB(tmp_path / "new.sqlite", create=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.sqlite"]
+    with sqlite3.connect(tmp_path / "new.sqlite") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == STUDY_USER_VERSION
+    conn.close()
+    StudyDB(tmp_path / "new.sqlite", create=True)  # reopening a study is fine

@@ -1,4 +1,8 @@
-"""``magec doctor``: which optional weight files are present, and where to put the missing ones."""
+"""``magec doctor``: which optional weight files are present, and where to put the missing ones.
+
+``--checkpoint FILE`` also opens a generator checkpoint the way ``--generator stylegan2:FILE`` would (format
+sniffed from its bytes, layout checked, nothing executed) and says what it is, or why it cannot be used
+(exit 1)."""
 
 from __future__ import annotations
 
@@ -19,18 +23,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_checkpoints(paths: list[str]) -> list[tuple[str, bool, str]]:
+    """(path, usable, what it is or why not) for each checkpoint, opened as the loaders open it."""
+    if not paths:
+        return []
+    from magec.errors import MagecError
+    from magec.generators.stylegan2.loaders import describe_checkpoint
+
+    found = []
+    for path in paths:
+        try:
+            found.append((path, True, describe_checkpoint(path)))
+        except MagecError as exc:
+            problem = str(exc)
+            found.append((path, False, problem.removeprefix(f"{path}: ")))
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
+    from magec.errors import MagecError
     from magec.weights import list_weight_files, weight_files_as_dicts
 
-    if args.json:
-        print(json.dumps(weight_files_as_dicts(args.checkpoint), indent=2))
-        return 0
-    files = list_weight_files(args.checkpoint)
+    checked = check_checkpoints(args.checkpoint)
+    unusable = [c for c in checked if not c[1]]
+    if args.json:  # every finding is in the JSON; the exit code says whether a checkpoint is unusable
+        entries = weight_files_as_dicts()
+        entries += [{"checkpoint": path, "usable": ok, "what" if ok else "problem": text} for path, ok, text in checked]
+        print(json.dumps(entries, indent=2))
+        return 1 if unusable else 0
+    files = list_weight_files()
     for w in files:
         status = "present" if w.present else ("MISSING (required)" if w.required else "missing")
         print(f"[{status}] {w.name}: {w.purpose}")
         print(f"    {w.path}")
         if not w.present:
             print(f"    -> {w.how_to_get}")
+    for path, ok, text in checked:
+        print(f"[{'usable' if ok else 'UNUSABLE'}] generator checkpoint {path}: {text}")
+    if unusable:  # the run's one error line names the (first) file that cannot be used
+        path, _, problem = unusable[0]
+        more = f" (and {len(unusable) - 1} more checkpoints, listed above)" if len(unusable) > 1 else ""
+        raise MagecError(f"{path}: {problem}{more}")
     missing_required = [w for w in files if w.required and not w.present]
     return 1 if missing_required else 0

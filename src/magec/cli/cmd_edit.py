@@ -67,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write each edit (and the projection) pasted back into PHOTO, the photo that was inverted with "
         "--align or --face-crop, at its full resolution: <edit>.pasted.png",
     )
+    p.add_argument(
+        "--untuned",
+        action="store_true",
+        help="for a +pti latent: edit with the untuned generator, ignoring <name>.pti.safetensors (without it, a "
+        "missing or mismatched tuned generator is an error)",
+    )
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
@@ -78,9 +84,14 @@ def run(args: argparse.Namespace) -> int:
     from magec.io.output_folder import OutputFolder
 
     out = OutputFolder.open(args.out, "edits", args.force)
-    from magec.inversion.outputs import check_latent_fits, load_latent
+    if args.editor.startswith("boundary:"):  # sized from its header, before torch and the models load
+        from magec.io.arrays import npy_header
+
+        npy_header(args.editor.partition(":")[2])
+    from magec.inversion.outputs import check_latent_fits, check_tuned_pair, load_latent
 
     saved = load_latent(args.latent)
+    delta = check_tuned_pair(args.latent, args.untuned)  # a +pti latent's tuned generator, checked before models load
     from magec.pipeline import load_pipeline
     from magec.render import (
         apply_edits,
@@ -104,13 +115,12 @@ def run(args: argparse.Namespace) -> int:
         raise MagecError(
             f"{args.pack}: this pack has no {args.editor} editor (has: {', '.join(pipeline.pack.editors)})"
         )
-    from dataclasses import replace
+    if delta is not None:  # a +pti inversion: edits are rendered with the generator tuned for this photo
+        from dataclasses import replace
 
-    from magec.inversion.outputs import tuned_generator_for
+        from magec.generators.delta import apply_delta
 
-    tuned = tuned_generator_for(args.latent, pipeline.generator)
-    if tuned is not None:  # a +pti inversion: edits are rendered with the generator tuned for this photo
-        pipeline = replace(pipeline, generator=tuned)
+        pipeline = replace(pipeline, generator=apply_delta(pipeline.generator, delta))
     editor = pipeline.pack.editors[args.editor]
     operations = args.operation or default_operations(pipeline, args.editor, seed=args.seed)
     if args.editor != "interpolate":
@@ -136,19 +146,21 @@ def run(args: argparse.Namespace) -> int:
                 f"{framing.photo_size[0]}x{framing.photo_size[1]})"
             )
         planned += [pasted_name(n) for n in planned if n != "grid.png"] + [pasted_name("projection.png")]
-    out.claim({name: source for name in planned})
-    rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
-    projection = render_latent(pipeline, saved.latent, saved.space, saved.noise, {})[0]
-    name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
-    title = f"{args.editor} edits of {name} ({method} projection)"
-    written = write_edits(out.path, rows, saved.source, projection.detach(), title)
-    if framing is not None:
-        from magec.faces.paste import paste_into_photo
-        from magec.io.images import save_png, tensor_to_pil
+    with out.releasing():  # an early end withdraws the claims it did not write
+        out.claim({name: source for name in planned})
+        rows = apply_edits(pipeline, saved.latent, saved.space, saved.noise, args.editor, operations, amounts)
+        projection = render_latent(pipeline, saved.latent, saved.space, saved.noise, {})[0]
+        name, method = saved.metadata.get("source_name", args.latent), saved.metadata.get("method", "?")
+        title = f"{args.editor} edits of {name} ({method} projection)"
+        written = write_edits(out.path, rows, saved.source, projection.detach(), title)
+        if framing is not None:
+            from magec.faces.paste import paste_into_photo
+            from magec.io.images import save_png, tensor_to_pil
 
-        crops = {pasted_name(edit_file_name(e.editor, e.operation, e.amount)): e.image for row in rows for e in row}
-        crops[pasted_name("projection.png")] = projection
-        pasted = paste_into_photo(args.paste_back, [tensor_to_pil(c) for c in crops.values()], framing, args.max_pixels)
-        written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
+            crops = {pasted_name(edit_file_name(e.editor, e.operation, e.amount)): e.image for row in rows for e in row}
+            crops[pasted_name("projection.png")] = projection
+            faces = [tensor_to_pil(c) for c in crops.values()]
+            pasted = paste_into_photo(args.paste_back, faces, framing, args.max_pixels)
+            written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
     print(f"wrote {len(written)} files to {args.out} (grid: {out.path / 'grid.png'})")
     return 0

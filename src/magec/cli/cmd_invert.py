@@ -211,41 +211,42 @@ def run(args: argparse.Namespace) -> int:
             _say(f"failed {reason if reason.startswith(path) else f'{path}: {reason}'}")
         wrote += len(outcome.done)
 
-    if todo and workers is None:
-        _invert_here(args, pipeline_args, job, todo, inputs.explicit, out, report)
-    elif todo:
-        from tqdm import tqdm
+    with out.releasing():  # an early end (error, Ctrl-C, SIGTERM) withdraws the claims it did not write
+        if todo and workers is None:
+            _invert_here(args, pipeline_args, job, todo, inputs.explicit, out, report)
+        elif todo:
+            from tqdm import tqdm
 
-        from magec.distributed.runs import invert_on_workers
+            from magec.distributed.runs import invert_on_workers
 
-        total = sum(len(write) for _, write in todo)
-        bar = tqdm(total=total, desc=f"invert [{args.method}]", unit="image", delay=0.5)
+            total = sum(len(write) for _, write in todo)
+            bar = tqdm(total=total, desc=f"invert [{args.method}]", unit="image", delay=0.5)
 
-        def start(pool: Any) -> None:  # the workers are up: claim the outputs, then they write them
-            out.claim(
-                {
-                    k: v
-                    for batch, write in todo
-                    for n in write
-                    for k, v in output_claims(by_name[n], args.method).items()
-                }
+            def start(pool: Any) -> None:  # the workers are up: claim the outputs, then they write them
+                out.claim(
+                    {
+                        k: v
+                        for batch, write in todo
+                        for n in write
+                        for k, v in output_claims(by_name[n], args.method).items()
+                    }
+                )
+                bar.set_postfix_str(f"{len(pool.actors)} workers")
+
+            def report_and_count(batch: Any, outcome: Any) -> None:
+                report(batch, outcome)
+                bar.update(len(outcome.done) + len(outcome.failed))
+
+            try:
+                invert_on_workers(workers, pipeline_args, job, todo, report_and_count, on_start=start)
+            finally:
+                bar.close()
+        print(f"inverted {wrote} images into {out.path} ({finished} already done, {len(failed)} failed)")
+        if failed:
+            raise MagecError(
+                f"{len(failed)} of {len(items)} images failed (listed above); the others are written, "
+                "and a rerun of the same command retries only what is missing"
             )
-            bar.set_postfix_str(f"{len(pool.actors)} workers")
-
-        def report_and_count(batch: Any, outcome: Any) -> None:
-            report(batch, outcome)
-            bar.update(len(outcome.done) + len(outcome.failed))
-
-        try:
-            invert_on_workers(workers, pipeline_args, job, todo, report_and_count, on_start=start)
-        finally:
-            bar.close()
-    print(f"inverted {wrote} images into {out.path} ({finished} already done, {len(failed)} failed)")
-    if failed:
-        raise MagecError(
-            f"{len(failed)} of {len(items)} images failed (listed above); the others are written, "
-            "and a rerun of the same command retries only what is missing"
-        )
     return 0
 
 
@@ -272,8 +273,10 @@ def _invert_here(args, pipeline_args, job, todo, explicit, out, report) -> None:
     total = sum(len(write) for _, write in todo)
     for batch, write in todo:
         bar = ProgressBar(f"invert [{args.method}] {done + len(write)}/{total}")
-        outcome = invert_batch(pipeline, job, batch, write, callback=bar, images=framed)
-        bar.close()
+        try:
+            outcome = invert_batch(pipeline, job, batch, write, callback=bar, images=framed)
+        finally:
+            bar.close()  # also when interrupted: the last line is then magec's own
         for name in outcome.done:
             print(f"wrote {out.path / name}.{{latent.safetensors,png,json}}")
         report((batch, write), outcome)

@@ -44,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
     names = preview_files(pipeline)
     if args.entanglement:
         names += ["entanglement.csv", "entanglement.md", "entanglement.png"]
-    out.claim({name: "" for name in names})
-    for path in write_preview(pipeline, out.path, n=args.n, seed=args.seed):
-        print(f"wrote {path}")
-    if args.entanglement:
-        from magec.entanglement import entanglement, write_entanglement
-
-        table = entanglement(pipeline, n=args.entanglement_samples, seed=args.seed)
-        for path in write_entanglement(table, out.path):
+    with out.releasing():  # an early end withdraws the claims it did not write
+        out.claim({name: "" for name in names})
+        for path in write_preview(pipeline, out.path, n=args.n, seed=args.seed):
             print(f"wrote {path}")
+        if args.entanglement:
+            from magec.entanglement import entanglement, write_entanglement
+
+            table = entanglement(pipeline, n=args.entanglement_samples, seed=args.seed)
+            for path in write_entanglement(table, out.path):
+                print(f"wrote {path}")
     return 0

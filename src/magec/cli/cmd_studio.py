@@ -49,6 +49,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
+    import time
     from pathlib import Path
 
     from magec.studio.study import StudyDB
@@ -75,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
         )
         studio = Studio(pipeline, steps_scale=args.steps_scale, upload_root=Path(uploads), seed=args.seed)
         try:
-            serve(studio, args.host, args.port, study_db)
+            app = serve(studio, args.host, args.port, study_db, block=False)
+            try:  # our own wait, not gradio's (which swallows Ctrl-C): it ends as every command does, 130
+                while app.is_running:
+                    time.sleep(0.1)
+            finally:
+                app.close()
+                studio.queue.close()
         finally:
             studio.close()
     return 0

@@ -4,7 +4,10 @@ Start-up is kept light: the sub-command modules only declare their options, and 
 library (and torch) inside its ``run``. Every failure ends as one line on stderr:
 ``magec: error: <file>: <problem>`` and exit 1 for refused input or environment problems (``MagecError``,
 operating-system errors, exhausted memory), argparse's exit 2 for a malformed command line, and
-``magec: interrupted`` with exit 130 for Ctrl-C at any moment. ``MAGEC_DEBUG=1`` shows tracebacks.
+``magec: interrupted`` with exit 130 for Ctrl-C at any moment. SIGTERM (``kill``) is handled as Ctrl-C is, so
+the same cleanup runs (temporary files removed, unwritten claims withdrawn), and exits 143 (128 + 15, the
+shell's code for a terminated command) with the same line. A second Ctrl-C or SIGTERM during that cleanup
+ends the process at once. ``MAGEC_DEBUG=1`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from magec import __version__
@@ -88,6 +94,64 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {problem}" if where is not None else problem
 
 
+#: Exit codes: Ctrl-C (SIGINT) and SIGTERM.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that the same cleanup runs."""
+
+
+@contextmanager
+def interrupt_handlers() -> Iterator[None]:
+    """For the command's duration (main thread only): SIGINT raises KeyboardInterrupt and SIGTERM
+    :class:`Terminated`; a second signal, arriving while the first one's cleanup runs, ends the process at once.
+    The previous handlers are restored afterwards (``main`` may run inside another program)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            os.write(2, b"magec: interrupted\n")
+            os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(sig, handler)
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars an interrupt left open, so that ``magec: interrupted`` starts its own line."""
+    std = sys.modules.get("tqdm.std")  # never imported here: only if a command used it
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001, S110 - a bar that cannot be closed must not hide the interrupt
+            pass
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End an interrupted program at once: the cleanup it needs already ran while the interrupt unwound (temporary
+    files, claims, worker pools), then the exit handlers (Ray, multiprocessing, logging) run here; what is skipped
+    is the interpreter's teardown of every loaded module, which takes seconds once torch is loaded."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _out_of_memory(exc: BaseException) -> bool:
     """MemoryError, torch's ``OutOfMemoryError`` or a RuntimeError saying so (checked without importing torch)."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
@@ -106,13 +170,18 @@ def _out_of_memory_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("MAGEC_DEBUG", "") not in ("", "0")
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        _setup_logging()
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+        with interrupt_handlers():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            _setup_logging()
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as exc:
+        _close_progress_bars()
         print("magec: interrupted", file=sys.stderr)
-        return 130
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        if argv is None:  # the program itself (not a call from Python): end now
+            _exit_now(code)
+        return code
     except SystemExit:
         raise
     except Exception as exc:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def parse_layout(data: Any, source: str | Path = "layout") -> ModelLayout:
             heads.append(Head(name, "categorical", len(values), class_values=tuple(values)))
             attributes.append(Attribute(attribute, name, "continuous"))
     for label, names in (("head", [h.name for h in heads]), ("attribute", [a.name for a in attributes])):
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = sorted(n for n, k in Counter(names).items() if k > 1)  # linear: a layout may hold 10^5 heads
         if dup:
             raise bad(f"{label} name {dup[0]!r} is used twice")
     if not attributes:
@@ -190,23 +191,31 @@ def parse_layout(data: Any, source: str | Path = "layout") -> ModelLayout:
     )
 
 
+#: A layout file names a few heads; anything this large is refused before it is parsed.
+MAX_LAYOUT_BYTES = 1 << 20
+
+
 def read_layout(path: str | Path) -> ModelLayout:
     """Read and check a layout JSON file (NaN/Infinity literals, duplicate keys and bad UTF-8 are refused)."""
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "missing describer layout file")
+    if path.stat().st_size > MAX_LAYOUT_BYTES:
+        raise file_error(path, f"describer layout of {path.stat().st_size} bytes, more than {MAX_LAYOUT_BYTES}")
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-        keys = [k for k, _ in pairs]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        if dup:
+        found = dict(pairs)
+        if len(found) != len(pairs):  # linear, however many keys
+            dup = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
             raise ValueError(f"duplicate key {dup[0]!r}")
-        return dict(pairs)
+        return found
 
     try:
         data = json.loads(
             path.read_bytes().decode("utf-8"), parse_constant=_refuse_constant, object_pairs_hook=no_duplicates
         )
+    except RecursionError:
+        raise file_error(path, "describer layout: nested too deeply to be a layout") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise file_error(path, f"describer layout: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     return parse_layout(data, path)
@@ -342,6 +351,8 @@ def load_onnx_describer(arg: str) -> TorchModuleDescriber:
     if not sep or not model_arg or not layout_arg:
         raise MagecError("--describer onnx:MODEL.onnx:LAYOUT.json needs the model file and the layout file")
     model_path, layout_path = Path(model_arg).expanduser(), Path(layout_arg).expanduser()
+    if not model_path.is_file():
+        raise file_error(model_path, "missing ONNX file")
     layout = read_layout(layout_path)
     net = OnnxGraphModule(model_path)
     spec = f"onnx:{model_path.resolve()}:{layout_path.resolve()}"

@@ -11,9 +11,11 @@ Weights become frozen buffers, so the module follows ``.to(device)`` and never t
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +57,40 @@ def _torch_pad(begins: list[int], ends: list[int]) -> list[int]:
     return out
 
 
+#: The most weight bytes an ONNX describer may declare (initializers, sparse initializers, Constant nodes);
+#: checked from the graph's dims before any weight, or any external data file, is read.
+MAX_ONNX_WEIGHT_BYTES = 1 << 30
+
+
+def check_declared_sizes(path: Path, graph: Any, limit: int = MAX_ONNX_WEIGHT_BYTES) -> None:
+    """Refuse (one line naming the tensor) a graph whose tensors declare more than ``limit`` bytes in all."""
+    from onnx import helper
+
+    def itemsize(tensor: Any) -> int:
+        try:
+            return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            return 8
+
+    def nbytes(dims: Iterable[int], tensor: Any) -> int:
+        return math.prod(max(int(d), 0) for d in dims) * itemsize(tensor)
+
+    declared = [(t.name, nbytes(t.dims, t)) for t in graph.initializer]
+    # a sparse tensor is read densified: its declared dims count, not the values it stores
+    declared += [(s.values.name or "sparse initializer", nbytes(s.dims, s.values)) for s in graph.sparse_initializer]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                declared.append((node.name or node.output[0], nbytes(attr.t.dims, attr.t)))
+    total = 0
+    for name, size in declared:
+        total += size
+        if total > limit:
+            raise file_error(
+                path, f"tensor {name!r} brings the declared weights to {total} bytes, more than the {limit} magec reads"
+            )
+
+
 class OnnxGraphModule(nn.Module):
     """An ONNX graph (single input, single output, allow-listed ops) executed with torch ops.
 
@@ -72,7 +108,7 @@ class OnnxGraphModule(nn.Module):
         if not path.is_file():
             raise file_error(path, "missing ONNX file")
         try:
-            model = onnx.load(str(path))
+            model = onnx.load(str(path), load_external_data=False)  # external weights: sized first, below
         except Exception as exc:  # noqa: BLE001 - any decode failure means a bad file
             raise file_error(
                 path,
@@ -80,6 +116,14 @@ class OnnxGraphModule(nn.Module):
                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
             ) from None
         graph = model.graph
+        check_declared_sizes(path, graph)
+        if any(init.data_location == onnx.TensorProto.EXTERNAL for init in graph.initializer):
+            from onnx.external_data_helper import load_external_data_for_model
+
+            try:
+                load_external_data_for_model(model, str(path.parent))
+            except Exception as exc:  # noqa: BLE001 - missing, short or escaping external files
+                raise file_error(path, f"external weights cannot be read ({str(exc).splitlines()[0][:200]})") from None
         if len(graph.node) == 0:
             raise file_error(path, "ONNX graph has no nodes")
 

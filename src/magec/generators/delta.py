@@ -1,8 +1,10 @@
 """A generator tuned for one image (pivotal tuning), stored as what changed against its base.
 
 The file is safetensors: the tensors whose values differ from the base generator's, and in the metadata
-the base's spec and a SHA-256 fingerprint of its weights. Applying a delta to any other generator is
-refused, so an edit is never rendered with weights that do not belong together.
+the base's spec and a SHA-256 fingerprint of its weights, and the SHA-256 of the latent file it was tuned
+around (``latent_sha256``). Applying a delta to any other generator is refused, and ``magec edit`` refuses
+a delta beside a latent it does not belong to, so an edit is never rendered with weights that do not
+belong together.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import hashlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from magec.errors import file_error
 from magec.generators.base import Generator
 from magec.io.atomic import atomic_path
-from magec.io.checkpoints import check_finite, read_safetensors
+from magec.io.checkpoints import canonical_safetensors, check_finite, read_safetensors, safetensors_metadata
 
 DELTA_FORMAT = "magec-generator-delta"
 
@@ -39,14 +41,33 @@ def weight_delta(base: Generator, tuned: Generator) -> dict[str, torch.Tensor]:
 
 
 def save_delta(
-    path: str | Path, delta: dict[str, torch.Tensor], base: Generator, base_sha256: str | None = None
+    path: str | Path,
+    delta: dict[str, torch.Tensor],
+    base: Generator,
+    base_sha256: str | None = None,
+    latent_sha256: str | None = None,
 ) -> Path:
-    """Write ``delta`` atomically with the base generator's spec and fingerprint."""
+    """Write ``delta`` atomically with the base generator's spec and fingerprint, and (``latent_sha256``) the
+    SHA-256 of the latent file it belongs to."""
     meta = {"format": DELTA_FORMAT, "base_spec": base.spec, "base_sha256": base_sha256 or fingerprint(base)}
+    if latent_sha256 is not None:
+        meta["latent_sha256"] = latent_sha256
     path = Path(path)
+    data = canonical_safetensors(save({k: v.contiguous() for k, v in delta.items()}, metadata=meta))
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in delta.items()}, str(tmp), metadata=meta)
+        tmp.write_bytes(data)  # the same delta is the same bytes in every process
     return path
+
+
+def delta_metadata(path: str | Path) -> dict[str, str]:
+    """A delta file's metadata, read from its header only; a missing, foreign or unreadable file is one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise file_error(path, "is a folder, not a generator delta")
+    meta = safetensors_metadata(path, "generator delta")
+    if meta.get("format") != DELTA_FORMAT:
+        raise file_error(path, f"not a magec generator delta (format {meta.get('format')!r})")
+    return meta
 
 
 def apply_delta(base: Generator, path: str | Path, base_sha256: str | None = None) -> Generator:

@@ -6,6 +6,7 @@ optimised, the source image (uint8) and metadata (space, generator, method, pack
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,24 +15,83 @@ from typing import Any
 import torch
 from safetensors.torch import save
 
-from magec.errors import file_error
+from magec.errors import MagecError, file_error
 from magec.generators.base import Generator, select_noise
-from magec.generators.delta import apply_delta, fingerprint, save_delta, weight_delta
-from magec.inversion.config import PTI_SUFFIX
+from magec.generators.delta import apply_delta, delta_metadata, fingerprint, save_delta, weight_delta
+from magec.inversion.config import PTI_METHODS, PTI_SUFFIX
 from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
-from magec.io.checkpoints import read_safetensors
+from magec.io.checkpoints import canonical_safetensors, read_safetensors, safetensors_metadata
 from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
 
 
-def tuned_generator_for(latent_path: str | Path, base: Generator) -> Generator | None:
-    """The tuned generator saved beside a latent by a ``+pti`` inversion (refused if tuned from another
-    generator), or None when there is none."""
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def delta_path_for(latent_path: str | Path) -> Path:
+    """Where a ``+pti`` inversion puts the tuned generator of ``<name>.latent.safetensors``."""
     path = Path(latent_path)
-    delta = path.with_name(path.name.removesuffix(".latent.safetensors") + PTI_SUFFIX)
-    return apply_delta(base, delta) if delta.is_file() else None
+    return path.with_name(path.name.removesuffix(".latent.safetensors") + PTI_SUFFIX)
+
+
+def check_tuned_pair(latent_path: str | Path, untuned: bool = False) -> Path | None:
+    """The tuned generator (delta) to render ``latent_path`` with, or None; checked from headers only, before any
+    model loads.
+
+    A latent inverted with a ``+pti`` method needs its delta; a delta beside a latent must record that latent's
+    SHA-256 (``magec invert`` and the studio's downloads write it). A missing, swapped, unreadable delta, a
+    folder in its place, or one written before deltas recorded their latent, is a one-line error, never a
+    silent fallback to the untuned generator: ``untuned`` (``magec edit --untuned``) asks for that explicitly.
+    """
+    latent_path = Path(latent_path)
+    delta = delta_path_for(latent_path)
+    if untuned:
+        return None
+    how = "or --untuned to edit with the untuned generator"
+    method = _latent_method(latent_path)
+    if not (delta.exists() or delta.is_symlink()):
+        if method in PTI_METHODS:
+            raise file_error(
+                delta,
+                f"missing: {latent_path.name} was inverted with {method}, whose edits need the generator tuned for "
+                f"it; put it back beside the latent, {how}",
+            )
+        return None
+    try:
+        meta = delta_metadata(delta)
+    except MagecError as exc:
+        raise MagecError(f"{exc} ({how})") from None
+    recorded = meta.get("latent_sha256")
+    if recorded is None:
+        raise file_error(
+            delta,
+            f"records no latent it belongs to (written before magec recorded it); invert {latent_path.name} again "
+            f"with a +pti method, {how}",
+        )
+    if recorded != file_sha256(latent_path):
+        raise file_error(delta, f"belongs to another latent, not to {latent_path.name}; {how}")
+    return delta
+
+
+def _latent_method(path: Path) -> str | None:
+    try:
+        return json.loads(safetensors_metadata(path, "safetensors latent").get("metadata", "{}")).get("method")
+    except (ValueError, AttributeError):
+        return None  # load_latent reports a broken latent
+
+
+def tuned_generator_for(latent_path: str | Path, base: Generator, untuned: bool = False) -> Generator | None:
+    """The tuned generator saved beside a latent by a ``+pti`` inversion (refused if tuned from another
+    generator or for another latent, see :func:`check_tuned_pair`), or None for a latent without one."""
+    delta = check_tuned_pair(latent_path, untuned)
+    return apply_delta(base, delta) if delta is not None else None
 
 
 @dataclass
@@ -61,19 +121,6 @@ def save_latent(
     with atomic_path(path) as tmp:
         tmp.write_bytes(canonical_safetensors(save(tensors, metadata=meta)))
     return path
-
-
-def canonical_safetensors(data: bytes) -> bytes:
-    """The same safetensors file with its JSON header's keys sorted.
-
-    safetensors writes the header from a hash map, so the order of its keys (and so the file's bytes) changes
-    from one process to the next; sorted, the same latent is the same bytes in every process and worker.
-    """
-    n = int.from_bytes(data[:8], "little")
-    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(header) > n:  # never happens for safetensors' own compact JSON; keep the file as it was then
-        return data
-    return data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
 
 
 def load_latent(path: str | Path) -> SavedLatent:
@@ -158,15 +205,15 @@ def write_inversion_outputs(
             meta["source_file"] = source_files[i]
         if extra is not None and extra[i]:
             meta["photo"] = extra[i]
-        written.append(
-            save_latent(
-                out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta
-            )
+        latent = save_latent(
+            out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta
         )
+        written.append(latent)
         written.append(save_png(result.images[i], out_dir / f"{name}.png"))
         if result.tuned is not None:
             delta = weight_delta(base, result.tuned[i])
-            written.append(save_delta(out_dir / f"{name}{PTI_SUFFIX}", delta, base, base_sha))
+            latent_sha = file_sha256(latent)
+            written.append(save_delta(out_dir / f"{name}{PTI_SUFFIX}", delta, base, base_sha, latent_sha))
         final = result.history[-1] if result.history else {}
         record = {
             **meta,

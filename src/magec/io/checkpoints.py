@@ -7,6 +7,7 @@ missing / unexpected keys, never half-loaded.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,30 @@ def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tenso
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
         return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise file_error(path, f"not a readable {what} ({exc})") from None
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the header from a hash map, so the order of its keys (and so the file's bytes) changes
+    from one process to the next; sorted, the same latent is the same bytes in every process and worker.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(header) > n:  # never happens for safetensors' own compact JSON; keep the file as it was then
+        return data
+    return data[:8] + header + b" " * (n - len(header)) + data[8 + n :]
+
+
+def safetensors_metadata(path: str | Path, what: str) -> dict[str, str]:
+    """A safetensors file's metadata, from its header only; unreadable: a one-line error naming ``what``."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise file_error(path, f"not a readable {what} ({exc})") from None
 

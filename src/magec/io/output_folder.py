@@ -8,21 +8,31 @@ knows which files are its own: those it may replace; any other file is never del
 did not write. The index also records which input produced which outputs, so two inputs can never
 share an output, not even across runs.
 
+The index is only changed under an exclusive ``flock`` on the folder itself (no lock file is left
+behind): it is re-read inside the lock, merged with this run's claims and written atomically, so runs
+writing into one folder at once never lose each other's entries. A run that ends early (an error,
+Ctrl-C, SIGTERM) withdraws the claims it did not write (:meth:`OutputFolder.releasing`): an index that
+lists nothing is removed, and so is the folder if the run created it and it is empty. Opening a folder
+removes the temporary files magec's killed runs left there (``magec.io.atomic.remove_stale_temporaries``).
+
 Single files named by the user (``magec align --out``, ``magec convert``) follow the same rule through
 ``check_output_file``: magec replaces a file it recognises as its own output, or any file with ``force``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from magec.errors import file_error
-from magec.io.atomic import publish_mode, write_json
+from magec.io.atomic import TEMP_NAME, publish_mode, remove_stale_temporaries, write_json
 
 INDEX = "magec-index.json"
 INDEX_FORMAT = "magec-output-index"
@@ -40,6 +50,32 @@ def _read_index(path: Path) -> dict[str, Any] | None:
     return data
 
 
+@contextlib.contextmanager
+def folder_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the folder ``path`` itself, held for the block (released when the fd closes)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: Path) -> None:
+    """Refuse (one line) a folder, or the nearest existing folder above a new one, where no file can be created:
+    found by creating (and removing) a magec temporary file there, as the writes will, so it holds for root,
+    read-only mounts and ACLs alike."""
+    probe_in = path
+    while not probe_in.exists() and probe_in.parent != probe_in:
+        probe_in = probe_in.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{INDEX}.magec-{os.getpid()}-", suffix=".tmp", dir=probe_in)
+    except OSError as exc:
+        raise file_error(probe_in, f"folder is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 @dataclass
 class OutputFolder:
     """A folder of one kind of magec output; construct with :meth:`open`, which checks it before any heavy work."""
@@ -49,6 +85,10 @@ class OutputFolder:
     force: bool = False
     #: Relative file name -> the input it belongs to ("" when it belongs to the run as a whole).
     files: dict[str, str] = field(default_factory=dict)
+    #: The names this run claimed (withdrawn by :meth:`release` where never written).
+    claimed: set[str] = field(default_factory=set)
+    #: The top-most folder this run created for ``path`` (None: it existed); removed again if left empty.
+    created: Path | None = None
 
     @classmethod
     def open(
@@ -63,8 +103,10 @@ class OutputFolder:
         folder = cls(path, kind, force)
         if path.exists() and not path.is_dir():
             raise file_error(path, f"is a file; --out must be a folder for {kind} outputs")
+        check_writable(path)
         if not path.is_dir():
             return folder
+        remove_stale_temporaries(path)
         index = _read_index(path / INDEX)
         if index is not None:
             if index.get("kind") != kind:
@@ -76,7 +118,7 @@ class OutputFolder:
         vouched = set(own(path)) if own is not None else set()
         for name in vouched:
             folder.files[name] = ""
-        foreign = [p.name for p in path.iterdir() if p.name not in vouched]
+        foreign = [p.name for p in path.iterdir() if p.name not in vouched and not TEMP_NAME.match(p.name)]
         if foreign and not force:
             raise file_error(
                 path,
@@ -106,10 +148,76 @@ class OutputFolder:
                 )
 
     def claim(self, claims: dict[str, str]) -> None:
-        """Check, then record ``claims`` (relative name -> input) in the index before the files are written."""
-        self.check_claims(claims)
-        self.files.update(claims)
-        self.save_index()
+        """Check, then record ``claims`` (relative name -> input) in the index before the files are written.
+
+        Under the folder's lock, against the index as it is now on disk (another run may have added to it)."""
+        self._make_folder()
+        with folder_lock(self.path):
+            self._refresh()
+            self.check_claims(claims)
+            self.files.update(claims)
+            self.claimed.update(claims)
+            self._write_index()
+
+    def _make_folder(self) -> None:
+        if self.path.is_dir():
+            return
+        top = self.path
+        while not top.parent.exists() and top.parent != top:
+            top = top.parent
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.created is None:
+            self.created = top
+
+    def _refresh(self) -> None:
+        """Merge the index on disk (written by any run) with this run's claims; call under the lock."""
+        index = _read_index(self.path / INDEX)
+        if index is None:
+            return
+        if index.get("kind") != self.kind:
+            raise file_error(
+                self.path, f"holds magec {index.get('kind')} outputs, not {self.kind} outputs; choose another --out"
+            )
+        mine = {name: self.files[name] for name in self.claimed if name in self.files}
+        self.files = {**{str(k): str(v) for k, v in index["files"].items()}, **mine}
+
+    def release(self) -> None:
+        """Withdraw this run's claims on files it never wrote (a run that ended early). An index left listing
+        nothing is removed, and so are the folders this run created that are left empty."""
+        if self.path.is_dir():
+            with folder_lock(self.path):
+                self._refresh()
+                unwritten = [n for n in self.claimed if not (self.target(n).exists() or self.target(n).is_symlink())]
+                for name in unwritten:
+                    self.files.pop(name, None)
+                    self.claimed.discard(name)
+                if self.files:
+                    if unwritten:
+                        self._write_index()
+                else:
+                    (self.path / INDEX).unlink(missing_ok=True)
+                for name in unwritten:  # sub-folders made for them (``a/face``) and left empty
+                    for parent in self.target(name).parents:
+                        if parent == self.path or self.path not in parent.parents:
+                            break
+                        with contextlib.suppress(OSError):
+                            parent.rmdir()
+        if self.created is not None:
+            for folder in [self.path, *self.path.parents]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty
+                if folder == self.created:
+                    break
+
+    @contextlib.contextmanager
+    def releasing(self) -> Iterator[OutputFolder]:
+        """Run a block that writes the claimed files; if it ends early by any exception (Ctrl-C included),
+        :meth:`release` the claims it did not write before the exception goes on."""
+        try:
+            yield self
+        except BaseException:
+            self.release()
+            raise
 
     def publish(self, staging: Path, source: str = "") -> list[Path]:
         """Claim every file under ``staging`` (a temporary folder beside this one), then move each into place
@@ -126,7 +234,13 @@ class OutputFolder:
         return published
 
     def save_index(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Write this folder's index (under the folder's lock, merged with what is on disk)."""
+        self._make_folder()
+        with folder_lock(self.path):
+            self._refresh()
+            self._write_index()
+
+    def _write_index(self) -> None:
         inputs: dict[str, list[str]] = {}
         for name, source in sorted(self.files.items()):
             if source:

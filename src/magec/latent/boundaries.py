@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from magec.errors import MagecError, file_error
+from magec.io.arrays import npy_header
 from magec.io.atomic import atomic_path, write_json
 from magec.latent.editors import DirectionEditor
 
@@ -40,14 +41,11 @@ DEFAULT_FILE_AMOUNT = 3.0
 def read_direction(path: str | Path, latent_dim: int) -> torch.Tensor:
     """A direction (L,) float32 from a (1, L) or (L,) ``.npy`` file; any problem is a one-line ``MagecError``."""
     path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "no such direction file")
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic.startswith(b"PK\x03\x04"):
-        raise file_error(path, "is an .npz archive; expected a single .npy array")
-    if magic != b"\x93NUMPY":
-        raise file_error(path, "not a .npy file (no NumPy header)")
+    shape, _ = npy_header(path)  # sized from its header before the data is read
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)):
+        raise file_error(path, f"expected a direction of shape (1, L) or (L,), got {shape}")
+    if shape[-1] != latent_dim:
+        raise file_error(path, f"direction has {shape[-1]} dimensions, the generator's editing space has {latent_dim}")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:

@@ -30,7 +30,7 @@ from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
 from magec.inversion.config import PAPER_METHODS, PTI_METHODS, PTI_SUFFIX
-from magec.inversion.outputs import save_latent
+from magec.inversion.outputs import file_sha256, save_latent
 from magec.inversion.pti import PTIConfig
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
@@ -378,7 +378,8 @@ class Studio:
         if projection.tuned is not None:
             base = self.pipeline.generator
             delta = weight_delta(base, projection.tuned)
-            files.append(save_delta(folder / f"{stem}{PTI_SUFFIX}", delta, base, fingerprint(base)))
+            tuned = save_delta(folder / f"{stem}{PTI_SUFFIX}", delta, base, fingerprint(base), file_sha256(latent))
+            files.append(tuned)
         return files
 
     def close(self) -> None:

@@ -29,12 +29,15 @@ from magec import __version__
 from magec.errors import MagecError, file_error
 from magec.inversion import invert, method_config
 from magec.inversion.config import PAPER_METHODS as METHODS
+from magec.io.atomic import atomic_path
 from magec.io.images import tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import render_latent
 
 STUDY_FORMAT = "magec-study-1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+#: ``PRAGMA user_version`` of a study database magec created ("MAGE"); older studies have 0 and are still read.
+STUDY_USER_VERSION = 0x4D414745
 #: Edits drawn per photo, and editors they are drawn from (the pack's named directions).
 EDIT_EDITORS = ("interfacegan", "ganspace")
 LEADING_COMPONENTS = 5
@@ -92,29 +95,53 @@ class StudyDB:
     """A study database: the pool of edits and the judgements. Opening checks that it is one."""
 
     def __init__(self, path: str | Path, create: bool = False) -> None:
+        """Open the study database at ``path``, checking read-only that it is one.
+
+        magec never writes into a file that is not already a magec study: an existing file is opened
+        read-only and checked (SQLite header, tables, format, integrity) before anything is written;
+        ``create`` makes a new database only where no file is (written under a temporary name, then renamed).
+        """
         self.path = Path(path)
         if not self.path.exists():
             if not create:
                 raise file_error(self.path, "no such study database (make one with `magec study prepare`)")
             if not self.path.parent.is_dir():
                 raise file_error(self.path.parent, "no such folder for the study database")
+            self._create()
         elif self.path.is_dir():
             raise file_error(self.path, "is a folder, not a study database")
-        else:
+        self._check()
+
+    def _create(self) -> None:
+        with atomic_path(self.path) as tmp:
+            conn = sqlite3.connect(tmp)
+            try:
+                with conn:
+                    conn.executescript(SCHEMA)
+                    conn.execute("INSERT INTO meta VALUES ('format', ?)", (STUDY_FORMAT,))
+                    conn.execute(f"PRAGMA user_version = {STUDY_USER_VERSION}")
+            finally:
+                conn.close()
+
+    def _check(self) -> None:
+        """Read-only: refuse (one line) a file that is not a magec study, without writing a byte to it."""
+        try:
             with open(self.path, "rb") as fh:
                 head = fh.read(len(SQLITE_MAGIC))
-            if head and head != SQLITE_MAGIC:
-                raise file_error(self.path, "not a study database (not an SQLite file)")
+        except OSError as exc:
+            raise file_error(self.path, f"unreadable study database ({exc.strerror or exc})") from None
+        if head != SQLITE_MAGIC:
+            raise file_error(
+                self.path,
+                "not a study database (an empty file)" if not head else "not a study database (not an SQLite file)",
+            )
         try:
-            with self._connect() as conn:
-                if create:
-                    conn.executescript(SCHEMA)
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+            try:
                 found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 missing = [t for t in TABLES if t not in found]
                 if missing:
                     raise file_error(self.path, f"not a magec study database (no table {missing[0]})")
-                if create:
-                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (STUDY_FORMAT,))
                 fmt = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
                 if fmt is None or fmt[0] != STUDY_FORMAT:
                     raise file_error(
@@ -123,6 +150,8 @@ class StudyDB:
                 problem = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if problem != "ok":
                     raise file_error(self.path, f"corrupted study database ({problem})")
+            finally:
+                conn.close()
         except sqlite3.DatabaseError as exc:
             raise file_error(self.path, f"corrupted or unreadable study database ({exc})") from None
 

@@ -60,6 +60,26 @@ def load_stylegan2(path: str | Path, device: torch.device | str = "cpu", **overr
     return model.to(device)
 
 
+def describe_checkpoint(path: str | Path) -> str:
+    """What a generator checkpoint is, found by opening it exactly as ``load_stylegan2`` does (format sniffed from
+    its bytes, layout checked strictly, nothing executed), e.g. ``StyleGAN2 256x256, style_dim 512 (NVIDIA pickle,
+    average W stored)``; a file that cannot be used raises the one-line error ``--generator`` would give."""
+    path = Path(path)
+    if path.is_dir():
+        raise file_error(path, "is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise file_error(path, "no such file")
+    if path.stat().st_size == 0:
+        raise file_error(path, "empty file, not a checkpoint")
+    kind = sniff_format(path)
+    model = load_stylegan2(path)
+    names = {"rosinality": "rosinality .pt", "nvidia": "NVIDIA pickle", "safetensors": "magec safetensors"}
+    avg = "average W stored" if model.w_avg_source == "checkpoint" else "no average W: computed from samples on use"
+    c = model.config
+    size = f"{c.resolution}x{c.resolution}"
+    return f"StyleGAN2 {size}, style_dim {c.style_dim}, {c.n_mlp}-layer mapping ({names[kind]}, {avg})"
+
+
 def load_state_strict(model: StyleGAN2Generator, state: dict[str, torch.Tensor], path: str | Path) -> None:
     """``load_state_dict(strict=True)`` with a one-line error that names the offending keys."""
     strict_load(model, state, path, f"the StyleGAN2 {model.resolution}x{model.resolution} architecture")
