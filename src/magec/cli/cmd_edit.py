@@ -10,6 +10,8 @@ from magec.cli.options import add_device_and_seed, add_force, add_max_pixels
 from magec.errors import MagecError
 
 EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
+#: ``magec.faces.paste.PASTE_MODES``, spelled here so that ``--help`` loads no image code (a test checks they agree).
+PASTE_MODES = ("sharp", "composite")
 
 
 def editor_spec(text: str) -> str:
@@ -66,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PHOTO",
         help="also write each edit (and the projection) pasted back into PHOTO, the photo that was inverted with "
         "--align or --face-crop, at its full resolution: <edit>.pasted.png",
+    )
+    p.add_argument(
+        "--paste-mode",
+        choices=PASTE_MODES,
+        default="sharp",
+        help="sharp (default): the edit applied to the photo, photo + mask x (edited - projection) from the "
+        "generator, so the photo keeps its sharpness and an amount of 0 gives the photo back; composite: the "
+        "generator's edited face blended over the photo",
     )
     add_max_pixels(p)
     add_force(p)
@@ -147,7 +157,14 @@ def run(args: argparse.Namespace) -> int:
 
         crops = {pasted_name(edit_file_name(e.editor, e.operation, e.amount)): e.image for row in rows for e in row}
         crops[pasted_name("projection.png")] = projection
-        pasted = paste_into_photo(args.paste_back, [tensor_to_pil(c) for c in crops.values()], framing, args.max_pixels)
+        pasted = paste_into_photo(
+            args.paste_back,
+            [tensor_to_pil(c) for c in crops.values()],
+            framing,
+            args.max_pixels,
+            projection=tensor_to_pil(projection),
+            mode=args.paste_mode,
+        )
         written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
     print(f"wrote {len(written)} files to {args.out} (grid: {out.path / 'grid.png'})")
     return 0

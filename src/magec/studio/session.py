@@ -25,7 +25,7 @@ from magec import __version__
 from magec.errors import MagecError
 from magec.faces.detection import DETECTION_SIDE
 from magec.faces.framing import frame_face_located, framing_for
-from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_back
+from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_edit
 from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
@@ -313,15 +313,16 @@ class Studio:
         return render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
 
     def pasted(self, projection: Projection, values: SliderValues) -> Image.Image | None:
-        """The edited face pasted back into the uploaded photo at the photo's resolution (``paste_back``: the
-        inverse of the framing, under the feathered landmark mask); None when the input was not a photo."""
+        """The edit pasted back into the uploaded photo at the photo's resolution (``paste_edit``, sharp: the
+        photo plus the edit's change, through the inverse of the framing, under the feathered landmark mask);
+        None when the input was not a photo."""
         framed = projection.framed
         if framed is None or not framed.can_paste:
             return None
         assert framed.photo is not None
         region = framed.paste_region()
-        edited = tensor_to_pil(self.render(projection, values)[0])
-        face = paste_back(region.photo, edited, region.framing, region.landmarks, region.mask)
+        edited, unedited = (tensor_to_pil(self.render(projection, v)[0]) for v in (values, {}))
+        face = paste_edit(region.photo, edited, unedited, region.framing, region.landmarks, region.mask)
         out = framed.photo.copy()
         out.paste(face, region.corner)
         return out
