@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--operation",
         action="append",
-        help="attribute (interfacegan), pcK (ganspace) or sample:SEED (interpolate); repeatable; default: first four",
+        help="attribute (interfacegan, styleflow), pcK (ganspace), sefaK (sefa) or sample:SEED (interpolate); "
+        "repeatable; default: every attribute (interfacegan, styleflow, as the studio's sliders), else the first four",
     )
     p.add_argument(
         "--amounts",
