@@ -37,6 +37,7 @@ from magec.pipeline import Pipeline, assemble_pipeline
 from magec.prepare import PrepareConfig, embedded_pack
 from magec.render import apply_edits
 from magec.visualize import image_grid, new_figure, save_figure
+from magec.weights import magec_cache_dir
 
 log = logging.getLogger("magec")
 
@@ -47,7 +48,9 @@ HELDOUT_SEED = 10_000
 @dataclass
 class DemoConfig:
     out: Path = Path("magec-demo")
-    cache: Path = Path(".magec-cache")
+    #: Where the embedded pack is kept between runs: None is magec's one cache, ``$MAGEC_CACHE`` or
+    #: ``~/.cache/magec`` (the API's ``load_pipeline()``, ``magec studio``, ``invert`` and ``edit`` use the same).
+    cache: Path | None = None
     generated: int = 3
     seed: int = 0
     steps_scale: float = 1.0
@@ -61,7 +64,7 @@ class DemoConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        self.out, self.cache = Path(self.out), Path(self.cache)
+        self.out, self.cache = Path(self.out), Path(self.cache) if self.cache is not None else magec_cache_dir()
         validation.integer("--generated", self.generated, 0, 64)
         validation.integer("--seed", self.seed, 0)
         validation.positive("--steps-scale", self.steps_scale)

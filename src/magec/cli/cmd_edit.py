@@ -1,4 +1,5 @@
-"""``magec edit``: apply InterfaceGAN, GANSpace or interpolation edits to an inverted latent."""
+"""``magec edit``: apply InterfaceGAN, GANSpace, SeFa, StyleFlow or interpolation edits (or a direction file's)
+to an inverted latent, and paste them back into the photo."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from magec import validation
-from magec.cli.options import add_device_and_seed, add_force, add_max_pixels
+from magec.cli.options import add_device_and_seed, add_force, add_max_pixels, add_pack, resolve_pack
 from magec.errors import MagecError
 
 EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
@@ -44,7 +45,7 @@ def pasted_name(name: str) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="edit an inverted latent and write the images and a grid", description=__doc__)
     p.add_argument("latent", help="a <name>.latent.safetensors written by `magec invert`")
-    p.add_argument("--pack", required=True)
+    add_pack(p)
     p.add_argument(
         "--editor",
         type=editor_spec,
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         write_edits,
     )
 
+    resolve_pack(args)
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
     check_latent_fits(saved, pipeline.generator, args.latent)
     if args.editor.startswith("boundary:"):
