@@ -116,8 +116,8 @@ def test_every_exported_name_resolves():
 @pytest.mark.slow
 def test_readme_example_runs_and_frames_the_face(embedded_pack, tmp_path, monkeypatch):
     """The README's Python API block, run verbatim (it writes the astronaut itself), with the cache holding a
-    (small) embedded pack; the face is framed: dlib's identity distance from the projection to its input is
-    lower than when the same photo is only centre-cropped (``load_image``) and inverted the same way."""
+    (small) embedded pack; the face is framed: dlib's identity distance from the projection to her framed face
+    is lower than that of the projection of the plain centre crop (``load_image``), inverted the same way."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks, "README has no python example"
@@ -136,7 +136,7 @@ def test_readme_example_runs_and_frames_the_face(embedded_pack, tmp_path, monkey
     centred = magec.invert(pipe, centre, "magec")
     with torch.no_grad():
         framed_distance = float(pipe.identity(result.images, photo))
-        centre_distance = float(pipe.identity(centred.images, centre))
+        centre_distance = float(pipe.identity(centred.images, photo))
     assert framed_distance < centre_distance, (framed_distance, centre_distance)
 
 
