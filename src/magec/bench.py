@@ -4,7 +4,9 @@
 - ``magec_share``: the MAGEC term's share of a full magec step, for 1 and 40 attributes (a synthetic
   40-attribute LinkNet and InterfaceGAN editor, as the paper's CelebA setup has).
 - ``images_per_s``: full magec inversions (the paper's 200 steps) per second, for batch sizes 1, 4, 16.
-- ``stylegan2_step_ms``: one W+ inversion step of a config-f StyleGAN2 (random weights) at 256 and 1024.
+- ``stylegan2_step``: one W+ inversion step of a config-f StyleGAN2 (random weights) at 256 and 1024: time,
+  memory kept for backward and (CUDA) peak memory, fused / plain / bf16 (/ torch.compile on CUDA), batch 1 (and 8
+  on CUDA): ``stylegan2_steps``.
 - ``identity``: the dlib identity loss's share of a magec step (forward + backward) and how much longer a
   whole magec inversion takes with it (``--identity dlib``), batch 1.
 - ``pti_seconds_per_image``: pivotal tuning per image at PTI's 350 steps, for batch 1 and 4 (measured over
@@ -150,12 +152,31 @@ def run_bench(
 
 
 def stylegan2_steps(
-    resolutions: tuple[int, ...] = (256, 1024), repeats: int = 3
-) -> Callable[[torch.device], dict[str, float]]:
-    def measure(device: torch.device) -> dict[str, float]:
-        from magec.generators.stylegan2.bench import stylegan2_step_ms
+    resolutions: tuple[int, ...] = (256, 1024), repeats: int = 3, batches: tuple[int, ...] | None = None
+) -> Callable[[torch.device], dict[str, dict]]:
+    """One W+ step of config-f StyleGAN2 per resolution and batch, in each variant: ``fused`` (what magec runs),
+    ``plain`` (the same layers as separate tensor operations: the memory the fused layers save), ``bf16``
+    (``--precision bf16``) and, on CUDA, ``fused+compile`` / ``bf16+compile`` (``torch.compile``; a variant that
+    fails records its error). ``batches`` defaults to (1, 8) on CUDA and (1,) on a CPU."""
 
-        return {str(r): round(stylegan2_step_ms(r, device, repeats=repeats), 1) for r in resolutions}
+    def measure(device: torch.device) -> dict[str, dict]:
+        from magec.generators.stylegan2.bench import step_stats
+
+        variants = {"fused": {}, "plain": {"fused": False}, "bf16": {"precision": "bf16"}}
+        if device.type == "cuda":
+            variants |= {"fused+compile": {"compile": True}, "bf16+compile": {"precision": "bf16", "compile": True}}
+        out: dict[str, dict] = {}
+        for r in resolutions:
+            for b in batches or ((1, 8) if device.type == "cuda" else (1,)):
+                for name, options in variants.items():
+                    try:
+                        stats: dict = step_stats(r, b, device, repeats=repeats, **options)
+                    except Exception as exc:  # noqa: BLE001 - a variant that cannot run is a figure too
+                        stats = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+                    out[f"{r}px_batch{b}_{name}"] = stats
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+        return out
 
     return measure
 

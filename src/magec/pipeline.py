@@ -47,6 +47,8 @@ class Pipeline:
             "perceptual": self.perceptual.name,
             "identity": getattr(self.identity, "name", None) or "off",
             "device": str(self.device),
+            # Recorded only when not the default, so fp32 outputs keep the settings (and resume requests) they had.
+            **({"precision": self.generator.precision_name} if self.generator.precision_name != "fp32" else {}),
         }
 
 
@@ -75,10 +77,12 @@ def assemble_pipeline(
     perceptual: str = "auto",
     identity: str = "none",
     device: str | torch.device = "auto",
+    precision: str = "fp32",
 ) -> Pipeline:
     """Put already-built parts together (tests and ``magec demo`` build them in memory); ``identity="auto"``
-    chooses as :func:`load_pipeline` does."""
+    chooses as :func:`load_pipeline` does; ``precision`` is the generator's arithmetic ("fp32" or "bf16")."""
     device = resolve_device(device)
+    generator.set_precision(precision)
     pack.to(device)
     pack.editors["interpolate"] = InterpolationEditor(generator)
     identity_loss = build_identity_loss(identity_for(identity, generator), device)
@@ -117,12 +121,15 @@ def load_pipeline(
     identity: str = "auto",
     generator: str | None = None,
     describer: str | None = None,
+    precision: str = "fp32",
 ) -> Pipeline:
     """Load a pack and the generator and describer it was prepared with (or compatible overrides).
 
     With no ``pack``, the embedded default: the face DCGAN and dlib's F with their pack, prepared on
     first use and cached (``magec.prepare.embedded_pack``). ``identity="auto"``: dlib's identity loss for the
-    embedded face generator, none for others (:func:`identity_for`).
+    embedded face generator, none for others (:func:`identity_for`). ``precision="bf16"`` runs a StyleGAN2
+    generator's synthesis in bfloat16 (about half the memory; its reconstruction cost is measured in
+    docs/results/gpu.md).
     """
     device = resolve_device(device)
     if pack is None:
@@ -148,7 +155,7 @@ def load_pipeline(
             f"{pack}: pack descriptor size {loaded.layout.dim} does not match describer {desc.spec} ({desc.layout.dim})"
         )
     check_describer_files(pack, loaded, desc)
-    return assemble_pipeline(gen, desc, loaded, perceptual, identity, device)
+    return assemble_pipeline(gen, desc, loaded, perceptual, identity, device, precision)
 
 
 def load_face(path: str | Path, pipeline: Pipeline, face_index: int = 0, max_pixels: int | None = None) -> torch.Tensor:

@@ -27,10 +27,14 @@ from magec.latent.linknet import LinkNet, LinkNetConfig
 from magec.latent.reach import ReachConfig, measure_reach
 from magec.latent.sefa import SeFaConfig, SeFaEditor
 from magec.latent.styleflow import StyleFlowConfig, fit_styleflow
+from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.pack import Pack
 from magec.seeding import generator_for
 
 log = logging.getLogger("magec")
+
+#: Largest automatic chunk of ``prepare`` (the former fixed default: the embedded DCGAN at 64 px uses it).
+AUTO_BATCH_CAP = 250
 
 #: Fewer pairs cannot give both a training split and a held-out split with both classes of an attribute.
 MIN_SAMPLES = 50
@@ -42,7 +46,9 @@ class PrepareConfig:
 
     n_samples: int = 8000
     seed: int = 0
-    batch_size: int = 250
+    #: Images synthesised and described at once; None: sized from the memory budget (``magec.memory``),
+    #: at most :data:`AUTO_BATCH_CAP`. Results do not depend on it (latents are drawn from the seed first).
+    batch_size: int | None = None
     holdout_fraction: float = 0.2
     #: GANSpace's PCA runs on at most this many samples (activations can be wide).
     ganspace_samples: int = 4000
@@ -63,7 +69,8 @@ class PrepareConfig:
                 f"--samples {self.n_samples}: need at least {MIN_SAMPLES} latent-image pairs to fit and hold out"
             )
         validation.integer("seed", self.seed, 0)
-        validation.integer("--batch-size", self.batch_size, 1)
+        if self.batch_size is not None:
+            validation.integer("--batch-size", self.batch_size, 1)
         validation.integer("GANSpace samples", self.ganspace_samples, 1)
         if not 0 < validation.finite("holdout fraction", self.holdout_fraction) < 1:
             raise MagecError(f"holdout fraction {self.holdout_fraction} must be between 0 and 1")
@@ -75,32 +82,55 @@ def sample_and_describe(
     describer: Describer,
     n: int,
     seed: int,
-    batch_size: int = 250,
+    batch_size: int | None = None,
     pca_limit: int = 0,
     progress: bool = True,
     aligned_labels: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """N seeded latents (editing space), F's descriptor of each image, GANSpace features of the first ``pca_limit``."""
+    """N seeded latents (editing space), F's descriptor of each image, GANSpace features of the first ``pca_limit``.
+
+    All N latents are drawn from ``seed`` first, then synthesised and described in chunks: ``batch_size``
+    images at a time, or (None) as many as the memory budget allows (:func:`magec.memory.chunk_size`), halved
+    and retried when the device runs out of memory. The results do not depend on the chunk size.
+    """
     latents = generator.sample_latents(n, seed)
-    descriptors, features = [], []
-    done = 0
+    chunking = chunk_size(
+        synthesis_bytes(generator), generator.device, cap=min(AUTO_BATCH_CAP, n), override=batch_size
+    )
+    if progress:
+        log.info("sample + describe: %s", chunking)
     # Describers with a no-grad label path (``faces``: landmark-aligned chips) use it; stats go to the manifest.
     labeller = getattr(describer, "describe_labels", None) if aligned_labels else None
     stats = getattr(describer, "label_stats", None)
-    for chunk in tqdm(latents.split(batch_size), desc="sample + describe", unit="batch", disable=not progress):
+    bar = tqdm(total=n, desc="sample + describe", unit="image", disable=not progress)
+    bar.set_postfix_str(str(chunking))
+
+    def one_chunk(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        chunk = latents[start:stop]
         images = generator.synthesize(chunk)
         if labeller is not None:
             probs, chunk_stats = labeller(images)
-            if stats is not None:
-                stats.add(chunk_stats)
         else:
-            probs = describer(images)
-        descriptors.append(probs.float().cpu())
-        if done < pca_limit:
+            probs, chunk_stats = describer(images), None
+        del images
+        feats = None
+        if start < pca_limit:
             f = generator.pca_features(chunk)
             if f is not None:
-                features.append(f[: pca_limit - done].float().cpu())
-        done += len(chunk)
+                feats = f[: pca_limit - start].float().cpu()
+        if chunk_stats is not None and stats is not None:  # counted once the chunk went through
+            stats.add(chunk_stats)
+        bar.update(stop - start)
+        return probs.float().cpu(), feats
+
+    try:
+        parts = map_chunks(
+            one_chunk, n, chunking.size, device=generator.device, resolution=generator.resolution, what="samples"
+        )
+    finally:
+        bar.close()
+    descriptors = [p for p, _ in parts]
+    features = [f for _, f in parts if f is not None]
     return latents.cpu(), torch.cat(descriptors), (torch.cat(features) if features else None)
 
 

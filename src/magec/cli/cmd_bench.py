@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             raise MagecError(
                 f"--stylegan2 {args.stylegan2!r}: expected comma-separated powers of two from 4 to 1024, or 'none'"
             ) from None
-        extra["stylegan2_step_ms"] = stylegan2_steps(resolutions, repeats=min(args.repeats, 3))
+        extra["stylegan2_step"] = stylegan2_steps(resolutions, repeats=min(args.repeats, 3))
     served = None
     if args.studio:
         from magec.studio.bench import studio_figures

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from magec import validation
-from magec.cli.options import add_device_and_seed, add_force, add_max_pixels, add_pack, resolve_pack
+from magec.cli.options import add_device_and_seed, add_force, add_max_pixels, add_pack, add_precision, resolve_pack
 from magec.errors import MagecError
 
 EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
@@ -82,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
+    add_precision(p)
     p.set_defaults(func=run)
 
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     resolve_pack(args)
-    pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features")
+    pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features", precision=args.precision)
     check_latent_fits(saved, pipeline.generator, args.latent)
     if args.editor.startswith("boundary:"):
         from magec.latent.boundaries import load_direction

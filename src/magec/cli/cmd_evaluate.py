@@ -13,6 +13,7 @@ from magec.cli.options import (
     add_device_and_seed,
     add_force,
     add_max_pixels,
+    add_precision,
     check_pack_attributes,
     int_at_least,
     non_negative_float,
@@ -149,6 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
+    add_precision(p)
     add_worker_options(p)
     p.set_defaults(func=run)
 
@@ -197,7 +199,12 @@ def run(args: argparse.Namespace) -> int:
     from magec.pipeline import load_pipeline
 
     pipeline = load_pipeline(
-        args.pack, device=args.device, perceptual=args.perceptual, identity=args.identity, describer=args.describer
+        args.pack,
+        device=args.device,
+        perceptual=args.perceptual,
+        identity=args.identity,
+        describer=args.describer,
+        precision=args.precision,
     )
     res = pipeline.generator.resolution
     if faces is not None:

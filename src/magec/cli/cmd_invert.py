@@ -15,6 +15,7 @@ from magec.cli.options import (
     add_force,
     add_max_pixels,
     add_pack,
+    add_precision,
     check_pack_attributes,
     non_negative_float,
     non_negative_int,
@@ -98,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_max_pixels(p)
     add_force(p)
     add_device_and_seed(p)
+    add_precision(p)
     add_worker_options(p)
     p.set_defaults(func=run)
 
@@ -179,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         lambda_id=args.lambda_id,
         **({"attributes": list(args.attributes)} if args.attributes else {}),  # absent: older runs stay resumable
         **({"magec_editor": args.magec_editor} if args.magec_editor != "interfacegan" else {}),
+        **({"precision": args.precision} if args.precision != "fp32" else {}),
         pack=str(Path(args.pack).resolve()),
         pack_manifest=pack_fingerprint(args.pack),
         perceptual=args.perceptual,

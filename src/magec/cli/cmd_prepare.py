@@ -10,7 +10,7 @@ from magec.generators import EMBEDDED_GENERATOR
 
 #: PrepareConfig's defaults, repeated so that ``--help`` needs no torch; a test keeps them equal.
 DEFAULT_SAMPLES = 8000
-DEFAULT_BATCH = 250
+DEFAULT_BATCH = None  # auto: sized from the memory budget (magec.memory)
 MIN_SAMPLES = 50
 
 
@@ -29,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_SAMPLES,
         help=f"latent-image pairs to sample (default {DEFAULT_SAMPLES}, at least {MIN_SAMPLES})",
     )
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH)
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH,
+        help="images synthesised and described at once (default: auto, from the resolution and free memory; "
+        "results do not depend on it)",
+    )
     p.add_argument("--no-styleflow", action="store_true", help="skip fitting the StyleFlow editor (about 25 s on CPU)")
     p.add_argument(
         "--fixed-box-labels",

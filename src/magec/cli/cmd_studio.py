@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from magec.cli.options import add_device_and_seed, int_at_least, positive_float
+from magec.cli.options import add_device_and_seed, add_precision, int_at_least, positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
     add_device_and_seed(p)
+    add_precision(p)
     p.set_defaults(func=run)
 
 
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         from magec.studio.app import serve
         from magec.studio.session import Studio
 
-        pipeline = load_pipeline(args.pack, args.device, perceptual=args.perceptual, generator=args.generator)
+        pipeline = load_pipeline(
+            args.pack, args.device, perceptual=args.perceptual, generator=args.generator, precision=args.precision
+        )
         studio = Studio(pipeline, steps_scale=args.steps_scale, upload_root=Path(uploads), seed=args.seed)
         try:
             serve(studio, args.host, args.port, study_db)

@@ -88,6 +88,21 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {problem}" if where is not None else problem
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch's ``OutOfMemoryError`` or a RuntimeError saying so (checked without importing torch)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "allocate memory" in text)
+
+
+def _out_of_memory_line(exc: BaseException) -> str:
+    """One line for an out-of-memory that no chunking caught: where, and the option to lower."""
+    text = str(exc).lower()
+    where = "GPU memory" if ("cuda" in text or "gpu" in text or type(exc).__name__ == "OutOfMemoryError") else "memory"
+    return f"out of {where}: lower --batch-size (or use a smaller image or model)"
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("MAGEC_DEBUG", "") not in ("", "0")
     try:
@@ -107,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             line = one_line(exc)
         elif isinstance(exc, OSError):
             line = _os_error_line(exc)
-        elif isinstance(exc, MemoryError):
-            line = "out of memory (try a smaller --batch-size, image or model)"
+        elif _out_of_memory(exc):
+            line = _out_of_memory_line(exc)
         else:
             line = (
                 f"unexpected {type(exc).__name__}: {one_line(exc)} "

@@ -74,6 +74,16 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="the generator's arithmetic: fp32 (default) or bf16 (StyleGAN2 only: about half the memory, faster on "
+        "GPUs; see the README's GPU section for what it costs in reconstruction)",
+    )
+
+
 def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``load_pipeline`` keyword arguments the inverting commands share (also sent to Ray workers)."""
     return {
@@ -82,6 +92,7 @@ def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
         "perceptual": args.perceptual,
         "identity": args.identity,
         "describer": args.describer,
+        "precision": getattr(args, "precision", "fp32"),
     }
 
 

@@ -52,12 +52,14 @@ from magec.inversion.config import MAGEC_EDITORS, METHODS, PTI_METHODS, Inversio
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
+from magec.memory import chunk_size, map_chunks, synthesis_bytes
 
 if TYPE_CHECKING:
     from magec.inversion.optimizer import InversionResult
     from magec.pipeline import Pipeline
 
-RECORD_VERSION = 1
+#: 2: ECS edits re-projected in chunks of --batch-size (before: all of an image's edits in one batch).
+RECORD_VERSION = 2
 SIGNIFICANT_DIGITS = 6
 
 #: dlib identity distance columns (``magec.evaluation.identity``), appended after the paper's columns.
@@ -268,6 +270,46 @@ def _invert_seeded(
             seed=derived_seed(purpose, ctx.config.seed, image_id) % (2**31),
             **options,
         )
+
+
+def _reproject(
+    ctx: _Context, pipe: Pipeline, images: torch.Tensor, method: str, image_id: str
+) -> tuple[torch.Tensor, str, list[torch.Tensor] | None, float]:
+    """ECS re-projection of ``images`` in chunks of the run's ``--batch-size`` (latents, space, noise, seconds).
+
+    Every chunk uses the same seed, and a method with a noise phase starts each image from its rows of the
+    noise maps the whole batch would have had (``make_noise(len(images), seed)``), so an edit's re-projection
+    is the one a single call would give, up to the float rounding of batched convolutions; its memory is
+    that of one projection at ``--batch-size`` (42 edits of a 1024-px image at once would need ~100 GB).
+    """
+    size = ctx.config.batch_size
+    seed = derived_seed("reproject", ctx.config.seed, image_id) % (2**31)
+    config = _inversion_config(method, ctx.config)
+    phases = (config or _default_method_config(method)).phases
+    noise_all = None
+    if len(images) > size and pipe.generator.has_noise and any(p.target == "noise" for p in phases):
+        noise_all = pipe.generator.make_noise(len(images), seed)
+    latents, noise_rows, space, seconds = [], [], "", 0.0
+    for start in range(0, len(images), size):
+        stop = min(len(images), start + size)
+        options: dict[str, Any] = {}
+        if noise_all is not None:
+            options["initial_noise"] = [n[start:stop] for n in noise_all]
+        with torch.enable_grad():
+            result = ctx.invert(pipe, images[start:stop], method=method, config=config, seed=seed, **options)
+        latents.append(result.latents.detach())
+        noise_rows.append(result.noise)
+        space, seconds = result.space, seconds + float(result.seconds)
+    noise = None
+    if noise_rows[0] is not None:
+        noise = [torch.cat([rows[i] for rows in noise_rows]) for i in range(len(noise_rows[0]))]
+    return torch.cat(latents), space, noise, seconds
+
+
+def _default_method_config(method: str) -> InversionConfig:
+    from magec.inversion import method_config
+
+    return method_config(method)
 
 
 @dataclass
@@ -495,6 +537,22 @@ def _synth(
     return (generator or ctx.pipeline.generator).synthesize(latents, space=space, noise=noise).detach()
 
 
+def _synth_chunked(
+    ctx: _Context, latents: torch.Tensor, space: str, noise: list[torch.Tensor] | None, generator: Any = None
+) -> torch.Tensor:
+    """:func:`_synth` of many codes (ECS edits), in chunks sized from the memory budget, split on out-of-memory.
+
+    The images (42 edits of a 1024-px image: 0.5 GB) are kept; the activations are bounded by the chunk."""
+    gen = generator or ctx.pipeline.generator
+    size = chunk_size(synthesis_bytes(gen), ctx.pipeline.device, cap=len(latents)).size
+
+    def part(start: int, stop: int) -> torch.Tensor:
+        rows = noise if noise is None else [n[start:stop] if n.shape[0] == len(latents) else n for n in noise]
+        return _synth(ctx, latents[start:stop], space, rows, generator)
+
+    return torch.cat(map_chunks(part, len(latents), size, device=ctx.pipeline.device, resolution=gen.resolution))
+
+
 def _pti_options(method: str, cfg: EvaluationConfig) -> dict[str, Any]:
     """``pti=`` for ``invert`` with a ``+pti`` method: PTI's published settings, steps scaled like the schedule."""
     if method not in PTI_METHODS:
@@ -580,7 +638,9 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
         if not ops:
             continue
         lat = proj.latents[b : b + 1].detach()
-        edited = _synth(ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)), _tuned(proj, b))
+        edited = _synth_chunked(
+            ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)), _tuned(proj, b)
+        )
         realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
         identity = _identity_distances(ctx, refs, b, edited)
         attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind in ATTRIBUTE_EDITORS]
@@ -629,7 +689,7 @@ def _edit_consistency(
     records: list[dict],
     refs: list[Any] | None = None,
 ) -> None:
-    """Eq. 4 for every ECS edit of the chunk; all edited images are re-projected in one call.
+    """Eq. 4 for every ECS edit of the chunk; the edited images are re-projected in chunks of ``--batch-size``.
 
     ``+pti`` methods: each image's edits come from its tuned generator, and are re-projected into that same
     generator (the base method's latent optimisation, no second tuning; one call per image), whose inverse
@@ -644,7 +704,7 @@ def _edit_consistency(
             continue
         lat = proj.latents[b : b + 1].detach()
         noise = select_noise(proj.noise, b, len(ops))
-        edited.append(_synth(ctx, _apply(ctx, lat, ops), proj.space, noise, _tuned(proj, b)))
+        edited.append(_synth_chunked(ctx, _apply(ctx, lat, ops), proj.space, noise, _tuned(proj, b)))
         plans.extend(ops)
         owners.extend([b] * len(ops))
     if not plans:
@@ -653,9 +713,8 @@ def _edit_consistency(
     if getattr(proj, "tuned", None):
         x_cyc, reprojection_seconds = _tuned_cycles(ctx, method, ids, proj.tuned, x_edit, plans, owners)
     else:
-        reproj = _invert_seeded(ctx, pipe, x_edit, method, "reproject", ids[0])
-        x_cyc = _synth(ctx, _apply(ctx, reproj.latents.detach(), plans, invert=True), reproj.space, reproj.noise)
-        reprojection_seconds = float(reproj.seconds)
+        latents, space, noise, reprojection_seconds = _reproject(ctx, pipe, x_edit, method, ids[0])
+        x_cyc = _synth_chunked(ctx, _apply(ctx, latents, plans, invert=True), space, noise)
     identity = [d for b in sorted(set(owners)) for d in _identity_distances(ctx, refs, b, x_edit[_rows(owners, b)])]
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)
@@ -713,11 +772,11 @@ def _tuned_cycles(
     for b in sorted(set(owners)):
         rows = _rows(owners, b)
         pipe = replace(ctx.pipeline, generator=tuned[b])  # the same parts, with this image's tuned generator
-        reproj = _invert_seeded(ctx, pipe, x_edit[rows], base, "reproject", ids[b])
-        back = _apply(ctx, reproj.latents.detach(), [plans[k] for k in rows], invert=True)
-        for k, image in zip(rows, _synth(ctx, back, reproj.space, reproj.noise, tuned[b])):
+        latents, space, noise, took = _reproject(ctx, pipe, x_edit[rows], base, ids[b])
+        back = _apply(ctx, latents, [plans[k] for k in rows], invert=True)
+        for k, image in zip(rows, _synth_chunked(ctx, back, space, noise, tuned[b])):
             cycles[k] = image
-        seconds += float(reproj.seconds)
+        seconds += took
     return torch.stack(cycles), seconds
 
 

@@ -10,12 +10,18 @@ uses ``w+`` then noise).
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from magec.devices import module_device
+from magec.errors import MagecError
+
+#: Arithmetic a generator's synthesis can run in (``--precision``); images are float32 either way.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,35 @@ class Generator(nn.Module, abc.ABC):
     spec: str = ""
     resolution: int = 0
     spaces: dict[str, LatentSpace]
+    #: Arithmetic of the synthesis network; set only inside ``precision(...)``.
+    compute_dtype: torch.dtype = torch.float32
+    #: Precisions other than fp32 this generator implements (StyleGAN2: bf16).
+    reduced_precisions: tuple[str, ...] = ()
+
+    def set_precision(self, name: str) -> None:
+        """Synthesise in ``name`` ("fp32" or "bf16") from now on (``--precision``; this generator only).
+
+        Images come out as float32 either way; the losses and the optimiser stay in float32.
+        """
+        if name not in PRECISIONS:
+            raise MagecError(f"--precision: {name!r} is not one of {', '.join(PRECISIONS)}")
+        if name != "fp32" and name not in self.reduced_precisions:
+            raise MagecError(f"--precision {name}: the {self.spec or type(self).__name__} generator runs in fp32 only")
+        self.compute_dtype = PRECISIONS[name]
+
+    @property
+    def precision_name(self) -> str:
+        return next(k for k, v in PRECISIONS.items() if v == self.compute_dtype)
+
+    @contextlib.contextmanager
+    def precision(self, name: str) -> Iterator[None]:
+        """``set_precision(name)`` inside the block only."""
+        before = self.precision_name
+        self.set_precision(name)
+        try:
+            yield
+        finally:
+            self.compute_dtype = PRECISIONS[before]
 
     @property
     def editing_space(self) -> LatentSpace:

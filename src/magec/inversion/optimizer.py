@@ -117,6 +117,7 @@ def invert(
     seed: int = 0,
     callback: StepCallback | None = None,
     pti: PTIConfig | None = None,
+    initial_noise: list[torch.Tensor] | None = None,
 ) -> InversionResult:
     """Invert images (B, 3, R, R) in [-1, 1] with ``method`` (magec | no-magec | im2stylegan++).
 
@@ -124,6 +125,8 @@ def invert(
     ``callback`` (e.g. ``magec.inversion.ProgressBar``) sees every step and may stop the run.
     ``magec+pti`` / ``no-magec+pti`` then tune one generator per image around its latent (``pti``,
     default: PTI's published settings); their steps are reported with ``target="generator"``.
+    ``initial_noise`` replaces ``make_noise(B, seed)`` as the starting noise maps (rows of a larger batch's
+    maps, so that a batch split in chunks starts each image from the same maps).
     """
     config = config or method_config(method)
     known = pipeline.pack.layout.attribute_names
@@ -166,7 +169,8 @@ def invert(
     noise: list[torch.Tensor] | None = None
     if any(p.target == "noise" for p in config.phases):
         if gen.has_noise:
-            noise = [n.detach().clone().requires_grad_(True) for n in gen.make_noise(batch, seed)]
+            start_noise = gen.make_noise(batch, seed) if initial_noise is None else initial_noise
+            noise = [n.detach().to(device).clone().requires_grad_(True) for n in start_noise]
         else:
             notes.append(f"{gen.spec} has no noise inputs: the noise phase is skipped")
     for note in notes:

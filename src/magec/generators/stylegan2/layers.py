@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from magec.generators.stylegan2.fused import LayerShape, demodulation, styled_layer
 from magec.generators.stylegan2.upfirdn import make_fir_kernel, upfirdn2d
 
 LRELU_SLOPE = 0.2
@@ -113,9 +114,7 @@ class ModulatedConv2d(nn.Module):
         else:
             out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
-            w = weight[None] * s.reshape(batch, 1, -1, 1, 1)
-            dcoefs = torch.rsqrt(w.square().sum(dim=(2, 3, 4)) + 1e-8)
-            out = out * dcoefs.reshape(batch, -1, 1, 1)
+            out = out * demodulation(weight, s).reshape(batch, -1, 1, 1)
         return out
 
 
@@ -173,8 +172,31 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = BiasLeakyReLU(out_channel, conv_clamp)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+    def forward(
+        self,
+        x: torch.Tensor,
+        style: torch.Tensor,
+        noise: torch.Tensor,
+        fused: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """``fused`` runs the layer as one memory-lean autograd node (``fused.py``); False runs the same
+        function as separate tensor operations (the reference the fused node is tested against)."""
+        if not fused:
+            return self.activate(self.noise(self.conv(x, style), noise))
+        conv = self.conv
+        s = conv.modulation(style)
+        d = demodulation(conv.weight[0] * conv.scale, s)
+        shape = LayerShape(
+            upsample=conv.upsample,
+            weight_scale=conv.scale,
+            padding=conv.padding,
+            blur=torch.flip(conv.blur.kernel, [0, 1]) if conv.upsample else None,
+            blur_pad=conv.blur.pad if conv.upsample else (0, 0),
+            clamp=self.activate.clamp,
+            dtype=dtype,
+        )
+        return styled_layer(x, s, d, noise, conv.weight, self.noise.weight, self.activate.bias, shape)
 
 
 class ToRGB(nn.Module):
@@ -195,10 +217,26 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
         self.clamp = conv_clamp
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, style) + self.bias
+    def forward(
+        self,
+        x: torch.Tensor,
+        style: torch.Tensor,
+        skip: torch.Tensor | None = None,
+        fused: bool = True,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        if fused:
+            # A 1x1 modulated convolution is a per-image (3, C) x (C, H*W) product: autograd then keeps only
+            # x (shared with the layer before) and the small per-image weight, not a modulated copy of x.
+            dtype = dtype or x.dtype
+            weight = (self.conv.weight[0, :, :, 0, 0] * self.conv.scale)[None] * self.conv.modulation(style)[:, None]
+            b, c, h, w = x.shape
+            out = torch.bmm(weight.to(dtype), x.to(dtype).reshape(b, c, h * w)).reshape(b, -1, h, w)
+            out = out + self.bias.to(dtype)
+        else:
+            out = self.conv(x, style) + self.bias
         if self.clamp is not None:
             out = out.clamp(-self.clamp, self.clamp)
         if skip is not None:
-            out = out + self.upsample(skip)
+            out = out + self.upsample(skip).to(out.dtype)
         return out

@@ -26,6 +26,7 @@ class StyleGAN2Generator(Generator):
     """Mapping network (PixelNorm + ``n_mlp`` equalised FC layers) and skip-architecture synthesis network."""
 
     spec = "stylegan2"
+    reduced_precisions = ("bf16",)
 
     def __init__(
         self, config: StyleGAN2Config | None = None, truncation_psi: float = 1.0, w_avg_samples: int = W_AVG_SAMPLES
@@ -67,6 +68,8 @@ class StyleGAN2Generator(Generator):
         # Not in the state_dict (rosinality keeps it beside g_ema as ``latent_avg``).
         self.register_buffer("w_avg", torch.zeros(d), persistent=False)
         self.w_avg_source = ""  # "checkpoint", "sampled", or "" (not known yet)
+        #: Each synthesis layer as one memory-lean autograd node (``fused.py``); False: plain tensor operations.
+        self.fused = True
         self.requires_grad_(False)
         self.eval()
 
@@ -203,16 +206,21 @@ class StyleGAN2Generator(Generator):
         return torch.cat([m.conv.modulation.weight * m.conv.modulation.scale for m in chosen])
 
     def synthesis(self, ws: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
-        """The synthesis network on W+ codes (B, n_latent, D); layer i reads ws[:, i] as in both reference codes."""
+        """The synthesis network on W+ codes (B, n_latent, D); layer i reads ws[:, i] as in both reference codes.
+
+        Layers run in ``compute_dtype`` when ``precision("bf16")`` is active; the image has the codes' dtype.
+        """
+        reduced = self.fused and self.compute_dtype != torch.float32
+        opts = {"fused": self.fused, "dtype": self.compute_dtype if reduced else None}
         out = self.input(ws.shape[0])
-        out = self.conv1(out, ws[:, 0], noise[0])
-        skip = self.to_rgb1(out, ws[:, 1])
+        out = self.conv1(out, ws[:, 0], noise[0], **opts)
+        skip = self.to_rgb1(out, ws[:, 1], **opts)
         i = 1
         for conv_up, conv, noise_up, noise_same, to_rgb in zip(
             self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs
         ):
-            out = conv_up(out, ws[:, i], noise_up)
-            out = conv(out, ws[:, i + 1], noise_same)
-            skip = to_rgb(out, ws[:, i + 2], skip)
+            out = conv_up(out, ws[:, i], noise_up, **opts)
+            out = conv(out, ws[:, i + 1], noise_same, **opts)
+            skip = to_rgb(out, ws[:, i + 2], skip, **opts)
             i += 2
-        return skip
+        return skip.to(ws.dtype)

@@ -1,0 +1,382 @@
+"""The whole magec chain at one resolution with random weights: seconds and peak memory of every step, as one table.
+
+Run by ``scripts/gpu_check.sh`` on a CUDA machine (the paper's setup: StyleGAN2 config-f at 1024 px), and by the
+test suite on a CPU at a small resolution (``--quick``). Nothing is downloaded and no optional package is needed:
+
+- the generator is ``StyleGAN2Generator.random(StyleGAN2Config(resolution=R))`` written as magec safetensors
+  (what ``magec convert`` writes); a W+ step costs the same with random weights as with trained ones;
+- F is a small ONNX network with random weights (a convolution, pooling, a linear map) read through
+  ``--describer onnx:F.onnx:F.json`` with two continuous attributes (always both sides of InterfaceGAN's split),
+  and its activations are the perceptual loss (``--perceptual describer-features``); ``--identity none``;
+- the photo is scikit-image's astronaut; ``--align`` (and so ``--paste-back`` and the studio's paste) needs
+  dlib and is skipped with a note without it. The inversion targets are generated faces.
+
+Every command runs as a child process (``python -c`` around ``magec.cli.main``) so that its figures are its own:
+wall seconds, peak RSS (``os.wait4``'s ``ru_maxrss``) and, on CUDA, ``torch.cuda.max_memory_allocated`` written
+by an ``atexit`` hook of the child. Output: the markdown table on stdout, ``--out DIR/gpu.md`` and ``gpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("magec", "no-magec", "im2stylegan++", "magec+pti")
+EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
+
+#: Runs a magec command (argv[2:]) and writes the child's CUDA peak to argv[1] when it exits.
+CHILD = r"""
+import atexit, json, sys
+path = sys.argv[1]
+sys.argv = ["magec", *sys.argv[2:]]
+def _dump():
+    torch = sys.modules.get("torch")
+    peak = None
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak = max(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count()))
+    with open(path, "w") as f:
+        json.dump({"gpu_peak_bytes": peak}, f)
+atexit.register(_dump)
+from magec.cli.main import main
+sys.exit(main())
+"""
+
+#: One W+ inversion step (forward + MSE + backward) at a batch: ``step_stats`` when the library has it.
+STEP = r"""
+import json, sys, time, statistics
+import torch
+from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+import magec.generators.stylegan2.bench as sg2bench
+out, resolution, batch, device, repeats, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
+if hasattr(sg2bench, "step_stats"):
+    try:
+        stats = sg2bench.step_stats(resolution, batch, device, repeats=repeats, precision=precision)
+    except TypeError:
+        stats = sg2bench.step_stats(resolution, batch, device, repeats=repeats)
+    result = {"ms": stats["ms"], "gpu_peak_bytes": stats.get("peak_bytes"), "how": "step_stats"}
+else:
+    gen = StyleGAN2Generator.random(StyleGAN2Config(resolution=resolution), seed=0).to(device)
+    target = torch.zeros(batch, 3, resolution, resolution, device=device)
+    w = gen.convert_latents(gen.sample_latents(batch, 1), "w", "w+").detach().requires_grad_(True)
+    times = []
+    for _ in range(repeats + 1):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        loss = (gen.synthesize(w, space="w+") - target).square().mean()
+        loss.backward()
+        w.grad = None
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
+    result = {"ms": 1000 * statistics.median(times[1:]), "gpu_peak_bytes": peak, "how": "in-script step"}
+json.dump(result, open(out, "w"))
+"""
+
+#: The studio's slider: render_latent with one edit, then (with a framing) the paste into the photo.
+SLIDER = r"""
+import json, statistics, sys, time
+import torch
+from magec.pipeline import load_pipeline
+from magec.inversion.outputs import load_latent
+from magec.render import render_latent
+out, pack, latent_path, photo, device, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+pipe = load_pipeline(pack, device=device, perceptual="describer-features", identity="none")
+saved = load_latent(latent_path)
+editor = pipe.pack.editors["interfacegan"]
+op = editor.operations()[0]
+paste = None
+framing = saved.metadata.get("photo") if photo else None
+if framing:
+    from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_back
+    from magec.io.images import read_image, tensor_to_pil
+    full = read_image(photo, 10**9)
+    fr = Framing.from_dict(framing)
+    landmarks = face_landmarks_for(full, fr)
+    mask = face_mask(full.size, landmarks)
+    paste = lambda img: paste_back(full, tensor_to_pil(img[0]), fr, landmarks, mask)
+times = []
+with torch.no_grad():
+    for k in range(repeats + 1):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        img = render_latent(pipe, saved.latent, saved.space, saved.noise, {("interfacegan", op): 0.5 * (k % 3)})
+        img = img.cpu()
+        if paste is not None:
+            paste(img)
+        times.append(time.perf_counter() - t)
+peak = None
+if device.startswith("cuda"):
+    peak = torch.cuda.max_memory_allocated()
+json.dump({"ms": 1000 * statistics.median(times[1:]), "gpu_peak_bytes": peak, "pasted": paste is not None}, open(out, "w"))
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("MAGEC_CACHE", str(Path(tempfile.gettempdir()) / "magec-gpu-check-cache"))
+    return env
+
+
+def run_child(argv: list[str], log: Path) -> dict:
+    """Run ``python argv`` with its own figures: rc, wall seconds, peak RSS (bytes), child's JSON if it wrote one."""
+    peak_file = log.with_suffix(".peak.json")
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT, env=_env())
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    extra = {}
+    if peak_file.is_file():
+        extra = json.loads(peak_file.read_text())
+    return {"rc": proc.returncode, "seconds": seconds, "rss_bytes": rss, **extra, "log": str(log)}
+
+
+def magec(args: list[str], log: Path) -> dict:
+    return run_child(["-c", CHILD, str(log.with_suffix(".peak.json")), *args], log)
+
+
+def script(code: str, args: list[str], log: Path) -> dict:
+    """An in-library measurement child; it writes its own JSON (ms, gpu peak) to ``log``'s .peak.json."""
+    return run_child(["-c", code, str(log.with_suffix(".peak.json")), *args], log)
+
+
+def build_inputs(work: Path, resolution: int) -> dict[str, Path]:
+    """Generator, ONNX describer + layout, target faces and the astronaut photo, written into ``work``."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch import nn
+
+    from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+    from magec.generators.stylegan2.loaders import save_safetensors
+    from magec.io.images import tensor_to_pil
+
+    work.mkdir(parents=True, exist_ok=True)
+    gen = StyleGAN2Generator.random(StyleGAN2Config(resolution=resolution), seed=0)
+    gen.set_w_avg(gen.sample_latents(1000, seed=1).mean(0))
+    save_safetensors(gen, work / "g.safetensors")
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(8 * 8 * 8, 14)
+    ).eval()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(2, 3, 32, 32),), str(work / "f.onnx"), dynamo=False)
+    layout = {
+        "format": "magec-describer-layout",
+        "version": 1,
+        "input": {"size": [32, 32], "crop": [0.0, 0.0, 1.0, 1.0], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        "output": "logits",
+        "heads": [
+            {"name": "tone", "kind": "continuous", "class_values": [0, 1, 2, 3, 4, 5, 6]},
+            {"name": "warmth", "kind": "continuous", "class_values": [0, 1, 2, 3, 4, 5, 6]},
+        ],
+    }
+    (work / "f.json").write_text(json.dumps(layout))
+
+    faces = work / "faces"
+    faces.mkdir(exist_ok=True)
+    with torch.no_grad():
+        for k in range(8):
+            tensor_to_pil(gen.synthesize(gen.sample_latents(1, seed=100 + k))[0]).save(faces / f"face{k}.png")
+    from skimage import data
+
+    Image.fromarray(np.asarray(data.astronaut())).save(work / "astronaut.png")
+    return {"generator": work / "g.safetensors", "describer": work / "f.onnx", "layout": work / "f.json"}
+
+
+def has_dlib() -> bool:
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def gb(n: float | None) -> str:
+    return "" if n is None else f"{n / 1e9:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
+    p.add_argument("--resolution", type=int, default=1024)
+    p.add_argument("--quick", action="store_true", help="tiny sample counts and schedules (a check that all runs)")
+    p.add_argument("--precision", default="fp32", help="passed to commands that know --precision (else ignored)")
+    p.add_argument("--out", default="gpu-check", help="folder for gpu.md, gpu.json and the logs")
+    p.add_argument("--paper-samples", type=int, default=None, help="prepare's paper N (default 50000; quick 60; 0 skips)")
+    p.add_argument("--small-samples", type=int, default=None, help="prepare's small N (default 1000; quick 50)")
+    p.add_argument("--batches", default=None, help="inversion batches, comma-separated (default 1,8; quick 1,2)")
+    p.add_argument("--steps-scale", type=float, default=None, help="magec's schedule scale (default 1; quick 0.01)")
+    p.add_argument("--i2s-steps-scale", type=float, default=None, help="Image2StyleGAN++'s (default 0.25; quick 0.001)")
+    args = p.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT / "src"))
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    quick = args.quick
+    paper_n = args.paper_samples if args.paper_samples is not None else (60 if quick else 50000)
+    small_n = args.small_samples if args.small_samples is not None else (50 if quick else 1000)
+    batches = [int(b) for b in (args.batches or ("1,2" if quick else "1,8")).split(",")]
+    scale = args.steps_scale if args.steps_scale is not None else (0.01 if quick else 1.0)
+    i2s_scale = args.i2s_steps_scale if args.i2s_steps_scale is not None else (0.001 if quick else 0.25)
+    repeats = 1 if quick else 3
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "magec", "invert", "--help"], capture_output=True, text=True, env=_env()
+    ).stdout
+    precision = ["--precision", args.precision] if "--precision" in help_text else []
+    notes = []
+    if args.precision != "fp32" and not precision:
+        notes.append(f"--precision {args.precision} ignored: this magec has no --precision option")
+
+    t = time.perf_counter()
+    files = build_inputs(work, args.resolution)
+    notes.append(f"inputs written in {time.perf_counter() - t:.0f} s (not in the table)")
+    common = ["--device", device, "--seed", "0"]
+    describer = f"onnx:{files['describer']}:{files['layout']}"
+    losses = ["--perceptual", "describer-features", "--identity", "none"]
+    rows: list[dict] = []
+
+    def add(name: str, result: dict, images: int = 1, note: str = "") -> dict:
+        row = {"step": name, "images": images, **result, "note": note}
+        rows.append(row)
+        status = "ok" if result.get("rc") == 0 else f"FAILED rc={result.get('rc')} (see {result.get('log')})"
+        print(f"{name}: {result.get('seconds', 0):.1f} s, RSS {gb(result.get('rss_bytes'))} GB {status}", file=sys.stderr)
+        return row
+
+    pack = work / "pack"
+    r = magec(
+        ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer,
+         "--samples", str(small_n), "--out", str(pack), "--force", *common],
+        logs / "prepare-small.log",
+    )
+    add(f"prepare --samples {small_n}", r, small_n, "StyleFlow included")
+    if paper_n:
+        r = magec(
+            ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer,
+             "--samples", str(paper_n), "--out", str(work / "pack-paper"), "--force", *common],
+            logs / "prepare-paper.log",
+        )
+        add(f"prepare --samples {paper_n}", r, paper_n, "StyleFlow included" + (" (--quick)" if quick else ""))
+
+    for b in batches:
+        r = script(STEP, [str(args.resolution), str(b), device, str(repeats), args.precision], logs / f"step-{b}.log")
+        add(f"one W+ step, batch {b}", r, b, f"{r.get('ms', float('nan')):.1f} ms ({r.get('how', '?')})")
+
+    faces = sorted((work / "faces").glob("*.png"))
+    per_method: dict[tuple[str, int], float] = {}
+    for method in METHODS:
+        s = i2s_scale if method == "im2stylegan++" else scale
+        for b in batches:
+            inv = work / f"inv-{method}-{b}"
+            r = magec(
+                ["invert", *map(str, faces[:b]), "--pack", str(pack), "--method", method, "--out", str(inv),
+                 "--batch-size", str(b), "--steps-scale", str(s), "--force", *losses, *precision, *common],
+                logs / f"invert-{method}-{b}.log",
+            )
+            per_image = None
+            if r["rc"] == 0:
+                meta = json.loads((inv / f"{faces[0].stem}.json").read_text())
+                per_image = meta.get("seconds_per_image")
+                per_method[(method, b)] = per_image
+            add(f"invert {method}, batch {b}", r, b, f"{per_image} s/image in the optimiser; --steps-scale {s}")
+    for b in batches:
+        if (method := ("magec+pti", b)) in per_method and ("magec", b) in per_method:
+            pti = per_method[method] - per_method[("magec", b)]
+            rows.append({"step": f"PTI, batch {b}", "images": b, "rc": 0, "seconds": pti * b, "note":
+                         f"{pti:.2f} s/image: magec+pti minus magec (same batch, same schedule)"})
+
+    latent = work / f"inv-magec-{batches[0]}" / f"{faces[0].stem}.latent.safetensors"
+    photo = ""
+    if has_dlib():
+        aligned = work / "inv-aligned"
+        r = magec(
+            ["invert", str(work / "astronaut.png"), "--align", "--pack", str(pack), "--method", "magec", "--out",
+             str(aligned), "--steps-scale", str(scale), "--force", *losses, *precision, *common],
+            logs / "invert-align.log",
+        )
+        add("invert magec --align (astronaut)", r)
+        if r["rc"] == 0:
+            latent, photo = aligned / "astronaut.latent.safetensors", str(work / "astronaut.png")
+    else:
+        notes.append("dlib is not installed: --align, --paste-back and the studio's paste were skipped")
+
+    operations = {"interfacegan": "tone", "ganspace": "pc0", "sefa": "sefa0", "styleflow": "tone"}
+    for editor in EDITORS:
+        paste = ["--paste-back", photo] if photo else []
+        what = ["--operation", "sample:1", "--amounts=0.5,1"] if editor == "interpolate" else ["--amounts=-1,1"]
+        if editor in operations:
+            what += ["--operation", operations[editor]]
+        r = magec(
+            ["edit", str(latent), "--pack", str(pack), "--editor", editor, *what, "--out",
+             str(work / f"edit-{editor}"), "--force", *paste, *common[:2]],
+            logs / f"edit-{editor}.log",
+        )
+        add(f"edit {editor}" + (" --paste-back" if photo else ""), r, 2)
+
+    eval_images = work / "eval-images"
+    eval_images.mkdir(exist_ok=True)
+    (eval_images / faces[0].name).write_bytes(faces[0].read_bytes())
+    r = magec(
+        ["evaluate", "--pack", str(pack), "--images", str(eval_images), "--methods", "magec", "--reference-size", "8",
+         "--edits-per-editor", "1", "--steps-scale", str(scale), "--no-identity", "--out", str(work / "eval"),
+         "--report", str(work / "eval.md"), "--force", "--no-progress", *losses, *common],
+        logs / "evaluate.log",
+    )
+    add("evaluate magec, per image (ECS included)", r, 1, f"--steps-scale {scale}, --reference-size 8")
+
+    r = script(SLIDER, [str(pack), str(latent), photo, device, str(max(3, repeats * 5))], logs / "slider.log")
+    add("studio slider render" + (" + paste" if photo else ""), r, 1, f"{r.get('ms', float('nan')):.1f} ms per change")
+
+    header = (
+        f"magec chain at {args.resolution} px on {device}"
+        + (f" ({torch.cuda.get_device_name(torch.device(device))})" if device.startswith("cuda") else "")
+        + f", random weights, precision {args.precision}{', --quick' if quick else ''}; "
+        f"python {platform.python_version()}, torch {torch.__version__}"
+    )
+    lines = [header, "", "| step | images | seconds | s/image | GPU peak GB | peak RSS GB | note |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        ok = row.get("rc") == 0
+        secs = row.get("seconds", 0.0)
+        lines.append(
+            f"| {row['step']} | {row['images']} | {secs:.1f} | {secs / max(1, row['images']):.2f} | "
+            f"{gb(row.get('gpu_peak_bytes'))} | {gb(row.get('rss_bytes'))} | "
+            f"{row['note'] if ok else 'FAILED: ' + str(row.get('log'))} |"
+        )
+    lines += [""] + [f"- {n}" for n in notes]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    (out / "gpu.md").write_text(table)
+    (out / "gpu.json").write_text(json.dumps({"header": header, "rows": rows, "notes": notes}, indent=1))
+    return 0 if all(row.get("rc") == 0 for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
