@@ -111,3 +111,14 @@ def test_magec_edit_writes_every_attribute_the_studio_offers(tone_pipeline):
     studio_attributes = [s.operation for s in slider_specs(tone_pipeline) if s.editor == "interfacegan"]
     assert default_operations(tone_pipeline, "interfacegan") == studio_attributes
     assert len(default_operations(tone_pipeline, "ganspace")) == 4
+
+
+def test_magec_edit_says_when_edits_go_past_the_measured_range(tone_pipeline, capsys):
+    from magec.cli.cmd_edit import _note_beyond_range
+
+    operations = default_operations(tone_pipeline, "interfacegan")
+    _note_beyond_range(tone_pipeline, "interfacegan", operations, [0.01])
+    assert capsys.readouterr().err == ""
+    _note_beyond_range(tone_pipeline, "interfacegan", operations, [-50.0, 0.01, 50.0])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{2 * len(operations)} of the edits go past" in err

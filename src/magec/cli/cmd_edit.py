@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from magec import validation
 from magec.cli.options import add_device_and_seed, add_force, add_max_pixels, add_pack, add_precision, resolve_pack
 from magec.errors import MagecError
+
+if TYPE_CHECKING:
+    from magec.pipeline import Pipeline
 
 EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
 #: ``magec.faces.paste.PASTE_MODES``, spelled here so that ``--help`` loads no image code (a test checks they agree).
@@ -131,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise MagecError(f"--operation {unknown[0]!r}: {args.editor} offers {', '.join(editor.operations())}")
     amounts = args.amounts or default_amounts(pipeline, args.editor)
+    if args.editor != "boundary":
+        _note_beyond_range(pipeline, args.editor, operations, amounts)
     source = str(Path(args.latent).resolve())
     planned = planned_edit_files(args.editor, operations, amounts)
     framing = None
@@ -172,3 +178,20 @@ def run(args: argparse.Namespace) -> int:
         written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
     print(f"wrote {len(written)} files to {args.out} (grid: {out.path / 'grid.png'})")
     return 0
+
+
+def _note_beyond_range(pipeline: Pipeline, editor: str, operations: list[str], amounts: list[float]) -> None:
+    """One line when some edits go past the useful range the pack measured (the studio's slider ends)."""
+    import sys
+
+    from magec.render import slider_specs
+
+    specs = {s.key: s for s in slider_specs(pipeline) if s.measured}
+    beyond = [(s, a) for op in operations if (s := specs.get((editor, op))) for a in amounts if not s.covers(a)]
+    if beyond:
+        spec, amount = beyond[0]
+        print(
+            f"magec: note: {len(beyond)} of the edits go past the pack's measured useful range, e.g. {spec.operation} "
+            f"{amount:+g} (its range: {spec.minimum:+g} to {spec.maximum:+g}); faces may break there",
+            file=sys.stderr,
+        )
