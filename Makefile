@@ -51,4 +51,4 @@ bench: install
 	$(VENV)/bin/magec bench --json
 
 clean:
-	rm -rf $(VENV) magec-demo .magec-cache
+	rm -rf $(VENV) magec-demo .magec-cache "$${MAGEC_CACHE:-$$HOME/.cache/magec}/embedded-pack"

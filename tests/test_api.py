@@ -114,21 +114,30 @@ def test_every_exported_name_resolves():
 
 
 @pytest.mark.slow
-def test_readme_example_runs(embedded_pack, dcgan, tmp_path, monkeypatch):
-    """The README's Python API block, run as written, with the cache holding a (small) embedded pack."""
+def test_readme_example_runs_and_frames_the_face(embedded_pack, tmp_path, monkeypatch):
+    """The README's Python API block, run verbatim (it writes the astronaut itself), with the cache holding a
+    (small) embedded pack; the face is framed: dlib's identity distance from the projection to her framed face
+    is lower than that of the projection of the plain centre crop (``load_image``), inverted the same way."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks, "README has no python example"
     embedded_pack.save(tmp_path / "cache" / "embedded-pack")
     monkeypatch.setenv("MAGEC_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    with torch.no_grad():
-        magec.save_png(dcgan.synthesize(dcgan.sample_latents(1, seed=99))[0], tmp_path / "face.png")
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
-    result = namespace["result"]
+    pipe, photo, result = namespace["pipe"], namespace["photo"], namespace["result"]
     assert result.steps == 200 and result.history[-1]["mse"][0] < result.history[0]["mse"][0]
     assert (tmp_path / "older.png").is_file()
+    from magec.losses.dlib_recognition import DlibIdentityLoss
+
+    assert isinstance(pipe.identity, DlibIdentityLoss)  # dlib's identity, as the identity tests use it
+    centre = magec.load_image("astronaut.png", pipe.generator.resolution).to(pipe.device)
+    centred = magec.invert(pipe, centre, "magec")
+    with torch.no_grad():
+        framed_distance = float(pipe.identity(result.images, photo))
+        centre_distance = float(pipe.identity(centred.images, photo))
+    assert framed_distance < centre_distance, (framed_distance, centre_distance)
 
 
 def test_callback_sees_every_step_on_the_device_and_can_stop(tone_pipeline):

@@ -73,7 +73,7 @@ def test_paste_into_a_different_photo_is_refused(photo, tmp_path):
     other = tmp_path / "other.png"
     original.resize((256, 256)).save(other)
     with pytest.raises(MagecError, match="paste back into the photo that was inverted"):
-        paste_into_photo(other, [original], framing, 10**8)
+        paste_into_photo(other, [original], framing, 10**8, projection=original)
 
 
 def test_framing_round_trips_through_its_record():
@@ -111,11 +111,16 @@ def test_cli_invert_with_pti_then_edit_pasted_back(photo, embedded_pack, tmp_pat
     argv = ["edit", str(latent), "--editor", "interfacegan", "--operation", "male", "--amounts=3"]
     assert main([*argv, "--out", str(edits), "--paste-back", str(photo), *common]) == 0
     original = Image.open(photo).convert("RGB")
-    for name in ("interfacegan_male_+3.00.pasted.png", "projection.pasted.png"):
-        with Image.open(edits / name) as pasted:
-            assert pasted.size == original.size
-            diff = _mask_and_diff(original, pasted.convert("RGB"))
-        assert 0 < (diff > 0).mean() < 0.2  # the face, and only the face, changed
+    with Image.open(edits / "interfacegan_male_+3.00.pasted.png") as pasted:
+        assert pasted.size == original.size
+        diff = _mask_and_diff(original, pasted.convert("RGB"))
+    assert 0 < (diff > 0).mean() < 0.2  # the face, and only the face, changed
+    with Image.open(edits / "projection.pasted.png") as pasted:  # sharp (the default): no edit, the photo itself
+        assert np.array_equal(np.asarray(pasted.convert("RGB")), np.asarray(original))
+    composite = tmp_path / "composite"
+    assert main([*argv, "--out", str(composite), "--paste-back", str(photo), "--paste-mode", "composite", *common]) == 0
+    with Image.open(composite / "projection.pasted.png") as pasted:  # the generator's face drawn over the photo
+        assert 0 < (_mask_and_diff(original, pasted.convert("RGB")) > 0).mean() < 0.2
     assert (
         main([*argv, "--paste-back", str(tmp_path / "inv" / "astronaut.png"), "--out", str(tmp_path / "e2"), *common])
         == 1

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from magec.faces.paste import face_mask, paste_back
+from magec.faces.paste import face_mask, paste_edit
 from magec.inversion.config import PTI_SUFFIX
 from magec.inversion.outputs import load_latent, tuned_generator_for
 from magec.io.images import pil_to_tensor, tensor_to_pil
@@ -62,13 +62,13 @@ def test_an_upload_comes_back_as_the_photo_with_the_edit_pasted_in(studio, astro
         assert np.array_equal(np.asarray(pasted)[outside], photo[outside])  # bit for bit outside the face mask
     inside = ~outside
     assert inside.sum() > 1000
-    assert not np.array_equal(np.asarray(rest)[inside], photo[inside])  # the projection replaced the face
+    assert np.array_equal(np.asarray(rest), photo)  # the sharp paste: no edit gives back the photo itself
     change = np.abs(np.asarray(moved, dtype=np.int16) - np.asarray(rest, dtype=np.int16))[inside].mean()
     assert change > 1.0, f"the slider barely changed the pasted face ({change:.2f} grey levels)"
-    # The studio pastes within a region around the face (its mask computed once): what paste_back gives on the
+    # The studio pastes within a region around the face (its mask computed once): what paste_edit gives on the
     # whole photo, up to rounding of the warp's coordinates.
-    whole = paste_back(astronaut, tensor_to_pil(studio.render(projection, {spec.key: spec.maximum})[0]),
-                       framed.framing, framed.landmarks)  # fmt: skip
+    whole = paste_edit(astronaut, tensor_to_pil(studio.render(projection, {spec.key: spec.maximum})[0]),
+                       tensor_to_pil(studio.render(projection, {})[0]), framed.framing, framed.landmarks)  # fmt: skip
     assert np.abs(np.asarray(whole, dtype=np.int16) - np.asarray(moved, dtype=np.int16)).max() <= 1
 
     files = {p.name: p for p in studio.downloads(projection, {spec.key: spec.maximum})}

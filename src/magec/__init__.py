@@ -6,7 +6,7 @@ The handful of names a user needs, importable from ``magec`` directly (loaded on
     import magec
 
     pipe = magec.load_pipeline()                     # the embedded default (prepared on first use, cached)
-    photo = magec.load_image("face.png", pipe.generator.resolution)
+    photo = magec.load_face("photo.jpg", pipe)       # the face found and framed for the generator
     result = magec.invert(pipe, photo, "magec", callback=magec.ProgressBar())
     older = magec.edit(pipe, result.latents, "interfacegan", "age", 3.0)
     magec.save_png(pipe.generator.synthesize(older)[0], "older.png")
@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "EvaluationConfig": "magec.evaluation.runner:EvaluationConfig",
     "align_photo": "magec.faces.alignment:align_photo",
     "load_image": "magec.io.images:load_image",
+    "load_face": "magec.pipeline:load_face",
     "save_png": "magec.io.images:save_png",
 }
 
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
     from magec.inversion.progress import ProgressBar
     from magec.io.images import load_image, save_png
     from magec.pack import Pack
-    from magec.pipeline import Pipeline, assemble_pipeline, load_pipeline
+    from magec.pipeline import Pipeline, assemble_pipeline, load_face, load_pipeline
     from magec.prepare import PrepareConfig, prepare_pack
     from magec.render import apply_edits, edit
 

@@ -23,7 +23,7 @@ from magec import validation
 from magec.describers import EMBEDDED_DESCRIBER, load_describer
 from magec.devices import resolve_device
 from magec.faces.crop import frame_face_crop
-from magec.faces.paste import Framing, face_landmarks_for, paste_back
+from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_edit
 from magec.faces.recognition import FaceRecognizer
 from magec.generators import load_generator
 from magec.generators.base import select_noise
@@ -37,6 +37,7 @@ from magec.pipeline import Pipeline, assemble_pipeline
 from magec.prepare import PrepareConfig, embedded_pack
 from magec.render import apply_edits
 from magec.visualize import image_grid, new_figure, save_figure
+from magec.weights import magec_cache_dir
 
 log = logging.getLogger("magec")
 
@@ -47,7 +48,9 @@ HELDOUT_SEED = 10_000
 @dataclass
 class DemoConfig:
     out: Path = Path("magec-demo")
-    cache: Path = Path(".magec-cache")
+    #: Where the embedded pack is kept between runs: None is magec's one cache, ``$MAGEC_CACHE`` or
+    #: ``~/.cache/magec`` (the API's ``load_pipeline()``, ``magec studio``, ``invert`` and ``edit`` use the same).
+    cache: Path | None = None
     generated: int = 3
     seed: int = 0
     steps_scale: float = 1.0
@@ -61,7 +64,7 @@ class DemoConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        self.out, self.cache = Path(self.out), Path(self.cache)
+        self.out, self.cache = Path(self.out), Path(self.cache) if self.cache is not None else magec_cache_dir()
         validation.integer("--generated", self.generated, 0, 64)
         validation.integer("--seed", self.seed, 0)
         validation.positive("--steps-scale", self.steps_scale)
@@ -231,9 +234,12 @@ def photo_back_grid(
     target: Path,
 ) -> tuple[Path, dict[str, dict[str, float]]]:
     """The astronaut as the user gets her back: each method's projection and a male -/+ edit pasted into
-    the photo (zoomed on the face), with dlib's same-person distance to the photo under each (< 0.6: same)."""
+    the photo (zoomed on the face) in both paste modes (composite: the generator's face blended over the photo;
+    sharp: the edit's change added to the photo, whose amount 0 is the photo itself), with dlib's same-person
+    distance to the photo under each (< 0.6: same)."""
     recognizer = FaceRecognizer()
     landmarks = face_landmarks_for(photo, framing)
+    mask = face_mask(photo.size, landmarks)
     editor = pipeline.pack.interfacegan
     amount = editor.default_amount
     corners = framing.square_corners()
@@ -251,21 +257,31 @@ def photo_back_grid(
         noise = select_noise(res.noise, 0)
         with torch.no_grad():
             crops = [
-                generator.synthesize(editor.edit(z, "male", a), space=res.space, noise=noise)[0]
+                tensor_to_pil(generator.synthesize(editor.edit(z, "male", a), space=res.space, noise=noise)[0])
                 for a in (0.0, -amount, amount)
             ]
-        pasted = [paste_back(photo, tensor_to_pil(c), framing, landmarks) for c in crops]
-        distances = [recognizer.distance(photo, p) for p in pasted]
-        rows.append([zoom(photo), *(zoom(p) for p in pasted)])
+        composite = [paste_edit(photo, c, crops[0], framing, landmarks, mask, "composite") for c in crops]
+        sharp = [paste_edit(photo, c, crops[0], framing, landmarks, mask, "sharp") for c in crops[1:]]
+        distances = [recognizer.distance(photo, p) for p in (*composite, *sharp)]
+        rows.append([zoom(photo), *(zoom(p) for p in (*composite, *sharp))])
         labels.append(method)
         cells.append(["photo", *(f"dlib {d:.2f}" for d in distances)])
         record[method] = {
             "projection": round(distances[0], 3),
             "male-": round(distances[1], 3),
             "male+": round(distances[2], 3),
+            "sharp male-": round(distances[3], 3),
+            "sharp male+": round(distances[4], 3),
         }
-    cols = ["your photo", "projection, pasted back", f"male {-amount:+.1f}", f"male {amount:+.1f}"]
-    title = "the astronaut, pasted back; dlib distance to the photo (< 0.6: same person)"
+    cols = [
+        "your photo",
+        "composite: projection",
+        f"composite: male {-amount:+.1f}",
+        f"composite: male {amount:+.1f}",
+        f"sharp: male {-amount:+.1f}",
+        f"sharp: male {amount:+.1f}",
+    ]
+    title = "the astronaut, pasted back (composite, then sharp); dlib distance to the photo (< 0.6: same person)"
     return image_grid(
         rows, target, row_labels=labels, col_labels=cols, cell_labels=cells, title=title, cell=2.0
     ), record

@@ -20,6 +20,7 @@ import torch
 
 from magec import validation
 from magec.io.atomic import atomic_path, write_text
+from magec.latent.reach import attribute_change
 from magec.pipeline import Pipeline
 from magec.visualize import new_figure
 
@@ -77,8 +78,8 @@ def entanglement(pipeline: Pipeline, n: int = 200, seed: int = 0, per_editor: in
         if kind == "interpolate":
             continue
         for op in editor.operations()[:per_editor]:
-            edited = gen.synthesize(editor.edit(z, op, editor.default_amount))
-            delta = (layout.attribute_values(describer(edited)).float() - before).mean(0)
+            edited, change_per_image = attribute_change(gen, describer, z, editor, op, editor.default_amount, before)
+            delta = change_per_image.mean(0)
             row, row_std = delta.tolist(), (delta / spread).tolist()
             if pipeline.identity is not None:
                 distance = float(pipeline.identity(edited, images).mean())

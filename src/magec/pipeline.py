@@ -156,3 +156,23 @@ def load_pipeline(
         )
     check_describer_files(pack, loaded, desc)
     return assemble_pipeline(gen, desc, loaded, perceptual, identity, device, precision)
+
+
+def load_face(path: str | Path, pipeline: Pipeline, face_index: int = 0, max_pixels: int | None = None) -> torch.Tensor:
+    """The photo at ``path`` with its face framed for ``pipeline``'s generator, as (1, 3, R, R) in [-1, 1] on the
+    pipeline's device: what ``magec invert --face-crop`` (the embedded DCGAN) or ``--align`` (StyleGAN2) inverts.
+
+    ``face_index``: which face, largest first. A file that cannot be read, or has no face, raises a one-line
+    ``MagecError`` naming it. (``magec.load_image`` only centre-crops: for photos of people, use this.)"""
+    from magec.errors import file_error
+    from magec.faces.framing import frame_face, framing_for
+    from magec.io.images import pil_to_tensor, read_image
+    from magec.validation import DEFAULT_MAX_PIXELS
+
+    size = pipeline.generator.resolution
+    image = read_image(path, max_pixels or DEFAULT_MAX_PIXELS)
+    try:
+        framed = frame_face(image, size, framing_for(pipeline.generator.spec), face_index)
+    except MagecError as exc:
+        raise file_error(path, str(exc)) from None
+    return pil_to_tensor(framed).to(pipeline.device)

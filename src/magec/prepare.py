@@ -24,6 +24,7 @@ from magec.generators.base import Generator
 from magec.latent.ganspace import GANSpaceConfig, GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANConfig, InterfaceGANEditor
 from magec.latent.linknet import LinkNet, LinkNetConfig
+from magec.latent.reach import ReachConfig, measure_reach
 from magec.latent.sefa import SeFaConfig, SeFaEditor
 from magec.latent.styleflow import StyleFlowConfig, fit_styleflow
 from magec.memory import chunk_size, map_chunks, synthesis_bytes
@@ -59,6 +60,8 @@ class PrepareConfig:
     aligned_labels: bool = True
     #: StyleFlow's conditional flow (about 25 s on the embedded default); None skips it.
     styleflow: StyleFlowConfig | None = field(default_factory=StyleFlowConfig)
+    #: The sliders' measured ranges, names and notes (``magec.latent.reach``; a few seconds); None skips them.
+    sliders: ReachConfig | None = field(default_factory=ReachConfig)
 
     def __post_init__(self) -> None:
         if validation.integer("--samples", self.n_samples) < MIN_SAMPLES:
@@ -232,7 +235,7 @@ def prepare_pack(
         }
     if styleflow_info is not None:
         info["styleflow"] = styleflow_info
-    return Pack(
+    pack = Pack(
         generator.spec,
         describer.spec,
         layout,
@@ -244,6 +247,16 @@ def prepare_pack(
         styleflow=styleflow,
         describer_files=dict(getattr(describer, "files", {})),
     )
+    if config.sliders is not None:
+        if progress:
+            log.info("measuring the sliders' ranges on %d samples", config.sliders.samples)
+        measured = time.perf_counter()
+        pack.to(generator.device)
+        info["sliders"] = measure_reach(generator, describer, pack.editors, values.std(0), config.seed, config.sliders)
+        info["sliders"]["seconds"] = round(time.perf_counter() - measured, 1)
+        pack.to("cpu")
+        info["prepare"]["seconds"] = round(time.perf_counter() - started, 1)
+    return pack
 
 
 #: Folder name of the embedded default's pack inside a cache folder.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +14,15 @@ from magec import validation
 from magec.errors import MagecError
 from magec.generators.base import select_noise
 from magec.io.images import save_png
+from magec.latent.reach import ATTRIBUTE_EDITORS, slider_operations
 from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.pipeline import Pipeline
 from magec.visualize import image_grid
+
+log = logging.getLogger("magec")
+
+#: The interpolation target offered as a slider (t in [0, 1]).
+INTERPOLATION_SAMPLE = "sample:777"
 
 
 @dataclass
@@ -77,10 +85,80 @@ def render_latent(
 
 
 def default_operations(pipeline: Pipeline, editor: str, count: int = 4, seed: int = 0) -> list[str]:
+    """What ``magec edit`` edits when no ``--operation`` is given: every attribute for the attribute editors
+    (InterfaceGAN, StyleFlow: the studio's sliders), the first ``count`` components, or ``count`` samples."""
     ed = pipeline.pack.editors[editor]
     if editor == "interpolate":
         return [f"sample:{seed + k}" for k in range(count)]
+    if editor in ATTRIBUTE_EDITORS:
+        return ed.operations()
     return ed.operations()[:count]
+
+
+@dataclass(frozen=True)
+class SliderSpec:
+    """One slider: an (editor, operation) pair, its label, its range in the editor's units and a note (empty, or
+    e.g. that the edit barely moves anything). Made by ``slider_specs`` from the pack's measured ranges."""
+
+    editor: str
+    operation: str
+    label: str
+    minimum: float
+    maximum: float
+    step: float
+    note: str = ""
+    #: True when the range was measured on the pack (``magec.latent.reach``), False for an older pack's fallback.
+    measured: bool = True
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.editor, self.operation)
+
+    @property
+    def elem_id(self) -> str:
+        """A stable HTML id, e.g. ``slider-interfacegan-male``."""
+        return "slider-" + re.sub(r"[^a-z0-9]+", "-", f"{self.editor}-{self.operation}".lower()).strip("-")
+
+    def covers(self, amount: float) -> bool:
+        return self.minimum <= amount <= self.maximum
+
+
+def slider_specs(pipeline: Pipeline) -> list[SliderSpec]:
+    """One slider per InterfaceGAN / StyleFlow attribute, per leading GANSpace / SeFa component, and the
+    interpolation, with the ranges, names and notes the pack measured when it was prepared
+    (``Pack.info["sliders"]``, ``magec.latent.reach``). A pack prepared before that gets +-the editor's default
+    amount (what ``magec edit`` uses), and one line saying so."""
+    measured = pipeline.pack.info.get("sliders", {}).get("operations", {})
+    specs, unmeasured = [], []
+    for name, editor in pipeline.pack.editors.items():
+        if name == "interpolate":
+            specs.append(SliderSpec(name, INTERPOLATION_SAMPLE, f"{name}: {INTERPOLATION_SAMPLE}", 0.0, 1.0, 0.05))
+            continue
+        for op in slider_operations(name, editor):
+            entry = measured.get(name, {}).get(op)
+            if entry is None:
+                unmeasured.append(f"{name}: {op}")
+                reach = round(float(editor.default_amount), 2) or 1.0
+                specs.append(
+                    SliderSpec(name, op, f"{name}: {op}", -reach, reach, round(reach / 20, 3) or 0.01, "", False)
+                )
+                continue
+            low, high = float(entry["min"]), float(entry["max"])
+            label = f"{name}: {op}" + (f" ({entry['moves']})" if entry.get("moves") else "")
+            note = (
+                f"barely moves anything F sees ({entry['effect_std']:.2f} standard deviations at the end of its range)"
+                if entry.get("barely_moves")
+                else ""
+            )
+            step = round(max(high - low, 1e-3) / 40, 3) or 0.01
+            specs.append(SliderSpec(name, op, label, round(low, 2), round(high, 2), step, note))
+    if unmeasured:
+        log.warning(
+            "this pack has no measured slider ranges (%s): they span +-each editor's default amount; "
+            "re-run magec prepare to measure them",
+            ", ".join(unmeasured[:3]) + (", ..." if len(unmeasured) > 3 else ""),
+        )
+    return specs
 
 
 def default_amounts(pipeline: Pipeline, editor: str, steps: int = 4) -> list[float]:

@@ -197,14 +197,14 @@ def list_weight_files(checkpoints: Sequence[str | Path] = ()) -> list[WeightFile
         ),
         _entry(
             "face-api expression net",
-            "face expressions (7-way) for a richer describer (issue 12)",
+            "face expressions (7-way): smile, neutral, sad, surprised in the `faces` describer",
             wd / FACE_API_DIR / "model/face_expression_model-weights_manifest.json",
             "",
             FACE_API_HOW,
         ),
         _entry(
             "face-api age/gender net",
-            "age and gender (TinyXception) for a richer describer (issue 12)",
+            "age and gender (TinyXception), for a richer describer",
             wd / FACE_API_DIR / "model/age_gender_model-weights_manifest.json",
             "",
             FACE_API_HOW,

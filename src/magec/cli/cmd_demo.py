@@ -14,7 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="the main job on the embedded default, written to magec-demo/index.html", description=__doc__
     )
     p.add_argument("--out", default="magec-demo")
-    p.add_argument("--cache", default=".magec-cache", help="where the prepared pack is kept between runs")
+    p.add_argument(
+        "--cache",
+        help="where the prepared pack is kept between runs (default: $MAGEC_CACHE or ~/.cache/magec, the one cache "
+        "that the Python API, magec studio, invert and edit use too)",
+    )
     p.add_argument(
         "--generated", type=int_at_least(0, 64), default=3, help="held-out generated faces to invert (default 3)"
     )
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = DemoConfig(
         out=Path(args.out),
-        cache=Path(args.cache),
+        cache=Path(args.cache) if args.cache else None,
         generated=args.generated,
         seed=args.seed,
         steps_scale=args.steps_scale,

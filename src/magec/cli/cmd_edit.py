@@ -1,15 +1,22 @@
-"""``magec edit``: apply InterfaceGAN, GANSpace or interpolation edits to an inverted latent."""
+"""``magec edit``: apply InterfaceGAN, GANSpace, SeFa, StyleFlow or interpolation edits (or a direction file's)
+to an inverted latent, and paste them back into the photo."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from magec import validation
-from magec.cli.options import add_device_and_seed, add_force, add_max_pixels, add_precision
+from magec.cli.options import add_device_and_seed, add_force, add_max_pixels, add_pack, add_precision, resolve_pack
 from magec.errors import MagecError
 
+if TYPE_CHECKING:
+    from magec.pipeline import Pipeline
+
 EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
+#: ``magec.faces.paste.PASTE_MODES``, spelled here so that ``--help`` loads no image code (a test checks they agree).
+PASTE_MODES = ("sharp", "composite")
 
 
 def editor_spec(text: str) -> str:
@@ -42,7 +49,7 @@ def pasted_name(name: str) -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="edit an inverted latent and write the images and a grid", description=__doc__)
     p.add_argument("latent", help="a <name>.latent.safetensors written by `magec invert`")
-    p.add_argument("--pack", required=True)
+    add_pack(p)
     p.add_argument(
         "--editor",
         type=editor_spec,
@@ -52,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--operation",
         action="append",
-        help="attribute (interfacegan), pcK (ganspace) or sample:SEED (interpolate); repeatable; default: first four",
+        help="attribute (interfacegan, styleflow), pcK (ganspace), sefaK (sefa) or sample:SEED (interpolate); "
+        "repeatable; default: every attribute (interfacegan, styleflow, as the studio's sliders), else the first four",
     )
     p.add_argument(
         "--amounts",
@@ -72,6 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="for a +pti latent: edit with the untuned generator, ignoring <name>.pti.safetensors (without it, a "
         "missing or mismatched tuned generator is an error)",
+    )
+    p.add_argument(
+        "--paste-mode",
+        choices=PASTE_MODES,
+        default="sharp",
+        help="sharp (default): the edit applied to the photo, photo + mask x (edited - projection) from the "
+        "generator, so the photo keeps its sharpness and an amount of 0 gives the photo back; composite: the "
+        "generator's edited face blended over the photo",
     )
     add_max_pixels(p)
     add_force(p)
@@ -103,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         write_edits,
     )
 
+    resolve_pack(args)
     pipeline = load_pipeline(args.pack, args.device, perceptual="describer-features", precision=args.precision)
     check_latent_fits(saved, pipeline.generator, args.latent)
     if args.editor.startswith("boundary:"):
@@ -128,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise MagecError(f"--operation {unknown[0]!r}: {args.editor} offers {', '.join(editor.operations())}")
     amounts = args.amounts or default_amounts(pipeline, args.editor)
+    if args.editor != "boundary":
+        _note_beyond_range(pipeline, args.editor, operations, amounts)
     source = str(Path(args.latent).resolve())
     planned = planned_edit_files(args.editor, operations, amounts)
     framing = None
@@ -159,8 +178,31 @@ def run(args: argparse.Namespace) -> int:
 
             crops = {pasted_name(edit_file_name(e.editor, e.operation, e.amount)): e.image for row in rows for e in row}
             crops[pasted_name("projection.png")] = projection
-            faces = [tensor_to_pil(c) for c in crops.values()]
-            pasted = paste_into_photo(args.paste_back, faces, framing, args.max_pixels)
+            pasted = paste_into_photo(
+                args.paste_back,
+                [tensor_to_pil(c) for c in crops.values()],
+                framing,
+                args.max_pixels,
+                projection=tensor_to_pil(projection),
+                mode=args.paste_mode,
+            )
             written += [save_png(img, out.path / name) for name, img in zip(crops, pasted)]
     print(f"wrote {len(written)} files to {args.out} (grid: {out.path / 'grid.png'})")
     return 0
+
+
+def _note_beyond_range(pipeline: Pipeline, editor: str, operations: list[str], amounts: list[float]) -> None:
+    """One line when some edits go past the useful range the pack measured (the studio's slider ends)."""
+    import sys
+
+    from magec.render import slider_specs
+
+    specs = {s.key: s for s in slider_specs(pipeline) if s.measured}
+    beyond = [(s, a) for op in operations if (s := specs.get((editor, op))) for a in amounts if not s.covers(a)]
+    if beyond:
+        spec, amount = beyond[0]
+        print(
+            f"magec: note: {len(beyond)} of the edits go past the pack's measured useful range, e.g. {spec.operation} "
+            f"{amount:+g} (its range: {spec.minimum:+g} to {spec.maximum:+g}); faces may break there",
+            file=sys.stderr,
+        )

@@ -1,4 +1,5 @@
-"""``magec invert``: project images into the generator's latent space (magec | no-magec | im2stylegan++)."""
+"""``magec invert``: project images into the generator's latent space (magec | no-magec | im2stylegan++, or
+magec+pti | no-magec+pti: followed by pivotal tuning of the generator around the latent)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from magec.cli.options import (
     add_device_and_seed,
     add_force,
     add_max_pixels,
+    add_pack,
     add_precision,
     check_pack_attributes,
     non_negative_float,
@@ -20,6 +22,7 @@ from magec.cli.options import (
     pipeline_options,
     positive_float,
     positive_int,
+    resolve_pack,
 )
 from magec.cli.workers import add_worker_options, worker_options
 from magec.errors import MagecError
@@ -37,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="image files, folders (searched recursively) or glob patterns such as 'photos/**/*.jpg' (any common "
         "format; centre-cropped to a square and resized); rerunning skips images already done with the same settings",
     )
-    p.add_argument("--pack", required=True)
+    add_pack(p)
     p.add_argument(
         "--method",
         choices=METHODS,
@@ -62,7 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lambda-magec", type=non_negative_float, help="weight of the MAGEC term in every phase (paper: 3e-4)"
     )
     p.add_argument(
-        "--lambda-id", type=non_negative_float, help="weight of the identity term in every phase (paper: 3e-4)"
+        "--lambda-id",
+        type=non_negative_float,
+        help="weight of the identity term in every phase that optimises the latent: both phases of magec and "
+        "no-magec (default 3e-4, the paper's), im2stylegan++'s latent phase (default 0); never a noise phase",
     )
     add_attributes_option(p)
     add_magec_editor(
@@ -129,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
         _say(f"skipped {len(inputs.not_images)} files that are not images (by suffix): {shown}{more}")
     paths = inputs.files
     names = unique_output_names(paths)
-    check_magec_editor(args.magec_editor, args.pack)
+    if args.pack is not None:  # checked before anything else; the embedded pack is resolved after the inputs
+        check_magec_editor(args.magec_editor, args.pack)
+        check_pack_attributes(args.pack, args.attributes)
     config = method_config(
         args.method,
         args.steps_scale,
@@ -137,7 +145,6 @@ def run(args: argparse.Namespace) -> int:
         lambda_id=args.lambda_id,
         magec_editor=args.magec_editor,
     )
-    check_pack_attributes(args.pack, args.attributes)
     if args.attributes:
         from dataclasses import replace
 
@@ -161,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
             readable.append(item)
     if not readable:
         raise MagecError(f"none of the {len(items)} images could be read (listed above)")
+    if args.pack is None:
+        resolve_pack(args)
+        check_magec_editor(args.magec_editor, args.pack)
+        check_pack_attributes(args.pack, args.attributes)
 
     framing = Framing(args.align, args.face_crop, args.face, args.max_pixels)
     request = request_of(

@@ -134,3 +134,35 @@ def check_pack_attributes(pack: str | None, names: tuple[str, ...] | None) -> No
         raise MagecError(
             f"argument --attributes: {', '.join(unknown)} not among the pack's attributes ({', '.join(known)})"
         )
+
+
+#: Where the embedded default's pack lives (``magec.prepare.embedded_pack``), as ``--pack``'s help names it.
+EMBEDDED_PACK_HELP = "$MAGEC_CACHE/embedded-pack, default ~/.cache/magec/embedded-pack"
+
+
+def add_pack(parser: argparse.ArgumentParser) -> None:
+    """``--pack``, optional: without it the embedded default's pack is used (prepared once, then cached)."""
+    parser.add_argument(
+        "--pack",
+        metavar="PACK",
+        help="pack folder written by `magec prepare` (default: the embedded default's pack, "
+        f"{EMBEDDED_PACK_HELP}; prepared on first use, about 2-3 minutes on 2 CPU cores, then cached; "
+        "`magec demo` and `magec studio` use the same)",
+    )
+
+
+def resolve_pack(args: argparse.Namespace) -> None:
+    """Set ``args.pack`` to the embedded default's pack when no ``--pack`` was given, saying so in one line (and
+    preparing the pack first if the cache does not hold a usable one). Call it after the inputs were checked."""
+    if args.pack is not None:
+        return
+    import sys
+
+    from magec.prepare import EMBEDDED_PACK, embedded_pack
+    from magec.weights import magec_cache_dir
+
+    folder = magec_cache_dir() / EMBEDDED_PACK
+    made = "" if (folder / "manifest.json").is_file() else " (preparing it now, once: about 2-3 minutes on 2 CPU cores)"
+    print(f"magec: no --pack given: using the embedded default's pack {folder}{made}", file=sys.stderr)
+    embedded_pack(device=getattr(args, "device", "auto"), progress=bool(made))
+    args.pack = str(folder)

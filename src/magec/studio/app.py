@@ -127,7 +127,10 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             )
             with gr.Accordion("Edits", open=True):
                 sliders = [
-                    gr.Slider(s.minimum, s.maximum, 0.0, step=s.step, label=s.label, elem_id=s.elem_id) for s in specs
+                    gr.Slider(
+                        s.minimum, s.maximum, 0.0, step=s.step, label=s.label, info=s.note or None, elem_id=s.elem_id
+                    )
+                    for s in specs
                 ]
                 reset_btn = gr.Button("Reset sliders", size="sm")
             download_btn = gr.Button(

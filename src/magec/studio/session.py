@@ -10,7 +10,6 @@ process's own temporary folder.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
@@ -25,7 +24,7 @@ from magec import __version__
 from magec.errors import MagecError
 from magec.faces.detection import DETECTION_SIDE
 from magec.faces.framing import frame_face_located, framing_for
-from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_back
+from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_edit
 from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
@@ -34,7 +33,7 @@ from magec.inversion.outputs import file_sha256, save_latent
 from magec.inversion.pti import PTIConfig
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
-from magec.render import SliderValues, render_latent
+from magec.render import SliderValues, render_latent, slider_specs
 from magec.studio.jobs import Job, JobQueue, queue_for
 
 #: Upload limits of the page (the CLI's are larger: a page left running must not be easy to exhaust).
@@ -42,10 +41,6 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 #: Seeds of the "generated face" examples (far from the pack's sampling stream, like the demo's).
 EXAMPLE_SEED = 20_000
-#: Sliders per editor with many operations (GANSpace, SeFa, StyleFlow): the leading components.
-LEADING_OPERATIONS = 5
-#: Interpolation target offered as a slider.
-INTERPOLATION_SAMPLE = "sample:777"
 #: The page's methods: the paper's three, and the two followed by pivotal tuning (the study keeps the paper's).
 METHODS = (*PAPER_METHODS, *PTI_METHODS)
 #: Margin (a fraction of the face's size) around the landmarks of the region a paste works in: the feathered
@@ -103,30 +98,6 @@ class PasteRegion:
     mask: np.ndarray
 
 
-@dataclass(frozen=True)
-class SliderSpec:
-    """One slider of the page: an (editor, operation) pair and its range in the editor's units."""
-
-    editor: str
-    operation: str
-    minimum: float
-    maximum: float
-    step: float
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.editor, self.operation)
-
-    @property
-    def label(self) -> str:
-        return f"{self.editor}: {self.operation}"
-
-    @property
-    def elem_id(self) -> str:
-        """A stable HTML id, e.g. ``slider-interfacegan-male``."""
-        return "slider-" + re.sub(r"[^a-z0-9]+", "-", f"{self.editor}-{self.operation}".lower()).strip("-")
-
-
 @dataclass
 class Projection:
     """One inverted photo: what the page renders slider values from (kept per browser session)."""
@@ -146,21 +117,6 @@ class Projection:
     framed: FramedPhoto | None = None
     #: Pivotal-tuning steps run (``+pti``; PTI may stop early once its LPIPS threshold is met).
     tuning_steps: int = 0
-
-
-def slider_specs(pipeline: Pipeline) -> list[SliderSpec]:
-    """One slider per InterfaceGAN attribute, per leading GANSpace component, and for every other editor."""
-    specs = []
-    for name, editor in pipeline.pack.editors.items():
-        if name == "interpolate":
-            specs.append(SliderSpec(name, INTERPOLATION_SAMPLE, 0.0, 1.0, 0.05))
-            continue
-        operations = editor.operations()
-        if name != "interfacegan":
-            operations = operations[:LEADING_OPERATIONS]
-        reach = round(2.0 * float(editor.default_amount), 2) or 1.0
-        specs.extend(SliderSpec(name, op, -reach, reach, round(reach / 40, 3) or 0.01) for op in operations)
-    return specs
 
 
 class Studio:
@@ -313,15 +269,16 @@ class Studio:
         return render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
 
     def pasted(self, projection: Projection, values: SliderValues) -> Image.Image | None:
-        """The edited face pasted back into the uploaded photo at the photo's resolution (``paste_back``: the
-        inverse of the framing, under the feathered landmark mask); None when the input was not a photo."""
+        """The edit pasted back into the uploaded photo at the photo's resolution (``paste_edit``, sharp: the
+        photo plus the edit's change, through the inverse of the framing, under the feathered landmark mask);
+        None when the input was not a photo."""
         framed = projection.framed
         if framed is None or not framed.can_paste:
             return None
         assert framed.photo is not None
         region = framed.paste_region()
-        edited = tensor_to_pil(self.render(projection, values)[0])
-        face = paste_back(region.photo, edited, region.framing, region.landmarks, region.mask)
+        edited, unedited = (tensor_to_pil(self.render(projection, v)[0]) for v in (values, {}))
+        face = paste_edit(region.photo, edited, unedited, region.framing, region.landmarks, region.mask)
         out = framed.photo.copy()
         out.paste(face, region.corner)
         return out
