@@ -23,7 +23,8 @@ def _load(pipeline_args: dict[str, Any], threads: int, gpu_share: float | None =
 
     pipeline = load_pipeline(**pipeline_args)
     # --gpus-per-worker 0.5: this worker may use half of the GPU, and its chunks are sized from that half
-    limit_process_share(pipeline.device, gpu_share)
+    if gpu_share is not None:
+        limit_process_share(pipeline.device, gpu_share)
     # The generator's starting code is computed on first use and cached (the DCGAN's medoid of 1024 samples:
     # ~5 CPU-s, a StyleGAN2 without a stored w_avg maps its samples). Here it is part of loading, done while
     # the other workers load too, rather than inside each worker's first batch.
