@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         "--paper-samples", type=int, default=None, help="prepare's paper N (default 50000; quick 60; 0 skips)"
     )
     p.add_argument("--small-samples", type=int, default=None, help="prepare's small N (default 1000; quick 50)")
+    p.add_argument(
+        "--slider-samples", type=int, default=None, help="prepare's --slider-samples (default 12; quick 0: skipped)"
+    )
     p.add_argument("--batches", default=None, help="inversion batches, comma-separated (default 1,8; quick 1,2)")
     p.add_argument("--steps-scale", type=float, default=None, help="magec's schedule scale (default 1; quick 0.01)")
     p.add_argument("--i2s-steps-scale", type=float, default=None, help="Image2StyleGAN++'s (default 0.25; quick 0.001)")
@@ -248,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     paper_n = args.paper_samples if args.paper_samples is not None else (60 if quick else 50000)
     small_n = args.small_samples if args.small_samples is not None else (50 if quick else 1000)
+    slider_n = args.slider_samples if args.slider_samples is not None else (0 if quick else 12)
+    sliders = ["--slider-samples", str(slider_n)]
     batches = [int(b) for b in (args.batches or ("1,2" if quick else "1,8")).split(",")]
     scale = args.steps_scale if args.steps_scale is not None else (0.01 if quick else 1.0)
     i2s_scale = args.i2s_steps_scale if args.i2s_steps_scale is not None else (0.001 if quick else 0.25)
@@ -327,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     largest = max(batches)
     for b in batches:  # one W+ step: what magec runs, the plain layers it replaced, bf16 (and compiled, on CUDA)
         variants = {"fused": []}
-        if b == largest:  # the plain layers (what magec ran before) and bf16, at the batch the targets name
-            variants |= {"plain": ["plain"], "bf16": ["bf16"]}
-            if device.startswith("cuda"):
-                variants["bf16+compile"] = ["bf16", "compile"]
+        if b == largest:  # the plain layers (what magec ran before), at the batch the targets name
+            variants["plain"] = ["plain"]
+            if device.startswith("cuda"):  # bf16 is a GPU path: on a CPU one bf16 step takes seconds
+                variants |= {"bf16": ["bf16"], "bf16+compile": ["bf16", "compile"]}
         for name, flags in variants.items():
             if not in_budget(f"step batch {b} {name}"):
                 continue
@@ -356,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--out",
                 str(pack),
                 "--force",
+                *sliders,
                 *common,
             ],
             logs / "prepare-small.log",
@@ -438,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(work / "pack-paper"),
                 "--force",
                 "--no-styleflow",
+                *sliders,
                 *common,
             ],
             logs / "prepare-paper.log",

@@ -193,6 +193,7 @@ def test_library_refuses_what_the_cli_refuses():
 def test_cli_defaults_match_the_library():
     from magec.cli import cmd_prepare, cmd_train_describer
     from magec.describers.celeba import ARCHITECTURES
+    from magec.latent.reach import ReachConfig
     from magec.prepare import MIN_SAMPLES, PrepareConfig
 
     assert (cmd_prepare.DEFAULT_SAMPLES, cmd_prepare.DEFAULT_BATCH, cmd_prepare.MIN_SAMPLES) == (
@@ -200,6 +201,7 @@ def test_cli_defaults_match_the_library():
         PrepareConfig.batch_size,
         MIN_SAMPLES,
     )
+    assert cmd_prepare.DEFAULT_SLIDER_SAMPLES == ReachConfig.samples
     assert cmd_train_describer.ARCHITECTURES == ARCHITECTURES
 
 

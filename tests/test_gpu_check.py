@@ -2,7 +2,8 @@
 
 The fast test runs it on the CPU at 32 px (``--quick``) and checks that every step ran and has its row; the slow
 test runs the paper's resolution, 1024 px (StyleGAN2 config-f), on the CPU and bounds every command's peak RSS,
-so that a memory blow-up such as ``prepare`` synthesising 250 images of 1024 px at once cannot come back.
+so that a memory blow-up such as ``prepare`` synthesising 250 images of 1024 px at once cannot come back. It is
+too long for every CI run and runs when ``MAGEC_CHAIN_1024=1`` is set.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def test_gpu_check_runs_the_chain_and_tables_every_step(tmp_path):
     expected = [
         "prepare --samples 50",
         "prepare --samples 60",
-        "one W+ step, batch 1",
+        "one W+ step, batch 1, fused",
+        "one W+ step, batch 1, plain",
         *[f"invert {m}, batch 1" for m in METHODS],
         "PTI, batch 1",
         "evaluate magec, per image (ECS included)",
@@ -88,6 +90,10 @@ BOUND_1024 = {"prepare": 7e9, "one W+ step": 5e9, "invert": 8e9, "edit": 5e9, "e
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("MAGEC_CHAIN_1024"),
+    reason="prepare, four inversions, evaluate and the studio at 1024 px on a CPU: run it with MAGEC_CHAIN_1024=1",
+)
 def test_the_chain_at_1024_px_stays_within_its_memory_bounds(tmp_path):
     report = _run(
         tmp_path,

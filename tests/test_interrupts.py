@@ -172,7 +172,7 @@ def assert_interrupted(code: int, err: str, latency: float, expected: int = 130)
     lines = [line.strip() for line in re.split(r"[\r\n]", err) if line.strip()]
     assert code == expected and lines[-1] == "magec: interrupted", (code, err[-3000:])
     assert "Traceback" not in err and "magec: error" not in err and err.count("magec: interrupted") == 1, err[-3000:]
-    assert latency < 3.0, f"ended {latency:.1f} s after the signal"
+    assert latency < 10.0, f"ended {latency:.1f} s after the signal"  # typically under 1 s; 10 allows a busy machine
 
 
 def outputs(out: Path) -> dict[str, bytes]:
@@ -322,13 +322,13 @@ def _results(run: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_evaluate_interrupted_ends_at_once_and_resumes_identically(work):
-    ref = subprocess.run([sys.executable, "-m", "magec", *EVALUATE, "--out", "eval-ref", "--report", "ref.md"],
+    ref = subprocess.run([sys.executable, "-m", "magec", *EVALUATE, "--out", "eval-ref", "--report", "report-ref.md"],
                          cwd=work, env=ENV, capture_output=True, text=True)  # fmt: skip
     assert ref.returncode == 0, ref.stderr[-2000:]
-    args = [*EVALUATE, "--out", "eval-run", "--report", "run.md"]
+    args = [*EVALUATE, "--out", "eval-run", "--report", "report-run.md"]
     code, err, latency = interrupt(args, work, lambda err: "evaluate:" in err and "magec 00000-gen]" in err)
     assert_interrupted(code, err, latency)
-    assert not list(work.glob("eval-run/**/*.tmp")) and not (work / "run.md").exists()
+    assert not list(work.glob("eval-run/**/*.tmp")) and not (work / "report-run.md").exists()
     again = subprocess.run([sys.executable, "-m", "magec", *args], cwd=work, env=ENV, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _results(work / "eval-run") == _results(work / "eval-ref") != {}

@@ -76,6 +76,24 @@ def test_job_queue_runs_one_job_at_a_time_and_cancels(tone_pipeline):
     queue.close()
 
 
+def test_a_closed_studio_leaves_the_next_one_a_working_queue(tone_pipeline):
+    """A notebook that serves twice (or ``magec bench`` then a serve) must not get the first studio's dead queue."""
+    from magec.studio.session import Studio
+
+    first = Studio(tone_pipeline)
+    assert first.queue.submit("me", lambda job: 1).wait(10)
+    first.close()
+    second = Studio(tone_pipeline)
+    try:
+        assert second.queue is not first.queue
+        job = second.queue.submit("me", lambda job: 2)
+        assert job.wait(10) and job.state == DONE and job.result == 2
+    finally:
+        second.close()
+    with pytest.raises(MagecError, match="closed"):  # never a job that waits forever
+        first.queue.submit("me", lambda job: 3)
+
+
 def test_uploads_are_checked_before_decoding(tone_pipeline, tmp_path):
     from magec.studio.session import Studio
 

@@ -12,6 +12,7 @@ from magec.generators import EMBEDDED_GENERATOR
 DEFAULT_SAMPLES = 8000
 DEFAULT_BATCH = None  # auto: sized from the memory budget (magec.memory)
 MIN_SAMPLES = 50
+DEFAULT_SLIDER_SAMPLES = 12  # ReachConfig.samples
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-styleflow", action="store_true", help="skip fitting the StyleFlow editor (about 25 s on CPU)")
     p.add_argument(
+        "--slider-samples",
+        type=int_at_least(0),
+        default=DEFAULT_SLIDER_SAMPLES,
+        help=f"samples on which each slider's range is measured (default {DEFAULT_SLIDER_SAMPLES}; each costs about "
+        "120 syntheses; 0 skips the measurement and the studio falls back to the editors' default ranges)",
+    )
+    p.add_argument(
         "--fixed-box-labels",
         action="store_true",
         help="label samples on the describer's fixed chip box only (default: dlib-aligned chips where dlib finds one)",
@@ -49,9 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import replace
 
     from magec.describers import load_describer
     from magec.generators import load_generator
+    from magec.latent.reach import ReachConfig
     from magec.pack import check_pack_folder
     from magec.prepare import PrepareConfig, prepare_pack
 
@@ -59,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
         n_samples=args.samples, seed=args.seed, batch_size=args.batch_size, aligned_labels=not args.fixed_box_labels
     )
     if args.no_styleflow:
-        from dataclasses import replace
-
         config = replace(config, styleflow=None)
+    if args.slider_samples != DEFAULT_SLIDER_SAMPLES:
+        config = replace(config, sliders=ReachConfig(samples=args.slider_samples) if args.slider_samples else None)
     check_pack_folder(args.out, args.force)  # before minutes of work
     describer = load_describer(args.describer, args.device)  # a bad describer file fails before the generator loads
     generator = load_generator(args.generator, args.device)

@@ -82,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(0.1)
             finally:
                 app.close()
-                studio.queue.close()
         finally:
             studio.close()
     return 0

@@ -451,5 +451,5 @@ def serve(
         app.block_thread()
     finally:
         app.close()
-        studio.queue.close()
+        studio.queue.close()  # the caller still owns the studio (and closes it); its queue's work ends here
     return app

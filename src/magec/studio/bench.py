@@ -86,7 +86,6 @@ def studio_figures(pipeline: Pipeline, changes: int = 40, steps_scale: float = 1
         finally:
             with contextlib.redirect_stdout(sys.stderr):  # Gradio says goodbye on stdout; `--json` owns it
                 app.close()
-            studio.queue.close()
             studio.close()
     return {
         "studio_edit_ms": {

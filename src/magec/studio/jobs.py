@@ -1,4 +1,4 @@
-"""Background jobs: one worker thread per device runs inversions one at a time, in arrival order.
+"""Background jobs: one worker thread per studio runs inversions one at a time, in arrival order.
 
 An inversion fills a device (and, on a CPU, its cores); two at once only make both slow. Viewers are
 never queued: rendering a slider position is a single generator pass and runs in the request's thread.
@@ -75,6 +75,7 @@ class JobQueue:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._pending: list[Job] = []
         self._lock = threading.Lock()
+        self._closed = False
         self._worker = threading.Thread(target=self._serve, name=f"magec-jobs-{name}", daemon=True)
         self._worker.start()
 
@@ -83,6 +84,8 @@ class JobQueue:
         self.cancel(owner)
         job = Job(owner, work)
         with self._lock:
+            if self._closed:  # its worker has stopped: the job would wait forever
+                raise MagecError("the studio has been closed: start a new one")
             self._pending.append(job)
         self._queue.put(job)
         return job
@@ -103,6 +106,9 @@ class JobQueue:
     def close(self) -> None:
         """Cancel everything and stop the worker once its current job returns."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             for job in self._pending:
                 job.cancel()
         self._queue.put(None)
@@ -129,15 +135,3 @@ class JobQueue:
                     if job in self._pending:
                         self._pending.remove(job)
                 job._finished.set()
-
-
-_QUEUES: dict[str, JobQueue] = {}
-_QUEUES_LOCK = threading.Lock()
-
-
-def queue_for(device: str) -> JobQueue:
-    """The process's job queue of ``device`` (created on first use): one inversion per device at a time."""
-    with _QUEUES_LOCK:
-        if device not in _QUEUES:
-            _QUEUES[device] = JobQueue(device)
-        return _QUEUES[device]

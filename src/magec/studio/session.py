@@ -34,7 +34,7 @@ from magec.inversion.pti import PTIConfig
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
-from magec.studio.jobs import Job, JobQueue, queue_for
+from magec.studio.jobs import Job, JobQueue
 
 #: Upload limits of the page (the CLI's are larger: a page left running must not be easy to exhaust).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -120,7 +120,10 @@ class Projection:
 
 
 class Studio:
-    """The page's state shared by all viewers: one pipeline, its device's job queue, the upload rules."""
+    """The page's state shared by all viewers: one pipeline, its own job queue, the upload rules.
+
+    The queue belongs to this studio (never to the process): closing one studio cannot leave a later one with a
+    dead queue whose inversions wait forever."""
 
     def __init__(
         self,
@@ -135,7 +138,7 @@ class Studio:
         self.steps_scale = steps_scale
         self.seed = seed
         self.max_bytes, self.max_pixels = max_bytes, max_pixels
-        self.queue: JobQueue = queue_for(str(pipeline.device))
+        self.queue = JobQueue(str(pipeline.device))
         self.sliders = slider_specs(pipeline)
         self.framing = framing_for(pipeline.generator.spec)
         self._scratch = tempfile.TemporaryDirectory(prefix="magec-studio-")
@@ -340,6 +343,8 @@ class Studio:
         return files
 
     def close(self) -> None:
+        """Cancel queued work, stop the queue's worker once its current job returns, remove the scratch files."""
+        self.queue.close()
         self._scratch.cleanup()
 
 
