@@ -347,25 +347,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"one W+ step, batch {b}, {name}", r, b, f"{ms:.1f} ms; kept for backward {gb(r.get('saved_bytes'))} GB"
             )
 
+    def prepare(samples: int, out: Path, log: str, *extra: str, timeout: float | None = None) -> dict:
+        """``magec prepare`` of the random StyleGAN2 with the chain's describer, slider and device options."""
+        args = ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer]
+        args += ["--samples", str(samples), "--out", str(out), "--force", *extra, *sliders, *common]
+        return magec(args, logs / log, timeout=timeout)
+
     pack = work / "pack"
     if in_budget("prepare (small)"):
-        r = magec(
-            [
-                "prepare",
-                "--generator",
-                f"stylegan2:{files['generator']}",
-                "--describer",
-                describer,
-                "--samples",
-                str(small_n),
-                "--out",
-                str(pack),
-                "--force",
-                *sliders,
-                *common,
-            ],
-            logs / "prepare-small.log",
-        )
+        r = prepare(small_n, pack, "prepare-small.log")
         add(f"prepare --samples {small_n}", r, small_n, "StyleFlow included")
 
     per_method: dict[tuple[str, int], float] = {}
@@ -431,25 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     if paper_n and in_budget(f"prepare --samples {paper_n}"):  # after the inversions: it may stop at the budget
-        r = magec(
-            [
-                "prepare",
-                "--generator",
-                f"stylegan2:{files['generator']}",
-                "--describer",
-                describer,
-                "--samples",
-                str(paper_n),
-                "--out",
-                str(work / "pack-paper"),
-                "--force",
-                "--no-styleflow",
-                *sliders,
-                *common,
-            ],
-            logs / "prepare-paper.log",
-            timeout=left(),
-        )
+        r = prepare(paper_n, work / "pack-paper", "prepare-paper.log", "--no-styleflow", timeout=left())
         note = "without StyleFlow (the small prepare above fits it)"
         if r.get("timed_out"):
             note += f"; STOPPED at the time budget after {r['seconds']:.0f} s (its log shows how far it got)"
