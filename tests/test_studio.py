@@ -76,6 +76,25 @@ def test_job_queue_runs_one_job_at_a_time_and_cancels(tone_pipeline):
     queue.close()
 
 
+def test_cancel_ends_a_waiting_job_at_once():
+    """Cancel on a queued job must not wait for the job ahead of it (which may be a minute of PTI)."""
+    queue = JobQueue("test")
+    release = threading.Event()
+    try:
+        ahead = queue.submit("other", lambda job: release.wait(30))
+        waiting = queue.submit("me", lambda job: "ran")
+        assert queue.ahead(waiting) == 1
+        assert queue.cancel("me") == 1
+        assert waiting.wait(1) and waiting.state == CANCELLED and waiting.result is None  # ended, never ran
+        assert not ahead.finished
+        release.set()
+        assert ahead.wait(10) and ahead.state == DONE
+        assert queue.submit("me", lambda job: "ran").wait(10)  # the queue goes on
+    finally:
+        release.set()
+        queue.close()
+
+
 def test_a_closed_studio_leaves_the_next_one_a_working_queue(tone_pipeline):
     """A notebook that serves twice (or ``magec bench`` then a serve) must not get the first studio's dead queue."""
     from magec.studio.session import Studio

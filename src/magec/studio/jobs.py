@@ -96,12 +96,23 @@ class JobQueue:
             return self._pending.index(job) if job in self._pending else 0
 
     def cancel(self, owner: str) -> int:
-        """Cancel every unfinished job of ``owner``; returns how many."""
+        """Cancel every unfinished job of ``owner``; returns how many.
+
+        A job still waiting ends at once (it never waits for the one ahead); a running one stops at its next
+        step (its work polls ``Job.report``)."""
         with self._lock:
             jobs = [j for j in self._pending if j.owner == owner]
-        for job in jobs:
-            job.cancel()
+            for job in jobs:
+                job.cancel()
+                if job.state == QUEUED:
+                    self._drop(job)
         return len(jobs)
+
+    def _drop(self, job: Job) -> None:
+        """End a job that never ran (the caller holds the lock); the worker skips it when it comes up."""
+        job.state = CANCELLED
+        self._pending.remove(job)
+        job._finished.set()
 
     def close(self) -> None:
         """Cancel everything and stop the worker once its current job returns."""
@@ -109,8 +120,10 @@ class JobQueue:
             if self._closed:
                 return
             self._closed = True
-            for job in self._pending:
+            for job in list(self._pending):
                 job.cancel()
+                if job.state == QUEUED:
+                    self._drop(job)
         self._queue.put(None)
 
     def _serve(self) -> None:
@@ -118,11 +131,11 @@ class JobQueue:
             job = self._queue.get()
             if job is None:
                 return
-            try:
-                if job.cancelled:
-                    job.state = CANCELLED
+            with self._lock:
+                if job.state != QUEUED:  # cancelled while it waited: already ended
                     continue
                 job.state = RUNNING
+            try:
                 job.result = job.work(job)
                 job.state = CANCELLED if job.cancelled else DONE
             except MagecError as exc:
