@@ -265,6 +265,11 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
 
         cancel_btn.click(on_cancel, None, None, queue=False)
 
+        def on_close(request: gr.Request) -> None:  # the tab was closed: its inversion is nobody's any more
+            studio.end_session(request.session_hash or "anonymous")
+
+        app.unload(on_close)
+
         def on_slider(st: dict, *values: float) -> tuple:
             projection = (st or {}).get("projection")
             if projection is None:

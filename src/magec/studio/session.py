@@ -252,6 +252,13 @@ class Studio:
     def cancel(self, owner: str) -> int:
         return self.queue.cancel(owner)
 
+    def end_session(self, owner: str) -> int:
+        """A viewer closed the page: stop its jobs (nobody will see them) so the next viewer does not wait.
+
+        Its photo, projections and tuned generators live in the page's per-viewer state, which the web
+        framework drops with the session; returns how many jobs were stopped."""
+        return self.queue.cancel(owner)
+
     # -- rendering ------------------------------------------------------------------------------
     def slider_values(self, values: list[float]) -> dict[tuple[str, str], float]:
         """Slider positions (in ``self.sliders`` order) as the ``render_latent`` mapping; non-finite ones refused."""
