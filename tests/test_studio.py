@@ -135,6 +135,7 @@ def test_uploads_are_checked_before_decoding(tone_pipeline, tmp_path):
         with pytest.raises(MagecError, match="megapixels") as caught:
             studio.read_upload(bomb)
         assert str(root) not in str(caught.value)  # the page names the file, never the server's folders
+        assert "--" not in str(caught.value) and "shrink or crop" in str(caught.value)  # no option the page lacks
         broken = root / "broken.png"
         broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
         with pytest.raises(MagecError, match="broken.png"):

@@ -63,8 +63,16 @@ def _pillow_pixel_limit() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = before
 
 
-def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to: int | None = None) -> Image.Image:
+def read_image(
+    path: str | Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce_to: int | None = None,
+    limit_option: str = "--max-pixels",
+) -> Image.Image:
     """Open ``path`` as an upright 8-bit RGB image, or raise a one-line ``MagecError`` naming the file.
+
+    ``limit_option``: the option that raises ``max_pixels``, named in the refusal ("" where the caller has none,
+    e.g. the studio's page: the message then asks for a smaller photo).
 
     The size in the file's header is checked against ``max_pixels`` before any pixel is decoded, so a
     decompression bomb costs nothing. With ``reduce_to``, a large JPEG is decoded at a reduced scale
@@ -85,7 +93,8 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to
                 raise file_error(
                     path,
                     f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), above the limit of "
-                    f"{max_pixels / 1e6:.0f} megapixels (raise it with --max-pixels)",
+                    f"{max_pixels / 1e6:.0f} megapixels "
+                    + (f"(raise it with {limit_option})" if limit_option else "(shrink or crop the photo)"),
                 )
             if reduce_to is not None and max(width, height) > 2 * reduce_to and img.format == "JPEG":
                 scale = reduce_to / max(width, height)
@@ -98,11 +107,15 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to
         raise file_error(path, "not a readable image (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:
         raise file_error(
-            path, f"image is too large to decode safely ({exc}); raise the limit with --max-pixels"
+            path,
+            f"image is too large to decode safely ({exc}); "
+            + (f"raise the limit with {limit_option}" if limit_option else "shrink or crop the photo"),
         ) from None
     except MemoryError:
         raise file_error(
-            path, "not enough memory to decode this image; lower --max-pixels or shrink the photo"
+            path,
+            "not enough memory to decode this image; "
+            + (f"lower {limit_option} or shrink the photo" if limit_option else "shrink the photo"),
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise file_error(path, f"unreadable or truncated image ({exc})") from None

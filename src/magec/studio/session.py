@@ -164,13 +164,13 @@ class Studio:
                 f"{name}: {size / 2**20:.1f} MB, above the page's limit of {self.max_bytes / 2**20:.0f} MB"
             )
         try:
-            preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE)
+            preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE, limit_option="")
             full_size = image_size(resolved, self.max_pixels)
             framed = self.frame(preview, name)
             if tuple(full_size) != tuple(preview.size):  # a large JPEG decoded reduced: the full photo for pasting
                 assert framed.framing is not None and framed.landmarks is not None
                 scale = full_size[0] / preview.width
-                framed.photo = read_image(resolved, self.max_pixels)
+                framed.photo = read_image(resolved, self.max_pixels, limit_option="")
                 framed.framing = framed.framing.scaled(scale, framed.photo.size)
                 framed.landmarks = (framed.landmarks + 0.5) * scale - 0.5
         except MagecError as exc:  # the message names the server's temporary path: name the file instead
