@@ -113,6 +113,31 @@ def test_a_closed_studio_leaves_the_next_one_a_working_queue(tone_pipeline):
         first.queue.submit("me", lambda job: 3)
 
 
+def test_a_photo_of_two_people_says_so_and_frames_either(tone_pipeline, tmp_path):
+    from skimage import data
+
+    from magec.studio.session import Studio
+
+    pytest.importorskip("dlib")
+    head = Image.fromarray(data.astronaut()).crop((120, 0, 360, 260))  # her head only (no badges)
+    photo = Image.new("RGB", (1024, 512), (128, 128, 128))
+    photo.paste(head.resize((360, 390)), (40, 60))
+    photo.paste(head, (640, 120))  # a smaller second face on the right
+    root = tmp_path / "uploads"
+    root.mkdir()
+    photo.save(root / "two.png")
+    studio = Studio(tone_pipeline, upload_root=root)
+    try:
+        largest = studio.read_upload(root / "two.png")
+        other = studio.read_upload(root / "two.png", face=1)
+        assert largest.faces == other.faces >= 2 and (largest.face, other.face) == (0, 1)
+        assert largest.framing.square_corners().mean(0)[0] < 512 < other.framing.square_corners().mean(0)[0]
+        with pytest.raises(MagecError, match=f"no face {largest.faces}: only {largest.faces}"):
+            studio.read_upload(root / "two.png", face=largest.faces)
+    finally:
+        studio.close()
+
+
 def test_uploads_are_checked_before_decoding(tone_pipeline, tmp_path):
     from magec.studio.session import Studio
 

@@ -197,6 +197,11 @@ def paste_edit(
 
 def face_landmarks_for(photo: Image.Image, framing: Framing, scale: float = 1.0) -> np.ndarray:
     """The 68 landmarks (in ``photo``'s pixels times ``scale``) of the face nearest the framed square's centre."""
+    return located_face_landmarks(photo, framing, scale)[0]
+
+
+def located_face_landmarks(photo: Image.Image, framing: Framing, scale: float = 1.0) -> tuple[np.ndarray, int]:
+    """``face_landmarks_for``, and how many faces the photo holds (so a caller can say it took one of several)."""
     from magec.faces.detection import NO_FACE, LandmarkDetector
 
     faces = LandmarkDetector().detect(photo)
@@ -204,7 +209,7 @@ def face_landmarks_for(photo: Image.Image, framing: Framing, scale: float = 1.0)
         raise MagecError(NO_FACE)
     centre = framing.square_corners().mean(0) - 0.5  # landmarks count pixel centres at integers
     nearest = min(faces, key=lambda f: float(np.hypot(*(f.landmarks.mean(0) - centre))))
-    return (nearest.landmarks + 0.5) * scale - 0.5
+    return (nearest.landmarks + 0.5) * scale - 0.5, len(faces)
 
 
 def paste_into_photo(

@@ -24,7 +24,7 @@ from magec import __version__
 from magec.errors import MagecError
 from magec.faces.detection import DETECTION_SIDE
 from magec.faces.framing import frame_face_located, framing_for
-from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_edit
+from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_edit
 from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
@@ -60,6 +60,9 @@ class FramedPhoto:
     photo: Image.Image | None = None
     framing: Framing | None = None
     landmarks: np.ndarray | None = None
+    #: How many faces the photo holds, and which one is framed (0 = the largest).
+    faces: int = 1
+    face: int = 0
 
     _region: PasteRegion | None = field(default=None, repr=False)
 
@@ -152,8 +155,9 @@ class Studio:
         return self.pipeline.generator.resolution
 
     # -- inputs ---------------------------------------------------------------------------------
-    def read_upload(self, path: str | Path) -> FramedPhoto:
-        """An uploaded file, checked and framed; refuses anything outside the upload folder."""
+    def read_upload(self, path: str | Path, face: int = 0) -> FramedPhoto:
+        """An uploaded file, checked and framed (``face``: which face, 0 the largest); refuses anything outside
+        the upload folder."""
         resolved = Path(path).resolve()
         if not resolved.is_relative_to(self.upload_root):
             raise MagecError("refused: the upload did not come through this page")
@@ -166,7 +170,7 @@ class Studio:
         try:
             preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE, limit_option="")
             full_size = image_size(resolved, self.max_pixels)
-            framed = self.frame(preview, name)
+            framed = self.frame(preview, name, face)
             if tuple(full_size) != tuple(preview.size):  # a large JPEG decoded reduced: the full photo for pasting
                 assert framed.framing is not None and framed.landmarks is not None
                 scale = full_size[0] / preview.width
@@ -177,16 +181,17 @@ class Studio:
             raise MagecError(str(exc).replace(str(resolved), name)) from None
         return framed
 
-    def frame(self, photo: Image.Image, name: str = "photo") -> FramedPhoto:
-        """``photo`` with its face framed for the generator (one clear line when there is no face), kept with
-        the photo, where the face's square sits in it and the face's landmarks (for pasting back)."""
+    def frame(self, photo: Image.Image, name: str = "photo", face: int = 0) -> FramedPhoto:
+        """``photo`` with one face framed for the generator (``face``: 0 the largest, 1 the next...; one clear
+        line when there is none), kept with the photo, where the face's square sits in it, the face's
+        landmarks (for pasting back) and how many faces the photo holds."""
         photo = photo if photo.mode == "RGB" else photo.convert("RGB")
         try:
-            image, framing = frame_face_located(photo, self.resolution, self.framing)
-            landmarks = face_landmarks_for(photo, framing)
+            image, framing = frame_face_located(photo, self.resolution, self.framing, face_index=face)
+            landmarks, faces = located_face_landmarks(photo, framing)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
-        return FramedPhoto(image, photo, framing, landmarks)
+        return FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face)
 
     def example(self, which: str, index: int = 0) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
