@@ -203,6 +203,16 @@ def test_nodes_their_inputs_do_not_fit_are_refused_by_name(tmp_path, kind):
         check_onnx_file(model)
 
 
+def test_an_onnx_file_past_the_weight_limit_is_refused_unread(tmp_path):
+    from magec.describers.onnx_files import MAX_ONNX_FILE_BYTES
+
+    path = tmp_path / "big.onnx"
+    with open(path, "wb") as fh:
+        fh.truncate(MAX_ONNX_FILE_BYTES + 1)  # sparse: no disk used, and nothing is read
+    with pytest.raises(MagecError, match=f"ONNX file of {MAX_ONNX_FILE_BYTES + 1} bytes, more than"):
+        check_onnx_file(path)
+
+
 def test_onnx_checks_need_no_torch_and_name_every_op_the_translator_runs(tmp_path):
     """``magec prepare --describer onnx:...`` refuses bad files before torch is imported; the file check's op list
     is the translator's."""
