@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -21,6 +22,7 @@ from torch import nn
 
 from magec.describers import load_describer
 from magec.describers.custom import describer_from_module, parse_layout, read_layout
+from magec.describers.onnx_files import OP_INPUTS, check_onnx_file
 from magec.describers.onnx_graph import OnnxGraphModule
 from magec.errors import MagecError
 
@@ -62,6 +64,41 @@ def tiny_onnx(path: Path, op: str = "Gemm", outputs: int = 3) -> Path:
     else:
         nodes += [helper.make_node(op, ["f"], ["g"]), helper.make_node("Gemm", ["g", "w", "b"], ["y"], transB=1)]
     graph = helper.make_graph(nodes, "tiny", [x], [y], initializer=[w, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+#: Graphs whose nodes disagree with their inputs (``inconsistent_onnx``) and the line each is refused with.
+INCONSISTENT = {
+    "constant-without-value": "node 'c0' (Constant): needs exactly the 'value' attribute (a tensor), found []",
+    "conv-one-input": "node 'conv0' (Conv): needs 2 or 3 inputs, has 1",
+    "concat-axis-out-of-range": "node 'cat0' (Concat): axis 5 is out of range for 2-D inputs",
+}
+
+
+def inconsistent_onnx(path: Path, kind: str) -> Path:
+    """``tiny_onnx``'s graph with one node (named as in ``INCONSISTENT``) that its inputs do not fit."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, None, None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])
+    width = 6 if kind == "concat-axis-out-of-range" else 3
+    w = numpy_helper.from_array(np.linspace(-1, 1, 3 * width, dtype=np.float32).reshape(3, width), "w")
+    b = numpy_helper.from_array(np.zeros(3, dtype=np.float32), "b")
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["f"])]
+    if kind == "constant-without-value":
+        nodes.insert(0, helper.make_node("Constant", [], ["c"], name="c0"))
+        nodes.append(helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1))
+    elif kind == "conv-one-input":
+        nodes.insert(0, helper.make_node("Conv", ["x"], ["x2"], name="conv0"))
+        nodes.append(helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1))
+    elif kind == "concat-axis-out-of-range":
+        nodes.append(helper.make_node("Concat", ["f", "f"], ["g"], name="cat0", axis=5))
+        nodes.append(helper.make_node("Gemm", ["g", "w", "b"], ["y"], transB=1))
+    else:
+        raise ValueError(kind)
+    graph = helper.make_graph(nodes, "inconsistent", [x], [y], initializer=[w, b])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -148,6 +185,61 @@ def test_translator_matches_onnxruntime_on_exported_ops(tmp_path):
 def test_unsupported_op_is_refused_by_name(tmp_path):
     with pytest.raises(MagecError, match="unsupported ONNX op 'Erf'"):
         OnnxGraphModule(tiny_onnx(tmp_path / "erf.onnx", op="Erf"))
+
+
+@pytest.mark.parametrize("kind", sorted(INCONSISTENT))
+def test_nodes_their_inputs_do_not_fit_are_refused_by_name(tmp_path, kind):
+    """One line naming the node, never an unexpected error; all but the Concat (whose rank shows only when the
+    graph runs) are refused by the torch-free file check already."""
+    model = inconsistent_onnx(tmp_path / "m.onnx", kind)
+    layout = write_json(tmp_path / "l.json", BRIGHT_LAYOUT)
+    with pytest.raises(MagecError) as info:
+        load_describer(f"onnx:{model}:{layout}", "cpu")
+    assert str(info.value) == f"{model}: {INCONSISTENT[kind]}"
+    if kind != "concat-axis-out-of-range":
+        with pytest.raises(MagecError, match=re.escape(INCONSISTENT[kind])):
+            check_onnx_file(model)
+    else:
+        check_onnx_file(model)
+
+
+def test_an_onnx_file_past_the_weight_limit_is_refused_unread(tmp_path):
+    from magec.describers.onnx_files import MAX_ONNX_FILE_BYTES
+
+    path = tmp_path / "big.onnx"
+    with open(path, "wb") as fh:
+        fh.truncate(MAX_ONNX_FILE_BYTES + 1)  # sparse: no disk used, and nothing is read
+    with pytest.raises(MagecError, match=f"ONNX file of {MAX_ONNX_FILE_BYTES + 1} bytes, more than"):
+        check_onnx_file(path)
+
+
+def test_onnx_checks_need_no_torch_and_name_every_op_the_translator_runs(tmp_path):
+    """``magec prepare --describer onnx:...`` refuses bad files before torch is imported; the file check's op list
+    is the translator's."""
+    from magec.describers.onnx_graph import _OPS, ALLOWED_OPS
+
+    assert set(_OPS) == set(OP_INPUTS) == ALLOWED_OPS
+    tiny_onnx(tmp_path / "erf.onnx", op="Erf")
+    write_json(tmp_path / "l.json", BRIGHT_LAYOUT)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    code = (
+        "import sys\n"
+        "from magec.cli.main import main\n"
+        "for spec in sys.argv[1:]:\n"
+        "    rc = main(['prepare', '--out', 'p', '--describer', 'onnx:' + spec, '--device', 'cpu'])\n"
+        "    print(rc, 'torch' in sys.modules)\n"
+    )
+    specs = ["erf.onnx:l.json", "erf.onnx:deep.json", "none.onnx:l.json", "erf.onnx:none.json", "erf.onnx"]
+    src = str(Path(__file__).resolve().parents[1] / "src")  # this tree's magec, whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code, *specs], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.stdout.split() == ["1", "False"] * len(specs), out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == len(specs) and all(line.startswith("magec: error: ") for line in lines), lines
+    assert "unsupported ONNX op 'Erf'" in lines[0] and "nested too deeply" in lines[1]
+    assert "missing ONNX file" in lines[2] and "missing describer layout file" in lines[3]
+    assert "needs the model file and the layout file" in lines[4]
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    kind, _, describer_arg = args.describer.partition(":")
+    if kind == "onnx":  # a hostile model or layout file is refused in a fraction of a second, before torch loads
+        from magec.describers.onnx_files import check_onnx_spec
+
+        check_onnx_spec(describer_arg)
+
     import json
     from dataclasses import replace
 

@@ -35,7 +35,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Attribute", "Describer", "DescriptorLayout", "Head", "descriptor_loss"):
+    if name in ("Attribute", "DescriptorLayout", "Head"):  # torch-free
+        from magec.describers import layout
+
+        return getattr(layout, name)
+    if name in ("Describer", "descriptor_loss"):
         from magec.describers import base
 
         return getattr(base, name)

@@ -6,31 +6,39 @@ translate the graph node by node into torch calls. The translator is deliberatel
 fixed allow-list of ops (what plain CNNs exported from dlib use) and refuses anything else with a
 one-line error, rather than guessing at semantics it has not been checked against.
 
-Weights become frozen buffers, so the module follows ``.to(device)`` and never trains.
+Weights become frozen buffers, so the module follows ``.to(device)`` and never trains. What can be checked without
+torch (the file, its declared sizes, the op allow-list, each node's inputs) is done by ``onnx_files`` first.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magec.errors import file_error
-
-#: The ops this translator implements; anything else in a graph is refused.
-ALLOWED_OPS: frozenset[str] = frozenset(
-    {"Conv", "Mul", "Add", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Pad", "Gemm", "Flatten", "Softmax"}
-    # What ``torch.onnx.export`` writes for small torch classifiers (checked against onnxruntime in tests).
-    | {"BatchNormalization", "Sigmoid", "Tanh", "LeakyRelu", "Reshape", "MatMul", "Transpose", "Concat", "Identity"}
-    | {"Constant"}
+from magec.describers.onnx_files import (
+    MAX_ONNX_WEIGHT_BYTES,
+    SUPPORTED_OPS,
+    check_declared_sizes,
+    check_onnx_file,
+    node_label,
 )
+from magec.errors import file_error
+from magec.memory import is_out_of_memory
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["ACTIVATION_OPS", "ALLOWED_OPS", "MAX_ONNX_WEIGHT_BYTES", "OnnxGraphModule", "check_declared_sizes"]
+
+#: The ops this translator implements (``onnx_files.OP_INPUTS``, with their inputs); anything else is refused.
+ALLOWED_OPS: frozenset[str] = SUPPORTED_OPS
 
 #: Ops whose output is a feature map worth using as perceptual features (``activation_values``).
 ACTIVATION_OPS: frozenset[str] = frozenset({"Relu", "LeakyRelu"})
@@ -57,40 +65,6 @@ def _torch_pad(begins: list[int], ends: list[int]) -> list[int]:
     return out
 
 
-#: The most weight bytes an ONNX describer may declare (initializers, sparse initializers, Constant nodes);
-#: checked from the graph's dims before any weight, or any external data file, is read.
-MAX_ONNX_WEIGHT_BYTES = 1 << 30
-
-
-def check_declared_sizes(path: Path, graph: Any, limit: int = MAX_ONNX_WEIGHT_BYTES) -> None:
-    """Refuse (one line naming the tensor) a graph whose tensors declare more than ``limit`` bytes in all."""
-    from onnx import helper
-
-    def itemsize(tensor: Any) -> int:
-        try:
-            return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
-        except (KeyError, TypeError, ValueError):
-            return 8
-
-    def nbytes(dims: Iterable[int], tensor: Any) -> int:
-        return math.prod(max(int(d), 0) for d in dims) * itemsize(tensor)
-
-    declared = [(t.name, nbytes(t.dims, t)) for t in graph.initializer]
-    # a sparse tensor is read densified: its declared dims count, not the values it stores
-    declared += [(s.values.name or "sparse initializer", nbytes(s.dims, s.values)) for s in graph.sparse_initializer]
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                declared.append((node.name or node.output[0], nbytes(attr.t.dims, attr.t)))
-    total = 0
-    for name, size in declared:
-        total += size
-        if total > limit:
-            raise file_error(
-                path, f"tensor {name!r} brings the declared weights to {total} bytes, more than the {limit} magec reads"
-            )
-
-
 class OnnxGraphModule(nn.Module):
     """An ONNX graph (single input, single output, allow-listed ops) executed with torch ops.
 
@@ -98,25 +72,17 @@ class OnnxGraphModule(nn.Module):
     intermediate tensors (ONNX value names), for use as feature maps.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, model: onnx.ModelProto | None = None) -> None:
+        """Translate the graph of ``path``; ``model`` is its ``onnx_files.check_onnx_file`` result if already read."""
         super().__init__()
         import onnx
         from onnx import numpy_helper
 
         path = Path(path)
         self.source = str(path)
-        if not path.is_file():
-            raise file_error(path, "missing ONNX file")
-        try:
-            model = onnx.load(str(path), load_external_data=False)  # external weights: sized first, below
-        except Exception as exc:  # noqa: BLE001 - any decode failure means a bad file
-            raise file_error(
-                path,
-                f"not a readable ONNX model ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
-            ) from None
+        if model is None:
+            model = check_onnx_file(path)  # file, declared sizes, op allow-list, each node's inputs
         graph = model.graph
-        check_declared_sizes(path, graph)
         if any(init.data_location == onnx.TensorProto.EXTERNAL for init in graph.initializer):
             from onnx.external_data_helper import load_external_data_for_model
 
@@ -124,8 +90,6 @@ class OnnxGraphModule(nn.Module):
                 load_external_data_for_model(model, str(path.parent))
             except Exception as exc:  # noqa: BLE001 - missing, short or escaping external files
                 raise file_error(path, f"external weights cannot be read ({str(exc).splitlines()[0][:200]})") from None
-        if len(graph.node) == 0:
-            raise file_error(path, "ONNX graph has no nodes")
 
         self._buffer_of: dict[str, str] = {}
         for init in graph.initializer:
@@ -150,19 +114,15 @@ class OnnxGraphModule(nn.Module):
 
         self._opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
         # Check every node before running any, so a bad graph fails at load time with the file named.
-        self._nodes: list[tuple[str, list[str], list[str], dict]] = []
+        #: (label, op, inputs, outputs, attributes) of each node to run, in graph order.
+        self._nodes: list[tuple[str, str, list[str], list[str], dict]] = []
         known = {self.input_name, *self._buffer_of}
         #: Outputs of activation nodes in graph order (candidate feature maps).
         self.activation_values: list[str] = []
-        for node in graph.node:
-            if node.op_type not in ALLOWED_OPS or node.domain not in ("", "ai.onnx"):
-                raise file_error(
-                    path,
-                    f"unsupported ONNX op {node.op_type!r} (node {node.name or node.output[0]!r}); "
-                    f"allowed: {', '.join(sorted(ALLOWED_OPS))}",
-                )
+        for index, node in enumerate(graph.node):
+            label = node_label(node, index)
             if node.op_type == "Constant" or (node.op_type == "Identity" and node.input[0] in self._buffer_of):
-                self._fold_constant(path, node)  # becomes a buffer, so Reshape/Conv/Pad see a constant
+                self._fold_constant(path, node, label)  # becomes a buffer, so Reshape/Conv/Pad see a constant
                 known.update(node.output)
                 continue
             if node.op_type in ACTIVATION_OPS:
@@ -170,11 +130,13 @@ class OnnxGraphModule(nn.Module):
             missing = [i for i in node.input if i and i not in known]
             if missing:
                 raise file_error(
-                    path, f"node {node.op_type} uses undefined values {missing} (graph not topologically sorted?)"
+                    path,
+                    f"node {label!r} ({node.op_type}): uses undefined values {missing} "
+                    "(graph not topologically sorted?)",
                 )
             attrs = _attributes(node)
-            self._check_node(path, node.op_type, list(node.input), attrs)
-            self._nodes.append((node.op_type, list(node.input), list(node.output), attrs))
+            self._check_node(path, label, node.op_type, list(node.input), attrs)
+            self._nodes.append((label, node.op_type, list(node.input), list(node.output), attrs))
             known.update(node.output)
         if self.output_name not in known:
             raise file_error(path, f"graph output {self.output_name!r} is never produced")
@@ -183,26 +145,32 @@ class OnnxGraphModule(nn.Module):
 
     # ---- validation ------------------------------------------------------------------------------
 
-    def _fold_constant(self, path: Path, node) -> None:
-        """A Constant node (a ``value`` tensor) or an Identity of a constant becomes a frozen buffer."""
+    def _fold_constant(self, path: Path, node, label: str) -> None:
+        """A Constant node (its ``value`` tensor, checked by ``onnx_files``) or an Identity of a constant becomes
+        a frozen buffer."""
         if node.op_type == "Identity":
             self._buffer_of[node.output[0]] = self._buffer_of[node.input[0]]
             return
         from onnx import numpy_helper
 
-        attrs = _attributes(node)
-        if set(attrs) != {"value"}:
-            raise file_error(path, f"Constant: only the 'value' attribute is supported, found {sorted(attrs)}")
-        tensor = torch.from_numpy(np.array(numpy_helper.to_array(attrs["value"]), copy=True))
+        try:
+            array = np.array(numpy_helper.to_array(_attributes(node)["value"]), copy=True)
+        except Exception as exc:  # noqa: BLE001 - a tensor whose data does not match its dims or type
+            raise file_error(
+                path, f"node {label!r} (Constant): its value cannot be read ({str(exc).splitlines()[0][:200]})"
+            ) from None
+        tensor = torch.from_numpy(array)
         if tensor.is_floating_point():
             tensor = tensor.float()
         name = f"w{len(self._buffer_of)}_" + re.sub(r"[^0-9a-zA-Z_]", "_", node.output[0])
         self.register_buffer(name, tensor)
         self._buffer_of[node.output[0]] = name
 
-    def _check_node(self, path: Path, op: str, inputs: list[str], attrs: dict) -> None:
+    def _check_node(self, path: Path, label: str, op: str, inputs: list[str], attrs: dict) -> None:
+        """Refuse what the ops below do not implement (the inputs' count was checked by ``onnx_files``)."""
+
         def refuse(problem: str) -> None:
-            raise file_error(path, f"{op}: {problem}")
+            raise file_error(path, f"node {label!r} ({op}): {problem}")
 
         if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             refuse("auto_pad is not supported")
@@ -260,9 +228,16 @@ class OnnxGraphModule(nn.Module):
         """Run the graph on ``x``; with ``capture`` also return those intermediate values by name."""
         wanted = set(capture)
         env: dict[str, torch.Tensor] = {self.input_name: x}
-        for op, inputs, outputs, attrs in self._nodes:
+        for label, op, inputs, outputs, attrs in self._nodes:
             args = [self._value(env, i) if i else None for i in inputs]
-            env[outputs[0]] = _OPS[op](args, attrs)
+            try:
+                env[outputs[0]] = _OPS[op](args, attrs)
+            except (RuntimeError, IndexError, ValueError, TypeError) as exc:
+                if is_out_of_memory(exc):
+                    raise
+                # shapes the graph's values do not agree on (a Concat axis past the rank, Gemm widths)
+                problem = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise file_error(self.source, f"node {label!r} ({op}): {problem}") from exc
         out = env[self.output_name]
         if not wanted:
             return out
@@ -339,6 +314,13 @@ def _flatten(args: list, a: dict) -> torch.Tensor:
     return x.reshape(lead, -1)
 
 
+def _concat(args: list, a: dict) -> torch.Tensor:
+    axis, rank = int(a["axis"]), args[0].dim()
+    if not -rank <= axis < rank:
+        raise ValueError(f"axis {axis} is out of range for {rank}-D inputs")
+    return torch.cat(args, dim=axis)
+
+
 _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
     "Conv": _conv,
     "Mul": lambda args, a: args[0] * args[1],
@@ -358,7 +340,7 @@ _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
     "Reshape": _reshape,
     "MatMul": lambda args, a: torch.matmul(args[0], args[1]),
     "Transpose": lambda args, a: args[0].permute(*[int(p) for p in a["perm"]]),
-    "Concat": lambda args, a: torch.cat(args, dim=int(a["axis"])),
+    "Concat": _concat,
     "Identity": lambda args, a: args[0],
     "Constant": lambda args, a: torch.empty(0),  # folded into buffers at load time, never run
 }
