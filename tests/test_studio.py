@@ -12,6 +12,7 @@ from PIL import Image
 
 from magec.errors import MagecError
 from magec.inversion import method_config
+from magec.io.images import tensor_to_pil
 from magec.render import apply_edits, edited_latent, render_latent
 from magec.studio.jobs import CANCELLED, DONE, FAILED, JobQueue
 from magec.studio.study import StudyDB, Trial, rows_csv, study_report
@@ -272,3 +273,23 @@ def test_a_new_study_db_is_marked_as_magec_s(tmp_path):
         assert conn.execute("PRAGMA user_version").fetchone()[0] == STUDY_USER_VERSION
     conn.close()
     StudyDB(tmp_path / "new.sqlite", create=True)  # reopening a study is fine
+
+
+def test_the_time_an_inversion_takes_is_estimated_before_it_starts(tone_pipeline):
+    """The page shows each method's time before the user starts it; the estimate follows what runs take here."""
+    from magec.studio.session import Studio
+
+    studio = Studio(tone_pipeline, steps_scale=0.05)
+    try:
+        plain, tuned = studio.estimate_seconds("magec"), studio.estimate_seconds("magec+pti")
+        assert 0 < plain < tuned  # PTI's tuning comes on top of the same inversion
+        image = tone_pipeline.generator.synthesize(tone_pipeline.generator.sample_latents(1, 3))
+        started = time.perf_counter()
+        job = studio.submit("me", tensor_to_pil(image[0]), ("magec",))
+        assert job.wait(120) and job.state == DONE
+        took = time.perf_counter() - started
+        assert took / 3 < studio.estimate_seconds("magec") < took * 3  # set-up aside, the same order
+        with pytest.raises(MagecError, match="unknown method"):
+            studio.estimate_seconds("fast")
+    finally:
+        studio.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,9 @@ class Studio:
         self.upload_root = (upload_root or self.scratch).resolve()
         self._lock = threading.Lock()
         self._serial = 0
+        #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
+        #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
+        self._step_seconds: dict[str, dict[str, float]] = {}
 
     @property
     def resolution(self) -> int:
@@ -205,6 +209,36 @@ class Studio:
         raise MagecError(f"unknown example {which!r}")
 
     # -- inversion ------------------------------------------------------------------------------
+    def estimate_seconds(self, method: str) -> float:
+        """About how long inverting one photo with ``method`` takes here (shown before the user starts it).
+
+        Its steps per schedule part times the seconds per step of that part, measured on this device: the
+        first time by a short run of the method on a generated face (3 steps per part, the first one of each
+        not counted), then from the studio's own finished inversions."""
+        if method not in METHODS:
+            raise MagecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        config = method_config(method, self.steps_scale)
+        if method not in self._step_seconds:
+            gen = self.pipeline.generator
+            with torch.no_grad():
+                face = gen.synthesize(gen.sample_latents(1, EXAMPLE_SEED)).cpu()
+            short = replace(config, phases=tuple(replace(p, steps=3) for p in config.phases))
+            seconds: dict[str, list[float]] = {}
+            invert(self.pipeline, face, method, short, self.seed, _step_timer(seconds), pti=PTIConfig(steps=3))
+            self._record_steps(method, seconds)
+        rates = self._step_seconds[method]
+        parts = {str(k): p.steps for k, p in enumerate(config.phases, 1)}
+        if method in PTI_METHODS:
+            parts["generator"] = PTIConfig().scaled(self.steps_scale).steps
+        return sum(steps * rates.get(part, 0.0) for part, steps in parts.items())
+
+    def _record_steps(self, method: str, seconds: dict[str, list[float]]) -> None:
+        """Keep the median seconds per step of each schedule part (the first step of each part, which
+        includes its set-up, is not counted)."""
+        rates = {part: float(np.median(times[1:])) for part, times in seconds.items() if len(times) > 1}
+        with self._lock:
+            self._step_seconds[method] = {**self._step_seconds.get(method, {}), **rates}
+
     def submit(self, owner: str, photo: FramedPhoto | Image.Image, methods: tuple[str, ...]) -> Job:
         """Queue the inversion of ``photo`` with each of ``methods`` (results: method -> Projection).
 
@@ -226,13 +260,21 @@ class Studio:
             for method, config in configs.items():
                 offset, tuning = done, [0]
 
-                def callback(info: Any, offset: int = offset, method: str = method, tuning: list = tuning) -> bool:
+                seconds: dict[str, list[float]] = {}
+                timer = _step_timer(seconds)
+
+                def callback(
+                    info: Any, offset: int = offset, method: str = method, tuning: list = tuning, timer: Any = timer
+                ) -> bool:
+                    timer(info)
                     if info.target == "generator":
                         tuning[0] += 1
                     return job.report(offset + info.step + 1, total, method)
 
                 job.report(done, total, method)
                 res = invert(self.pipeline, source, method, config, self.seed, callback, pti=pti)
+                if not res.stopped:
+                    self._record_steps(method, seconds)
                 results[method] = Projection(
                     method,
                     res.latents.cpu(),
@@ -358,6 +400,21 @@ class Studio:
         """Cancel queued work, stop the queue's worker once its current job returns, remove the scratch files."""
         self.queue.close()
         self._scratch.cleanup()
+
+
+def _step_timer(seconds: dict[str, list[float]]) -> Any:
+    """An ``invert`` step callback that appends each step's wall time to ``seconds[part]`` (part: the phase
+    number, or "generator" for PTI's tuning steps) and never stops the run."""
+    last = [time.perf_counter()]
+
+    def on_step(info: Any) -> bool:
+        now = time.perf_counter()
+        part = "generator" if info.target == "generator" else str(info.phase)
+        seconds.setdefault(part, []).append(now - last[0])
+        last[0] = now
+        return False
+
+    return on_step
 
 
 def _astronaut() -> Image.Image:
