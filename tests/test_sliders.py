@@ -122,3 +122,28 @@ def test_magec_edit_says_when_edits_go_past_the_measured_range(tone_pipeline, ca
     _note_beyond_range(tone_pipeline, "interfacegan", operations, [-50.0, 0.01, 50.0])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{2 * len(operations)} of the edits go past" in err
+
+
+def test_slider_ranges_are_measured_in_chunks_with_the_same_result(tone_pipeline, monkeypatch):
+    """At 1024 px a dozen images at once need GBs: the measurement synthesises in budget-sized chunks."""
+    from magec import memory
+
+    gen, describer = tone_pipeline.generator, tone_pipeline.describer
+    editors = {"interfacegan": tone_pipeline.pack.editors["interfacegan"]}
+    spread = torch.full((len(describer.layout.attribute_names),), 0.2)
+    whole = measure_reach(gen, describer, editors, spread, 0, ReachConfig(samples=5))
+    sizes = []
+    real_map = memory.map_chunks
+
+    def spy(fn, n, size, **kw):
+        sizes.append(size)
+        return real_map(fn, n, size, **kw)
+
+    monkeypatch.setattr(memory, "memory_budget", lambda device, share=None: memory.Budget(1, "cpu", "tiny budget"))
+    monkeypatch.setattr(memory, "map_chunks", spy)
+    chunked = measure_reach(gen, describer, editors, spread, 0, ReachConfig(samples=5))
+    assert sizes and set(sizes) == {1}  # one image at a time under a tiny budget
+    for op, entry in whole["operations"]["interfacegan"].items():
+        other = chunked["operations"]["interfacegan"][op]
+        assert (other["min"], other["max"]) == (entry["min"], entry["max"])
+        assert other["effect_std"] == pytest.approx(entry["effect_std"], abs=2e-3)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from magec import validation
+from magec import memory, validation
 from magec.describers.base import Describer
 from magec.generators.base import Generator
 from magec.latent.editors import LatentEditor
@@ -90,11 +90,23 @@ def attribute_change(
     """The edited images of ``latents`` and F's attribute values' change per image (B, n_attributes).
 
     ``before``: F's attribute values of the unedited images, when the caller has them."""
-    layout = describer.layout
     if before is None:
-        before = layout.attribute_values(describer(generator.synthesize(latents))).float()
-    edited = generator.synthesize(editor.edit(latents, operation, amount))
-    return edited, layout.attribute_values(describer(edited)).float() - before
+        before = _described(generator, describer, latents)[1]
+    edited, after = _described(generator, describer, editor.edit(latents, operation, amount))
+    return edited, after - before
+
+
+def _described(generator: Generator, describer: Describer, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of ``latents`` and F's attribute values, synthesised in chunks sized from the memory budget (at
+    1024 px a dozen images at once would need several GB), halving a chunk that runs out of memory."""
+    size = memory.chunk_size(memory.synthesis_bytes(generator), latents.device).size
+
+    def chunk(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images = generator.synthesize(latents[start:stop])
+        return images, describer.layout.attribute_values(describer(images)).float()
+
+    parts = memory.map_chunks(chunk, latents.shape[0], size, device=latents.device, what="slider ranges")
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 @torch.no_grad()
@@ -115,10 +127,9 @@ def measure_reach(
     attributes = layout.attribute_names
     spread = spread.float().clamp_min(1e-8)
     latents = generator.sample_latents(config.samples, seed)
-    images = generator.synthesize(latents)
+    images, before = _described(generator, describer, latents)
     device = images.device
     spread = spread.to(device)
-    before = layout.attribute_values(describer(images)).float()
     rms = lambda a, b: (a - b).flatten(1).pow(2).mean(1).sqrt()  # noqa: E731
     unrelated = float(rms(images, images.roll(1, 0)).median().clamp_min(1e-8))
     operations: dict[str, dict[str, dict]] = {}
