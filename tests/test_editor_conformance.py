@@ -137,8 +137,8 @@ def test_the_editor_lists_are_derived_from_the_traits():
 
     by = {t.kind: t for t in EDITOR_TRAITS}
     assert cmd_edit.EDITORS == cmd_evaluate.EDITORS == tuple(by)
-    assert set(edit_plans.ATTRIBUTE_EDITORS) == {k for k, t in by.items() if t.family == ATTRIBUTE}
-    assert set(edit_plans.COMPONENT_EDITORS) == {k for k, t in by.items() if t.family == COMPONENT}
+    assert editor_kinds(ATTRIBUTE) == ("interfacegan", "styleflow")  # the improved-target score's editors
+    assert editor_kinds(COMPONENT) == editor_kinds(ranked=True) == ("ganspace", "sefa")
     assert config.MAGEC_EDITORS == magec_loss.MAGEC_EDITORS == editor_kinds(magec=True)
     assert set(config.MAGEC_EDITORS) == {k for k, t in by.items() if t.magec}
     assert runner.PAPER_EDITORS + runner.OPTIONAL_EDITORS == tuple(sorted(by, key=lambda k: not by[k].paper))

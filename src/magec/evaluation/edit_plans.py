@@ -14,12 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from magec.latent.editors import LatentEditor
-from magec.latent.kinds import ATTRIBUTE, COMPONENT, LEADING_COMPONENTS, TARGET, editor_kinds
-
-#: Editors whose operations are F's attributes (improved-target score; ECS adds what the image lacks).
-ATTRIBUTE_EDITORS = editor_kinds(ATTRIBUTE)
-#: Editors whose operations are unsupervised components, leading ones first (random sign).
-COMPONENT_EDITORS = editor_kinds(COMPONENT)
+from magec.latent.kinds import COMPONENT, LEADING_COMPONENTS, TARGET
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,5 @@ def editor_kinds(
 
 #: Every editor a pipeline can offer (``magec edit --editor``, ``magec evaluate --editors``).
 EDITORS = editor_kinds()
-#: Editors whose every operation is one of F's attributes.
-ATTRIBUTE_EDITORS = editor_kinds(ATTRIBUTE)
 #: Editors the MAGEC loss can take its edits from.
 MAGEC_EDITORS = editor_kinds(magec=True)
