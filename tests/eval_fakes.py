@@ -18,6 +18,7 @@ from torch import nn
 
 from magec.describers.base import Attribute, Describer, DescriptorLayout, Head
 from magec.generators.base import Generator, LatentSpace
+from magec.latent.kinds import INTERPOLATE, EditorTraits, editor_traits
 from magec.seeding import generator_for, randn
 
 
@@ -62,6 +63,10 @@ class LinearEditor:
     directions: dict
     default_amount: float = 1.5
 
+    @property
+    def traits(self) -> EditorTraits:
+        return editor_traits(self.kind)
+
     def operations(self):
         return list(self.directions)
 
@@ -74,6 +79,7 @@ class InterpolateEditor:
     generator: TinyGenerator
     kind: str = "interpolate"
     default_amount: float = 0.5
+    traits = INTERPOLATE
 
     def operations(self):
         return []
@@ -93,15 +99,15 @@ class L1Perceptual:
 def make_pipeline():
     gen = TinyGenerator()
     eye = torch.eye(4)
-    editors = {
+    pack_editors = {
         "interfacegan": LinearEditor("interfacegan", {"male": eye[0], "age": eye[1]}),
         "ganspace": LinearEditor("ganspace", {f"pc{i}": eye[i] for i in range(4)}, 1.0),
-        "interpolate": InterpolateEditor(gen),
     }
     return SimpleNamespace(
         generator=gen,
         describer=TinyDescriber(),
-        pack=SimpleNamespace(editors=editors),
+        pack=SimpleNamespace(editors=pack_editors),
+        editors={**pack_editors, "interpolate": InterpolateEditor(gen)},  # as a Pipeline: its own mapping
         perceptual=L1Perceptual(),
         identity=None,
         device=torch.device("cpu"),

@@ -38,8 +38,8 @@ def pipeline():
             attribute_fn=attributes,
         )
         eye = torch.eye(4)
-        pipe.pack.editors["sefa"] = LinearEditor("sefa", {f"sefa{i}": eye[3 - i] for i in range(4)}, 2.0)
-        pipe.pack.editors["styleflow"] = flow
+        pipe.editors["sefa"] = LinearEditor("sefa", {f"sefa{i}": eye[3 - i] for i in range(4)}, 2.0)
+        pipe.editors["styleflow"] = flow
     return pipe
 
 
@@ -55,13 +55,13 @@ def test_default_editors_follow_the_pack(pipeline):
 
 def test_ecs_plans_for_sefa_and_styleflow(pipeline):
     lacks = {"male": True, "age": None}
-    ops = ecs_edits(pipeline.pack.editors, "img-0", 0, lacks, EditPlanConfig(ecs_ganspace_components=2))
+    ops = ecs_edits(pipeline.editors, "img-0", 0, lacks, EditPlanConfig(ecs_ganspace_components=2))
     sefa = [o for o in ops if o.editor == "sefa"]
     assert [o.operation for o in sefa] == ["sefa0", "sefa1"]  # leading components, as GANSpace
     assert {abs(o.amount) for o in sefa} == {2.0}
     flow = {o.operation: o.amount for o in ops if o.editor == "styleflow"}
     assert set(flow) == {"male", "age"} and flow["male"] > 0  # adds what the image lacks
-    again = ecs_edits(pipeline.pack.editors, "img-0", 0, lacks, EditPlanConfig(ecs_ganspace_components=2))
+    again = ecs_edits(pipeline.editors, "img-0", 0, lacks, EditPlanConfig(ecs_ganspace_components=2))
     assert again == ops  # seeded
 
 

@@ -157,7 +157,7 @@ def test_paired_t_test_drops_nan_pairs_and_handles_no_difference():
 
 
 def test_random_edits_depend_only_on_seed_and_image():
-    editors = make_pipeline().pack.editors
+    editors = make_pipeline().editors
     plan = random_edits(editors, "00003-a", seed=5)
     assert plan == random_edits(editors, "00003-a", seed=5)
     assert plan != random_edits(editors, "00004-b", seed=5)
@@ -172,7 +172,7 @@ def test_random_edits_depend_only_on_seed_and_image():
 
 
 def test_ecs_edits_add_the_attribute_the_image_lacks():
-    editors = make_pipeline().pack.editors
+    editors = make_pipeline().editors
     ops = ecs_edits(editors, "x", 0, {"male": True, "age": None})
     ig = {op.operation: op.amount for op in ops if op.editor == "interfacegan"}
     assert ig["male"] > 0

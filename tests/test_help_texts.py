@@ -49,7 +49,7 @@ def test_edit_help_names_every_editor_and_paste_mode(tone_pipeline):
 
     parser = _subparser("edit")
     # every editor a pack (with StyleFlow) and the pipeline offer, in the option's help and the description
-    editors = {*tone_pipeline.pack.editors, "sefa", "styleflow"}
+    editors = {*tone_pipeline.editors, "sefa", "styleflow"}
     assert editors <= set(EDITORS)
     names = {"interfacegan": "InterfaceGAN", "ganspace": "GANSpace", "sefa": "SeFa", "styleflow": "StyleFlow"}
     for editor in EDITORS:

@@ -32,6 +32,7 @@ from magec.inversion.config import PAPER_METHODS, PTI_METHODS
 from magec.inversion.pti import PTIConfig
 from magec.io.images import pil_to_tensor, save_png, tensor_to_pil
 from magec.io.output_folder import OutputFolder
+from magec.latent.kinds import TARGET
 from magec.losses.mse import mse_per_image
 from magec.pipeline import Pipeline, assemble_pipeline
 from magec.prepare import PrepareConfig, embedded_pack
@@ -85,9 +86,10 @@ def edit_grid(
     target: Path,
 ) -> Path:
     """Rows (input, method); columns original, projection, then the editor's edits (Fig. 3 of the paper)."""
-    ed = pipeline.pack.editors[editor]
-    if editor == "interpolate":
-        operations, amounts = ["sample:777"], [0.25, 0.5, 0.75]
+    ed = pipeline.editors[editor]
+    target = ed.traits.family == TARGET
+    if target:  # towards the default sample, t in [0, 1]
+        operations, amounts = ed.traits.default_operations(ed.operations()), [0.25, 0.5, 0.75]
     else:
         operations, amounts = ed.operations()[:2], [-ed.default_amount, ed.default_amount]
     layout = pipeline.describer.layout
@@ -103,7 +105,7 @@ def edit_grid(
                 labels.append(f"{name}\n{method}")
                 cells.append(layout.captions(pipeline.describer(torch.stack(row)), sep=" "))
     cols = ["original", "projection"] + [
-        f"{op} {amt:+.2f}" if editor != "interpolate" else f"t={amt}" for op in operations for amt in amounts
+        f"t={amt}" if target else f"{op} {amt:+.2f}" for op in operations for amt in amounts
     ]
     return image_grid(
         rows,
@@ -184,7 +186,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
                 cell=1.6,
             )
         }
-        for editor in pipeline.pack.editors:  # one grid per editor: InterfaceGAN, GANSpace, SeFa, StyleFlow, ...
+        for editor in pipeline.editors:  # one grid per editor: InterfaceGAN, GANSpace, SeFa, StyleFlow, ...
             figures[f"edits-{editor}"] = edit_grid(
                 pipeline, inputs, names, results, editor, tmp / f"edits-{editor}.png"
             )

@@ -20,6 +20,7 @@ import torch
 
 from magec import validation
 from magec.io.atomic import atomic_path, write_text
+from magec.latent.kinds import TARGET
 from magec.latent.reach import attribute_change
 from magec.pipeline import Pipeline
 from magec.visualize import new_figure
@@ -74,8 +75,8 @@ def entanglement(pipeline: Pipeline, n: int = 200, seed: int = 0, per_editor: in
     spread = before.std(0).clamp_min(1e-8)
     columns = list(layout.attribute_names) + (["identity"] if pipeline.identity is not None else [])
     rows, change, standardised = [], [], []
-    for kind, editor in pipeline.pack.editors.items():
-        if kind == "interpolate":
+    for kind, editor in pipeline.editors.items():
+        if editor.traits.family == TARGET:  # no directions of its own
             continue
         for op in editor.operations()[:per_editor]:
             edited, change_per_image = attribute_change(gen, describer, z, editor, op, editor.default_amount, before)

@@ -77,7 +77,7 @@ class Pack:
     ganspace: GANSpaceEditor
     #: Provenance and fit quality (free-form JSON; ``linknet.heldout_agreement.<attribute>`` among others).
     info: dict[str, Any] = field(default_factory=dict)
-    #: Editors by kind; ``magec.pipeline`` adds "interpolate", which needs the generator.
+    #: Editors by kind; a ``magec.pipeline.Pipeline`` copies them and adds "interpolate", which needs the generator.
     editors: dict[str, LatentEditor] = field(default_factory=dict)
     #: SeFa's closed-form directions (None for a generator without a first linear map to factorise).
     sefa: SeFaEditor | None = None

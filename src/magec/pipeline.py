@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from magec.devices import resolve_device
 from magec.errors import MagecError
 from magec.generators import load_generator
 from magec.generators.base import Generator
+from magec.latent.editors import LatentEditor
 from magec.latent.interpolation import InterpolationEditor
 from magec.losses.identity import IdentityLoss
 from magec.losses.perceptual import PerceptualLoss, build_perceptual
@@ -38,6 +39,14 @@ class Pipeline:
     #: The identity term, or None when no identity network is configured.
     identity: IdentityLoss | None
     device: torch.device
+    #: The editors by name: the pack's, plus "interpolate" (it needs the generator). The pipeline's own mapping,
+    #: built from the pack when not given, so adding an editor here (``magec edit --editor boundary:FILE``) never
+    #: changes the pack.
+    editors: dict[str, LatentEditor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.editors:
+            self.editors = {**self.pack.editors, InterpolationEditor.kind: InterpolationEditor(self.generator)}
 
     def settings(self) -> dict[str, Any]:
         """What produced a result, for output metadata."""
@@ -84,7 +93,6 @@ def assemble_pipeline(
     device = resolve_device(device)
     generator.set_precision(precision)
     pack.to(device)
-    pack.editors["interpolate"] = InterpolationEditor(generator)
     identity_loss = build_identity_loss(identity_for(identity, generator), device)
     if identity_loss is None:
         log.info("identity loss: off (no --identity network configured); lambda_ID has no effect")

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from magec import validation
+from magec.latent.kinds import TARGET
 from magec.pipeline import Pipeline
 from magec.render import apply_edits
 from magec.visualize import image_grid
@@ -14,7 +15,7 @@ from magec.visualize import image_grid
 
 def preview_files(pipeline: Pipeline) -> list[str]:
     """The files ``write_preview`` writes."""
-    return ["samples.png", *(f"edits-{kind}.png" for kind in pipeline.pack.editors)]
+    return ["samples.png", *(f"edits-{kind}.png" for kind in pipeline.editors)]
 
 
 @torch.no_grad()
@@ -38,17 +39,11 @@ def write_preview(
     ]
 
     base = latents[:3]
-    for kind, editor in pipeline.pack.editors.items():
-        ops = (
-            editor.operations()[:directions]
-            if kind != "interpolate"
-            else [f"sample:{seed + 1000 + k}" for k in range(directions)]
-        )
-        amounts = (
-            torch.linspace(-1, 1, steps) * editor.default_amount
-            if kind != "interpolate"
-            else torch.linspace(0, 1, steps)
-        ).tolist()
+    for kind, editor in pipeline.editors.items():
+        target = editor.traits.family == TARGET  # walks towards samples, t in [0, 1]
+        ops = [f"sample:{seed + 1000 + k}" for k in range(directions)] if target else editor.operations()[:directions]
+        span = torch.linspace(0, 1, steps) if target else torch.linspace(-1, 1, steps) * editor.default_amount
+        amounts = span.tolist()
         strip_rows, labels, cell_labels = [], [], []
         for op in ops:
             for b in range(len(base)):

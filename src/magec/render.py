@@ -14,15 +14,13 @@ from magec import validation
 from magec.errors import MagecError
 from magec.generators.base import select_noise
 from magec.io.images import save_png
-from magec.latent.reach import ATTRIBUTE_EDITORS, slider_operations
+from magec.latent.kinds import ATTRIBUTE, TARGET
+from magec.latent.reach import slider_operations
 from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.pipeline import Pipeline
 from magec.visualize import image_grid
 
 log = logging.getLogger("magec")
-
-#: The interpolation target offered as a slider (t in [0, 1]).
-INTERPOLATION_SAMPLE = "sample:777"
 
 
 @dataclass
@@ -36,11 +34,11 @@ class Edit:
 def edit(pipeline: Pipeline, latents: torch.Tensor, editor: str, operation: str, amount: float) -> torch.Tensor:
     """``latents`` moved by one named edit of one of the pipeline's editors (differentiable).
 
-    ``editor``: a key of ``pipeline.pack.editors`` ("interfacegan", "ganspace", "interpolate", ...);
+    ``editor``: a key of ``pipeline.editors`` ("interfacegan", "ganspace", "interpolate", ...);
     ``operation``: one of that editor's ``operations()`` (e.g. an attribute, "pc0", "sample:7");
     ``amount``: the step in the editor's units (its ``default_amount`` is a sensible size).
     """
-    editors = pipeline.pack.editors
+    editors = pipeline.editors
     if editor not in editors:
         raise MagecError(f"unknown editor {editor!r}; available: {', '.join(editors)}")
     validation.in_range("edit amount", amount, -validation.MAX_EDIT_AMOUNT, validation.MAX_EDIT_AMOUNT)
@@ -87,10 +85,10 @@ def render_latent(
 def default_operations(pipeline: Pipeline, editor: str, count: int = 4, seed: int = 0) -> list[str]:
     """What ``magec edit`` edits when no ``--operation`` is given: every attribute for the attribute editors
     (InterfaceGAN, StyleFlow: the studio's sliders), the first ``count`` components, or ``count`` samples."""
-    ed = pipeline.pack.editors[editor]
-    if editor == "interpolate":
+    ed = pipeline.editors[editor]
+    if ed.traits.family == TARGET:
         return [f"sample:{seed + k}" for k in range(count)]
-    if editor in ATTRIBUTE_EDITORS:
+    if ed.traits.family == ATTRIBUTE:
         return ed.operations()
     return ed.operations()[:count]
 
@@ -130,11 +128,11 @@ def slider_specs(pipeline: Pipeline) -> list[SliderSpec]:
     amount (what ``magec edit`` uses), and one line saying so."""
     measured = pipeline.pack.info.get("sliders", {}).get("operations", {})
     specs, unmeasured = [], []
-    for name, editor in pipeline.pack.editors.items():
-        if name == "interpolate":
-            specs.append(SliderSpec(name, INTERPOLATION_SAMPLE, f"{name}: {INTERPOLATION_SAMPLE}", 0.0, 1.0, 0.05))
+    for name, editor in pipeline.editors.items():
+        if editor.traits.family == TARGET:  # t in [0, 1] towards each default target
+            specs.extend(SliderSpec(name, op, f"{name}: {op}", 0.0, 1.0, 0.05) for op in slider_operations(editor))
             continue
-        for op in slider_operations(name, editor):
+        for op in slider_operations(editor):
             entry = measured.get(name, {}).get(op)
             if entry is None:
                 unmeasured.append(f"{name}: {op}")
@@ -162,9 +160,9 @@ def slider_specs(pipeline: Pipeline) -> list[SliderSpec]:
 
 
 def default_amounts(pipeline: Pipeline, editor: str, steps: int = 4) -> list[float]:
-    """Symmetric steps up to the editor's default amount (interpolation: t in (0, 1])."""
-    ed = pipeline.pack.editors[editor]
-    if editor == "interpolate":
+    """Symmetric steps up to the editor's default amount (a target editor, e.g. interpolation: t in (0, 1])."""
+    ed = pipeline.editors[editor]
+    if ed.traits.family == TARGET:
         return [round((k + 1) / steps, 4) for k in range(steps)]
     half = max(1, steps // 2)
     grid = [ed.default_amount * k / half for k in range(-half, half + 1) if k != 0]
@@ -182,8 +180,8 @@ def apply_edits(
     amounts: list[float],
 ) -> list[list[Edit]]:
     """Edited images, one row per operation and one column per amount, for a single code (1, ...)."""
-    if editor not in pipeline.pack.editors:
-        raise MagecError(f"unknown editor {editor!r}; available: {', '.join(pipeline.pack.editors)}")
+    if editor not in pipeline.editors:
+        raise MagecError(f"unknown editor {editor!r}; available: {', '.join(pipeline.editors)}")
     latent = latent.to(pipeline.device)
     noise = [n.to(pipeline.device) for n in noise] if noise is not None else None
     gen = pipeline.generator

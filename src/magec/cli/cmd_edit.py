@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from magec import validation
 from magec.cli.options import add_device_and_seed, add_force, add_max_pixels, add_pack, add_precision, resolve_pack
 from magec.errors import MagecError
+from magec.latent.kinds import EDITORS, TARGET
 
 if TYPE_CHECKING:
     from magec.pipeline import Pipeline
 
-EDITORS = ("interfacegan", "ganspace", "sefa", "styleflow", "interpolate")
 #: ``magec.faces.paste.PASTE_MODES``, spelled here so that ``--help`` loads no image code (a test checks they agree).
 PASTE_MODES = ("sharp", "composite")
 
@@ -97,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from magec.io.output_folder import OutputFolder
 
     out = OutputFolder.open(args.out, "edits", args.force)
@@ -126,21 +128,17 @@ def run(args: argparse.Namespace) -> int:
         from magec.latent.boundaries import load_direction
 
         boundary = load_direction(args.editor.partition(":")[2], pipeline.generator.latent_dim)
-        pipeline.pack.editors["boundary"] = boundary
+        pipeline = replace(pipeline, editors={**pipeline.editors, "boundary": boundary})  # the pack is left as is
         args.editor = "boundary"
-    if args.editor not in pipeline.pack.editors:
-        raise MagecError(
-            f"{args.pack}: this pack has no {args.editor} editor (has: {', '.join(pipeline.pack.editors)})"
-        )
+    if args.editor not in pipeline.editors:
+        raise MagecError(f"{args.pack}: this pack has no {args.editor} editor (has: {', '.join(pipeline.editors)})")
     if delta is not None:  # a +pti inversion: edits are rendered with the generator tuned for this photo
-        from dataclasses import replace
-
         from magec.generators.delta import apply_delta
 
         pipeline = replace(pipeline, generator=apply_delta(pipeline.generator, delta))
-    editor = pipeline.pack.editors[args.editor]
+    editor = pipeline.editors[args.editor]
     operations = args.operation or default_operations(pipeline, args.editor, seed=args.seed)
-    if args.editor != "interpolate":
+    if editor.traits.family != TARGET:  # a target editor's operations are "sample:<seed>", not listed
         unknown = [op for op in operations if op not in editor.operations()]
         if unknown:
             raise MagecError(f"--operation {unknown[0]!r}: {args.editor} offers {', '.join(editor.operations())}")

@@ -24,8 +24,7 @@ from magec.cli.options import (
 )
 from magec.cli.workers import add_worker_options, worker_options
 from magec.inversion.config import METHODS, PAPER_METHODS
-
-EDITORS = ("interfacegan", "ganspace", "interpolate", "sefa", "styleflow")
+from magec.latent.kinds import EDITORS, editor_kinds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,8 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=EDITORS,
         default=None,
-        help="editors for the random edits and ECS (default: interfacegan ganspace interpolate, plus sefa and "
-        "styleflow when the pack has them)",
+        help=f"editors for the random edits and ECS (default: {' '.join(editor_kinds(paper=True))}, plus "
+        f"{' and '.join(editor_kinds(paper=False))} when the pack has them)",
     )
     p.add_argument(
         "--edits-per-editor",

@@ -25,7 +25,5 @@ def run(args: argparse.Namespace) -> int:
 
     pack = Pack.load(args.pack)
     folder = export_pack_directions(pack, args.out)
-    print(
-        f"wrote {sum(len(e.operations()) for k, e in pack.editors.items() if k != 'styleflow')} directions to {folder}"
-    )
+    print(f"wrote {sum(len(e.operations()) for e in pack.editors.values() if e.traits.linear)} directions to {folder}")
     return 0

@@ -12,19 +12,9 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-#: Editors whose operations are F's attributes (improved-target score; ECS adds what the image lacks).
-ATTRIBUTE_EDITORS = ("interfacegan", "styleflow")
-#: Editors whose operations are unsupervised components, leading ones first (random sign).
-COMPONENT_EDITORS = ("ganspace", "sefa")
-
-
-class EditorLike(Protocol):
-    kind: str
-    default_amount: float
-
-    def operations(self) -> list[str]: ...
+from magec.latent.editors import LatentEditor
+from magec.latent.kinds import COMPONENT, LEADING_COMPONENTS, TARGET
 
 
 @dataclass(frozen=True)
@@ -52,7 +42,7 @@ class EditPlanConfig:
     """
 
     edits_per_editor: int = 7
-    ganspace_top: int = 5
+    ganspace_top: int = LEADING_COMPONENTS
     interpolation_t: tuple[float, float] = (0.25, 0.75)
     #: ECS edits per image for GANSpace and SeFa (the leading components; attribute editors use every attribute).
     ecs_ganspace_components: int = 2
@@ -65,7 +55,7 @@ def derived_seed(*parts: object) -> int:
 
 
 def random_edits(
-    editors: Mapping[str, EditorLike], image_id: str, seed: int, config: EditPlanConfig = EditPlanConfig()
+    editors: Mapping[str, LatentEditor], image_id: str, seed: int, config: EditPlanConfig = EditPlanConfig()
 ) -> list[EditOp]:
     """The random edits of one image: ``config.edits_per_editor`` operations for each editor."""
     ops: list[EditOp] = []
@@ -73,12 +63,12 @@ def random_edits(
         editor = editors[name]
         rng = random.Random(derived_seed("random-edits", seed, image_id, name))
         for i in range(config.edits_per_editor):
-            if editor.kind == "interpolate":
+            if editor.traits.family == TARGET:
                 t = rng.uniform(*config.interpolation_t)
                 ops.append(EditOp(name, i, f"sample:{rng.randrange(1_000_000_000)}", round(t, 4)))
                 continue
             choices = list(editor.operations())
-            if editor.kind in COMPONENT_EDITORS:
+            if editor.traits.ranked:
                 choices = choices[: config.ganspace_top]
             if not choices:
                 raise ValueError(f"editor {name!r} offers no operations to edit with")
@@ -89,7 +79,7 @@ def random_edits(
 
 
 def ecs_edits(
-    editors: Mapping[str, EditorLike],
+    editors: Mapping[str, LatentEditor],
     image_id: str,
     seed: int,
     lacks_attribute: Mapping[str, bool | None],
@@ -107,11 +97,11 @@ def ecs_edits(
     ops: list[EditOp] = []
     for name in sorted(editors):
         editor = editors[name]
-        if editor.kind == "interpolate":
+        if editor.traits.family == TARGET:
             continue  # no inverse edit
         rng = random.Random(derived_seed("ecs-edits", seed, image_id, name))
         amount = float(editor.default_amount)
-        if editor.kind in COMPONENT_EDITORS:
+        if editor.traits.family == COMPONENT:
             chosen: Sequence[str] = list(editor.operations())[: config.ecs_ganspace_components]
             for i, op in enumerate(chosen):
                 ops.append(EditOp(name, i, op, rng.choice((1.0, -1.0)) * amount))

@@ -28,7 +28,6 @@ from magec import validation
 from magec.errors import MagecError, file_error
 from magec.evaluation.ecs import edit_consistency
 from magec.evaluation.edit_plans import (
-    ATTRIBUTE_EDITORS,
     EditOp,
     EditPlanConfig,
     derived_seed,
@@ -52,6 +51,7 @@ from magec.inversion.config import MAGEC_EDITORS, METHODS, PTI_METHODS, Inversio
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
+from magec.latent.kinds import ATTRIBUTE, editor_kinds
 from magec.memory import chunk_size, map_chunks, network_bytes, synthesis_bytes
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ def run_evaluation(
 ) -> EvaluationPaths:
     """Evaluate ``config.methods`` on ``source`` into ``out_dir``, resuming whatever is already done there.
 
-    ``pipeline`` is a ``magec.pipeline.Pipeline`` (generator, describer, pack.editors, perceptual,
+    ``pipeline`` is a ``magec.pipeline.Pipeline`` (generator, describer, editors, perceptual,
     device). ``reference`` holds real images for the realism score; without it, ``config.reference_size``
     generator samples are used, and the run metadata says so. ``executor(todo, bar)``, when given, runs the
     unfinished (chunk indices, method) pairs elsewhere (each through :func:`evaluate_and_record`).
@@ -434,13 +434,13 @@ def _identity_meter(
 
 
 #: The paper's editors (always evaluated by default) and the ones added when the pack has them.
-PAPER_EDITORS = ("interfacegan", "ganspace", "interpolate")
-OPTIONAL_EDITORS = ("sefa", "styleflow")
+PAPER_EDITORS = editor_kinds(paper=True)
+OPTIONAL_EDITORS = editor_kinds(paper=False)
 
 
 def default_editors(pipeline: Pipeline) -> tuple[str, ...]:
-    """The paper's InterfaceGAN, GANSpace and interpolation, then SeFa and StyleFlow if the pack has them."""
-    return PAPER_EDITORS + tuple(n for n in OPTIONAL_EDITORS if n in pipeline.pack.editors)
+    """The paper's InterfaceGAN, GANSpace and interpolation, then SeFa and StyleFlow if the pipeline has them."""
+    return PAPER_EDITORS + tuple(n for n in OPTIONAL_EDITORS if n in pipeline.editors)
 
 
 def with_default_editors(config: EvaluationConfig, pipeline: Pipeline) -> EvaluationConfig:
@@ -449,7 +449,7 @@ def with_default_editors(config: EvaluationConfig, pipeline: Pipeline) -> Evalua
 
 
 def _select_editors(pipeline: Pipeline, names: Sequence[str]) -> dict[str, LatentEditor]:
-    available = dict(pipeline.pack.editors)
+    available = dict(pipeline.editors)
     missing = [n for n in names if n not in available]
     if missing:
         raise MagecError(
@@ -653,7 +653,7 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
         )
         realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
         identity = _identity_distances(ctx, refs, b, edited)
-        attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].kind in ATTRIBUTE_EDITORS]
+        attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].traits.family == ATTRIBUTE]
         before = after = {}
         if attr_ops:
             names = [ops[k].operation for k in attr_ops]
@@ -729,7 +729,7 @@ def _edit_consistency(
     base = recon[owners]
     scores = edit_consistency(pipe.perceptual, base, x_edit, x_cyc)
     for k, (op, b) in enumerate(zip(plans, owners)):
-        lack = lacks[b].get(op.operation) if ctx.editors[op.editor].kind in ATTRIBUTE_EDITORS else None
+        lack = lacks[b].get(op.operation) if ctx.editors[op.editor].traits.family == ATTRIBUTE else None
         records[b]["ecs"].append(
             {
                 "editor": op.editor,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from magec import validation
 from magec.errors import MagecError
+from magec.latent.kinds import MAGEC_EDITORS  # the editors the MAGEC term takes its edits from
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,6 @@ PAPER_PHASES = (
     Phase(steps=100, mse=1e-3, perceptual=0.5, identity=3e-4, magec=3e-4),
     Phase(steps=100, mse=0.5, perceptual=0.5, identity=3e-4, magec=3e-4),
 )
-
-
-#: Editors the MAGEC term takes its edits from (``losses.magec_loss.build_magec_loss``; a test keeps them equal).
-MAGEC_EDITORS = ("interfacegan", "styleflow")
 
 
 @dataclass(frozen=True)

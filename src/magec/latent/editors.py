@@ -3,9 +3,10 @@
 Every editor follows one small protocol so that inversion (the MAGEC loss), ``magec edit`` and the
 evaluation treat them alike:
 
-- ``kind``: "interfacegan", "ganspace" or "interpolate";
-- ``operations()``: the named edits it offers (attribute names, "pc0".., or none for interpolation,
-  whose operations are "sample:<seed>");
+- ``traits``: what kind of editor it is (``magec.latent.kinds``: family, ranked, MAGEC-usable, ...), and
+  ``kind``, its name there ("interfacegan", "ganspace", "interpolate", ...);
+- ``operations()``: the named edits it offers (attribute names, "pc0".., or none for a target editor such as
+  interpolation, whose operations are "sample:<seed>");
 - ``default_amount``: a sensible step size in latent units;
 - ``edit(latents, operation, amount)``: works on (B, L) codes and on per-layer (B, n, L) codes (W+),
   is differentiable, and is undone by ``edit(..., -amount)`` for the linear editors.
@@ -17,9 +18,12 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from magec.latent.kinds import DIRECTIONS, EditorTraits
+
 
 @runtime_checkable
 class LatentEditor(Protocol):
+    traits: EditorTraits
     kind: str
     default_amount: float
 
@@ -36,7 +40,8 @@ def shift(latents: torch.Tensor, direction: torch.Tensor, amount: float | torch.
 class DirectionEditor:
     """Edits along fixed unit directions, one per named operation (the common core of InterfaceGAN and GANSpace)."""
 
-    kind = "directions"
+    traits = DIRECTIONS
+    kind = traits.kind
 
     def __init__(self, names: list[str], directions: torch.Tensor, default_amount: float) -> None:
         if directions.dim() != 2 or directions.shape[0] != len(names):

@@ -15,6 +15,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from magec.latent.editors import DirectionEditor
+from magec.latent.kinds import GANSPACE
 
 
 @dataclass
@@ -27,7 +28,8 @@ class GANSpaceConfig:
 class GANSpaceEditor(DirectionEditor):
     """Unit directions (K, L), named pc0..pcK-1 by decreasing explained variance."""
 
-    kind = "ganspace"
+    traits = GANSPACE
+    kind = traits.kind
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from sklearn.svm import LinearSVC
 
 from magec.describers.base import DescriptorLayout
 from magec.latent.editors import DirectionEditor
+from magec.latent.kinds import INTERFACEGAN
 
 
 @dataclass
@@ -30,7 +31,8 @@ class InterfaceGANConfig:
 class InterfaceGANEditor(DirectionEditor):
     """Unit normals (A, L) of per-attribute boundaries; ``edit(z, attr, a) = z + a * n_attr``."""
 
-    kind = "interfacegan"
+    traits = INTERFACEGAN
+    kind = traits.kind
 
     def __init__(
         self,

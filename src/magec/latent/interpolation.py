@@ -5,18 +5,22 @@ from __future__ import annotations
 import torch
 
 from magec.generators.base import Generator
+from magec.latent.kinds import INTERPOLATE
 
 
 class InterpolationEditor:
     """``edit(z, "sample:<seed>", t) = z + t * (z_seed - z)``; z_seed is the generator's sample for that seed."""
 
-    kind = "interpolate"
-    default_amount = 0.5
+    traits = INTERPOLATE
+    kind = traits.kind
+    #: t: halfway to the target, fixed by the kind (not fitted).
+    default_amount = INTERPOLATE.default_amount
 
     def __init__(self, generator: Generator) -> None:
         self.generator = generator
 
     def operations(self) -> list[str]:
+        """None listed: a target editor's operations are "sample:<seed>" for any seed."""
         return []
 
     def target(self, operation: str, like: torch.Tensor) -> torch.Tensor:

@@ -28,12 +28,11 @@ from magec import memory, validation
 from magec.describers.base import Describer
 from magec.generators.base import Generator
 from magec.latent.editors import LatentEditor
+from magec.latent.kinds import LEADING_COMPONENTS, TARGET
 
-#: Sliders per editor with many operations (GANSpace, SeFa): the leading ones. InterfaceGAN and StyleFlow offer
-#: every attribute of F.
-LEADING_OPERATIONS = 5
-#: Editors whose every operation is one of F's attributes.
-ATTRIBUTE_EDITORS = ("interfacegan", "styleflow")
+#: Sliders per ranked editor (GANSpace, SeFa): the leading ones. InterfaceGAN and StyleFlow offer every attribute
+#: of F (``EditorTraits.default_operations``).
+LEADING_OPERATIONS = LEADING_COMPONENTS
 
 
 @dataclass(frozen=True)
@@ -64,10 +63,10 @@ class ReachConfig:
         validation.in_range("saturation", self.saturation, 0.0, 1.0)
 
 
-def slider_operations(name: str, editor: LatentEditor) -> list[str]:
-    """The operations a slider is offered for: every attribute for attribute editors, else the leading ones."""
-    operations = editor.operations()
-    return operations if name in ATTRIBUTE_EDITORS else operations[:LEADING_OPERATIONS]
+def slider_operations(editor: LatentEditor) -> list[str]:
+    """The operations a slider is offered for: every attribute, the leading components of a ranked editor, the
+    default target of a target editor."""
+    return editor.traits.default_operations(editor.operations())
 
 
 def component_name(changes: dict[str, float], threshold: float) -> str:
@@ -134,11 +133,11 @@ def measure_reach(
     unrelated = float(rms(images, images.roll(1, 0)).median().clamp_min(1e-8))
     operations: dict[str, dict[str, dict]] = {}
     for name, editor in editors.items():
-        if name == "interpolate":
-            continue
+        if editor.traits.family == TARGET:
+            continue  # t in [0, 1]: nothing to measure
         base = float(editor.default_amount)
         out: dict[str, dict] = {}
-        for op in slider_operations(name, editor):
+        for op in slider_operations(editor):
             target = attributes.index(op) if op in attributes else None
             sides, named = {}, None
             for sign in (-1.0, 1.0):

@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 
 from magec.latent.editors import DirectionEditor
+from magec.latent.kinds import SEFA
 
 
 class HasSeFaWeight(Protocol):
@@ -63,7 +64,8 @@ class SeFaEditor(DirectionEditor):
     (B, L) codes feed every layer and move as a whole.
     """
 
-    kind = "sefa"
+    traits = SEFA
+    kind = traits.kind
 
     def __init__(
         self,

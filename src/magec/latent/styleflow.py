@@ -43,6 +43,7 @@ from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from magec.errors import MagecError
+from magec.latent.kinds import STYLEFLOW
 from magec.seeding import generator_for
 
 STYLEFLOW_FORMAT = "magec-styleflow"
@@ -374,7 +375,8 @@ def linknet_attributes(linknet: nn.Module) -> Callable[[torch.Tensor], torch.Ten
 class StyleFlowEditor:
     """Attribute edits through a ConditionalFlow; operations are the attribute names."""
 
-    kind = "styleflow"
+    traits = STYLEFLOW
+    kind = traits.kind
 
     def __init__(
         self, flow: ConditionalFlow, attribute_fn: Callable[[torch.Tensor], torch.Tensor] | None = None

@@ -19,6 +19,7 @@ from torch import nn
 from magec.describers.base import DescriptorLayout, descriptor_loss
 from magec.errors import MagecError
 from magec.latent.interfacegan import InterfaceGANEditor
+from magec.latent.kinds import MAGEC_EDITORS
 from magec.latent.linknet import LinkNet
 from magec.latent.styleflow import StyleFlowEditor, linknet_attributes
 
@@ -135,17 +136,13 @@ class StyleFlowMagecLoss(MagecLoss):
         return moved.reshape(b, e, -1)
 
 
-#: Editors the MAGEC loss can take its e_i from (``--magec-editor``).
-MAGEC_EDITORS = ("interfacegan", "styleflow")
-
-
 def build_magec_loss(
     pack: Any, editor: str = "interfacegan", amount: float | None = None, attributes: list[str] | None = None
 ) -> MagecLoss:
     """The MAGEC loss of ``pack`` with its edits from ``editor`` (``interfacegan``, the paper's, or ``styleflow``)."""
-    if editor == "interfacegan":
+    if editor == InterfaceGANEditor.kind:
         return MagecLoss(pack.linknet, pack.interfacegan, amount, attributes)
-    if editor == "styleflow":
+    if editor == StyleFlowEditor.kind:
         if pack.styleflow is None:
             raise MagecError(
                 "--magec-editor styleflow: this pack has no StyleFlow editor (prepared with --no-styleflow)"

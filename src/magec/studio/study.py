@@ -31,6 +31,7 @@ from magec.inversion import invert, method_config
 from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.io.atomic import atomic_path
 from magec.io.images import tensor_to_pil
+from magec.latent.kinds import editor_kinds
 from magec.pipeline import Pipeline
 from magec.render import render_latent
 
@@ -38,9 +39,8 @@ STUDY_FORMAT = "magec-study-1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: ``PRAGMA user_version`` of a study database magec created ("MAGE"); older studies have 0 and are still read.
 STUDY_USER_VERSION = 0x4D414745
-#: Edits drawn per photo, and editors they are drawn from (the pack's named directions).
-EDIT_EDITORS = ("interfacegan", "ganspace")
-LEADING_COMPONENTS = 5
+#: Editors the edits of a study are drawn from: the paper's named directions (InterfaceGAN, GANSpace).
+EDIT_EDITORS = editor_kinds(paper=True, linear=True)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -297,14 +297,12 @@ def prepare_pool(
             config = method_config(method, steps_scale)
             parts.append(invert(pipeline, images[start : start + size], method, config, seed, bar))
         results[method] = _joined(parts)
-    editors = pipeline.pack.editors
+    editors = pipeline.editors
     choices = [
         (name, op)
         for name in EDIT_EDITORS
         if name in editors
-        for op in (
-            editors[name].operations() if name == "interfacegan" else editors[name].operations()[:LEADING_COMPONENTS]
-        )
+        for op in editors[name].traits.default_operations(editors[name].operations())
     ]
     rng = random.Random(seed)
     added = 0
