@@ -10,7 +10,6 @@ is the task's own business: tasks catch and report per item, so one bad image ne
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -215,8 +214,3 @@ class WorkerPool(Generic[T, R]):
             else:
                 done(task, result)
             free.append(slot)
-
-
-def process_id() -> int:
-    """This process's id (what ``ready`` returns, so a test or a user can find a worker)."""
-    return os.getpid()
