@@ -109,7 +109,7 @@ class OnnxGraphModule(nn.Module):
             raise file_error(path, "missing ONNX file")
         try:
             model = onnx.load(str(path), load_external_data=False)  # external weights: sized first, below
-        except Exception as exc:  # noqa: BLE001 - any decode failure means a bad file
+        except Exception as exc:  # any decode failure means a bad file
             raise file_error(
                 path,
                 f"not a readable ONNX model ({type(exc).__name__}: "
@@ -122,7 +122,7 @@ class OnnxGraphModule(nn.Module):
 
             try:
                 load_external_data_for_model(model, str(path.parent))
-            except Exception as exc:  # noqa: BLE001 - missing, short or escaping external files
+            except Exception as exc:  # missing, short or escaping external files
                 raise file_error(path, f"external weights cannot be read ({str(exc).splitlines()[0][:200]})") from None
         if len(graph.node) == 0:
             raise file_error(path, "ONNX graph has no nodes")
@@ -131,7 +131,7 @@ class OnnxGraphModule(nn.Module):
         for init in graph.initializer:
             try:
                 array = np.array(numpy_helper.to_array(init), copy=True)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise file_error(path, f"initializer {init.name!r} cannot be read ({exc})") from None
             name = f"w{len(self._buffer_of)}_" + re.sub(r"[^0-9a-zA-Z_]", "_", init.name)
             tensor = torch.from_numpy(array)

@@ -56,7 +56,7 @@ def connect(options: WorkerOptions) -> bool:
     _check_reachable(options.address)
     try:
         ray.init(address=options.address, **quiet)
-    except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError... all one line
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError... all one line
         raise MagecError(f"--ray {options.address}: cannot join a Ray cluster ({_cause(exc)})") from None
     return True
 
@@ -146,7 +146,7 @@ class WorkerPool(Generic[T, R]):
         for actor in self.actors:
             try:
                 ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001, S110 - already gone
+            except Exception:  # already gone
                 pass
         self.actors = []
         if self._started and ray.is_initialized():
@@ -160,7 +160,7 @@ class WorkerPool(Generic[T, R]):
             raise MagecError(f"workers keep dying ({self.replaced} replaced); see the Ray logs under /tmp/ray")
         try:
             ray.kill(self.actors[slot], no_restart=True)
-        except Exception:  # noqa: BLE001, S110 - already gone
+        except Exception:  # already gone
             pass
         self.actors[slot] = self._remote.remote(*self.init)
 

@@ -84,6 +84,6 @@ class EvaluationWorker:
 
         try:
             evaluate_and_record(self.ctx, self.source, chunk, method)
-        except Exception as exc:  # noqa: BLE001 - reported per image by the driver
+        except Exception as exc:  # reported per image by the driver
             return {self.source.ids[i]: one_line(exc) for i in chunk}
         return {}

@@ -263,7 +263,7 @@ def invert_batch(
             framed = images[item.name] if images and item.name in images else read_framed(item.path, size, job.framing)
             ready.append((item, framed[0]))
             photos[item.name] = framed[1]
-        except Exception as exc:  # noqa: BLE001 - one image's failure is recorded, the batch goes on
+        except Exception as exc:  # one image's failure is recorded, the batch goes on
             outcome.failed[item.name] = one_line(exc)
     if not ready:
         return outcome
@@ -271,7 +271,7 @@ def invert_batch(
     try:
         stack = torch.cat([t for _, t in ready])
         result = invert(pipeline, stack, job.method, job.config, seed=job.seed, callback=callback, pti=job.pti)
-    except Exception as exc:  # noqa: BLE001 - reported per image at the end of the run
+    except Exception as exc:  # reported per image at the end of the run
         from magec.memory import is_out_of_memory, out_of_memory_error
 
         # the batch is what the results depend on (and what a resumed run must repeat): not split, named
@@ -297,7 +297,7 @@ def invert_batch(
             base=pipeline.generator,
         )
         outcome.done.extend(names)
-    except Exception as exc:  # noqa: BLE001 - an image whose .json is missing is simply done again
+    except Exception as exc:  # an image whose .json is missing is simply done again
         for name in names:
             outcome.failed[name] = one_line(exc)
     return outcome
