@@ -41,7 +41,7 @@ def test_quad_follows_a_rotated_face(detector, astronaut):
     upright = ffhq_quad(detector.detect(astronaut)[0])
     tilted_img = astronaut.rotate(20, resample=Image.Resampling.BICUBIC, expand=False)
     tilted = ffhq_quad(detector.detect(tilted_img)[0])
-    angle = lambda q: np.degrees(np.arctan2(*(q[3] - q[0])[::-1]))  # noqa: E731 - top edge direction
+    angle = lambda q: np.degrees(np.arctan2(*(q[3] - q[0])[::-1]))  # top edge direction
     # PIL rotates counter-clockwise, so the face's top edge turns by -20 degrees in image coordinates.
     assert abs((angle(tilted) - angle(upright)) + 20) < 4
 

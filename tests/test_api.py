@@ -125,7 +125,7 @@ def test_readme_example_runs_and_frames_the_face(embedded_pack, tmp_path, monkey
     monkeypatch.setenv("MAGEC_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # our own documentation
     pipe, photo, result = namespace["pipe"], namespace["photo"], namespace["result"]
     assert result.steps == 200 and result.history[-1]["mse"][0] < result.history[0]["mse"][0]
     assert (tmp_path / "older.png").is_file()

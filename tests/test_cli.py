@@ -219,3 +219,24 @@ def test_help_and_version_do_not_load_torch():
         .stdout.strip()
         .endswith("False")
     )
+
+
+def test_the_version_is_written_once(capsys):
+    """``magec/_version.py`` is the one source: the package, ``--version`` and pyproject's metadata all read it."""
+    import tomllib
+    from pathlib import Path
+
+    import magec
+    from magec import _version
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "magec._version.__version__"}
+    assert magec.__version__ is _version.__version__
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"magec {_version.__version__}"
+    pyprojecttoml = pytest.importorskip("setuptools.config.pyprojecttoml")
+    resolved = pyprojecttoml.read_configuration(root / "pyproject.toml", expand=True)
+    assert resolved["project"]["version"] == _version.__version__  # read statically, without importing magec

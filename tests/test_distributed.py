@@ -94,8 +94,12 @@ def test_folders_and_globs_are_expanded_sorted_and_images_only(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in globbed.files] == ["a.png", "b/2.png"]
     named = collect_inputs([str(tmp_path / "c" / "readme.md")])  # a file named on its own is always tried
     assert named.files == [tmp_path / "c" / "readme.md"] and named.explicit == {tmp_path / "c" / "readme.md"}
+    # A hidden folder named on its own is listed (hidden names are judged below the folder given).
+    assert collect_inputs([str(tmp_path / ".hidden")]).files == [tmp_path / ".hidden" / "h.png"]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / ".only-hidden.png").write_bytes(b"x")
     with pytest.raises(Exception, match="no images among the inputs"):
-        collect_inputs([str(tmp_path / ".hidden")])
+        collect_inputs([str(tmp_path / "d")])
     with pytest.raises(Exception, match="no file matches"):
         collect_inputs([str(tmp_path / "*.tiff")])
 

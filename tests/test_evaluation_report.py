@@ -22,7 +22,7 @@ def _rows(method_values: dict[str, list[float]]) -> list[dict[str, str]]:
 
 
 def test_bold_only_for_a_significantly_best_method():
-    key = lambda r: (r["image"],)  # noqa: E731
+    key = lambda r: (r["image"],)
     clear = _rows(
         {"a": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "b": [0.5, 0.7, 0.6, 0.8, 0.7, 0.9], "c": [0.6, 0.5, 0.7, 0.6, 0.8, 0.8]}
     )

@@ -55,7 +55,7 @@ def test_outputs_cover_every_image_method_and_edit(tmp_path):
     assert all(r["lacks_target"] == "1" for r in ecs if r["operation"] == "male" and float(r["amount"]) > 0)
     assert all(r["lacks_target"] == "0" for r in ecs if r["operation"] == "male" and float(r["amount"]) < 0)
     # the better-converged fake method reconstructs better on average
-    mean = lambda m: sum(float(r["mse"]) for r in rec if r["method"] == m) / 5  # noqa: E731
+    mean = lambda m: sum(float(r["mse"]) for r in rec if r["method"] == m) / 5
     assert mean("im2stylegan++") < mean("no-magec")
     assert (paths.images / rec[0]["image"] / "magec" / "projection.png").is_file()
 

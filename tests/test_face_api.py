@@ -116,7 +116,7 @@ def astronaut_crop() -> torch.Tensor:
 def test_parameter_counts(nets):
     """The sizes face-api documents (0.32 M / 0.42 M): every manifest tensor landed in a buffer."""
     expr, age_gender = nets
-    count = lambda m: sum(b.numel() for name, b in m.named_buffers() if name != "mean_rgb")  # noqa: E731
+    count = lambda m: sum(b.numel() for name, b in m.named_buffers() if name != "mean_rgb")
     assert count(expr) == 323_687
     assert count(age_gender) == 421_731
 

@@ -50,7 +50,7 @@ def _edge_points(framing, step: float = 1.0):
 def _across_edge(image: np.ndarray, framing, offset: float) -> np.ndarray:
     """|value 1 px outside - value ``offset`` px inside| of a gray image at each point of the square's bottom edge."""
     points, normal = _edge_points(framing)
-    sample = lambda p: scipy.ndimage.map_coordinates(image, [p[:, 1] - 0.5, p[:, 0] - 0.5], order=1)  # noqa: E731
+    sample = lambda p: scipy.ndimage.map_coordinates(image, [p[:, 1] - 0.5, p[:, 0] - 0.5], order=1)
     return np.abs(sample(points + normal) - sample(points - offset * normal))
 
 

@@ -50,7 +50,7 @@ def test_a_slider_ends_where_the_face_stops_being_itself(tone_pipeline):
     with torch.no_grad():
         base = gen.synthesize(z)
         edited = gen.synthesize(pack.editors["ganspace"].edit(z, spec.operation, spec.maximum))
-    rms = lambda a, b: (a - b).flatten(1).pow(2).mean(1).sqrt()  # noqa: E731
+    rms = lambda a, b: (a - b).flatten(1).pow(2).mean(1).sqrt()
     ratio = float(rms(edited, base).mean() / rms(base, base.roll(1, 0)).median())
     assert ratio == pytest.approx(record["operations"]["ganspace"][spec.operation]["image_change"][1], abs=0.02)
 

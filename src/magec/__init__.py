@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from magec._version import __version__
 
 #: Public name -> "module:attribute" it is loaded from on first use.
 _EXPORTS: dict[str, str] = {

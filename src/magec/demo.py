@@ -251,7 +251,7 @@ def photo_back_grid(
         int(round(v))
         for v in (max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, photo.width), min(y1 + pad, photo.height))
     )
-    zoom = lambda img: pil_to_tensor(img.crop(box).resize((256, 256), Image.Resampling.LANCZOS))[0]  # noqa: E731
+    zoom = lambda img: pil_to_tensor(img.crop(box).resize((256, 256), Image.Resampling.LANCZOS))[0]
     rows, labels, cells, record = [], [], [], {}
     for method, res in {**results, **tuned}.items():
         generator = res.tuned[0] if res.tuned else pipeline.generator

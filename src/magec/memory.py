@@ -258,7 +258,7 @@ def map_chunks(
         failed = False
         try:
             results.append(fn(start, stop))
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled; everything else re-raised
+        except Exception as exc:  # only out-of-memory is handled; everything else re-raised
             if not is_out_of_memory(exc):
                 raise
             failed = True

@@ -211,7 +211,7 @@ class Pack:
         try:
             layout = DescriptorLayout.from_dict(manifest["describer"]["layout"])
             latent_dim = int(manifest["latent_dim"])
-            group = lambda prefix: {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}  # noqa: E731
+            group = lambda prefix: {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             linknet = LinkNet(latent_dim, layout)
             linknet.load_state_dict(group("linknet"), strict=True)
             linknet.requires_grad_(False)

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pack", required=True, help="pack folder (from `magec prepare`)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--images", type=Path, help="folder of images to invert (sorted by name)")
+    src.add_argument("--images", type=Path, help="folder of images to invert (and its sub-folders; sorted by path)")
     src.add_argument(
         "--generated",
         type=int_at_least(1, 100_000),
@@ -189,9 +189,11 @@ def run(args: argparse.Namespace) -> int:
     check_run_folder(args.out, args.force)
     report = check_report_path(args.report or args.out / "report.md", args.force, run_dir=args.out)
     # Every input image is decoded once before any model loads: a bad file stops the run now, not hours in.
+    # The run's own folders are never its inputs, wherever they are (the listing is recursive).
+    own = [str(args.out), str(report.with_suffix(""))]
     for folder, limit in ((args.images, args.limit), (args.reference, None)):
         if folder is not None:
-            for path in image_files(folder, limit):
+            for path in image_files(folder, limit, own):
                 read_image(path, args.max_pixels, reduce_to=1024)
 
     from magec.evaluation.sources import faces_source, folder_source, generated_source
@@ -210,19 +212,25 @@ def run(args: argparse.Namespace) -> int:
 
     check_inversion_batch(pipeline.generator, args.batch_size, pipeline.device)  # before any image is inverted
     if faces is not None:
-        source = faces_source(args.images, res, faces, args.limit, args.max_faces, args.max_pixels)
+        source = faces_source(args.images, res, faces, args.limit, args.max_faces, args.max_pixels, own)
     elif args.images:
-        source = folder_source(args.images, res, args.limit, args.max_pixels)
+        source = folder_source(args.images, res, args.limit, args.max_pixels, own)
     else:
         source = generated_source(pipeline.generator, args.generated, args.seed)
-    reference = folder_source(args.reference, res, max_pixels=args.max_pixels) if args.reference else None
+    reference = folder_source(args.reference, res, max_pixels=args.max_pixels, exclude=own) if args.reference else None
     failures: dict[str, str] = {}
     executor = None
     if workers is not None:  # the driver keeps the run's files (run.json, reference features, CSVs, report)
         from magec.distributed.runs import evaluation_executor
 
         pipeline_args = pipeline_options(args)
-        spec = {"folder": args.images, "limit": args.limit, "max_pixels": args.max_pixels, "generated": args.generated}
+        spec = {
+            "folder": args.images,
+            "limit": args.limit,
+            "max_pixels": args.max_pixels,
+            "generated": args.generated,
+            "exclude": own,  # the workers must list the same images, in the same order
+        }
         executor = evaluation_executor(workers, pipeline_args, args.out, config, spec, list(source.ids), failures)
     paths = run_evaluation(
         pipeline,

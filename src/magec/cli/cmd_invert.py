@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _invert_here(args, pipeline_args, job, todo, explicit, out, report) -> None:  # noqa: ANN001
+def _invert_here(args, pipeline_args, job, todo, explicit, out, report) -> None:
     """The plain single-process run: named images are framed (and refused) before anything is written."""
     from magec.inversion import ProgressBar
     from magec.inversion.folder import invert_batch, output_claims, read_framed

@@ -136,7 +136,7 @@ def _close_progress_bars() -> None:
     for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
         try:
             bar.close()
-        except Exception:  # noqa: BLE001, S110 - a bar that cannot be closed must not hide the interrupt
+        except Exception:  # a bar that cannot be closed must not hide the interrupt
             pass
 
 

@@ -73,5 +73,5 @@ class Describer(nn.Module, abc.ABC):
         """Intermediate activations usable as an offline perceptual feature space (may be empty)."""
         return []
 
-    def train(self, mode: bool = True) -> Describer:  # noqa: D102 - always frozen
+    def train(self, mode: bool = True) -> Describer:  # always frozen
         return super().train(False)

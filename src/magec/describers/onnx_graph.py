@@ -88,14 +88,14 @@ class OnnxGraphModule(nn.Module):
 
             try:
                 load_external_data_for_model(model, str(path.parent))
-            except Exception as exc:  # noqa: BLE001 - missing, short or escaping external files
+            except Exception as exc:  # missing, short or escaping external files
                 raise file_error(path, f"external weights cannot be read ({str(exc).splitlines()[0][:200]})") from None
 
         self._buffer_of: dict[str, str] = {}
         for init in graph.initializer:
             try:
                 array = np.array(numpy_helper.to_array(init), copy=True)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise file_error(path, f"initializer {init.name!r} cannot be read ({exc})") from None
             name = f"w{len(self._buffer_of)}_" + re.sub(r"[^0-9a-zA-Z_]", "_", init.name)
             tensor = torch.from_numpy(array)

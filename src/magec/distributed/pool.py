@@ -10,7 +10,6 @@ is the task's own business: tasks catch and report per item, so one bad image ne
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -57,7 +56,7 @@ def connect(options: WorkerOptions) -> bool:
     _check_reachable(options.address)
     try:
         ray.init(address=options.address, **quiet)
-    except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError... all one line
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError... all one line
         raise MagecError(f"--ray {options.address}: cannot join a Ray cluster ({_cause(exc)})") from None
     return True
 
@@ -147,7 +146,7 @@ class WorkerPool(Generic[T, R]):
         for actor in self.actors:
             try:
                 ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001, S110 - already gone
+            except Exception:  # already gone
                 pass
         self.actors = []
         if self._started and ray.is_initialized():
@@ -161,7 +160,7 @@ class WorkerPool(Generic[T, R]):
             raise MagecError(f"workers keep dying ({self.replaced} replaced); see the Ray logs under /tmp/ray")
         try:
             ray.kill(self.actors[slot], no_restart=True)
-        except Exception:  # noqa: BLE001, S110 - already gone
+        except Exception:  # already gone
             pass
         self.actors[slot] = self._remote.remote(*self.init)
 
@@ -215,8 +214,3 @@ class WorkerPool(Generic[T, R]):
             else:
                 done(task, result)
             free.append(slot)
-
-
-def process_id() -> int:
-    """This process's id (what ``ready`` returns, so a test or a user can find a worker)."""
-    return os.getpid()

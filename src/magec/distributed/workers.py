@@ -69,7 +69,8 @@ class EvaluationWorker:
         self.pipeline = _load(pipeline_args, threads, gpu_share)
         res = self.pipeline.generator.resolution
         if source.get("folder") is not None:
-            self.source = folder_source(source["folder"], res, source.get("limit"), source["max_pixels"])
+            folder, exclude = source["folder"], source.get("exclude", ())
+            self.source = folder_source(folder, res, source.get("limit"), source["max_pixels"], exclude)
         else:
             self.source = generated_source(self.pipeline.generator, source["generated"], config.seed)
         self.ctx = worker_context(self.pipeline, Path(out_dir), config)
@@ -83,6 +84,6 @@ class EvaluationWorker:
 
         try:
             evaluate_and_record(self.ctx, self.source, chunk, method)
-        except Exception as exc:  # noqa: BLE001 - reported per image by the driver
+        except Exception as exc:  # reported per image by the driver
             return {self.source.ids[i]: one_line(exc) for i in chunk}
         return {}

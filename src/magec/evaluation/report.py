@@ -100,7 +100,7 @@ def evaluate_column(col: Column, methods: Sequence[str]) -> ColumnResult:
     finite = {m: v for m, v in means.items() if not math.isnan(v)}
     if len(finite) > 1:
         best = (max if col.higher_better else min)(finite, key=finite.get)
-        better = lambda t, first: (t.mean_difference > 0) == (col.higher_better == first)  # noqa: E731
+        better = lambda t, first: (t.mean_difference > 0) == (col.higher_better == first)
         ok = all(t.significant(ALPHA) and better(t, a == best) for (a, b), t in tests.items() if best in (a, b))
         if ok:
             bold.add(best)
@@ -114,7 +114,7 @@ def reconstruction_columns(
     rows: list[dict[str, str]], timing: list[dict[str, str]], perceptual: str = "LPIPS"
 ) -> list[Column]:
     paper = PAPER["reconstruction"]
-    key = lambda r: (r["image"],)  # noqa: E731
+    key = lambda r: (r["image"],)
     return [
         Column("MSE ↓", rows, "mse", False, key, {m: v[0] for m, v in paper.items()}),
         Column(f"LPIPS [{perceptual}] ↓", rows, "lpips", False, key, {m: v[1] for m, v in paper.items()}),
@@ -181,7 +181,7 @@ def identity_columns(rec: list[dict[str, str]], edits: list[dict[str, str]], ecs
     """
     if not any(r.get("id_distance") for r in rec):
         return []
-    key = lambda r: (r["image"],)  # noqa: E731
+    key = lambda r: (r["image"],)
     cols = [
         Column("projection: ID distance ↓", rec, "id_distance", False, key),
         Column("projection: same person ↑", _same_person_rows(rec), "same_person", True, key),

@@ -6,7 +6,7 @@ them all in memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,11 +14,10 @@ import torch
 
 from magec import validation
 from magec.errors import MagecError, file_error
+from magec.io.image_files import IMAGE_SUFFIXES, folder_files
 from magec.io.images import load_image
 from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.validation import DEFAULT_MAX_PIXELS
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 #: Offset added to the user's seed for generated evaluation inputs, and for generated reference samples,
 #: so neither coincides with samples drawn from small seeds elsewhere (e.g. when a pack is prepared).
@@ -41,14 +40,15 @@ class ImageSource:
         return self._load(indices)
 
 
-def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """The image files of ``folder`` (by suffix, sorted by name), at most ``limit``; one-line error if none."""
+def image_files(folder: str | Path, limit: int | None = None, exclude: Iterable[str | Path] = ()) -> list[Path]:
+    """The image files of ``folder`` as ``magec invert DIR`` finds them (``magec.io.image_files``: recursive, sorted
+    by path, hidden names and the folders in ``exclude`` left out), at most ``limit``; one-line error if none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise file_error(folder, "not a folder of images")
     if limit is not None:
         validation.integer("--limit", limit, 1)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = folder_files(folder, exclude).images
     if limit is not None:
         files = files[:limit]
     if not files:
@@ -57,11 +57,15 @@ def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
 
 
 def folder_source(
-    folder: str | Path, resolution: int, limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    folder: str | Path,
+    resolution: int,
+    limit: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    exclude: Iterable[str | Path] = (),
 ) -> ImageSource:
-    """Every image file in ``folder`` (sorted by name), centre-cropped and resized to ``resolution``."""
+    """Every image file in ``folder`` (``image_files``), centre-cropped and resized to ``resolution``."""
     folder = Path(folder)
-    files = image_files(folder, limit)
+    files = image_files(folder, limit, exclude)
     ids = [f"{i:05d}-{p.stem}" for i, p in enumerate(files)]
 
     def load(indices: Sequence[int]) -> torch.Tensor:
@@ -102,8 +106,9 @@ def faces_source(
     limit: int | None = None,
     max_faces: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    exclude: Iterable[str | Path] = (),
 ) -> ImageSource:
-    """Every face dlib finds in the photos of ``folder`` (sorted by name; in a photo, largest face first), framed
+    """Every face dlib finds in the photos of ``folder`` (``image_files``; in a photo, largest face first), framed
     for the generator as ``magec invert --face-crop`` (``framing="chip-box"``) or ``--align`` (``"ffhq"``) frames
     a photo, at most ``max_faces`` in all. The crops are made once, here (each photo is decoded and searched once
     per face), and kept: ``resolution``-sized crops are small. Ids: ``<photo index>-<stem>-face<k>``.
@@ -117,7 +122,7 @@ def faces_source(
     validation.choice("framing", framing, FRAMINGS)
     if max_faces is not None:
         validation.integer("--max-faces", max_faces, 1)
-    files = image_files(folder, limit)
+    files = image_files(folder, limit, exclude)
     ids: list[str] = []
     crops: list[torch.Tensor] = []
     photos_without_faces = searched = 0

@@ -31,7 +31,7 @@ from PIL import Image
 from magec.errors import MagecError, file_error
 from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector, select_face
 from magec.faces.paste import Framing
-from magec.io.images import image_size, read_image, save_png
+from magec.io.images import image_size, read_image
 from magec.validation import DEFAULT_MAX_PIXELS, MAX_OUTPUT_SIDE
 
 #: Eye centres (x, y) in an FFHQ-aligned image, as fractions of its side. They follow from the
@@ -212,21 +212,3 @@ def align_photo(
     return AlignedFace(
         align_quad(source, quad, size, config), len(faces), framing, (face.landmarks + 0.5) * scale - 0.5
     )
-
-
-def align_file(
-    photo: str | Path,
-    out: str | Path,
-    size: int = 1024,
-    face_index: int = 0,
-    detector: LandmarkDetector | None = None,
-    config: AlignConfig = AlignConfig(),
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> int:
-    """Read ``photo``, FFHQ-align a face, write it as PNG to ``out`` atomically; returns how many faces were found.
-
-    Errors name the photo; nothing is written when there is no (such) face.
-    """
-    aligned = align_photo(photo, size, face_index, detector, config, max_pixels)
-    save_png(aligned.image, out)
-    return aligned.faces_found

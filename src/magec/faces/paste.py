@@ -48,7 +48,7 @@ class Framing:
 
     def scaled(self, factor: float, photo_size: tuple[int, int]) -> Framing:
         """The same square in a copy of the photo ``factor`` times larger (e.g. the full-size photo)."""
-        mul = lambda p: (p[0] * factor, p[1] * factor)  # noqa: E731
+        mul = lambda p: (p[0] * factor, p[1] * factor)
         return Framing(mul(self.origin), mul(self.u), mul(self.v), tuple(photo_size))
 
     def to_dict(self) -> dict[str, list[float] | list[int]]:

@@ -37,7 +37,7 @@ class FaceRecognizer:
         if near is None:
             face = max(faces, key=lambda r: r.width() * r.height())
         else:
-            centre = lambda r: ((r.left() + r.right()) / 2 * factor, (r.top() + r.bottom()) / 2 * factor)  # noqa: E731
+            centre = lambda r: ((r.left() + r.right()) / 2 * factor, (r.top() + r.bottom()) / 2 * factor)
             face = min(faces, key=lambda r: float(np.hypot(centre(r)[0] - near[0], centre(r)[1] - near[1])))
         return np.asarray(self._net.compute_face_descriptor(rgb, self._landmarks(rgb, face)), dtype=np.float64)
 

@@ -152,5 +152,5 @@ class Generator(nn.Module, abc.ABC):
         """
         raise ValueError(f"{self.spec or type(self).__name__}: SeFa is not available for this generator")
 
-    def train(self, mode: bool = True) -> Generator:  # noqa: D102 - always frozen
+    def train(self, mode: bool = True) -> Generator:  # always frozen
         return super().train(False)

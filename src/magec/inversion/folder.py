@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from magec.errors import MagecError, file_error
 from magec.inversion.config import PTI_METHODS, PTI_SUFFIX, InversionConfig
+from magec.io.image_files import IMAGE_SUFFIXES, folder_files, is_image_name, is_skipped_name
 from magec.validation import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 #: The files ``magec invert`` writes per input image; the ``.json`` is written last and marks it finished.
 OUTPUT_SUFFIXES = (".latent.safetensors", ".png", ".json")
-#: Files taken from folders and globs (by suffix, case-insensitive); a file named on its own is always tried.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,9 @@ def _is_glob(text: str) -> bool:
 def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> Inputs:
     """Expand files, folders (recursively) and glob patterns into image files.
 
-    Folders and globs give files with an image suffix, sorted by path; anything else they hold is listed in
-    ``not_images``. Hidden files and folders, and anything under ``exclude`` (the output folder), are left out.
+    A folder gives its image files as ``magec.io.image_files.folder_files`` defines them (recursive, sorted by
+    path, hidden names and anything under ``exclude``, the output folder, left out); a glob gives the files it
+    matches and the files of the folders it matches. The other files they hold are listed in ``not_images``.
     A file named directly is kept whatever its suffix (it is checked, and refused if unreadable, later).
     """
     files: list[Path] = []
@@ -119,26 +119,29 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> Inputs:
 
     def add_found(candidates: Sequence[Path]) -> None:
         for p in sorted(candidates, key=lambda q: q.as_posix()):
-            if any(part.startswith(".") and part not in (".", "..") for part in p.parts) or excluded(p):
-                continue
             key = Path(os.path.abspath(p))
             if key in seen:
                 continue
             seen.add(key)
-            (files if p.suffix.lower() in IMAGE_SUFFIXES else not_images).append(p)
+            (files if is_image_name(p) else not_images).append(p)
+
+    def in_folder(folder: Path) -> list[Path]:
+        listing = folder_files(folder, () if exclude is None else (exclude,))
+        return [*listing.images, *listing.others]
 
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            add_found([p for p in path.rglob("*") if p.is_file()])
+            add_found(in_folder(path))
         elif _is_glob(arg) and not path.exists():
             matches = [Path(m) for m in glob.glob(arg, recursive=True)]
             if not matches:
                 raise file_error(arg, "no file matches this pattern")
-            found = [m for m in matches if m.is_file()]
+            # glob itself leaves out the hidden names its pattern does not spell out
+            found = [m for m in matches if m.is_file() and not is_skipped_name(m.name) and not excluded(m)]
             for m in matches:
-                if m.is_dir():
-                    found.extend(p for p in m.rglob("*") if p.is_file())
+                if m.is_dir() and not excluded(m):
+                    found.extend(in_folder(m))
             add_found(found)
         else:
             files.append(path)  # checked (and refused with its name) by the caller, as before
@@ -260,7 +263,7 @@ def invert_batch(
             framed = images[item.name] if images and item.name in images else read_framed(item.path, size, job.framing)
             ready.append((item, framed[0]))
             photos[item.name] = framed[1]
-        except Exception as exc:  # noqa: BLE001 - one image's failure is recorded, the batch goes on
+        except Exception as exc:  # one image's failure is recorded, the batch goes on
             outcome.failed[item.name] = one_line(exc)
     if not ready:
         return outcome
@@ -268,7 +271,7 @@ def invert_batch(
     try:
         stack = torch.cat([t for _, t in ready])
         result = invert(pipeline, stack, job.method, job.config, seed=job.seed, callback=callback, pti=job.pti)
-    except Exception as exc:  # noqa: BLE001 - reported per image at the end of the run
+    except Exception as exc:  # reported per image at the end of the run
         from magec.memory import is_out_of_memory, out_of_memory_error
 
         # the batch is what the results depend on (and what a resumed run must repeat): not split, named
@@ -294,7 +297,7 @@ def invert_batch(
             base=pipeline.generator,
         )
         outcome.done.extend(names)
-    except Exception as exc:  # noqa: BLE001 - an image whose .json is missing is simply done again
+    except Exception as exc:  # an image whose .json is missing is simply done again
         for name in names:
             outcome.failed[name] = one_line(exc)
     return outcome

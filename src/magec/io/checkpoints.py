@@ -30,7 +30,7 @@ def read_checkpoint(path: str | Path, what: str, allowed_globals: Sequence[Any] 
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a bad or unsafe file
+    except Exception as exc:  # any failure here means a bad or unsafe file
         first = (str(exc).splitlines() or [""])[0][:200]
         raise file_error(path, f"not loadable as {what} with the safe loader ({type(exc).__name__}: {first})") from None
 

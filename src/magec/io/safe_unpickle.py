@@ -86,7 +86,7 @@ def restricted_load(path: str | Path, extra_allowed: Mapping[tuple[str, str], An
         raise RefusedPickle(f"{path}: {exc}") from None
     except MagecError:
         raise
-    except Exception as exc:  # noqa: BLE001 - truncated, corrupted or foreign files
+    except Exception as exc:  # truncated, corrupted or foreign files
         raise file_error(
             path, f"not a readable pickle ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
         ) from None

@@ -129,7 +129,7 @@ def measure_reach(
     images, before = _described(generator, describer, latents)
     device = images.device
     spread = spread.to(device)
-    rms = lambda a, b: (a - b).flatten(1).pow(2).mean(1).sqrt()  # noqa: E731
+    rms = lambda a, b: (a - b).flatten(1).pow(2).mean(1).sqrt()
     unrelated = float(rms(images, images.roll(1, 0)).median().clamp_min(1e-8))
     operations: dict[str, dict[str, dict]] = {}
     for name, editor in editors.items():

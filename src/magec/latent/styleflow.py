@@ -31,7 +31,6 @@ it reads the mean code and every layer is flowed under the same condition.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -497,8 +496,3 @@ def fit_styleflow(
         "loglik_gain_nats_per_code": round(float((log_p.detach() - start).mean()), 4),
     }
     return flow, info
-
-
-def dumps_config(flow: ConditionalFlow) -> str:
-    """The JSON config as one string (e.g. for safetensors metadata)."""
-    return json.dumps(flow.config_dict(), sort_keys=True)

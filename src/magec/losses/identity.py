@@ -57,7 +57,7 @@ class IdentityLoss(nn.Module, abc.ABC):
         """Per-image identity distance, shape (B,), in [0, 2]."""
         return 1.0 - F.cosine_similarity(self.embed(x), self.embed(y), dim=1)
 
-    def train(self, mode: bool = True) -> IdentityLoss:  # noqa: D102 - always frozen
+    def train(self, mode: bool = True) -> IdentityLoss:  # always frozen
         return super().train(False)
 
 

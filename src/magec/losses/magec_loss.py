@@ -115,7 +115,7 @@ class StyleFlowMagecLoss(MagecLoss):
     def n_edits(self) -> int:
         return len(self.edit_index)
 
-    def to(self, *args, **kwargs) -> StyleFlowMagecLoss:  # noqa: D102 - the flow lives outside the module tree
+    def to(self, *args, **kwargs) -> StyleFlowMagecLoss:  # the flow lives outside the module tree
         super().to(*args, **kwargs)
         self.editor.to(self.edit_amounts.device)
         return self

@@ -2,16 +2,17 @@
 
 Offline by construction: Gradio's page and scripts ship inside its wheel, the theme uses the system's
 fonts (no web fonts), analytics and version checks are off (``GRADIO_ANALYTICS_ENABLED=False``, set
-before Gradio is imported), and nothing is shared. Gradio is imported only inside ``build_app`` and
-``serve``, after ``configure_gradio`` has set its environment.
+before Gradio is imported), and nothing is shared. Gradio is imported only inside the functions that build the
+page (``build_app``, one function per tab) and ``serve``, after ``configure_gradio`` has set its environment.
 """
 
 # No ``from __future__ import annotations`` here: Gradio finds the ``gr.Request`` parameter of a handler
-# from its evaluated annotation, and ``gr`` is imported inside ``build_app`` (after ``configure_gradio``).
+# from its evaluated annotation, and ``gr`` is imported inside the page's functions (after ``configure_gradio``).
 import html
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,27 +65,8 @@ def _progress_html(job: Job | None, queue_ahead: int = 0, text: str = "") -> str
 
 
 def build_app(studio: Studio, study_db: Path | None = None) -> Any:
-    """The page as a ``gradio.Blocks`` (not launched)."""
+    """The page as a ``gradio.Blocks`` (not launched): a header over the Editor, Compare and Study tabs."""
     import gradio as gr
-
-    specs = studio.sliders
-
-    def open_study() -> tuple[StudyDB | None, str]:
-        """The study database and, when it cannot be used yet, why (checked again at every Start)."""
-        if study_db is None:
-            return None, "No study database: start the studio with `--study-db PATH`."
-        try:
-            db = StudyDB(study_db, create=True)
-        except MagecError as exc:
-            return None, str(exc)
-        if not db.pool_size():
-            return None, (
-                f"The study database {study_db.name} holds no pool of edits yet: prepare one with "
-                f"`magec study prepare --db {study_db}` (no restart needed)."
-            )
-        return db, ""
-
-    db, study_problem = open_study()
 
     with gr.Blocks(title="magec studio", analytics_enabled=False) as app:
         state = gr.State({})
@@ -92,335 +74,476 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
             f"# magec studio\nGenerator `{studio.pipeline.generator.spec}`, F `{studio.pipeline.describer.spec}`, "
             f"device `{studio.pipeline.device}`. Everything runs on this machine."
         )
-        with gr.Tab("Editor", id="editor", elem_id="tab-editor"):
-            with gr.Row():
-                with gr.Column(scale=2):
-                    upload = gr.File(
-                        label=f"Upload a photo (at most {MAX_UPLOAD_BYTES // 2**20} MB, 40 megapixels)",
-                        type="filepath",
-                        elem_id="upload",
-                    )
-                    with gr.Row():
-                        astronaut_btn = gr.Button("Astronaut photo", elem_id="astronaut-btn", size="sm")
-                        generated_btn = gr.Button("A generated face", elem_id="generated-btn", size="sm")
-                        face_index = gr.Number(0, label="face seed", precision=0, minimum=0, maximum=9999)
-                    status = gr.Markdown("Upload a photo or pick an example.", elem_id="status")
-                with gr.Column(scale=1):
-                    framed = gr.Image(label="framed for the generator", interactive=False, elem_id="framed", height=192)
-            with gr.Row():
-                method = gr.Radio(list(EDITOR_METHODS), value="magec", label="method", elem_id="method")
-                invert_btn = gr.Button("Invert", variant="primary", elem_id="invert-btn")
-                cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
-            progress = gr.HTML(_progress_html(None, text="no inversion yet"), elem_id="progress")
-            with gr.Row():
-                shown = {}
-                captions = {}
-                for name in ("original", "projection", "edited"):
-                    with gr.Column():
-                        shown[name] = gr.Image(label=name, interactive=False, elem_id=name, height=256)
-                        captions[name] = gr.Markdown("", elem_id=f"caption-{name}")
-            pasted = gr.Image(
-                label="Your photo, edited (the edit pasted back; full resolution in the downloads)",
-                interactive=False,
-                elem_id="pasted",
-                height=384,
-            )
-            with gr.Accordion("Edits", open=True):
-                sliders = [
-                    gr.Slider(
-                        s.minimum, s.maximum, 0.0, step=s.step, label=s.label, info=s.note or None, elem_id=s.elem_id
-                    )
-                    for s in specs
-                ]
-                reset_btn = gr.Button("Reset sliders", size="sm")
-            download_btn = gr.Button(
-                "Prepare downloads (edited PNG, your photo edited, latent, settings)", elem_id="download-btn"
-            )
-            downloads = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
+        editor_tab(studio, state)
+        compare_tab(studio, state)
+        study_tab(study_db, state)
 
-        with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
-            gr.Markdown("The photo framed in the Editor, inverted with the three methods; one edit applied to all.")
-            with gr.Row():
-                compare_btn = gr.Button("Invert with all three methods", variant="primary", elem_id="compare-btn")
-                compare_cancel = gr.Button("Cancel", elem_id="compare-cancel")
-            compare_progress = gr.HTML(_progress_html(None, text=""), elem_id="compare-progress")
-            with gr.Row():
-                compare_edit = gr.Dropdown([s.label for s in specs], value=specs[0].label, label="edit")
-                compare_amount = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="amount (fraction of the slider's reach)")
-            with gr.Row():
-                compare_images, compare_captions = {}, {}
-                for m in METHODS:
-                    with gr.Column():
-                        compare_images[m] = gr.Image(label=m, interactive=False, elem_id=f"compare-{m}", height=256)
-                        compare_captions[m] = gr.Markdown("", elem_id=f"compare-caption-{m}")
-
-        with gr.Tab("Study", id="study", elem_id="tab-study"):
-            gr.Markdown(
-                "Blind pairwise study (the paper's Fig. 5). For each photo and named edit, pick the edited image "
-                "that is better in **quality** and in **coherence with the named edit**."
-            )
-            study_note = gr.Markdown(study_problem, elem_id="study-note")
-            with gr.Row():
-                judge = gr.Textbox(label="judge id (asked once)", elem_id="judge", max_length=64)
-                judge_btn = gr.Button("Start", elem_id="judge-btn")
-            study_label = gr.Markdown("", elem_id="study-label")
-            with gr.Row():
-                study_photo = gr.Image(label="photo", interactive=False, elem_id="study-photo", height=192)
-                study_left = gr.Image(label="left", interactive=False, elem_id="study-left", height=192)
-                study_right = gr.Image(label="right", interactive=False, elem_id="study-right", height=192)
-            with gr.Row():
-                left_btn = gr.Button("Left is better", elem_id="left-btn")
-                right_btn = gr.Button("Right is better", elem_id="right-btn")
-            study_count = gr.Markdown("", elem_id="study-count")
-
-        # -- editor ---------------------------------------------------------------------------------
-        def use_photo(photo: Any, st: dict, what: str) -> tuple:
-            st = dict(st or {})
-            st["photo"] = photo
-            st.pop("projection", None)
-            st.pop("compare", None)
-            return display(photo.image), f"Framed {html.escape(what)}: ready to invert.", st
-
-        def on_upload(path: str | None, st: dict) -> tuple:
-            """Frame the upload; the file box is emptied again, ready for the next photo."""
-            if not path:
-                return gr.skip(), gr.skip(), st, None
-            try:
-                return *use_photo(studio.read_upload(path), st, Path(path).name), None
-            except Exception as exc:  # one message in the page; the server keeps serving
-                return None, _message(exc), st, None
-
-        def on_example(which: str, index: float | None, st: dict) -> tuple:
-            try:
-                return use_photo(studio.example(which, int(index or 0)), st, which)
-            except Exception as exc:
-                return None, _message(exc), st
-
-        upload.upload(on_upload, [upload, state], [framed, status, state, upload]).then(lambda: None, None, pasted)
-        astronaut_btn.click(
-            lambda i, st: on_example("astronaut", i, st),
-            [face_index, state],
-            [framed, status, state],
-            api_name="astronaut",
-        ).then(lambda: None, None, pasted)
-        generated_btn.click(
-            lambda i, st: on_example("generated", i, st), [face_index, state], [framed, status, state]
-        ).then(lambda: None, None, pasted)
-
-        def pasted_photo(projection: Any, values: list[float]) -> Any:
-            """The edit pasted back into the uploaded photo, reduced for the page (None without a photo)."""
-            photo = studio.pasted(projection, studio.slider_values(values))
-            if photo is not None and max(photo.size) > PASTED_DISPLAY_SIDE:
-                photo.thumbnail((PASTED_DISPLAY_SIDE, PASTED_DISPLAY_SIDE))
-            return photo
-
-        def rendered(projection: Any, values: list[float]) -> tuple:
-            image = studio.render(projection, studio.slider_values(values))
-            return display(image), studio.captions(image)[0]
-
-        editor_outputs = [progress, status, state, *shown.values(), *captions.values(), pasted]
-
-        def on_invert(st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
-            photo = (st or {}).get("photo")
-            if photo is None:
-                yield {status: "Upload a photo or pick an example first."}
-                return
-            job = studio.submit(request.session_hash or "anonymous", photo, (chosen,))
-            while not job.wait(POLL_SECONDS):
-                yield {progress: _progress_html(job, studio.queue.ahead(job))}
-            projection = (job.result or {}).get(chosen)
-            if job.state == FAILED or projection is None:
-                text = job.error if job.state == FAILED else "cancelled before it started"
-                yield {progress: _progress_html(None, text=text), status: _message(MagecError(text))}
-                return
-            st = dict(st)
-            st["projection"] = projection
-            proj = studio.projection_image(projection)
-            edited, edited_caption = rendered(projection, list(values))
-            source_caption, proj_caption = studio.captions(projection.source), studio.captions(proj)[0]
-            done = "stopped early (cancel)" if projection.stopped else "done"
-            tuning = f" + {projection.tuning_steps} tuning steps" if projection.tuned is not None else ""
-            yield {
-                progress: _progress_html(
-                    None,
-                    text=f"{chosen}: {done} after {projection.steps} steps{tuning} in {projection.seconds:.1f} s",
-                ),
-                status: "Move the sliders to edit.",
-                state: st,
-                shown["original"]: display(projection.source[0]),
-                shown["projection"]: display(proj),
-                shown["edited"]: edited,
-                captions["original"]: source_caption[0],
-                captions["projection"]: proj_caption,
-                captions["edited"]: edited_caption,
-                pasted: pasted_photo(projection, list(values)),
-            }
-
-        invert_btn.click(
-            on_invert, [state, method, *sliders], editor_outputs, concurrency_limit=None, api_name="invert"
-        )
-
-        def on_cancel(request: gr.Request) -> None:
-            studio.cancel(request.session_hash or "anonymous")
-
-        cancel_btn.click(on_cancel, None, None, queue=False)
-
-        def on_close(request: gr.Request) -> None:  # the tab was closed: its inversion is nobody's any more
-            studio.end_session(request.session_hash or "anonymous")
+        def on_close(request: gr.Request) -> None:  # the tab was closed: its inversions are nobody's any more
+            studio.end_session(_session(request))
 
         app.unload(on_close)
-
-        def on_slider(st: dict, *values: float) -> tuple:
-            projection = (st or {}).get("projection")
-            if projection is None:
-                return gr.skip(), gr.skip()
-            try:
-                return rendered(projection, list(values))
-            except Exception as exc:
-                return gr.skip(), _message(exc)
-
-        for k, slider in enumerate(sliders):
-            slider.change(
-                on_slider,
-                [state, *sliders],
-                [shown["edited"], captions["edited"]],
-                queue=False,
-                trigger_mode="always_last",
-                show_progress="hidden",
-                api_name="render" if k == 0 else f"render_{k}",
-            )
-
-        def on_pasted(st: dict, *values: float) -> Any:
-            projection = (st or {}).get("projection")
-            if projection is None:
-                return gr.skip()
-            try:
-                return pasted_photo(projection, list(values))
-            except Exception:  # the edited image's handler reports the problem
-                return gr.skip()
-
-        for slider in sliders:  # a separate request: the edited square is not held up by the photo's paste
-            slider.change(
-                on_pasted,
-                [state, *sliders],
-                pasted,
-                queue=False,
-                trigger_mode="always_last",
-                show_progress="hidden",
-                api_name=False,
-            )
-        reset_btn.click(lambda: [0.0] * len(sliders), None, sliders)
-
-        def on_download(st: dict, *values: float) -> Any:
-            projection = (st or {}).get("projection")
-            if projection is None:
-                return None
-            return [str(p) for p in studio.downloads(projection, studio.slider_values(list(values)))]
-
-        download_btn.click(on_download, [state, *sliders], downloads)
-
-        # -- compare --------------------------------------------------------------------------------
-        def compare_values(label: str, fraction: float) -> dict:
-            spec = next(s for s in specs if s.label == label)
-            amount = fraction * spec.maximum if fraction >= 0 else -fraction * spec.minimum
-            return {spec.key: float(amount)}
-
-        def compare_render(results: dict, label: str, fraction: float) -> dict:
-            values = compare_values(label, fraction)
-            out = {}
-            for m, projection in results.items():
-                image = studio.render(projection, values)
-                out[compare_images[m]] = display(image)
-                out[compare_captions[m]] = f"{m}: {studio.captions(image)[0]}"
-            return out
-
-        def on_compare(st: dict, label: str, fraction: float, request: gr.Request) -> Any:
-            photo = (st or {}).get("photo")
-            if photo is None:
-                yield {compare_progress: _progress_html(None, text="Frame a photo in the Editor tab first.")}
-                return
-            job = studio.submit(request.session_hash or "anonymous", photo, METHODS)
-            while not job.wait(POLL_SECONDS):
-                yield {compare_progress: _progress_html(job, studio.queue.ahead(job))}
-            results = job.result or {}
-            if job.state in (FAILED, CANCELLED) or len(results) < len(METHODS):
-                text = job.error or "cancelled"
-                yield {compare_progress: _progress_html(None, text=text)}
-                return
-            st = dict(st)
-            st["compare"] = results
-            yield {
-                compare_progress: _progress_html(
-                    None, text="done: " + ", ".join(f"{m} {r.steps} steps" for m, r in results.items())
-                ),
-                state: st,
-                **compare_render(results, label, fraction),
-            }
-
-        compare_outputs = [compare_progress, state, *compare_images.values(), *compare_captions.values()]
-        compare_btn.click(on_compare, [state, compare_edit, compare_amount], compare_outputs, concurrency_limit=None)
-        compare_cancel.click(on_cancel, None, None, queue=False)
-
-        def on_compare_edit(st: dict, label: str, fraction: float) -> Any:
-            results = (st or {}).get("compare")
-            if not results:
-                return {}
-            return compare_render(results, label, fraction)
-
-        for trigger in (compare_edit.change, compare_amount.change):
-            trigger(
-                on_compare_edit,
-                [state, compare_edit, compare_amount],
-                [*compare_images.values(), *compare_captions.values()],
-                show_progress="hidden",
-            )
-
-        # -- study ----------------------------------------------------------------------------------
-        study_outputs = [study_note, study_label, study_photo, study_left, study_right, study_count, state]
-
-        def show_trial(st: dict, trial: Trial | None, count: int) -> tuple:
-            st = dict(st)
-            st["trial"] = trial
-            if trial is None:
-                return "The pool is empty.", "", None, None, None, f"{count} judgement(s) recorded.", st
-            return (
-                "",
-                f"### Edit: {html.escape(trial.label)}",
-                png_image(trial.photo_png).resize((192, 192)),
-                display(png_image(trial.left_png)),
-                display(png_image(trial.right_png)),
-                f"{count} judgement(s) recorded for this judge.",
-                st,
-            )
-
-        def on_judge(name: str, st: dict) -> tuple:
-            nonlocal db
-            if db is None:
-                db, problem = open_study()
-                if db is None:
-                    return problem, *[gr.skip()] * 5, st
-            try:
-                name = check_judge(name)
-            except MagecError as exc:
-                return str(exc), *[gr.skip()] * 5, st
-            st = dict(st or {})
-            st["judge"] = name
-            count = sum(1 for r in db.rows() if r["judge"] == name)
-            return show_trial(st, db.next_trial(name), count)
-
-        def on_choice(choice: str, st: dict) -> tuple:
-            st = dict(st or {})
-            trial, name = st.get("trial"), st.get("judge")
-            if db is None or trial is None or not name:
-                return "Enter your judge id and press Start first.", *[gr.skip()] * 5, st
-            count = db.record(name, trial, choice)  # committed before the page moves on
-            return show_trial(st, db.next_trial(name), count)
-
-        judge_btn.click(on_judge, [judge, state], study_outputs)
-        judge.submit(on_judge, [judge, state], study_outputs)
-        left_btn.click(lambda st: on_choice("left", st), [state], study_outputs)
-        right_btn.click(lambda st: on_choice("right", st), [state], study_outputs)
     return app
+
+
+# -- shared by the tabs -------------------------------------------------------------------------------
+# Each tab function builds its components and wires their events inside the caller's ``gr.Blocks``
+# context, sharing only the page's ``gr.State`` (a dict: photo, projection, compare, judge, trial); a test
+# builds one tab alone. Gradio is imported inside each function, after ``configure_gradio``.
+
+
+def _session(request: Any) -> str:
+    return request.session_hash or "anonymous"
+
+
+def _cancel_handler(studio: Studio) -> Any:
+    """A click handler that cancels this viewer's queued and running inversions."""
+    import gradio as gr
+
+    def on_cancel(request: gr.Request) -> None:
+        studio.cancel(_session(request))
+
+    return on_cancel
+
+
+def _pasted_photo(studio: Studio, projection: Any, values: list[float]) -> Any:
+    """The edit pasted back into the uploaded photo, reduced for the page (None without a photo)."""
+    photo = studio.pasted(projection, studio.slider_values(values))
+    if photo is not None and max(photo.size) > PASTED_DISPLAY_SIDE:
+        photo.thumbnail((PASTED_DISPLAY_SIDE, PASTED_DISPLAY_SIDE))
+    return photo
+
+
+def _rendered(studio: Studio, projection: Any, values: list[float]) -> tuple:
+    """The edited image for the page and F's caption of it."""
+    image = studio.render(projection, studio.slider_values(values))
+    return display(image), studio.captions(image)[0]
+
+
+# -- editor ---------------------------------------------------------------------------------------------
+@dataclass
+class EditorTab:
+    """The Editor tab's components (Gradio objects), for the handlers and for tests."""
+
+    upload: Any
+    astronaut_btn: Any
+    generated_btn: Any
+    face_index: Any
+    status: Any
+    framed: Any
+    method: Any
+    invert_btn: Any
+    cancel_btn: Any
+    progress: Any
+    shown: dict[str, Any]
+    captions: dict[str, Any]
+    pasted: Any
+    sliders: list[Any]
+    reset_btn: Any
+    download_btn: Any
+    downloads: Any
+
+
+def editor_tab(studio: Studio, state: Any) -> EditorTab:
+    """The Editor tab: frame a photo, invert it with one method, move the sliders, download."""
+    tab = _editor_layout(studio)
+    _wire_photo(studio, state, tab)
+    _wire_invert(studio, state, tab)
+    _wire_edits(studio, state, tab)
+    return tab
+
+
+def _editor_layout(studio: Studio) -> EditorTab:
+    import gradio as gr
+
+    with gr.Tab("Editor", id="editor", elem_id="tab-editor"):
+        with gr.Row():
+            with gr.Column(scale=2):
+                upload = gr.File(
+                    label=f"Upload a photo (at most {MAX_UPLOAD_BYTES // 2**20} MB, 40 megapixels)",
+                    type="filepath",
+                    elem_id="upload",
+                )
+                with gr.Row():
+                    astronaut_btn = gr.Button("Astronaut photo", elem_id="astronaut-btn", size="sm")
+                    generated_btn = gr.Button("A generated face", elem_id="generated-btn", size="sm")
+                    face_index = gr.Number(0, label="face seed", precision=0, minimum=0, maximum=9999)
+                status = gr.Markdown("Upload a photo or pick an example.", elem_id="status")
+            with gr.Column(scale=1):
+                framed = gr.Image(label="framed for the generator", interactive=False, elem_id="framed", height=192)
+        with gr.Row():
+            method = gr.Radio(list(EDITOR_METHODS), value="magec", label="method", elem_id="method")
+            invert_btn = gr.Button("Invert", variant="primary", elem_id="invert-btn")
+            cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
+        progress = gr.HTML(_progress_html(None, text="no inversion yet"), elem_id="progress")
+        with gr.Row():
+            shown = {}
+            captions = {}
+            for name in ("original", "projection", "edited"):
+                with gr.Column():
+                    shown[name] = gr.Image(label=name, interactive=False, elem_id=name, height=256)
+                    captions[name] = gr.Markdown("", elem_id=f"caption-{name}")
+        pasted = gr.Image(
+            label="Your photo, edited (the edit pasted back; full resolution in the downloads)",
+            interactive=False,
+            elem_id="pasted",
+            height=384,
+        )
+        with gr.Accordion("Edits", open=True):
+            sliders = [
+                gr.Slider(s.minimum, s.maximum, 0.0, step=s.step, label=s.label, info=s.note or None, elem_id=s.elem_id)
+                for s in studio.sliders
+            ]
+            reset_btn = gr.Button("Reset sliders", size="sm")
+        download_btn = gr.Button(
+            "Prepare downloads (edited PNG, your photo edited, latent, settings)", elem_id="download-btn"
+        )
+        downloads = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
+    return EditorTab(
+        upload, astronaut_btn, generated_btn, face_index, status, framed, method, invert_btn, cancel_btn,
+        progress, shown, captions, pasted, sliders, reset_btn, download_btn, downloads,
+    )  # fmt: skip
+
+
+def _wire_photo(studio: Studio, state: Any, tab: EditorTab) -> None:
+    """Upload and the two examples frame a photo; a new photo forgets the last projection and comparison."""
+    import gradio as gr
+
+    def use_photo(photo: Any, st: dict, what: str) -> tuple:
+        st = dict(st or {})
+        st["photo"] = photo
+        st.pop("projection", None)
+        st.pop("compare", None)
+        return display(photo.image), f"Framed {html.escape(what)}: ready to invert.", st
+
+    def on_upload(path: str | None, st: dict) -> tuple:
+        """Frame the upload; the file box is emptied again, ready for the next photo."""
+        if not path:
+            return gr.skip(), gr.skip(), st, None
+        try:
+            return *use_photo(studio.read_upload(path), st, Path(path).name), None
+        except Exception as exc:  # one message in the page; the server keeps serving
+            return None, _message(exc), st, None
+
+    def on_example(which: str, index: float | None, st: dict) -> tuple:
+        try:
+            return use_photo(studio.example(which, int(index or 0)), st, which)
+        except Exception as exc:
+            return None, _message(exc), st
+
+    framed = [tab.framed, tab.status, state]
+    tab.upload.upload(on_upload, [tab.upload, state], [*framed, tab.upload]).then(lambda: None, None, tab.pasted)
+    tab.astronaut_btn.click(
+        lambda i, st: on_example("astronaut", i, st), [tab.face_index, state], framed, api_name="astronaut"
+    ).then(lambda: None, None, tab.pasted)
+    tab.generated_btn.click(lambda i, st: on_example("generated", i, st), [tab.face_index, state], framed).then(
+        lambda: None, None, tab.pasted
+    )
+
+
+def _wire_invert(studio: Studio, state: Any, tab: EditorTab) -> None:
+    """Invert runs in the studio's queue, pushing its progress; Cancel stops this viewer's inversions."""
+    import gradio as gr
+
+    progress, status, shown, captions = tab.progress, tab.status, tab.shown, tab.captions
+
+    def on_invert(st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
+        photo = (st or {}).get("photo")
+        if photo is None:
+            yield {status: "Upload a photo or pick an example first."}
+            return
+        job = studio.submit(_session(request), photo, (chosen,))
+        while not job.wait(POLL_SECONDS):
+            yield {progress: _progress_html(job, studio.queue.ahead(job))}
+        projection = (job.result or {}).get(chosen)
+        if job.state == FAILED or projection is None:
+            text = job.error if job.state == FAILED else "cancelled before it started"
+            yield {progress: _progress_html(None, text=text), status: _message(MagecError(text))}
+            return
+        st = dict(st)
+        st["projection"] = projection
+        proj = studio.projection_image(projection)
+        edited, edited_caption = _rendered(studio, projection, list(values))
+        source_caption, proj_caption = studio.captions(projection.source), studio.captions(proj)[0]
+        done = "stopped early (cancel)" if projection.stopped else "done"
+        tuning = f" + {projection.tuning_steps} tuning steps" if projection.tuned is not None else ""
+        yield {
+            progress: _progress_html(
+                None,
+                text=f"{chosen}: {done} after {projection.steps} steps{tuning} in {projection.seconds:.1f} s",
+            ),
+            status: "Move the sliders to edit.",
+            state: st,
+            shown["original"]: display(projection.source[0]),
+            shown["projection"]: display(proj),
+            shown["edited"]: edited,
+            captions["original"]: source_caption[0],
+            captions["projection"]: proj_caption,
+            captions["edited"]: edited_caption,
+            tab.pasted: _pasted_photo(studio, projection, list(values)),
+        }
+
+    outputs = [progress, status, state, *shown.values(), *captions.values(), tab.pasted]
+    tab.invert_btn.click(
+        on_invert, [state, tab.method, *tab.sliders], outputs, concurrency_limit=None, api_name="invert"
+    )
+    tab.cancel_btn.click(_cancel_handler(studio), None, None, queue=False)
+
+
+def _wire_edits(studio: Studio, state: Any, tab: EditorTab) -> None:
+    """The sliders redraw the edited image and, in a separate request, the photo it is pasted into."""
+    import gradio as gr
+
+    sliders = tab.sliders
+
+    def on_slider(st: dict, *values: float) -> tuple:
+        projection = (st or {}).get("projection")
+        if projection is None:
+            return gr.skip(), gr.skip()
+        try:
+            return _rendered(studio, projection, list(values))
+        except Exception as exc:
+            return gr.skip(), _message(exc)
+
+    for k, slider in enumerate(sliders):
+        slider.change(
+            on_slider,
+            [state, *sliders],
+            [tab.shown["edited"], tab.captions["edited"]],
+            queue=False,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_name="render" if k == 0 else f"render_{k}",
+        )
+
+    def on_pasted(st: dict, *values: float) -> Any:
+        projection = (st or {}).get("projection")
+        if projection is None:
+            return gr.skip()
+        try:
+            return _pasted_photo(studio, projection, list(values))
+        except Exception:  # the edited image's handler reports the problem
+            return gr.skip()
+
+    for slider in sliders:  # a separate request: the edited square is not held up by the photo's paste
+        slider.change(
+            on_pasted,
+            [state, *sliders],
+            tab.pasted,
+            queue=False,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_name=False,
+        )
+    tab.reset_btn.click(lambda: [0.0] * len(sliders), None, sliders)
+
+    def on_download(st: dict, *values: float) -> Any:
+        projection = (st or {}).get("projection")
+        if projection is None:
+            return None
+        return [str(p) for p in studio.downloads(projection, studio.slider_values(list(values)))]
+
+    tab.download_btn.click(on_download, [state, *sliders], tab.downloads)
+
+
+# -- compare --------------------------------------------------------------------------------------------
+@dataclass
+class CompareTab:
+    """The Compare tab's components: one image and caption per method, keyed by method."""
+
+    compare_btn: Any
+    cancel_btn: Any
+    progress: Any
+    edit: Any
+    amount: Any
+    images: dict[str, Any]
+    captions: dict[str, Any]
+
+
+def compare_tab(studio: Studio, state: Any) -> CompareTab:
+    """The Compare tab: the Editor's framed photo inverted with the three methods, one edit applied to all."""
+    import gradio as gr
+
+    specs = studio.sliders
+    with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+        gr.Markdown("The photo framed in the Editor, inverted with the three methods; one edit applied to all.")
+        with gr.Row():
+            compare_btn = gr.Button("Invert with all three methods", variant="primary", elem_id="compare-btn")
+            cancel_btn = gr.Button("Cancel", elem_id="compare-cancel")
+        progress = gr.HTML(_progress_html(None, text=""), elem_id="compare-progress")
+        with gr.Row():
+            edit = gr.Dropdown([s.label for s in specs], value=specs[0].label, label="edit")
+            amount = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="amount (fraction of the slider's reach)")
+        with gr.Row():
+            images, captions = {}, {}
+            for m in METHODS:
+                with gr.Column():
+                    images[m] = gr.Image(label=m, interactive=False, elem_id=f"compare-{m}", height=256)
+                    captions[m] = gr.Markdown("", elem_id=f"compare-caption-{m}")
+    tab = CompareTab(compare_btn, cancel_btn, progress, edit, amount, images, captions)
+    _wire_compare(studio, state, tab)
+    return tab
+
+
+def _wire_compare(studio: Studio, state: Any, tab: CompareTab) -> None:
+    import gradio as gr
+
+    specs, progress = studio.sliders, tab.progress
+
+    def compare_render(results: dict, label: str, fraction: float) -> dict:
+        spec = next(s for s in specs if s.label == label)
+        amount = fraction * spec.maximum if fraction >= 0 else -fraction * spec.minimum
+        values = {spec.key: float(amount)}
+        out = {}
+        for m, projection in results.items():
+            image = studio.render(projection, values)
+            out[tab.images[m]] = display(image)
+            out[tab.captions[m]] = f"{m}: {studio.captions(image)[0]}"
+        return out
+
+    def on_compare(st: dict, label: str, fraction: float, request: gr.Request) -> Any:
+        photo = (st or {}).get("photo")
+        if photo is None:
+            yield {progress: _progress_html(None, text="Frame a photo in the Editor tab first.")}
+            return
+        job = studio.submit(_session(request), photo, METHODS)
+        while not job.wait(POLL_SECONDS):
+            yield {progress: _progress_html(job, studio.queue.ahead(job))}
+        results = job.result or {}
+        if job.state in (FAILED, CANCELLED) or len(results) < len(METHODS):
+            yield {progress: _progress_html(None, text=job.error or "cancelled")}
+            return
+        st = dict(st)
+        st["compare"] = results
+        yield {
+            progress: _progress_html(
+                None, text="done: " + ", ".join(f"{m} {r.steps} steps" for m, r in results.items())
+            ),
+            state: st,
+            **compare_render(results, label, fraction),
+        }
+
+    shown = [*tab.images.values(), *tab.captions.values()]
+    tab.compare_btn.click(on_compare, [state, tab.edit, tab.amount], [progress, state, *shown], concurrency_limit=None)
+    tab.cancel_btn.click(_cancel_handler(studio), None, None, queue=False)
+
+    def on_compare_edit(st: dict, label: str, fraction: float) -> Any:
+        results = (st or {}).get("compare")
+        if not results:
+            return {}
+        return compare_render(results, label, fraction)
+
+    for trigger in (tab.edit.change, tab.amount.change):
+        trigger(on_compare_edit, [state, tab.edit, tab.amount], shown, show_progress="hidden")
+
+
+# -- study ----------------------------------------------------------------------------------------------
+@dataclass
+class StudyTab:
+    """The Study tab's components."""
+
+    note: Any
+    judge: Any
+    judge_btn: Any
+    label: Any
+    photo: Any
+    left: Any
+    right: Any
+    left_btn: Any
+    right_btn: Any
+    count: Any
+
+
+def _open_study(study_db: Path | None) -> tuple[StudyDB | None, str]:
+    """The study database and, when it cannot be used yet, why (checked again at every Start)."""
+    if study_db is None:
+        return None, "No study database: start the studio with `--study-db PATH`."
+    try:
+        db = StudyDB(study_db, create=True)
+    except MagecError as exc:
+        return None, str(exc)
+    if not db.pool_size():
+        return None, (
+            f"The study database {study_db.name} holds no pool of edits yet: prepare one with "
+            f"`magec study prepare --db {study_db}` (no restart needed)."
+        )
+    return db, ""
+
+
+def study_tab(study_db: Path | None, state: Any) -> StudyTab:
+    """The Study tab: the blind pairwise judgements of ``study_db`` (opened now, and again at Start if unusable)."""
+    import gradio as gr
+
+    db, problem = _open_study(study_db)
+    with gr.Tab("Study", id="study", elem_id="tab-study"):
+        gr.Markdown(
+            "Blind pairwise study (the paper's Fig. 5). For each photo and named edit, pick the edited image "
+            "that is better in **quality** and in **coherence with the named edit**."
+        )
+        note = gr.Markdown(problem, elem_id="study-note")
+        with gr.Row():
+            judge = gr.Textbox(label="judge id (asked once)", elem_id="judge", max_length=64)
+            judge_btn = gr.Button("Start", elem_id="judge-btn")
+        label = gr.Markdown("", elem_id="study-label")
+        with gr.Row():
+            photo = gr.Image(label="photo", interactive=False, elem_id="study-photo", height=192)
+            left = gr.Image(label="left", interactive=False, elem_id="study-left", height=192)
+            right = gr.Image(label="right", interactive=False, elem_id="study-right", height=192)
+        with gr.Row():
+            left_btn = gr.Button("Left is better", elem_id="left-btn")
+            right_btn = gr.Button("Right is better", elem_id="right-btn")
+        count = gr.Markdown("", elem_id="study-count")
+    tab = StudyTab(note, judge, judge_btn, label, photo, left, right, left_btn, right_btn, count)
+    _wire_study(study_db, db, state, tab)
+    return tab
+
+
+def _wire_study(study_db: Path | None, db: StudyDB | None, state: Any, tab: StudyTab) -> None:
+    import gradio as gr
+
+    outputs = [tab.note, tab.label, tab.photo, tab.left, tab.right, tab.count, state]
+
+    def show_trial(st: dict, trial: Trial | None, count: int) -> tuple:
+        st = dict(st)
+        st["trial"] = trial
+        if trial is None:
+            return "The pool is empty.", "", None, None, None, f"{count} judgement(s) recorded.", st
+        return (
+            "",
+            f"### Edit: {html.escape(trial.label)}",
+            png_image(trial.photo_png).resize((192, 192)),
+            display(png_image(trial.left_png)),
+            display(png_image(trial.right_png)),
+            f"{count} judgement(s) recorded for this judge.",
+            st,
+        )
+
+    def on_judge(name: str, st: dict) -> tuple:
+        nonlocal db
+        if db is None:
+            db, problem = _open_study(study_db)
+            if db is None:
+                return problem, *[gr.skip()] * 5, st
+        try:
+            name = check_judge(name)
+        except MagecError as exc:
+            return str(exc), *[gr.skip()] * 5, st
+        st = dict(st or {})
+        st["judge"] = name
+        count = sum(1 for r in db.rows() if r["judge"] == name)
+        return show_trial(st, db.next_trial(name), count)
+
+    def on_choice(choice: str, st: dict) -> tuple:
+        st = dict(st or {})
+        trial, name = st.get("trial"), st.get("judge")
+        if db is None or trial is None or not name:
+            return "Enter your judge id and press Start first.", *[gr.skip()] * 5, st
+        count = db.record(name, trial, choice)  # committed before the page moves on
+        return show_trial(st, db.next_trial(name), count)
+
+    tab.judge_btn.click(on_judge, [tab.judge, state], outputs)
+    tab.judge.submit(on_judge, [tab.judge, state], outputs)
+    tab.left_btn.click(lambda st: on_choice("left", st), [state], outputs)
+    tab.right_btn.click(lambda st: on_choice("right", st), [state], outputs)
 
 
 def serve(

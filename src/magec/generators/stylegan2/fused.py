@@ -127,7 +127,7 @@ class _StyledLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, s, d, noise, weight, noise_weight, bias, shape: LayerShape):  # noqa: ANN001, ANN205
+    def forward(ctx, x, s, d, noise, weight, noise_weight, bias, shape: LayerShape):
         dtype = shape.dtype or x.dtype
         x, s, d, noise = x.to(dtype), s.to(dtype), d.to(dtype), noise.to(dtype)
         noise_weight, bias = noise_weight.to(dtype), bias.to(dtype)
@@ -143,7 +143,7 @@ class _StyledLayer(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
+    def backward(ctx, grad):
         x, s, d, noise, weight, noise_weight, bias, out = ctx.saved_tensors
         shape: LayerShape = ctx.shape
         need = ctx.needs_input_grad

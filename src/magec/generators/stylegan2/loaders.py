@@ -188,7 +188,7 @@ def load_safetensors(path: str | Path) -> StyleGAN2Generator:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # noqa: BLE001 - corrupted header or data
+    except Exception as exc:  # corrupted header or data
         raise file_error(
             path, f"not a readable safetensors file ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
         ) from None

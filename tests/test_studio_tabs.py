@@ -1,0 +1,84 @@
+"""The studio page's tabs, each built alone inside a ``gr.Blocks`` (no server, no browser)."""
+
+from __future__ import annotations
+
+import pytest
+
+from magec.inversion.config import PAPER_METHODS
+
+
+@pytest.fixture()
+def gr(monkeypatch, tmp_path):
+    """Gradio, imported offline with its uploads under ``tmp_path`` (as ``configure_gradio`` would set)."""
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return pytest.importorskip("gradio")
+
+
+@pytest.fixture()
+def studio(tone_pipeline, tmp_path):
+    from magec.studio.session import Studio
+
+    s = Studio(tone_pipeline, upload_root=tmp_path)
+    yield s
+    s.close()
+
+
+def _elem_ids(blocks) -> set[str]:
+    return {b.elem_id for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+
+
+def _api_names(blocks) -> list:
+    return [f.api_name for f in blocks.fns.values()]
+
+
+def test_the_editor_tab_builds_alone(gr, studio):
+    from magec.studio.app import editor_tab
+
+    with gr.Blocks() as page:
+        state = gr.State({})
+        tab = editor_tab(studio, state)
+    assert {"upload", "astronaut-btn", "invert-btn", "cancel-btn", "progress", "pasted", "downloads"} <= _elem_ids(page)
+    assert isinstance(tab.invert_btn, gr.Button) and isinstance(tab.upload, gr.File)
+    assert list(tab.shown) == list(tab.captions) == ["original", "projection", "edited"]
+    assert [s.elem_id for s in tab.sliders] == [s.elem_id for s in studio.sliders] and tab.sliders
+    assert all(isinstance(s, gr.Slider) for s in tab.sliders)
+    names = _api_names(page)
+    assert {"astronaut", "invert", "render"} <= set(names)
+    assert sum(1 for n in names if n and n.startswith("render")) == len(studio.sliders)  # one per slider
+
+
+def test_the_compare_tab_builds_alone(gr, studio):
+    from magec.studio.app import compare_tab
+
+    with gr.Blocks() as page:
+        tab = compare_tab(studio, gr.State({}))
+    assert list(tab.images) == list(tab.captions) == list(PAPER_METHODS)
+    assert {f"compare-{m}" for m in PAPER_METHODS} | {"compare-btn", "compare-cancel"} <= _elem_ids(page)
+    assert tab.edit.choices and tab.edit.value == studio.sliders[0].label
+    assert len(page.fns) == 4  # compare, cancel, and a redraw for each of the edit and its amount
+
+
+def test_the_study_tab_builds_alone_and_says_why_it_cannot_start(gr, tmp_path):
+    from magec.studio.app import study_tab
+
+    with gr.Blocks() as page:
+        tab = study_tab(None, gr.State({}))
+    assert {"judge", "judge-btn", "study-left", "study-right", "left-btn", "right-btn"} <= _elem_ids(page)
+    assert "--study-db" in tab.note.value
+    with gr.Blocks():
+        empty = study_tab(tmp_path / "study.db", gr.State({}))
+    assert "holds no pool" in empty.note.value
+
+
+def test_the_page_is_its_three_tabs(gr, studio, tmp_path):
+    from magec.studio.app import build_app, compare_tab, editor_tab, study_tab
+
+    page = build_app(studio, None)
+    with gr.Blocks() as parts:
+        state = gr.State({})
+        editor_tab(studio, state)
+        compare_tab(studio, state)
+        study_tab(None, state)
+    assert _elem_ids(page) == _elem_ids(parts) and _api_names(page) == _api_names(parts)
