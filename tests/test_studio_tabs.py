@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+
 import pytest
 
 from magec.inversion.config import PAPER_METHODS
+from magec.studio.jobs import CANCELLED
 
 
 @pytest.fixture()
@@ -81,4 +85,15 @@ def test_the_page_is_its_three_tabs(gr, studio, tmp_path):
         editor_tab(studio, state)
         compare_tab(studio, state)
         study_tab(None, state)
-    assert _elem_ids(page) == _elem_ids(parts) and _api_names(page) == _api_names(parts)
+    # ... and one handler more: closing the browser tab stops that viewer's inversions
+    closing = [f for f in page.fns.values() if any(event == "unload" for _, event in f.targets)]
+    assert len(closing) == 1 and closing[0].fn.__name__ == "on_close"
+    assert _elem_ids(page) == _elem_ids(parts) and _api_names(page) == _api_names(parts) + [closing[0].api_name]
+    release = threading.Event()
+    try:
+        studio.queue.submit("someone else", lambda job: release.wait(30))
+        waiting = studio.queue.submit("viewer-1", lambda job: "ran")
+        closing[0].fn(SimpleNamespace(session_hash="viewer-1"))  # what Gradio calls when viewer-1's tab closes
+        assert waiting.wait(2) and waiting.state == CANCELLED and waiting.result is None
+    finally:
+        release.set()
