@@ -50,6 +50,8 @@ def test_the_editor_tab_builds_alone(gr, studio):
     assert all(isinstance(s, gr.Slider) for s in tab.sliders)
     names = _api_names(page)
     assert {"astronaut", "invert", "render"} <= set(names)
+    assert tab.method.value == "magec+pti"  # the method that gives the person back
+    assert "face-choice" in _elem_ids(page)
     assert sum(1 for n in names if n and n.startswith("render")) == len(studio.sliders)  # one per slider
 
 
@@ -85,10 +87,14 @@ def test_the_page_is_its_three_tabs(gr, studio, tmp_path):
         editor_tab(studio, state)
         compare_tab(studio, state)
         study_tab(None, state)
-    # ... and one handler more: closing the browser tab stops that viewer's inversions
+    # ... and two page handlers more: the method's time estimate on load, and closing the browser tab stops that
+    # viewer's inversions
     closing = [f for f in page.fns.values() if any(event == "unload" for _, event in f.targets)]
+    loading = [f for f in page.fns.values() if any(event == "load" for _, event in f.targets)]
     assert len(closing) == 1 and closing[0].fn.__name__ == "on_close"
-    assert _elem_ids(page) == _elem_ids(parts) and _api_names(page) == _api_names(parts) + [closing[0].api_name]
+    assert len(loading) == 1 and loading[0].fn.__name__ == "on_method"
+    extra = [f.api_name for f in page.fns.values() if f in (*closing, *loading)]
+    assert _elem_ids(page) == _elem_ids(parts) and _api_names(page) == _api_names(parts) + extra
     release = threading.Event()
     try:
         studio.queue.submit("someone else", lambda job: release.wait(30))
