@@ -172,6 +172,12 @@ def test_studio_in_a_browser(chromium, embedded_pack, tmp_path):
             assert response.ok
             latent = tmp_path / "studio-magec.latent.safetensors"
             latent.write_bytes(response.body())
+            # the page starts with magec+pti: the tuned generator comes with the latent, and the CLI uses it
+            tuned_link = page.locator("#downloads a[download$='.pti.safetensors']")
+            expect(tuned_link).to_have_count(1)
+            tuned = page.request.get(tuned_link.get_attribute("href"))
+            assert tuned.ok
+            (tmp_path / "studio-magec.pti.safetensors").write_bytes(tuned.body())
             edits = _magec(
                 "edit", str(latent), "--pack", str(pack), "--out", str(tmp_path / "edits"), "--device", "cpu",
                 "--paste-back", str(photo),

@@ -246,7 +246,7 @@ def _wire_photo(studio: Studio, state: Any, tab: EditorTab) -> None:
         if getattr(photo, "faces", 1) > 1:
             text = (
                 f"Framed face {photo.face} of {html.escape(what)}, which holds {photo.faces} faces (0 is the "
-                "largest): change *face in the photo* to take another. Ready to invert."
+                "largest): change *face in the photo* to take another; ready to invert."
             )
         return display(photo.image), text, st
 
