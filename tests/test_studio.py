@@ -293,3 +293,24 @@ def test_the_time_an_inversion_takes_is_estimated_before_it_starts(tone_pipeline
             studio.estimate_seconds("fast")
     finally:
         studio.close()
+
+
+def test_an_upload_is_deleted_once_read_and_nothing_else_is(tone_pipeline, tmp_path):
+    from magec.studio.session import Studio
+
+    root = tmp_path / "uploads"
+    (root / "abc").mkdir(parents=True)
+    upload, outside = root / "abc" / "me.png", tmp_path / "mine.png"
+    for path in (upload, outside):
+        Image.new("RGB", (8, 8)).save(path)
+    studio = Studio(tone_pipeline, upload_root=root)
+    try:
+        studio.discard_upload(outside)  # not the studio's: kept
+        studio.discard_upload(root / "abc" / ".." / ".." / "mine.png")
+        studio.discard_upload(root)
+        assert outside.is_file() and root.is_dir()
+        studio.discard_upload(upload)
+        assert not upload.exists()
+        studio.discard_upload(upload)  # twice is fine
+    finally:
+        studio.close()

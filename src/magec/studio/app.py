@@ -31,6 +31,8 @@ POLL_SECONDS = 0.25
 DEFAULT_METHOD = "magec+pti"
 #: The longer side of the pasted-back photo as shown in the page (the download keeps the photo's resolution).
 PASTED_DISPLAY_SIDE = 1024
+#: How long an image the page was sent stays in the server's folder, and how often old ones are swept.
+RENDER_MAX_AGE_S, RENDER_SWEEP_S = 1800, 300
 
 
 def configure_gradio(upload_dir: Path) -> None:
@@ -70,7 +72,11 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
     """The page as a ``gradio.Blocks`` (not launched): a header over the Editor, Compare and Study tabs."""
     import gradio as gr
 
-    with gr.Blocks(title="magec studio", analytics_enabled=False) as app:
+    # Gradio keeps every image it sends in its cache folder: files older than RENDER_MAX_AGE_S are deleted
+    # every RENDER_SWEEP_S seconds (and all of them when the studio stops), so the folder stays bounded.
+    with gr.Blocks(
+        title="magec studio", analytics_enabled=False, delete_cache=(RENDER_SWEEP_S, RENDER_MAX_AGE_S)
+    ) as app:
         state = gr.State({})
         gr.Markdown(
             f"# magec studio\nGenerator `{studio.pipeline.generator.spec}`, F `{studio.pipeline.describer.spec}`, "
@@ -236,10 +242,10 @@ def _wire_photo(studio: Studio, state: Any, tab: EditorTab) -> None:
     """Upload and the two examples frame a photo; a new photo forgets the last projection and comparison."""
     import gradio as gr
 
-    def use_photo(photo: Any, st: dict, what: str, upload: str | None = None) -> tuple:
+    def use_photo(photo: Any, st: dict, what: str) -> tuple:
         st = dict(st or {})
         st["photo"] = photo
-        st["upload"] = upload  # to frame another face of the same photo
+        st["name"] = what  # to frame another face of the same photo (kept in memory: the upload file is gone)
         st.pop("projection", None)
         st.pop("compare", None)
         text = f"Framed {html.escape(what)}: ready to invert."
@@ -255,17 +261,19 @@ def _wire_photo(studio: Studio, state: Any, tab: EditorTab) -> None:
         if not path:
             return gr.skip(), gr.skip(), st, None
         try:
-            return *use_photo(studio.read_upload(path, int(face or 0)), st, Path(path).name, path), None
+            return *use_photo(studio.read_upload(path, int(face or 0)), st, Path(path).name), None
         except Exception as exc:  # one message in the page; the server keeps serving
             return None, _message(exc), st, None
+        finally:  # the photo now lives in this viewer's state only: the uploaded copy goes at once
+            studio.discard_upload(path)
 
     def on_face(face: float | None, st: dict) -> tuple:
-        """Another face of the photo already uploaded (nothing to do for the examples)."""
-        path = (st or {}).get("upload")
-        if not path:
+        """Another face of the photo in hand (re-framed from memory)."""
+        photo = (st or {}).get("photo")
+        if photo is None or photo.photo is None:
             return gr.skip(), gr.skip(), st
         try:
-            return use_photo(studio.read_upload(path, int(face or 0)), st, Path(path).name, path)
+            return use_photo(studio.frame(photo.photo, st.get("name", "photo"), int(face or 0)), st, st["name"])
         except Exception as exc:
             return gr.skip(), _message(exc), st
 

@@ -185,6 +185,15 @@ class Studio:
             raise MagecError(str(exc).replace(str(resolved), name)) from None
         return framed
 
+    def discard_upload(self, path: str | Path | None) -> None:
+        """Delete an uploaded file once it has been read (only inside this studio's upload folder: never
+        anything else); the decoded photo stays in the viewer's state."""
+        if not path:
+            return
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(self.upload_root) and resolved != self.upload_root and resolved.is_file():
+            resolved.unlink(missing_ok=True)
+
     def frame(self, photo: Image.Image, name: str = "photo", face: int = 0) -> FramedPhoto:
         """``photo`` with one face framed for the generator (``face``: 0 the largest, 1 the next...; one clear
         line when there is none), kept with the photo, where the face's square sits in it, the face's
