@@ -160,6 +160,26 @@ def test_studio_in_a_browser(chromium, embedded_pack, tmp_path):
             assert pasted_change > 0.05, f"the pasted-back photo did not follow the slider ({pasted_change:.3f})"
             page.screenshot(path=str(figures / "studio-editor.png"), full_page=True)
 
+            # Slider latency as the user feels it: from a new value entered to the new edited image loaded.
+            low, high = float(male.get_attribute("min")), float(top)
+            loaded = (
+                "prev => { const i = document.querySelector('#edited img');"
+                " return i && i.getAttribute('src') !== prev && i.complete && i.naturalWidth > 0; }"
+            )
+            times = []
+            for value in np.linspace(low, high, 15)[-2::-1]:  # the slider stands at the top already
+                prev = page.locator("#edited img").get_attribute("src")
+                started = time.perf_counter()
+                male.fill(f"{value:.4f}")
+                male.press("Enter")
+                page.wait_for_function(loaded, arg=prev, timeout=15_000)
+                times.append((time.perf_counter() - started) * 1000)
+            p50, p95 = np.percentile(times[2:], [50, 95])  # the first two warm up
+            print(
+                f"studio slider latency in the page: p50 {p50:.0f} ms, p95 {p95:.0f} ms over {len(times) - 2} "
+                f"changes (1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+            )
+
             # Download the latent and edit it with the CLI; the photo pasted back comes at its own resolution.
             page.locator("#download-btn").click()
             link = page.locator("#downloads a[download$='.latent.safetensors']")
