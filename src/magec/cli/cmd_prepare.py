@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=DEFAULT_BATCH,
         help="images synthesised and described at once (default: auto, from the resolution and free memory; "
-        "results do not depend on it)",
+        "results agree up to float rounding)",
     )
     p.add_argument("--no-styleflow", action="store_true", help="skip fitting the StyleFlow editor (about 25 s on CPU)")
     p.add_argument(
