@@ -87,8 +87,8 @@ def edit_grid(
 ) -> Path:
     """Rows (input, method); columns original, projection, then the editor's edits (Fig. 3 of the paper)."""
     ed = pipeline.editors[editor]
-    target = ed.traits.family == TARGET
-    if target:  # towards the default sample, t in [0, 1]
+    walks = ed.traits.family == TARGET
+    if walks:  # towards the default sample, t in [0, 1]
         operations, amounts = ed.traits.default_operations(ed.operations()), [0.25, 0.5, 0.75]
     else:
         operations, amounts = ed.operations()[:2], [-ed.default_amount, ed.default_amount]
@@ -105,7 +105,7 @@ def edit_grid(
                 labels.append(f"{name}\n{method}")
                 cells.append(layout.captions(pipeline.describer(torch.stack(row)), sep=" "))
     cols = ["original", "projection"] + [
-        f"t={amt}" if target else f"{op} {amt:+.2f}" for op in operations for amt in amounts
+        f"t={amt}" if walks else f"{op} {amt:+.2f}" for op in operations for amt in amounts
     ]
     return image_grid(
         rows,
