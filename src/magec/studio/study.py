@@ -1,11 +1,11 @@
 """The paper's blind user study (Fig. 5): a pool of edits, pairwise judgements in SQLite, and the report.
 
-``prepare_pool`` inverts a few photos with every method and renders random named edits of each projection
-up front, so a judge never waits for an inversion; it commits photo by photo and resumes where it stopped. A trial shows one photo, a named edit and
-the two methods' edited images in random left/right order; the judge picks the better one (quality and
-coherence with the named edit). Each judgement is one SQLite transaction, committed before the page
-acknowledges it, so a killed server loses nothing that was acknowledged. ``study_report`` gives the
-preference rate per method pair with a two-sided binomial test against 50%.
+``prepare_pool`` inverts a few photos with every method and renders random named edits of each projection up
+front, so a judge never waits for an inversion; it commits photo by photo and resumes where it stopped. A
+trial shows one photo, a named edit and the two methods' edited images in random left/right order; the judge
+picks the better one (quality and coherence with the named edit). Each judgement is one SQLite transaction,
+committed before the page acknowledges it, so a killed server loses nothing that was acknowledged.
+``study_report`` gives the preference rate per method pair with a two-sided binomial test against 50%.
 """
 
 from __future__ import annotations
