@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="invert photos with every method and store random edits of each",
         description="Invert photos with every method and store random named edits of each, photo by photo: "
         "each photo is committed as soon as it is done, and rerunning the same command on the same --db "
-        "continues with the photos not yet in the pool. --size quick took 3.5 minutes on 2 CPU cores with the "
-        "embedded default once its pack was prepared (about 10 more minutes, once); --size full (the paper's "
-        "schedules on 8 photos) about 1.5 hours.",
+        "continues with the photos not yet in the pool. --size quick took 38 s on 2 CPU cores with the "
+        "embedded default once its pack was prepared (the first run prepares it: about 10 minutes, once); "
+        "--size full (the paper's schedules on 8 photos) about 10x as long per photo.",
     )
     prep.add_argument("--db", help="study database to create (default: study.sqlite in the magec cache)")
     prep.add_argument("--pack", help="pack folder (default: the embedded default)")
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--size",
         choices=tuple(SIZES),
         default="full",
-        help="quick: 2 generated faces, schedules shortened 10x (3.5 min on 2 CPU cores); "
+        help="quick: 2 generated faces, schedules shortened 10x (38 s on 2 CPU cores); "
         "full: 7 generated faces, the paper's schedules (default)",
     )
     prep.add_argument(
