@@ -999,6 +999,7 @@ CASES: list[Case] = [
         both(empty_study_db("s.sqlite"), user_file("rows.csv")),
     ),
     Case("study-prepare-missing-photo", ["study", "prepare", "--db", "s.sqlite", "nope.jpg"], 1, "no such file"),
+    Case("study-prepare-unknown-size", ["study", "prepare", "--size", "huge"], 2, "invalid choice"),
     Case("study-unknown-action", ["study", "frobnicate"], 2, "invalid choice"),
     # --- magec doctor --checkpoint: opened as the loaders open it ---
     Case("doctor-checkpoint-empty", ["doctor", "--checkpoint", "{empty_pkl}"], 1, "empty.pkl: empty file"),

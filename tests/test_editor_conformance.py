@@ -143,7 +143,7 @@ def test_the_editor_lists_are_derived_from_the_traits():
     assert set(config.MAGEC_EDITORS) == {k for k, t in by.items() if t.magec}
     assert runner.PAPER_EDITORS + runner.OPTIONAL_EDITORS == tuple(sorted(by, key=lambda k: not by[k].paper))
     assert runner.PAPER_EDITORS == ("interfacegan", "ganspace", "interpolate")  # the paper's Tables 2-3
-    assert set(study.EDIT_EDITORS) == {k for k, t in by.items() if t.paper and t.linear}
+    assert study.STUDY_EDITORS == editor_kinds(ATTRIBUTE) and study.COMPONENT_EDITORS == editor_kinds(COMPONENT)
     assert reach.LEADING_OPERATIONS == edit_plans.EditPlanConfig().ganspace_top == LEADING_COMPONENTS
 
 

@@ -1,11 +1,11 @@
 """The paper's blind user study (Fig. 5): a pool of edits, pairwise judgements in SQLite, and the report.
 
-``prepare_pool`` inverts a few photos with every method and renders random edit operations of each
-projection up front, so a judge never waits for an inversion. A trial shows one photo, a named edit and
-the two methods' edited images in random left/right order; the judge picks the better one (quality and
-coherence with the named edit). Each judgement is one SQLite transaction, committed before the page
-acknowledges it, so a killed server loses nothing that was acknowledged. ``study_report`` gives the
-preference rate per method pair with a two-sided binomial test against 50%.
+``prepare_pool`` inverts a few photos with every method and renders random named edits of each projection up
+front, so a judge never waits for an inversion; it commits photo by photo and resumes where it stopped. A
+trial shows one photo, a named edit and the two methods' edited images in random left/right order; the judge
+picks the better one (quality and coherence with the named edit). Each judgement is one SQLite transaction,
+committed before the page acknowledges it, so a killed server loses nothing that was acknowledged.
+``study_report`` gives the preference rate per method pair with a two-sided binomial test against 50%.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import random
 import sqlite3
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from magec.inversion import invert, method_config
 from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.io.atomic import atomic_path
 from magec.io.images import tensor_to_pil
-from magec.latent.kinds import editor_kinds
+from magec.latent.kinds import ATTRIBUTE, COMPONENT, editor_kinds, editor_traits
 from magec.pipeline import Pipeline
 from magec.render import render_latent
 
@@ -39,8 +41,12 @@ STUDY_FORMAT = "magec-study-1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: ``PRAGMA user_version`` of a study database magec created ("MAGE"); older studies have 0 and are still read.
 STUDY_USER_VERSION = 0x4D414745
-#: Editors the edits of a study are drawn from: the paper's named directions (InterfaceGAN, GANSpace).
-EDIT_EDITORS = editor_kinds(paper=True, linear=True)
+#: Editors the pool's edits are drawn from by default: named attributes, which a judge can rate for coherence.
+STUDY_EDITORS = editor_kinds(ATTRIBUTE)
+#: Added with ``components``: unsupervised directions (GANSpace, SeFa), with no name to rate them against.
+COMPONENT_EDITORS = editor_kinds(COMPONENT)
+#: How the page names an attribute editor in an edit's label.
+EDITOR_NAMES = {"interfacegan": "InterfaceGAN", "styleflow": "StyleFlow"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,9 +80,13 @@ CSV_COLUMNS = (
 
 
 def edit_label(editor: str, operation: str, amount: float) -> str:
-    """The named edit a judge reads, e.g. ``more male (InterfaceGAN)`` or ``GANSpace pc2, +1.4``."""
-    if editor == "interfacegan":
-        return f"{'more' if amount > 0 else 'less'} {operation} (InterfaceGAN, {amount:+.1f})"
+    """The named edit a judge reads, e.g. ``more male (InterfaceGAN, +3.0)`` or ``ganspace pc2, +1.40``."""
+    try:
+        family = editor_traits(editor).family
+    except KeyError:
+        family = None
+    if family == ATTRIBUTE:
+        return f"{'more' if amount > 0 else 'less'} {operation} ({EDITOR_NAMES.get(editor, editor)}, {amount:+.1f})"
     return f"{editor} {operation}, {amount:+.2f}"
 
 
@@ -258,6 +268,80 @@ def check_judge(judge: str) -> str:
     return judge
 
 
+def pool_editors(pipeline: Pipeline, components: bool = False) -> list[str]:
+    """The pipeline's editors the pool's edits are drawn from: the attribute editors (InterfaceGAN, and
+    StyleFlow where the pack has it), whose named edits a judge can rate for coherence; with ``components``
+    also the unsupervised component editors (GANSpace, SeFa), which have no name to rate them against."""
+    kinds = STUDY_EDITORS + (COMPONENT_EDITORS if components else ())
+    return [kind for kind in kinds if kind in pipeline.editors]
+
+
+def pool_settings(
+    pipeline: Pipeline,
+    photos: list[str],
+    edits_per_photo: int,
+    steps_scale: float,
+    seed: int,
+    methods: tuple[str, ...],
+    components: bool,
+) -> dict[str, Any]:
+    """What decides a pool's content, stored in the database so that a rerun continues only the same pool."""
+    pack = {k: v for k, v in pipeline.settings().items() if k != "device"}
+    return {
+        "methods": list(methods),
+        "steps_scale": float(steps_scale),
+        "edits": int(edits_per_photo),
+        "seed": int(seed),
+        "components": bool(components),
+        "photos": list(photos),
+        "pack": json.loads(json.dumps(pack, default=str)),
+    }
+
+
+def check_pool_settings(db: StudyDB, settings: dict[str, Any]) -> int:
+    """Refuse (one line) a database whose pool was prepared with other settings; returns the photos it holds."""
+    with db._connect() as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        done = [r[0] for r in conn.execute("SELECT name FROM photos ORDER BY id")]
+    if row is None:
+        if done or db.pool_size():
+            raise file_error(db.path, f"already holds a pool of {db.pool_size()} edits (use a new --db)")
+        return 0
+    stored = json.loads(row[0])
+    for key in ("methods", "steps_scale", "edits", "seed", "components", "pack", "photos"):
+        if stored.get(key) != settings.get(key):
+            what = "photos" if key == "photos" else f"{key} {stored.get(key)!r}, not {settings.get(key)!r}"
+            raise file_error(db.path, f"holds a pool prepared with other settings ({what}); use a new --db")
+    if done != settings["photos"][: len(done)]:
+        raise file_error(db.path, "holds a pool of other photos; use a new --db")
+    return len(done)
+
+
+def seconds_per_photo(
+    pipeline: Pipeline, image: torch.Tensor, methods: tuple[str, ...], steps_scale: float, seed: int
+) -> float:
+    """About how long one photo takes with every method: a short run of each (3 steps per schedule part, the
+    first of each not counted, as the studio's estimate does) times the steps of the full schedule."""
+    total = 0.0
+    for method in methods:
+        config = method_config(method, steps_scale)
+        short = replace(config, phases=tuple(replace(p, steps=3) for p in config.phases))
+        times: dict[int, list[float]] = {}
+        last = [time.perf_counter()]
+
+        def on_step(info: Any, times: dict[int, list[float]] = times, last: list[float] = last) -> bool:
+            now = time.perf_counter()
+            times.setdefault(info.phase, []).append(now - last[0])
+            last[0] = now
+            return False
+
+        invert(pipeline, image, method, short, seed, on_step)
+        for k, phase in enumerate(config.phases, 1):
+            spent = times.get(k, [])[1:]
+            total += phase.steps * (sorted(spent)[len(spent) // 2] if spent else 0.0)
+    return total
+
+
 def prepare_pool(
     pipeline: Pipeline,
     db: StudyDB,
@@ -267,76 +351,93 @@ def prepare_pool(
     seed: int = 0,
     methods: tuple[str, ...] = METHODS,
     progress: bool = True,
-    batch_size: int = 8,
+    components: bool = False,
+    on_photo: Callable[[int, str], None] | None = None,
 ) -> int:
     """Invert ``photos`` (name, (1, 3, R, R)) with every method and store random edits of each; returns edits added.
 
-    Photos are inverted ``batch_size`` at a time (8: the default pool in one batch, as before); the batch is
-    checked against the device's memory first (``magec.memory.check_inversion_batch``) and kept fixed, since
-    an inversion's result depends on its batch up to float rounding.
-
-    The edits are drawn (seeded) from the InterfaceGAN attributes and the leading GANSpace components,
-    with a random sign and the editor's default amount. Everything is stored in one transaction.
+    Photo by photo: each photo's inversions and edits are committed in one transaction as soon as it is done,
+    so an interruption keeps the finished photos, and a rerun with the same settings (checked against those
+    stored in the database) continues with the others. Every photo is inverted alone with ``seed`` and its
+    edits are drawn from a generator seeded by ``seed`` and its position, so a resumed pool equals an
+    uninterrupted one. The edits are named attributes (``pool_editors``), with a random sign and the
+    editor's default amount. ``on_photo(index, name)`` is called after each photo is committed.
     """
-    if db.pool_size():
-        raise file_error(db.path, f"already holds a pool of {db.pool_size()} edits (use a new --db)")
     if not photos:
         raise MagecError("no photos for the study pool")
-    from magec.inversion import ProgressBar
+    from tqdm.auto import tqdm
+
     from magec.memory import check_inversion_batch
 
-    images = torch.cat([p for _, p in photos])
-    size = min(batch_size, len(photos))
-    check_inversion_batch(pipeline.generator, size, pipeline.device)
-    results = {}
-    for method in methods:
-        parts = []
-        for start in range(0, len(photos), size):
-            label = f"invert [{method}] {start + 1}-{min(len(photos), start + size)}/{len(photos)}"
-            bar = ProgressBar(label) if progress else None
-            config = method_config(method, steps_scale)
-            parts.append(invert(pipeline, images[start : start + size], method, config, seed, bar))
-        results[method] = _joined(parts)
     editors = pipeline.editors
     choices = [
         (name, op)
-        for name in EDIT_EDITORS
-        if name in editors
+        for name in pool_editors(pipeline, components)
         for op in editors[name].traits.default_operations(editors[name].operations())
     ]
-    rng = random.Random(seed)
-    added = 0
+    if not choices:
+        raise MagecError("the pack has no attribute editor for the study's edits (use --components)")
+    settings = pool_settings(pipeline, [n for n, _ in photos], edits_per_photo, steps_scale, seed, methods, components)
+    done = check_pool_settings(db, settings)
     with db._connect() as conn:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)", (json.dumps(settings),))
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('pool', ?)", (f"magec {__version__}, {pipeline.settings()}",))
-        for i, (name, image) in enumerate(photos):
-            photo_id = db.add_photo(conn, name, image[0])
-            for editor, operation in rng.sample(choices, min(edits_per_photo, len(choices))):
-                amount = editors[editor].default_amount * rng.choice((-1.0, 1.0))
-                edit_id = conn.execute(
-                    "INSERT INTO edits (photo_id, editor, operation, amount) VALUES (?, ?, ?, ?)",
-                    (photo_id, editor, operation, amount),
-                ).lastrowid
-                for method, res in results.items():
-                    noise = [n[i : i + 1] for n in res.noise] if res.noise is not None else None
-                    edited = render_latent(
-                        pipeline, res.latents[i : i + 1], res.space, noise, {(editor, operation): amount}
-                    )
-                    conn.execute(
-                        "INSERT INTO renders (edit_id, method, png) VALUES (?, ?, ?)",
-                        (edit_id, method, _png(edited[0])),
-                    )
-                added += 1
+    todo = len(photos) - done
+    if not todo:
+        return 0
+    if progress:
+        seconds = seconds_per_photo(pipeline, photos[done][1], methods, steps_scale, seed)
+        print(
+            f"inverting {todo} photos x {len(methods)} methods"
+            + (f" ({done} already in the pool)" if done else "")
+            + f", about {_duration(seconds * todo)}",
+            file=sys.stderr,
+        )
+    check_inversion_batch(pipeline.generator, 1, pipeline.device)
+    added = 0
+    bar = tqdm(total=len(photos), initial=done, desc="study pool", unit="photo", disable=not progress)
+    try:
+        for i in range(done, len(photos)):
+            name, image = photos[i]
+            results = {m: invert(pipeline, image, m, method_config(m, steps_scale), seed) for m in methods}
+            rng = random.Random(f"{seed}:{i}")
+            with db._connect() as conn:  # one transaction per photo: all of it, or nothing of it
+                photo_id = db.add_photo(conn, name, image[0])
+                for editor, operation in rng.sample(choices, min(edits_per_photo, len(choices))):
+                    amount = editors[editor].default_amount * rng.choice((-1.0, 1.0))
+                    edit_id = conn.execute(
+                        "INSERT INTO edits (photo_id, editor, operation, amount) VALUES (?, ?, ?, ?)",
+                        (photo_id, editor, operation, amount),
+                    ).lastrowid
+                    for method, res in results.items():
+                        edited = render_latent(
+                            pipeline, res.latents, res.space, res.noise, {(editor, operation): amount}
+                        )
+                        conn.execute(
+                            "INSERT INTO renders (edit_id, method, png) VALUES (?, ?, ?)",
+                            (edit_id, method, _png(edited[0])),
+                        )
+                    added += 1
+            bar.update(1)
+            if on_photo is not None:
+                on_photo(i, name)
+    finally:
+        bar.close()
     return added
 
 
-def _joined(parts: list[Any]) -> Any:
-    """The latents, space and noise of inversion results of consecutive chunks, as one result."""
-    from types import SimpleNamespace
+def pool_photos(db: StudyDB) -> int:
+    """How many photos the pool holds (each committed with all its edits)."""
+    with db._connect() as conn:
+        return conn.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
 
-    noise = None
-    if parts[0].noise is not None:
-        noise = [torch.cat([p.noise[i] for p in parts]) for i in range(len(parts[0].noise))]
-    return SimpleNamespace(latents=torch.cat([p.latents for p in parts]), space=parts[0].space, noise=noise)
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
