@@ -240,3 +240,22 @@ def test_the_version_is_written_once(capsys):
     pyprojecttoml = pytest.importorskip("setuptools.config.pyprojecttoml")
     resolved = pyprojecttoml.read_configuration(root / "pyproject.toml", expand=True)
     assert resolved["project"]["version"] == _version.__version__  # read statically, without importing magec
+
+
+def test_log_lines_follow_stderr_when_a_host_program_swaps_it(monkeypatch):
+    """``main`` run twice in one process (a notebook, a test suite) logs to the stderr of the second run,
+    never into the first one's stream, which may be closed by then."""
+    import io
+    import logging
+    import sys
+
+    from magec.cli.main import _setup_logging
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    _setup_logging()
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    _setup_logging()
+    logging.getLogger("magec").info("chunks of %d", 7)
+    assert second.getvalue().endswith("magec: chunks of 7\n")

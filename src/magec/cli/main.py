@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from magec import __version__
 from magec.errors import MagecError
@@ -60,11 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a line is logged: a program that runs ``main`` twice may have
+    swapped it in between (a handler bound to the first one would write into a closed stream)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     """Library notes (e.g. a perceptual-loss fallback) reach the user as ``magec: ...`` lines on stderr."""
     logger = logging.getLogger("magec")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("magec: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
