@@ -150,7 +150,7 @@ def check_onnx_file(path: str | Path) -> onnx.ModelProto:
         raise file_error(path, f"ONNX file of {size} bytes, more than the {MAX_ONNX_FILE_BYTES} magec reads")
     try:
         model = onnx.load(str(path), load_external_data=False)  # external weights: sized first, below
-    except Exception as exc:  # noqa: BLE001 - any decode failure means a bad file
+    except Exception as exc:  # any decode failure means a bad file
         raise file_error(
             path,
             f"not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",

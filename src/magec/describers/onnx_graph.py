@@ -155,7 +155,7 @@ class OnnxGraphModule(nn.Module):
 
         try:
             array = np.array(numpy_helper.to_array(_attributes(node)["value"]), copy=True)
-        except Exception as exc:  # noqa: BLE001 - a tensor whose data does not match its dims or type
+        except Exception as exc:  # a tensor whose data does not match its dims or type
             raise file_error(
                 path, f"node {label!r} (Constant): its value cannot be read ({str(exc).splitlines()[0][:200]})"
             ) from None
