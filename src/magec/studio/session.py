@@ -162,8 +162,8 @@ class Studio:
     def read_upload(self, path: str | Path, face: int = 0) -> FramedPhoto:
         """An uploaded file, checked and framed (``face``: which face, 0 the largest); refuses anything outside
         the upload folder."""
-        resolved = Path(path).resolve()
-        if not resolved.is_relative_to(self.upload_root):
+        resolved = self._in_uploads(path)
+        if resolved is None:
             raise MagecError("refused: the upload did not come through this page")
         name = resolved.name
         size = resolved.stat().st_size if resolved.is_file() else 0
@@ -188,11 +188,14 @@ class Studio:
     def discard_upload(self, path: str | Path | None) -> None:
         """Delete an uploaded file once it has been read (only inside this studio's upload folder: never
         anything else); the decoded photo stays in the viewer's state."""
-        if not path:
-            return
-        resolved = Path(path).resolve()
-        if resolved.is_relative_to(self.upload_root) and resolved != self.upload_root and resolved.is_file():
+        resolved = self._in_uploads(path) if path else None
+        if resolved is not None and resolved != self.upload_root and resolved.is_file():
             resolved.unlink(missing_ok=True)
+
+    def _in_uploads(self, path: str | Path) -> Path | None:
+        """``path`` resolved, when it lies in this studio's upload folder (else None: not the page's file)."""
+        resolved = Path(path).resolve()
+        return resolved if resolved.is_relative_to(self.upload_root) else None
 
     def frame(self, photo: Image.Image, name: str = "photo", face: int = 0) -> FramedPhoto:
         """``photo`` with one face framed for the generator (``face``: 0 the largest, 1 the next...; one clear
