@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"latent"},
     {"losses"},
     {"pack"},
+    {"encoders"},
     {"prepare"},
     {"pipeline"},
     {"inversion", "render"},

@@ -12,6 +12,7 @@ import torch
 from magec.describers import load_describer
 from magec.describers.base import Describer
 from magec.devices import resolve_device
+from magec.encoders.base import Encoder
 from magec.errors import MagecError
 from magec.generators import load_generator
 from magec.generators.base import Generator
@@ -43,6 +44,9 @@ class Pipeline:
     #: built from the pack when not given, so adding an editor here (``magec edit --editor boundary:FILE``) never
     #: changes the pack.
     editors: dict[str, LatentEditor] = field(default_factory=dict)
+    #: An image-to-latent encoder for this generator (the pack's own, or e4e's), or None: the instant first look
+    #: and the start of the ``encoder+...`` methods.
+    encoder: Encoder | None = None
 
     def __post_init__(self) -> None:
         if not self.editors:
