@@ -86,7 +86,10 @@ def test_the_encoders_code_comes_first_and_the_methods_projection_replaces_it(st
         assert (moved - studio.render(instant, {})).abs().mean() > 0.01
         files = {p.name: p for p in studio.downloads(instant, {spec.key: spec.maximum})}
         saved = load_latent(files["studio-encoder.latent.safetensors"])
-        assert torch.equal(saved.latent.cpu().reshape(instant.latent.shape), instant.latent) and saved.metadata["method"] == "encoder"
+        assert (
+            torch.equal(saved.latent.cpu().reshape(instant.latent.shape), instant.latent)
+            and saved.metadata["method"] == "encoder"
+        )
         assert first.job.state == QUEUED  # all of this while the method's inversion still waited
     finally:
         release.set()

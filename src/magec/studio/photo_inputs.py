@@ -77,9 +77,11 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
         first_look, landed, outputs = _first_look_handlers(studio, state, tab)
 
         def after_photo(event: Any) -> None:
-            event.then(
-                first_look, [state, tab.method, *tab.sliders], outputs, concurrency_limit=None, api_name=False
-            ).then(landed, [state, *tab.sliders], outputs, concurrency_limit=None, api_name=False)
+            # No progress overlay: after its first yield the images are final, and the user edits them.
+            hidden = {"concurrency_limit": None, "api_name": False, "show_progress": "hidden"}
+            event.then(first_look, [state, tab.method, *tab.sliders], outputs, **hidden).then(
+                landed, [state, *tab.sliders], outputs, **hidden
+            )
     else:
 
         def after_photo(event: Any) -> None:
