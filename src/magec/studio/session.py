@@ -379,8 +379,8 @@ class Studio:
         )
 
     def refine(self, owner: str, instant: Projection, method: str) -> FirstLook:
-        """Queue ``method``'s inversion of the photo behind ``instant`` (the second stage): as ``submit`` does,
-        from the generator's mean like any inversion; the page swaps in ``FirstLook.refined`` once it lands."""
+        """Queue ``method``'s inversion of the photo behind ``instant`` (the second stage), as ``submit`` queues
+        any inversion; the page swaps in ``FirstLook.refined`` once it lands."""
         photo = instant.framed if instant.framed is not None else tensor_to_pil(instant.source[0])
         return FirstLook(instant, self.submit(owner, photo, (method,)), method)
 
