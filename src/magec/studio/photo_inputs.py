@@ -152,7 +152,11 @@ def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any
             pasted = pasted_photo(studio, instant, list(values))
         except Exception:  # the edited image is there; a paste that fails leaves the photo out
             pasted = None
-        first = studio.refine(session_of(request), instant, chosen)
+        try:
+            first = studio.refine(session_of(request), instant, chosen)
+        except Exception as exc:  # e.g. the studio is closing: the encoder's projection stays
+            yield {tab.pasted: pasted, tab.status: message(exc)}
+            return
         st = dict(st)
         st["first_look"] = first
         yield {state: st, tab.pasted: pasted, tab.progress: progress_html(first.job, studio.queue.ahead(first.job))}
