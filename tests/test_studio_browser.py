@@ -318,6 +318,7 @@ STAGE_RECORDER = """() => {
     const now = performance.now();
     if (!rec.framed && loaded('#framed img')) rec.framed = now;
     const caption = text('#caption-projection');
+    if (!rec.instantText && caption.includes('instant (encoder)')) rec.instantText = now;
     if (!rec.instant && caption.includes('instant (encoder)') && loaded('#projection img')) rec.instant = now;
     if (rec.instant && !rec.refined && !rec.pastedInstant && loaded('#pasted img')) rec.pastedInstant = now;
     if (!rec.refined && text('#progress').includes('replaced the instant')) rec.refined = now;
@@ -403,7 +404,8 @@ def test_the_encoders_first_look_comes_before_the_optimisation(chromium, embedde
                 server.kill()
     first_look = stages["instant"] - stages["framed"]
     print(
-        f"studio first look in the page: the encoder's projection {first_look:.0f} ms after the framed photo, "
+        f"studio first look in the page: the encoder's projection {first_look:.0f} ms after the framed photo "
+        f"(its caption {stages['instantText'] - stages['framed']:.0f} ms, then its image), "
         f"{stages['instant'] - upload_end:.0f} ms after the upload's request ended (framing "
         f"{stages['framed'] - upload_end:.0f} ms), the photo pasted {stages['pastedInstant'] - stages['instant']:.0f}"
         f" ms later; magec+pti (steps x0.25) landed {(stages['refined'] - stages['instant']) / 1000:.1f} s after it "
