@@ -1,5 +1,9 @@
 """What the studio page does, without the page: frame a photo, invert it in the queue, render slider values.
 
+With an encoder in the pipeline (``Pipeline.encoder``) a photo is seen in two stages: the encoder's code at once
+(``Studio.instant_projection``: one forward pass, in the caller's thread, never queued), then the chosen method's
+optimisation in the queue (``Studio.refine``), whose projection replaces it when it lands (``FirstLook``).
+
 Everything here calls documented library functions (``frame_face_located``, ``invert``, ``render_latent``,
 ``paste_back``, ``save_latent``); the Gradio page (``magec.studio.app``) only wires these to widgets. Nothing
 the browser sends is used as a path: an upload is accepted only when it lies inside the upload folder this
@@ -35,7 +39,7 @@ from magec.inversion.pti import PTIConfig
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
-from magec.studio.jobs import Job, JobQueue
+from magec.studio.jobs import DONE, Job, JobQueue
 
 #: Upload limits of the page (the CLI's are larger: a page left running must not be easy to exhaust).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -50,6 +54,9 @@ METHODS = (*PAPER_METHODS, *PTI_METHODS)
 PASTE_MARGIN = 0.25
 #: How the studio records a framing in a downloaded latent (``magec edit --paste-back`` reads it).
 FRAMING_RECORD = {"chip-box": "face-crop", "ffhq": "align"}
+#: The method name of the encoder's projection (as ``magec invert --method encoder``: the encoder's code alone),
+#: and how the page names it.
+INSTANT_METHOD, INSTANT_LABEL = "encoder", "instant (encoder)"
 
 
 @dataclass
@@ -121,6 +128,36 @@ class Projection:
     framed: FramedPhoto | None = None
     #: Pivotal-tuning steps run (``+pti``; PTI may stop early once its LPIPS threshold is met).
     tuning_steps: int = 0
+    #: True for the encoder's code (``Studio.instant_projection``), shown until the chosen method's lands.
+    instant: bool = False
+
+    @property
+    def shown_as(self) -> str:
+        """What the page calls this projection: ``instant (encoder)``, or the method's name."""
+        return INSTANT_LABEL if self.instant else self.method
+
+
+@dataclass
+class FirstLook:
+    """A photo seen in two stages: the encoder's projection at once, and the queued job of the chosen method
+    whose projection replaces it once it lands (the slider values stay: only the latent changes)."""
+
+    instant: Projection
+    job: Job
+    method: str
+
+    @property
+    def refined(self) -> Projection | None:
+        """The method's projection once its job is done; None while it waits or runs, and when it was cancelled
+        (a partly optimised latent is not better than the encoder's) or failed (``job.error`` says why)."""
+        if self.job.state != DONE:
+            return None
+        return (self.job.result or {}).get(self.method)
+
+    @property
+    def current(self) -> Projection:
+        """The projection to show now: the refined one when it has landed, else the encoder's."""
+        return self.refined or self.instant
 
 
 class Studio:
@@ -153,6 +190,13 @@ class Studio:
         #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
         #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
         self._step_seconds: dict[str, dict[str, float]] = {}
+        if pipeline.encoder is not None:  # refused at start, in one line, rather than at the first upload
+            pipeline.encoder.check_generator(pipeline.generator)
+
+    @property
+    def has_encoder(self) -> bool:
+        """True when uploads get the instant first look (the pipeline has an encoder)."""
+        return self.pipeline.encoder is not None
 
     @property
     def resolution(self) -> int:
@@ -307,6 +351,48 @@ class Studio:
             return results
 
         return self.queue.submit(owner, work)
+
+    # -- the instant first look (with an encoder) ------------------------------------------------------
+    def instant_projection(self, photo: FramedPhoto | Image.Image) -> Projection | None:
+        """The encoder's projection of ``photo``: one forward pass (tens of ms on a CPU), run in the caller's
+        thread rather than the queue, so the page shows it and its sliders while the queue is busy; None when
+        the pipeline has no encoder. Its ``seconds`` is the forward pass's wall time."""
+        encoder = self.pipeline.encoder
+        if encoder is None:
+            return None
+        framed = photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo)
+        source = pil_to_tensor(framed.image.convert("RGB"))
+        started = time.perf_counter()
+        with torch.no_grad():
+            code = encoder(source.to(self.pipeline.device)).float()
+        seconds = time.perf_counter() - started
+        expected = tuple(self.pipeline.generator.spaces[encoder.space].shape)
+        if tuple(code.shape) != (1, *expected):
+            raise MagecError(
+                f"{encoder.spec or 'encoder'}: gave a code of shape {tuple(code.shape)[1:]}, but "
+                f"{self.pipeline.generator.spec} needs {encoder.space} codes of shape {expected}"
+            )
+        if not torch.isfinite(code).all():
+            raise MagecError(f"{encoder.spec or 'encoder'}: gave a code with NaN or infinite values for this photo")
+        return Projection(
+            INSTANT_METHOD, code.cpu(), encoder.space, None, source, 0, seconds, False, framed=framed, instant=True
+        )
+
+    def refine(self, owner: str, instant: Projection, method: str) -> FirstLook:
+        """Queue ``method``'s inversion of the photo behind ``instant`` (the second stage), as ``submit`` queues
+        any inversion; the page swaps in ``FirstLook.refined`` once it lands."""
+        photo = instant.framed if instant.framed is not None else tensor_to_pil(instant.source[0])
+        return FirstLook(instant, self.submit(owner, photo, (method,)), method)
+
+    def first_look(self, owner: str, photo: FramedPhoto | Image.Image, method: str) -> FirstLook | None:
+        """Both stages at once: the encoder's projection now, ``method``'s queued behind it (None without an
+        encoder). The encoder runs before the job is queued, so the optimisation does not slow it down."""
+        instant = self.instant_projection(photo)
+        return None if instant is None else self.refine(owner, instant, method)
+
+    def busy(self, owner: str) -> bool:
+        """True while ``owner`` has an inversion waiting or running (a newer one than the page may be following)."""
+        return self.queue.has_work(owner)
 
     def cancel(self, owner: str) -> int:
         return self.queue.cancel(owner)
