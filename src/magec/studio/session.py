@@ -27,7 +27,7 @@ from PIL import Image
 
 from magec import __version__
 from magec.errors import MagecError
-from magec.faces.detection import DETECTION_SIDE
+from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector
 from magec.faces.framing import frame_face_located, framing_for
 from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_edit
 from magec.generators.base import Generator
@@ -190,6 +190,10 @@ class Studio:
         #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
         #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
         self._step_seconds: dict[str, dict[str, float]] = {}
+        #: dlib's detector and 68-point model, loaded at the first photo (about a second) and kept for the next;
+        #: dlib's objects are not documented as thread-safe, so viewers take turns (``_faces_in``).
+        self._detector: LandmarkDetector | None = None
+        self._detector_lock = threading.Lock()
         if pipeline.encoder is not None:  # refused at start, in one line, rather than at the first upload
             pipeline.encoder.check_generator(pipeline.generator)
 
@@ -247,11 +251,19 @@ class Studio:
         landmarks (for pasting back) and how many faces the photo holds."""
         photo = photo if photo.mode == "RGB" else photo.convert("RGB")
         try:
-            image, framing = frame_face_located(photo, self.resolution, self.framing, face_index=face)
-            landmarks, faces = located_face_landmarks(photo, framing)
+            found = self._faces_in(photo)  # one detection: the framing and the paste-back landmarks share it
+            image, framing = frame_face_located(photo, self.resolution, self.framing, face_index=face, faces=found)
+            landmarks, faces = located_face_landmarks(photo, framing, faces=found)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
         return FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face)
+
+    def _faces_in(self, photo: Image.Image) -> list[Face]:
+        """Every face in ``photo``, largest first (dlib, upsampling once as both framings do)."""
+        with self._detector_lock:
+            if self._detector is None:
+                self._detector = LandmarkDetector()
+            return self._detector.detect(photo)
 
     def example(self, which: str, index: int = 0) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
