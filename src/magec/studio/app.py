@@ -306,11 +306,12 @@ def _wire_edits(studio: Studio, state: Any, tab: EditorTab) -> None:
         )
     tab.reset_btn.click(lambda: [0.0] * len(sliders), None, sliders)
 
-    def on_download(st: dict, *values: float) -> Any:
+    def on_download(st: dict, request: gr.Request, *values: float) -> Any:
         projection = (st or {}).get("projection")
         if projection is None:
             return None
-        return [str(p) for p in studio.downloads(projection, studio.slider_values(list(values)))]
+        files = studio.downloads(projection, studio.slider_values(list(values)), session_of(request))
+        return [str(p) for p in files]
 
     tab.download_btn.click(on_download, [state, *sliders], tab.downloads)
 

@@ -46,32 +46,40 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
             )
         return display(photo.image), text, st
 
-    def on_upload(path: str | None, face: float | None, st: dict) -> tuple:
+    def on_upload(path: str | None, face: float | None, st: dict, request: gr.Request) -> tuple:
         """Frame the upload; the file box is emptied again, ready for the next photo."""
         if not path:
             return gr.skip(), gr.skip(), st, None
         try:
-            return *use_photo(studio.read_upload(path, int(face or 0)), st, Path(path).name), None
+            framed = studio.read_upload(path, int(face or 0), session_of(request))
+            return *use_photo(framed, st, Path(path).name), None
         except Exception as exc:  # one message in the page; the server keeps serving
             return None, message(exc), st, None
         finally:  # the photo now lives in this viewer's state only: the uploaded copy goes at once
             studio.discard_upload(path)
 
-    def on_face(face: float | None, st: dict) -> tuple:
+    def on_face(face: float | None, st: dict, request: gr.Request) -> tuple:
         """Another face of the photo in hand (re-framed from memory)."""
         photo = (st or {}).get("photo")
         if photo is None or photo.photo is None:
             return gr.skip(), gr.skip(), st
         try:
-            return use_photo(studio.frame(photo.photo, st.get("name", "photo"), int(face or 0)), st, st["name"])
+            framed = studio.frame(photo.photo, st.get("name", "photo"), int(face or 0), session_of(request))
+            return use_photo(framed, st, st["name"])
         except Exception as exc:
             return gr.skip(), message(exc), st
 
-    def on_example(which: str, index: float | None, st: dict) -> tuple:
+    def on_example(which: str, index: float | None, st: dict, request: Any) -> tuple:
         try:
-            return use_photo(studio.example(which, int(index or 0)), st, which)
+            return use_photo(studio.example(which, int(index or 0), session_of(request)), st, which)
         except Exception as exc:
             return None, message(exc), st
+
+    def on_astronaut(index: float | None, st: dict, request: gr.Request) -> tuple:
+        return on_example("astronaut", index, st, request)
+
+    def on_generated(index: float | None, st: dict, request: gr.Request) -> tuple:
+        return on_example("generated", index, st, request)
 
     if studio.has_encoder:
         first_look, landed, outputs = _first_look_handlers(studio, state, tab)
@@ -90,12 +98,8 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
     framed = [tab.framed, tab.status, state]
     after_photo(tab.upload.upload(on_upload, [tab.upload, tab.face_choice, state], [*framed, tab.upload]))
     after_photo(tab.face_choice.change(on_face, [tab.face_choice, state], framed))
-    after_photo(
-        tab.astronaut_btn.click(
-            lambda i, st: on_example("astronaut", i, st), [tab.face_index, state], framed, api_name="astronaut"
-        )
-    )
-    after_photo(tab.generated_btn.click(lambda i, st: on_example("generated", i, st), [tab.face_index, state], framed))
+    after_photo(tab.astronaut_btn.click(on_astronaut, [tab.face_index, state], framed, api_name="astronaut"))
+    after_photo(tab.generated_btn.click(on_generated, [tab.face_index, state], framed))
 
 
 def _shown(studio: Studio, tab: Any, projection: Projection, values: list[float]) -> dict:
@@ -128,7 +132,7 @@ def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any
             yield {tab.pasted: None}
             return
         try:
-            instant = studio.instant_projection(photo)
+            instant = studio.instant_projection(photo, session_of(request))
             assert instant is not None  # wired only when the studio has an encoder
             shown = _shown(studio, tab, instant, list(values))
         except Exception as exc:

@@ -14,9 +14,11 @@ process's own temporary folder.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,11 @@ class FramedPhoto:
     def can_paste(self) -> bool:
         return self.photo is not None and self.framing is not None and self.landmarks is not None
 
+    def release(self) -> None:
+        """Drop the photo and its paste region (its viewer has gone; the web framework may keep the page's state
+        for an hour): what stays is the generator-sized square."""
+        self.photo, self._region = None, None
+
     def paste_region(self) -> PasteRegion:
         """The part of the photo around the face, with the framing and landmarks moved into it and its face
         mask (computed once per photo, then reused by every paste)."""
@@ -130,6 +137,14 @@ class Projection:
     tuning_steps: int = 0
     #: True for the encoder's code (``Studio.instant_projection``), shown until the chosen method's lands.
     instant: bool = False
+    #: True once its viewer's session ended (``Studio.end_session``): the tuned generator and photo are gone.
+    released: bool = False
+
+    def release(self) -> None:
+        """Drop the tuned generator and the photo (its viewer has gone); rendering it is then refused."""
+        self.tuned, self.released = None, True
+        if self.framed is not None:
+            self.framed.release()
 
     @property
     def shown_as(self) -> str:
@@ -194,6 +209,12 @@ class Studio:
         #: dlib's objects are not documented as thread-safe, so viewers take turns (``_faces_in``).
         self._detector: LandmarkDetector | None = None
         self._detector_lock = threading.Lock()
+        #: Per viewer, what this studio made for it (photos, projections; weak: never kept alive from here) and the
+        #: download folders it wrote: ``end_session`` releases and deletes them. ``_ended``: viewers gone while a
+        #: job of theirs still ran (what that job makes is released as it is made).
+        self._owned: dict[str, weakref.WeakValueDictionary[int, Any]] = {}
+        self._download_dirs: dict[str, list[Path]] = {}
+        self._ended: set[str] = set()
         if pipeline.encoder is not None:  # refused at start, in one line, rather than at the first upload
             pipeline.encoder.check_generator(pipeline.generator)
 
@@ -207,9 +228,9 @@ class Studio:
         return self.pipeline.generator.resolution
 
     # -- inputs ---------------------------------------------------------------------------------
-    def read_upload(self, path: str | Path, face: int = 0) -> FramedPhoto:
+    def read_upload(self, path: str | Path, face: int = 0, owner: str | None = None) -> FramedPhoto:
         """An uploaded file, checked and framed (``face``: which face, 0 the largest); refuses anything outside
-        the upload folder."""
+        the upload folder. ``owner``: the viewer it belongs to (its photo is let go when that session ends)."""
         resolved = self._in_uploads(path)
         if resolved is None:
             raise MagecError("refused: the upload did not come through this page")
@@ -222,7 +243,7 @@ class Studio:
         try:
             preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE, limit_option="")
             full_size = image_size(resolved, self.max_pixels)
-            framed = self.frame(preview, name, face)
+            framed = self.frame(preview, name, face, owner)
             if tuple(full_size) != tuple(preview.size):  # a large JPEG decoded reduced: the full photo for pasting
                 assert framed.framing is not None and framed.landmarks is not None
                 scale = full_size[0] / preview.width
@@ -245,7 +266,7 @@ class Studio:
         resolved = Path(path).resolve()
         return resolved if resolved.is_relative_to(self.upload_root) else None
 
-    def frame(self, photo: Image.Image, name: str = "photo", face: int = 0) -> FramedPhoto:
+    def frame(self, photo: Image.Image, name: str = "photo", face: int = 0, owner: str | None = None) -> FramedPhoto:
         """``photo`` with one face framed for the generator (``face``: 0 the largest, 1 the next...; one clear
         line when there is none), kept with the photo, where the face's square sits in it, the face's
         landmarks (for pasting back) and how many faces the photo holds."""
@@ -256,7 +277,7 @@ class Studio:
             landmarks, faces = located_face_landmarks(photo, framing, faces=found)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
-        return FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face)
+        return self._own(owner, FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face))
 
     def _faces_in(self, photo: Image.Image) -> list[Face]:
         """Every face in ``photo``, largest first (dlib, upsampling once as both framings do)."""
@@ -265,15 +286,15 @@ class Studio:
                 self._detector = LandmarkDetector()
             return self._detector.detect(photo)
 
-    def example(self, which: str, index: int = 0) -> FramedPhoto:
+    def example(self, which: str, index: int = 0, owner: str | None = None) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
         if which == "astronaut":
-            return self.frame(_astronaut(), "astronaut")
+            return self.frame(_astronaut(), "astronaut", owner=owner)
         if which == "generated":
             gen = self.pipeline.generator
             with torch.no_grad():
                 image = gen.synthesize(gen.sample_latents(1, EXAMPLE_SEED + index))
-            return FramedPhoto(tensor_to_pil(image[0]))
+            return self._own(owner, FramedPhoto(tensor_to_pil(image[0])))
         raise MagecError(f"unknown example {which!r}")
 
     # -- inversion ------------------------------------------------------------------------------
@@ -316,7 +337,7 @@ class Studio:
         for method in methods:
             if method not in METHODS:
                 raise MagecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-        framed = photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo)
+        framed = self._own(owner, photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo))
         source = pil_to_tensor(framed.image.convert("RGB"))
         configs = {m: method_config(m, self.steps_scale) for m in methods}
         pti = PTIConfig().scaled(self.steps_scale)
@@ -343,7 +364,7 @@ class Studio:
                 res = invert(self.pipeline, source, method, config, self.seed, callback, pti=pti)
                 if not res.stopped:
                     self._record_steps(method, seconds)
-                results[method] = Projection(
+                results[method] = self._own(owner, Projection(
                     method,
                     res.latents.cpu(),
                     res.space,
@@ -356,16 +377,18 @@ class Studio:
                     res.tuned[0] if res.tuned else None,
                     framed,
                     tuning[0],
-                )
+                ))  # fmt: skip
                 done += lengths[method]
                 if job.cancelled:
                     break
+            with self._lock:  # its viewer has gone: what it made was released as it was made
+                self._ended.discard(owner)
             return results
 
         return self.queue.submit(owner, work)
 
     # -- the instant first look (with an encoder) ------------------------------------------------------
-    def instant_projection(self, photo: FramedPhoto | Image.Image) -> Projection | None:
+    def instant_projection(self, photo: FramedPhoto | Image.Image, owner: str | None = None) -> Projection | None:
         """The encoder's projection of ``photo``: one forward pass (tens of ms on a CPU), run in the caller's
         thread rather than the queue, so the page shows it and its sliders while the queue is busy; None when
         the pipeline has no encoder. Its ``seconds`` is the forward pass's wall time."""
@@ -386,8 +409,11 @@ class Studio:
             )
         if not torch.isfinite(code).all():
             raise MagecError(f"{encoder.spec or 'encoder'}: gave a code with NaN or infinite values for this photo")
-        return Projection(
-            INSTANT_METHOD, code.cpu(), encoder.space, None, source, 0, seconds, False, framed=framed, instant=True
+        return self._own(
+            owner,
+            Projection(
+                INSTANT_METHOD, code.cpu(), encoder.space, None, source, 0, seconds, False, framed=framed, instant=True
+            ),
         )
 
     def refine(self, owner: str, instant: Projection, method: str) -> FirstLook:
@@ -399,7 +425,7 @@ class Studio:
     def first_look(self, owner: str, photo: FramedPhoto | Image.Image, method: str) -> FirstLook | None:
         """Both stages at once: the encoder's projection now, ``method``'s queued behind it (None without an
         encoder). The encoder runs before the job is queued, so the optimisation does not slow it down."""
-        instant = self.instant_projection(photo)
+        instant = self.instant_projection(photo, owner)
         return None if instant is None else self.refine(owner, instant, method)
 
     def busy(self, owner: str) -> bool:
@@ -410,11 +436,34 @@ class Studio:
         return self.queue.cancel(owner)
 
     def end_session(self, owner: str) -> int:
-        """A viewer closed the page: stop its jobs (nobody will see them) so the next viewer does not wait.
+        """A viewer closed the page: stop its jobs (nobody will see them) so the next viewer does not wait, let go
+        of its photos and tuned generators, and delete its downloads; returns how many jobs were stopped.
 
-        Its photo, projections and tuned generators live in the page's per-viewer state, which the web
-        framework drops with the session; returns how many jobs were stopped."""
-        return self.queue.cancel(owner)
+        The page's per-viewer state may outlive the session (Gradio keeps a closed session's state for an hour, in
+        case the tab comes back): the objects in it are released here, not left to that state's expiry."""
+        stopped = self.queue.cancel(owner)
+        with self._lock:
+            owned = self._owned.pop(owner, None)
+            folders = self._download_dirs.pop(owner, [])
+            if self.queue.has_work(owner):  # its running job still makes a projection: released when made
+                self._ended.add(owner)
+        for thing in list(owned.values()) if owned is not None else []:
+            thing.release()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)  # the studio's own scratch files, never the user's
+        return stopped
+
+    def _own(self, owner: str | None, thing: Any) -> Any:
+        """Record that ``thing`` (a FramedPhoto or Projection) belongs to ``owner``'s session (weakly), so that
+        ``end_session`` releases it; released at once when that session has already ended."""
+        if owner is None:
+            return thing
+        with self._lock:
+            if owner in self._ended:
+                thing.release()
+            else:
+                self._owned.setdefault(owner, weakref.WeakValueDictionary())[id(thing)] = thing
+        return thing
 
     # -- rendering ------------------------------------------------------------------------------
     def slider_values(self, values: list[float]) -> dict[tuple[str, str], float]:
@@ -432,6 +481,8 @@ class Studio:
     def render(self, projection: Projection, values: SliderValues) -> torch.Tensor:
         """The edited image (1, 3, R, R) of a projection at the given slider values (``+pti``: drawn by the
         generator tuned for this photo, as ``magec edit`` draws it)."""
+        if projection.released:
+            raise MagecError("this page's session has ended: reload the page and start again")
         pipeline = self.pipeline if projection.tuned is None else replace(self.pipeline, generator=projection.tuned)
         return render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
 
@@ -460,13 +511,15 @@ class Studio:
         return self.render(projection, {})
 
     # -- downloads ------------------------------------------------------------------------------
-    def downloads(self, projection: Projection, values: SliderValues) -> list[Path]:
+    def downloads(self, projection: Projection, values: SliderValues, owner: str | None = None) -> list[Path]:
         """Edited PNG, the latent (``.latent.safetensors``, what ``magec edit`` reads) and the settings JSON; for
         a photo also the edit pasted back into it (``-pasted.png``), for ``+pti`` the tuned generator (what
         ``magec edit`` reads beside the latent)."""
         with self._lock:
             self._serial += 1
             folder = self.scratch / "downloads" / str(self._serial)
+            if owner is not None:  # deleted when that viewer's session ends
+                self._download_dirs.setdefault(owner, []).append(folder)
         folder.mkdir(parents=True)
         stem = f"studio-{projection.method}"
         edits = [{"editor": e, "operation": o, "amount": a} for (e, o), a in values.items() if a != 0]
