@@ -35,13 +35,13 @@ from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_
 from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
-from magec.inversion.config import PAPER_METHODS, PTI_METHODS, PTI_SUFFIX
+from magec.inversion.config import PAPER_METHODS, PTI_METHODS, PTI_SUFFIX, base_method
 from magec.inversion.outputs import file_sha256, save_latent
-from magec.inversion.pti import PTIConfig
+from magec.inversion.pti import PTIConfig, pivotal_tuning
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
-from magec.studio.jobs import DONE, Job, JobQueue
+from magec.studio.jobs import CANCELLED, DONE, Job, JobQueue
 
 #: Upload limits of the page (the CLI's are larger: a page left running must not be easy to exhaust).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -139,6 +139,9 @@ class Projection:
     instant: bool = False
     #: True once its viewer's session ended (``Studio.end_session``): the tuned generator and photo are gone.
     released: bool = False
+    #: True for a ``+pti`` projection whose pivotal tuning was stopped (cancelled): its latent is complete, the
+    #: half-tuned generator was not kept (``tuned`` is None); ``Studio.finish_tuning`` or ``discard_tuning``.
+    tuning_stopped: bool = False
 
     def release(self) -> None:
         """Drop the tuned generator and the photo (its viewer has gone); rendering it is then refused."""
@@ -163,11 +166,13 @@ class FirstLook:
 
     @property
     def refined(self) -> Projection | None:
-        """The method's projection once its job is done; None while it waits or runs, and when it was cancelled
-        (a partly optimised latent is not better than the encoder's) or failed (``job.error`` says why)."""
-        if self.job.state != DONE:
-            return None
-        return (self.job.result or {}).get(self.method)
+        """The method's projection once its job is done (or cancelled in its pivotal tuning: the latent is done,
+        ``tuning_stopped``); None while it waits or runs, when it was cancelled during the latent's optimisation (a
+        partly optimised latent is not better than the encoder's) or failed (``job.error`` says why)."""
+        projection = (self.job.result or {}).get(self.method)
+        if self.job.state == CANCELLED and projection is not None and projection.tuning_stopped:
+            return projection  # the method's latent is complete: better than the encoder's, tuned or not
+        return projection if self.job.state == DONE else None
 
     @property
     def current(self) -> Projection:
@@ -347,22 +352,29 @@ class Studio:
         def work(job: Job) -> dict[str, Projection]:
             done, results = 0, {}
             for method, config in configs.items():
-                offset, tuning = done, [0]
+                offset, tuning, halted = done, [0], [False]
 
                 seconds: dict[str, list[float]] = {}
                 timer = _step_timer(seconds)
 
                 def callback(
-                    info: Any, offset: int = offset, method: str = method, tuning: list = tuning, timer: Any = timer
+                    info: Any,
+                    offset: int = offset,
+                    method: str = method,
+                    tuning: list = tuning,
+                    halted: list = halted,
+                    timer: Any = timer,
                 ) -> bool:
                     timer(info)
+                    stop = job.report(offset + info.step + 1, total, method)
                     if info.target == "generator":
                         tuning[0] += 1
-                    return job.report(offset + info.step + 1, total, method)
+                        halted[0] = halted[0] or stop  # PTI stops its tuning here, half done
+                    return stop
 
                 job.report(done, total, method)
                 res = invert(self.pipeline, source, method, config, self.seed, callback, pti=pti)
-                if not res.stopped:
+                if not res.stopped and not halted[0]:
                     self._record_steps(method, seconds)
                 results[method] = self._own(owner, Projection(
                     method,
@@ -374,9 +386,10 @@ class Studio:
                     res.seconds,
                     res.stopped,
                     res.notes,
-                    res.tuned[0] if res.tuned else None,
+                    res.tuned[0] if res.tuned and not halted[0] else None,  # a half-tuned generator is not kept
                     framed,
                     tuning[0],
+                    tuning_stopped=halted[0],
                 ))  # fmt: skip
                 done += lengths[method]
                 if job.cancelled:
@@ -427,6 +440,62 @@ class Studio:
         encoder). The encoder runs before the job is queued, so the optimisation does not slow it down."""
         instant = self.instant_projection(photo, owner)
         return None if instant is None else self.refine(owner, instant, method)
+
+    # -- a stopped pivotal tuning: finish it or discard it ----------------------------------------------
+    @property
+    def tuning_steps(self) -> int:
+        """How many pivotal-tuning steps a ``+pti`` inversion runs here (PTI's default scaled by ``steps_scale``)."""
+        return PTIConfig().scaled(self.steps_scale).steps
+
+    def finish_tuning(self, owner: str, projection: Projection) -> Job:
+        """Queue the pivotal tuning of a projection whose tuning was stopped (result: method -> Projection).
+
+        PTI runs again from the kept latent, all its steps: the half-tuned generator was not kept, and a rerun with
+        the studio's seed tunes what the uninterrupted inversion would have tuned. Cancelled again, it again keeps
+        the latent (``tuning_stopped``)."""
+        if not projection.tuning_stopped or projection.released:
+            raise MagecError("nothing to finish: this projection's pivotal tuning was not stopped")
+        pti, method, device = PTIConfig().scaled(self.steps_scale), projection.method, self.pipeline.device
+
+        def work(job: Job) -> dict[str, Projection]:
+            done, halted = [0], [False]
+
+            def callback(_image: int, step: int, _loss: float) -> bool:
+                done[0] = step + 1
+                halted[0] = job.report(step + 1, pti.steps, f"{method} tuning")
+                return halted[0]
+
+            job.report(0, pti.steps, f"{method} tuning")
+            started = time.perf_counter()
+            noise = [n.to(device) for n in projection.noise] if projection.noise is not None else None
+            latent = projection.latent.to(device)
+            tuned = pivotal_tuning(self.pipeline, projection.source, latent, projection.space, noise, pti, self.seed,
+                                   callback)[0]  # fmt: skip
+            finished = replace(
+                projection,
+                tuned=None if halted[0] else tuned,
+                tuning_steps=done[0],
+                tuning_stopped=halted[0],
+                seconds=projection.seconds + time.perf_counter() - started,
+                notes=[*projection.notes, f"pivotal tuning {'stopped again' if halted[0] else 'finished'}"],
+            )
+            return {method: self._own(owner, finished)}
+
+        return self.queue.submit(owner, work)
+
+    def discard_tuning(self, projection: Projection) -> Projection:
+        """A stopped ``+pti`` projection's latent without its tuning: the method without pivotal tuning (``magec``
+        for ``magec+pti``), drawn by the pipeline's generator; what downloads and ``magec edit`` then use."""
+        if not projection.tuning_stopped or projection.released:
+            raise MagecError("nothing to discard: this projection's pivotal tuning was not stopped")
+        return replace(
+            projection,
+            method=base_method(projection.method),
+            tuned=None,
+            tuning_steps=0,
+            tuning_stopped=False,
+            notes=[*projection.notes, "pivotal tuning stopped and discarded: the untuned latent"],
+        )
 
     def busy(self, owner: str) -> bool:
         """True while ``owner`` has an inversion waiting or running (a newer one than the page may be following)."""
