@@ -19,7 +19,7 @@ from typing import Any
 from magec.errors import MagecError
 from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.studio.jobs import CANCELLED, FAILED
-from magec.studio.photo_inputs import wire_photo
+from magec.studio.photo_inputs import wire_photo, wire_tuning
 from magec.studio.session import MAX_UPLOAD_BYTES, Studio, display
 from magec.studio.session import METHODS as EDITOR_METHODS
 from magec.studio.study import StudyDB, Trial, check_judge, png_image
@@ -31,6 +31,7 @@ from magec.studio.widgets import (
     projection_caption,
     rendered,
     session_of,
+    tuning_stopped_text,
 )
 
 log = logging.getLogger("magec")
@@ -127,6 +128,10 @@ class EditorTab:
     invert_btn: Any
     cancel_btn: Any
     progress: Any
+    #: Shown when a ``+pti``'s tuning was stopped: finish it, or use the untuned latent.
+    tuning_row: Any
+    finish_btn: Any
+    discard_btn: Any
     shown: dict[str, Any]
     captions: dict[str, Any]
     pasted: Any
@@ -141,6 +146,7 @@ def editor_tab(studio: Studio, state: Any) -> EditorTab:
     tab = _editor_layout(studio)
     wire_photo(studio, state, tab)
     _wire_invert(studio, state, tab)
+    wire_tuning(studio, state, tab)
     _wire_edits(studio, state, tab)
     return tab
 
@@ -178,6 +184,9 @@ def _editor_layout(studio: Studio) -> EditorTab:
             cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
         estimate = gr.Markdown("", elem_id="estimate")
         progress = gr.HTML(progress_html(None, text="no inversion yet"), elem_id="progress")
+        with gr.Row(visible=False, elem_id="tuning-stopped") as tuning_row:
+            finish_btn = gr.Button("Finish the tuning", size="sm", elem_id="finish-tuning-btn")
+            discard_btn = gr.Button("Use the untuned latent", size="sm", elem_id="discard-tuning-btn")
         with gr.Row():
             shown = {}
             captions = {}
@@ -204,8 +213,8 @@ def _editor_layout(studio: Studio) -> EditorTab:
         downloads = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
     return EditorTab(
         upload, astronaut_btn, generated_btn, face_index, face_choice, status, framed, method, estimate, invert_btn,
-        cancel_btn,
-        progress, shown, captions, pasted, sliders, reset_btn, download_btn, downloads,
+        cancel_btn, progress, tuning_row, finish_btn, discard_btn,
+        shown, captions, pasted, sliders, reset_btn, download_btn, downloads,
     )  # fmt: skip
 
 
@@ -235,11 +244,12 @@ def _wire_invert(studio: Studio, state: Any, tab: EditorTab) -> None:
         source_caption, proj_caption = studio.captions(projection.source), studio.captions(proj)[0]
         done = "stopped early (cancel)" if projection.stopped else "done"
         tuning = f" + {projection.tuning_steps} tuning steps" if projection.tuned is not None else ""
+        text = f"{chosen}: {done} after {projection.steps} steps{tuning} in {projection.seconds:.1f} s"
         yield {
             progress: progress_html(
-                None,
-                text=f"{chosen}: {done} after {projection.steps} steps{tuning} in {projection.seconds:.1f} s",
-            ),
+                None, text=tuning_stopped_text(studio, projection) if projection.tuning_stopped else text
+            ),  # fmt: skip
+            tab.tuning_row: gr.update(visible=projection.tuning_stopped),
             status: "Move the sliders to edit.",
             state: st,
             shown["original"]: display(projection.source[0]),
@@ -251,7 +261,7 @@ def _wire_invert(studio: Studio, state: Any, tab: EditorTab) -> None:
             tab.pasted: pasted_photo(studio, projection, list(values)),
         }
 
-    outputs = [progress, status, state, *shown.values(), *captions.values(), tab.pasted]
+    outputs = [progress, status, state, *shown.values(), *captions.values(), tab.pasted, tab.tuning_row]
     tab.invert_btn.click(
         on_invert, [state, tab.method, *tab.sliders], outputs, concurrency_limit=None, api_name="invert"
     )

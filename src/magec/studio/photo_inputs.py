@@ -23,7 +23,15 @@ import torch
 from magec.errors import MagecError
 from magec.studio.jobs import FAILED
 from magec.studio.session import INSTANT_LABEL, FirstLook, Projection, Studio, display
-from magec.studio.widgets import POLL_SECONDS, message, pasted_photo, progress_html, projection_caption, session_of
+from magec.studio.widgets import (
+    POLL_SECONDS,
+    message,
+    pasted_photo,
+    progress_html,
+    projection_caption,
+    session_of,
+    tuning_stopped_text,
+)
 
 
 def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
@@ -197,13 +205,68 @@ def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any
             f"{first.method}: done after {refined.steps} steps{tuning} in {refined.seconds:.1f} s; it replaced the "
             f"{INSTANT_LABEL} projection"
         )
+        if refined.tuning_stopped:
+            done = f"{tuning_stopped_text(studio, refined)} It replaced the {INSTANT_LABEL} projection."
         return {
             state: st,
+            tab.tuning_row: gr.update(visible=refined.tuning_stopped),
             tab.status: "Move the sliders to edit.",
             tab.progress: progress_html(None, text=done),
             tab.pasted: pasted,
             **shown,
         }
 
-    outputs = [state, tab.status, tab.progress, *tab.shown.values(), *tab.captions.values(), tab.pasted]
+    outputs = [state, tab.status, tab.progress, *tab.shown.values(), *tab.captions.values(), tab.pasted, tab.tuning_row]
     return first_look, landed, outputs
+
+
+def wire_tuning(studio: Studio, state: Any, tab: Any) -> None:
+    """The two buttons shown when a ``+pti``'s tuning was stopped: finish it in the queue (``Studio.finish_tuning``)
+    or use the untuned latent (``Studio.discard_tuning``); either way the images are drawn again at the sliders."""
+    import gradio as gr
+
+    def on_finish(st: dict, request: gr.Request, *values: float) -> Any:
+        st = dict(st or {})
+        try:
+            job = studio.finish_tuning(session_of(request), st.get("projection"))
+        except Exception as exc:
+            yield {tab.status: message(exc)}
+            return
+        yield {tab.tuning_row: gr.update(visible=False), tab.progress: progress_html(job, studio.queue.ahead(job))}
+        while not job.wait(POLL_SECONDS):
+            yield {tab.progress: progress_html(job, studio.queue.ahead(job))}
+        projection = (job.result or {}).get(st["projection"].method)
+        if projection is None:  # failed, or cancelled before it started: the stopped projection stays
+            text = job.error or "cancelled before it started"
+            yield {tab.progress: progress_html(None, text=text), tab.tuning_row: gr.update(visible=True)}
+            return
+        yield _redraw(projection, st, list(values), f"{projection.method}: tuning finished ({projection.tuning_steps} "
+                      f"steps); the sliders draw with the tuned generator")  # fmt: skip
+
+    def on_discard(st: dict, *values: float) -> Any:
+        st = dict(st or {})
+        try:
+            kept = studio.discard_tuning(st.get("projection"))
+        except Exception as exc:
+            return {tab.status: message(exc)}
+        return _redraw(kept, st, list(values), f"pivotal tuning discarded: editing the untuned latent ({kept.method})")
+
+    def _redraw(projection: Projection, st: dict, values: list[float], text: str) -> dict:
+        if projection.tuning_stopped:  # cancelled again: still finish or discard
+            text = tuning_stopped_text(studio, projection)
+        st["projection"] = projection
+        try:
+            shown, pasted = _shown(studio, tab, projection, values), pasted_photo(studio, projection, values)
+        except Exception as exc:
+            return {state: st, tab.status: message(exc)}
+        return {
+            state: st,
+            tab.progress: progress_html(None, text=text),
+            tab.tuning_row: gr.update(visible=projection.tuning_stopped),
+            tab.pasted: pasted,
+            **shown,
+        }
+
+    outputs = [state, tab.status, tab.progress, *tab.shown.values(), *tab.captions.values(), tab.pasted, tab.tuning_row]
+    tab.finish_btn.click(on_finish, [state, *tab.sliders], outputs, concurrency_limit=None, api_name=False)
+    tab.discard_btn.click(on_discard, [state, *tab.sliders], outputs, api_name=False)

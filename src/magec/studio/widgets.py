@@ -60,6 +60,15 @@ def rendered(studio: Studio, projection: Projection, values: list[float]) -> tup
     return display(image), studio.captions(image)[0]
 
 
+def tuning_stopped_text(studio: Studio, projection: Projection) -> str:
+    """What the page says of a ``+pti`` whose pivotal tuning was stopped: how far it got, and the two ways on."""
+    return (
+        f"{projection.method}: pivotal tuning stopped after {projection.tuning_steps} of {studio.tuning_steps} steps; "
+        f"the latent is done. Finish the tuning (all {studio.tuning_steps} steps again, from this latent) or use "
+        "the untuned latent."
+    )
+
+
 def projection_caption(studio: Studio, projection: Projection, caption: str) -> str:
     """F's caption of a projection, named (``instant (encoder): ...``, ``magec+pti: ...``) when the studio has an
     encoder, so the page says which projection is shown; unchanged without one."""
