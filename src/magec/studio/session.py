@@ -9,6 +9,11 @@ Everything here calls documented library functions (``frame_face_located``, ``in
 the browser sends is used as a path: an upload is accepted only when it lies inside the upload folder this
 process created (the photo is then kept in memory), and every file offered for download is written into the
 process's own temporary folder.
+
+A viewer's session ends with ``Studio.end_session`` (the page's unload): its jobs stop, and the photos, projections
+and tuned generators made for it (recorded per viewer, weakly) are released even though the web framework may keep
+its page state a while. A ``+pti`` cancelled in its pivotal tuning keeps its latent (``Projection.tuning_stopped``):
+``Studio.finish_tuning`` tunes it again, ``Studio.discard_tuning`` keeps the untuned latent.
 """
 
 from __future__ import annotations
@@ -531,6 +536,8 @@ class Studio:
             if owner in self._ended:
                 thing.release()
             else:
+                if owner not in self._owned:  # a new viewer: forget those whose things are all gone (no unload came)
+                    self._owned = {k: v for k, v in self._owned.items() if len(v)}
                 self._owned.setdefault(owner, weakref.WeakValueDictionary())[id(thing)] = thing
         return thing
 
