@@ -44,6 +44,7 @@ def test_demo_writes_a_self_contained_page(tmp_path):
         "0.02",
         "--perceptual",
         "describer-features",
+        "--no-encoder",
         "--device",
         "cpu",
     ]

@@ -163,6 +163,20 @@ def train_pack_encoder(
         pack.linknet.to("cpu")
 
 
+def _train_with_bar(
+    generator: Generator, describer: Describer, pack: Pack, config: EncoderTrainingConfig, progress: bool
+) -> EncoderTrainingResult:
+    """``prepare``'s encoder: trained in memory (no checkpoint), with a progress bar."""
+    perceptual = build_perceptual(config.perceptual, generator.device, describer)
+    bar = tqdm(total=config.steps, desc="train encoder", unit="step", disable=not progress)
+    try:
+        return train_pack_encoder(
+            generator, describer, pack, perceptual, config, None, lambda s: bar.update(s.step - bar.n)
+        )
+    finally:
+        bar.close()
+
+
 def attach_encoder(pack: Pack, result: EncoderTrainingResult, generator: Generator) -> None:
     """Have ``pack.save`` write the trained encoder (and its held-out report) into the pack folder."""
     encoder = result.encoder.cpu()
@@ -304,16 +318,7 @@ def prepare_pack(
     if encoder is not None:
         if progress:
             log.info("training the encoder (%d steps of %d pairs)", encoder.steps, encoder.batch_size)
-        bar = tqdm(total=encoder.steps, desc="train encoder", unit="step", disable=not progress)
-
-        def step(info: object) -> None:
-            bar.update(getattr(info, "step") - bar.n)
-
-        try:
-            perceptual = build_perceptual("auto", generator.device, describer)
-            attach_encoder(pack, train_pack_encoder(generator, describer, pack, perceptual, encoder, None, step), generator)
-        finally:
-            bar.close()
+        attach_encoder(pack, _train_with_bar(generator, describer, pack, encoder, progress), generator)
         info["prepare"]["seconds"] = round(time.perf_counter() - started, 1)
     return pack
 
@@ -336,7 +341,8 @@ def embedded_pack(
     """The embedded default's pack (face DCGAN + dlib F), prepared on first use and kept in ``cache``.
 
     The pack ships magec's encoder for the generator (``encoder``: its training settings; None: none), trained
-    into the folder on first use too (also into a cached pack made before encoders existed).
+    into the folder when the pack is prepared. A cached pack made without one is used as it is (``magec
+    train-encoder --out FOLDER/encoder.safetensors`` adds one, or delete the folder to prepare both again).
 
     ``cache`` defaults to ``$MAGEC_CACHE`` or ``~/.cache/magec``; the pack lives in its ``embedded-pack``
     folder. A cached pack is reused when it was prepared for the embedded generator and describer (and,
@@ -358,8 +364,6 @@ def embedded_pack(
                 config is None or (made.get("n_samples"), made.get("seed")) == (config.n_samples, config.seed)
             ):
                 log.info("using the cached pack %s", folder)
-                if encoder is not None and not (folder / PACK_ENCODER).is_file():
-                    _add_encoder(folder, pack, encoder, device, progress, generator, describer)
                 return pack
         except MagecError as exc:
             log.info("cached pack unusable (%s): preparing again", exc)
@@ -370,38 +374,3 @@ def embedded_pack(
     pack = prepare_pack(generator, describer, config or PrepareConfig(), progress=progress, encoder=encoder)
     pack.save(folder)
     return pack
-
-
-def _add_encoder(
-    folder: Path,
-    pack: Pack,
-    config: EncoderTrainingConfig,
-    device: str | torch.device,
-    progress: bool,
-    generator: Generator | None,
-    describer: Describer | None,
-) -> None:
-    """Train the embedded encoder into a cached pack that has none (made before the pack shipped one)."""
-    from magec.describers import EMBEDDED_DESCRIBER, load_describer
-    from magec.generators import EMBEDDED_GENERATOR, load_generator
-    from magec.io.output_folder import OutputFolder
-    from magec.pack import _pack_files
-
-    if progress:
-        log.info("training the embedded default's encoder into %s (once)", folder)
-    generator = generator or load_generator(EMBEDDED_GENERATOR, device)
-    describer = describer or load_describer(EMBEDDED_DESCRIBER, device)
-    perceptual = build_perceptual("auto", generator.device, describer)
-    bar = tqdm(total=config.steps, desc="train encoder", unit="step", disable=not progress)
-    try:
-        result = train_pack_encoder(
-            generator, describer, pack, perceptual, config, None, lambda s: bar.update(s.step - bar.n)
-        )
-    finally:
-        bar.close()
-    out = OutputFolder.open(folder, "pack", own=_pack_files)
-    names = {PACK_ENCODER: "", report_path(PACK_ENCODER).name: ""}
-    out.claim(names)
-    with out.releasing():
-        save_encoder(folder / PACK_ENCODER, result.encoder.cpu(), generator, None, result.training)
-        save_encoder_report(folder / report_path(PACK_ENCODER).name, result.report)

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     config = EncoderTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, lambda_magec=args.lambda_magec, seed=args.seed
     )
-    pipeline = load_pipeline(args.pack, args.device, identity="none", with_encoder=False)
+    pipeline = load_pipeline(args.pack, args.device, config.perceptual, identity="none", with_encoder=False)
     bar = tqdm(total=config.steps, desc="train encoder", unit="step", disable=args.quiet)
 
     def progress(step) -> None:
@@ -73,7 +73,13 @@ def run(args: argparse.Namespace) -> int:
     ckpt = checkpoint_path(out)
     try:
         result = train_pack_encoder(
-            pipeline.generator, pipeline.describer, pipeline.pack, pipeline.perceptual, config, ckpt, progress
+            pipeline.generator,
+            pipeline.describer,
+            pipeline.pack,
+            pipeline.perceptual,
+            config,
+            ckpt,
+            progress,
         )
     finally:
         bar.close()

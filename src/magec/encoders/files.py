@@ -39,7 +39,9 @@ def is_magec_encoder(path: Path) -> bool:
     return safetensors_format(path) == ENCODER_FORMAT
 
 
-def encoder_metadata(encoder: MagecEncoder, generator: Generator, extra: dict[str, Any] | None = None) -> dict[str, str]:
+def encoder_metadata(
+    encoder: MagecEncoder, generator: Generator, extra: dict[str, Any] | None = None
+) -> dict[str, str]:
     """The file's metadata (safetensors metadata is str -> str: JSON values)."""
     return {
         "format": ENCODER_FORMAT,
@@ -112,13 +114,16 @@ def read_encoder(path: str | Path, device: torch.device | str = "cpu") -> tuple[
     return encoder.eval().to(device), meta
 
 
-def check_encoder_generator(path: str | Path, encoder: MagecEncoder, meta: dict[str, str], generator: Generator) -> None:
+def check_encoder_generator(
+    path: str | Path, encoder: MagecEncoder, meta: dict[str, str], generator: Generator
+) -> None:
     """Refuse, naming the file, an encoder made for another generator: resolution, space, code shape, mean W."""
     made_for = f"{meta.get('generator', '?')} at {meta.get('generator_resolution', '?')} px"
     if meta.get("generator_resolution") != str(generator.resolution):
         raise file_error(
-            path, f"encoder made for {made_for}, not for {generator.spec} at {generator.resolution} px (mismatched "
-            "generator resolution); train one for this generator with `magec train-encoder`"
+            path,
+            f"encoder made for {made_for}, not for {generator.spec} at {generator.resolution} px (mismatched "
+            "generator resolution); train one for this generator with `magec train-encoder`",
         )
     try:
         encoder.check_generator(generator)

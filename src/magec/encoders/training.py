@@ -47,11 +47,16 @@ class EncoderTrainingConfig:
     lr: float = 1e-3
     #: Weights of the loss terms.
     lambda_mse: float = 1.0
-    lambda_perceptual: float = 0.5
+    #: Off by default: on a CPU it costs half as much time again per step (F's features of both images); the
+    #: perceptual distance is still reported on the held-out pairs.
+    lambda_perceptual: float = 0.0
     lambda_latent: float = 0.1
     #: The MAGEC term through the pack's LinkNet (0: off, the default; an option to measure editability with).
     lambda_magec: float = 0.0
     magec_target: str = "linknet"
+    #: The perceptual distance ``prepare`` and ``train-encoder`` train and report with (``build_perceptual`` spec).
+    #: F's own features by default: LPIPS-VGG at every step would cost minutes more on a CPU.
+    perceptual: str = "describer-features"
     seed: int = 0
     #: Held-out pairs measured at the end (drawn from their own seed stream, never trained on).
     heldout: int = 64
@@ -172,9 +177,11 @@ def heldout_report(
             "latent_mse": (pred - codes).pow(2).mean().item(),
         }
         if perceptual is not None:
-            row["perceptual"] = torch.cat(
-                [perceptual(r, x) for r, x in zip(recon.split(batch_size), images.split(batch_size))]
-            ).mean().item()
+            row["perceptual"] = (
+                torch.cat([perceptual(r, x) for r, x in zip(recon.split(batch_size), images.split(batch_size))])
+                .mean()
+                .item()
+            )
         if describer is not None:
             row["f_agreement"] = attribute_agreement(describer, recon, images)
         out[name] = {k: round(v, 6) for k, v in row.items()}
@@ -213,7 +220,8 @@ def _load_checkpoint(
         opt.load_state_dict(state["optimizer"])
         return int(state["step"]), [float(x) for x in state["losses"]]
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise file_error(path, f"inconsistent checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:150]})")
+        first = str(exc).splitlines()[0][:150] if str(exc) else ""
+        raise file_error(path, f"inconsistent checkpoint ({type(exc).__name__}: {first})") from None
 
 
 def train_encoder(
@@ -227,7 +235,8 @@ def train_encoder(
 ) -> EncoderTrainingResult:
     """Train magec's encoder for ``generator`` (on the generator's device) and measure it on held-out pairs.
 
-    ``perceptual``: the distance of the perceptual term and report (None: that term is off). ``describer``: F, for
+    ``perceptual``: the distance of the perceptual term (when ``lambda_perceptual`` > 0) and of the report (None:
+    neither). ``describer``: F, for
     the report's F-agreement and ``magec_target="describer"``. ``linknet``: the pack's LinkNet, needed when
     ``lambda_magec`` > 0. ``checkpoint``: a file to resume from (when it exists) and to write every
     ``checkpoint_every`` steps; it is left at the last step so a longer run can continue it.
