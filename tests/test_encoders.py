@@ -168,15 +168,19 @@ def test_the_pack_folder_holds_the_encoder_and_load_pipeline_reads_it(embedded_p
 @pytest.mark.slow  # the embedded F, twice
 def test_train_encoder_cli(embedded_pack, tmp_path, capsys):
     from magec.cli.main import main
+    from magec.pipeline import load_pipeline
 
     pack = embedded_pack.save(tmp_path / "pack")
-    out = tmp_path / "enc.safetensors"
+    out = pack / PACK_ENCODER  # the pack's own encoder
     args = ["train-encoder", "--pack", str(pack), "--out", str(out), "--steps", "2", "--batch-size", "2"]
     args += ["--device", "cpu", "--quiet"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "held-out report" in printed and out.is_file() and report_path(out).is_file()
-    assert not (tmp_path / "enc.safetensors.ckpt").exists()
+    assert not (pack / "encoder.safetensors.ckpt").exists()
+    index = json.loads((pack / "magec-index.json").read_text())["files"]
+    assert {PACK_ENCODER, "encoder.report.json"} <= set(index)
+    assert load_pipeline(pack, "cpu", perceptual="describer-features", identity="none").encoder is not None
     assert main(args) == 0  # its own file is replaced
     mine = tmp_path / "mine.safetensors"
     mine.write_bytes(b"my own weights")
@@ -211,3 +215,17 @@ def test_cli_defaults_match_the_library():
         EncoderTrainingConfig.steps,
         EncoderTrainingConfig.batch_size,
     )
+
+
+def test_prepare_pack_trains_the_encoder_only_when_asked(dcgan, tmp_path, one_thread):
+    from fakes import ToneDescriber
+    from magec.prepare import PrepareConfig, prepare_pack
+
+    config = PrepareConfig(n_samples=100, ganspace_samples=60, styleflow=None, sliders=None)
+    plain = prepare_pack(dcgan, ToneDescriber(), config, progress=False)
+    assert "encoder" not in plain.info and not plain.extra_files
+    pack = prepare_pack(dcgan, ToneDescriber(), config, progress=False, encoder=tiny_config(steps=2))
+    folder = pack.save(tmp_path / "pack")
+    report = json.loads((folder / "encoder.report.json").read_text())
+    assert report["steps"] == 2 and set(report["encoder"]) >= {"mse", "perceptual", "f_agreement", "latent_mse"}
+    assert load_magec_encoder(folder / PACK_ENCODER, dcgan).code_shape == (100,)

@@ -67,6 +67,15 @@ def check_pack_folder(folder: str | Path, force: bool = False, extra: tuple[str,
     return folder
 
 
+def index_pack_files(folder: str | Path, names: tuple[str, ...], force: bool = False) -> None:
+    """Record files magec just wrote into a pack folder (``train-encoder``'s ``PACK/encoder.safetensors``) in its
+    index, so that later runs see them as the pack's own."""
+    out = OutputFolder.open(Path(folder), "pack", force, own=_pack_files)
+    out.files.update({name: "" for name in names})
+    out.claimed.update(names)
+    out.save_index()
+
+
 @dataclass
 class Pack:
     """LinkNet and the editors of one generator/describer pair, plus its manifest."""

@@ -45,12 +45,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from magec.cli.options import resolve_pack
-    from magec.encoders.files import is_magec_encoder, report_path
+    from magec.encoders.files import PACK_ENCODER, is_magec_encoder, report_path
     from magec.io.output_folder import check_output_file
+    from magec.pack import MANIFEST, check_pack_folder
 
     out = Path(args.out)
     check_output_file(out, args.force, ours=is_magec_encoder)  # before any model loads
     check_output_file(report_path(out), args.force, ours=_is_report)
+    if out.name == PACK_ENCODER and (out.parent / MANIFEST).is_file():  # the pack's own encoder, in its folder
+        check_pack_folder(out.parent, args.force)
     resolve_pack(args)
 
     from tqdm.auto import tqdm
@@ -86,10 +89,21 @@ def run(args: argparse.Namespace) -> int:
     if result.resumed_from:
         print(f"resumed from {ckpt} at step {result.resumed_from}")
     save_encoder(out, result.encoder, pipeline.generator, result.report, result.training)
+    _index_in_pack(out, args.force)
     ckpt.unlink(missing_ok=True)  # magec's own checkpoint, finished with
     print(f"wrote {out} ({result.steps} steps, {result.seconds:.1f} s) and {report_path(out)}")
     print("held-out report: " + json.dumps({k: result.report[k] for k in ("encoder", "mean")}))
     return 0
+
+
+def _index_in_pack(out, force: bool) -> None:
+    """Written into a pack folder as its own encoder: list both files in the pack's index (as ``prepare`` does), so
+    the folder stays one magec pack."""
+    from magec.encoders.files import PACK_ENCODER, report_path
+    from magec.pack import MANIFEST, index_pack_files
+
+    if out.name == PACK_ENCODER and (out.parent / MANIFEST).is_file():
+        index_pack_files(out.parent, (PACK_ENCODER, report_path(PACK_ENCODER).name), force)
 
 
 def _is_report(path) -> bool:
