@@ -184,6 +184,7 @@ def test_train_encoder_cli(embedded_pack, tmp_path, capsys):
     assert main(args) == 0  # its own file is replaced
     mine = tmp_path / "mine.safetensors"
     mine.write_bytes(b"my own weights")
+    capsys.readouterr()
     assert main([*args[:3], "--out", str(mine), *args[5:]]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "was not written by magec" in err[0] and mine.read_bytes() == b"my own weights"

@@ -189,7 +189,7 @@ def attach_encoder(pack: Pack, result: EncoderTrainingResult, generator: Generat
 def save_encoder_report(path: Path, report: dict) -> None:
     from magec.io.atomic import write_json
 
-    write_json(path, {"format": "magec-encoder-report", "encoder": PACK_ENCODER, **report})
+    write_json(path, {"format": "magec-encoder-report", "file": PACK_ENCODER, **report})
 
 
 def prepare_pack(

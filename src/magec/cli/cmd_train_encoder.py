@@ -10,7 +10,7 @@ import json
 from magec.cli.options import add_device_and_seed, add_force, add_pack, int_at_least, non_negative_float, positive_int
 
 #: EncoderTrainingConfig's defaults, repeated so that ``--help`` needs no torch; a test keeps them equal.
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 300
 DEFAULT_BATCH = 32
 
 

@@ -71,7 +71,7 @@ def save_encoder(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=encoder_metadata(encoder, generator, training))
     if report is not None:
-        write_json(report_path(path), {"format": "magec-encoder-report", "encoder": path.name, **report})
+        write_json(report_path(path), {"format": "magec-encoder-report", "file": path.name, **report})
     return path
 
 

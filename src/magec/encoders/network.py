@@ -24,6 +24,8 @@ from magec.generators.base import Generator
 #: The largest side the network reads; a 1024-px generator's images are resized down to it.
 MAX_RESOLUTION = 256
 SPEC = "magec-encoder"
+#: The largest code (numbers per image) the head predicts: StyleGAN2 at 1024 px has 18 x 512.
+MAX_CODE_SIZE = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,12 @@ class EncoderArchitecture:
     groups: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("width", "max_width", "pool", "hidden", "groups"):
+        # Bounded, so that a file's metadata can never make magec build a huge network before its tensors are read.
+        limits = {"width": 1024, "max_width": 1024, "pool": 4, "hidden": 8192, "groups": 64}
+        for name, most in limits.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise MagecError(f"encoder architecture: {name} must be a whole number >= 1, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+                raise MagecError(f"encoder architecture: {name} must be a whole number from 1 to {most}, got {value!r}")
         if not isinstance(self.extra_convs, int) or not 0 <= self.extra_convs <= 4:
             raise MagecError(f"encoder architecture: extra_convs must be 0..4, got {self.extra_convs!r}")
         if self.width % self.groups or self.max_width % self.groups:
@@ -100,11 +104,11 @@ class MagecEncoder(Encoder):
                 layers += _block(c_out, c_out, 1, arch.groups)
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(min(arch.pool, 4))
+        self.pool = nn.AdaptiveAvgPool2d(arch.pool)
         n_out = math.prod(self._code_shape)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(c_in * min(arch.pool, 4) ** 2, arch.hidden), nn.LeakyReLU(0.2)
-        )
+        if not 1 <= n_out <= MAX_CODE_SIZE:
+            raise MagecError(f"{SPEC}: a code of shape {self._code_shape} is not one magec's encoder makes")
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * arch.pool**2, arch.hidden), nn.LeakyReLU(0.2))
         self.out = nn.Linear(arch.hidden, n_out)
         # The codes are offsets from the mean (W+: e4e's convention); z codes have a zero mean.
         mean = torch.zeros(self._code_shape) if mean_code is None else mean_code.detach().float().reshape(code_shape)

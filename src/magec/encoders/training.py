@@ -42,7 +42,7 @@ MAGEC_TARGETS = ("linknet", "describer")
 class EncoderTrainingConfig:
     """Sized so the embedded default (64-px DCGAN) trains in a few minutes on a 2-core CPU (README figures)."""
 
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 32
     lr: float = 1e-3
     #: Weights of the loss terms.
