@@ -230,3 +230,12 @@ def test_prepare_pack_trains_the_encoder_only_when_asked(dcgan, tmp_path, one_th
     report = json.loads((folder / "encoder.report.json").read_text())
     assert report["steps"] == 2 and set(report["encoder"]) >= {"mse", "perceptual", "f_agreement", "latent_mse"}
     assert load_magec_encoder(folder / PACK_ENCODER, dcgan).code_shape == (100,)
+
+
+def test_bench_times_the_encoder_per_image(tone_pipeline, trained_dcgan):
+    from magec.bench import encoder_ms_per_image
+
+    assert tone_pipeline.encoder is None  # an untrained network of the same architecture is timed
+    assert encoder_ms_per_image(tone_pipeline, 8, repeats=2) > 0
+    with_encoder = replace(tone_pipeline, encoder=trained_dcgan.encoder, editors=dict(tone_pipeline.editors))
+    assert encoder_ms_per_image(with_encoder, 8, repeats=2) > 0
