@@ -197,6 +197,8 @@ def test_config_is_validated_once():
         EncoderTrainingConfig(magec_target="nope")
     with pytest.raises(MagecError, match="lambda-magec"):
         EncoderTrainingConfig(lambda_magec=-1.0)
+    with pytest.raises(MagecError, match="nothing to train"):
+        EncoderTrainingConfig(lambda_mse=0.0, lambda_latent=0.0)
 
 
 def test_the_magec_term_trains_through_linknet(tone_pipeline, one_thread):

@@ -156,11 +156,12 @@ def train_pack_encoder(
 ) -> EncoderTrainingResult:
     """magec's encoder for a pack's generator (``magec train-encoder``; ``prepare`` unless ``--no-encoder``), with
     the pack's F in the held-out report and its LinkNet for the optional MAGEC term."""
+    before = pack.linknet.linear.weight.device
     pack.linknet.to(generator.device)
     try:
         return train_encoder(generator, config, perceptual, describer, pack.linknet, checkpoint, callback)
     finally:
-        pack.linknet.to("cpu")
+        pack.linknet.to(before)
 
 
 def _train_with_bar(

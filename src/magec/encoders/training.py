@@ -70,6 +70,8 @@ class EncoderTrainingConfig:
         validation.positive("--lr", self.lr)
         for name in ("lambda_mse", "lambda_perceptual", "lambda_latent", "lambda_magec"):
             validation.non_negative(f"--{name.replace('_', '-')}", getattr(self, name))
+        if not any((self.lambda_mse, self.lambda_perceptual, self.lambda_latent, self.lambda_magec)):
+            raise MagecError("encoder training: every loss weight is 0, so there is nothing to train")
         if self.magec_target not in MAGEC_TARGETS:
             raise MagecError(f"magec_target {self.magec_target!r} is not one of {', '.join(MAGEC_TARGETS)}")
         validation.integer("--seed", self.seed, 0)
@@ -236,9 +238,8 @@ def train_encoder(
     """Train magec's encoder for ``generator`` (on the generator's device) and measure it on held-out pairs.
 
     ``perceptual``: the distance of the perceptual term (when ``lambda_perceptual`` > 0) and of the report (None:
-    neither). ``describer``: F, for
-    the report's F-agreement and ``magec_target="describer"``. ``linknet``: the pack's LinkNet, needed when
-    ``lambda_magec`` > 0. ``checkpoint``: a file to resume from (when it exists) and to write every
+    neither). ``describer``: F, for the report's F-agreement and ``magec_target="describer"``. ``linknet``: the
+    pack's LinkNet, needed when ``lambda_magec`` > 0. ``checkpoint``: a file to resume from (when it exists) and to write every
     ``checkpoint_every`` steps; it is left at the last step so a longer run can continue it.
     """
     config = config or EncoderTrainingConfig()
