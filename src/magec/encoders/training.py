@@ -239,8 +239,8 @@ def train_encoder(
 
     ``perceptual``: the distance of the perceptual term (when ``lambda_perceptual`` > 0) and of the report (None:
     neither). ``describer``: F, for the report's F-agreement and ``magec_target="describer"``. ``linknet``: the
-    pack's LinkNet, needed when ``lambda_magec`` > 0. ``checkpoint``: a file to resume from (when it exists) and to write every
-    ``checkpoint_every`` steps; it is left at the last step so a longer run can continue it.
+    pack's LinkNet, needed when ``lambda_magec`` > 0. ``checkpoint``: a file to resume from (when it exists) and
+    to write every ``checkpoint_every`` steps; it is left at the last step so a longer run can continue it.
     """
     config = config or EncoderTrainingConfig()
     if config.lambda_magec > 0 and linknet is None:
