@@ -241,3 +241,19 @@ def test_bench_times_the_encoder_per_image(tone_pipeline, trained_dcgan):
     assert encoder_ms_per_image(tone_pipeline, 8, repeats=2) > 0
     with_encoder = replace(tone_pipeline, encoder=trained_dcgan.encoder, editors=dict(tone_pipeline.editors))
     assert encoder_ms_per_image(with_encoder, 8, repeats=2) > 0
+
+
+@pytest.mark.slow  # a small real prepare through the command line
+def test_prepare_cli_trains_the_encoder_into_the_pack_unless_told_not_to(tmp_path, monkeypatch, capsys):
+    import magec.encoders.training as training
+    import magec.prepare  # noqa: F401  (imported first: its EMBEDDED_ENCODER keeps the real defaults)
+    from magec.cli.main import main
+
+    monkeypatch.setattr(training, "EncoderTrainingConfig", lambda seed: tiny_config(steps=2, seed=seed))
+    base = ["prepare", "--samples", "60", "--no-styleflow", "--slider-samples", "0", "--fixed-box-labels"]
+    base += ["--describer", "dlib-age-gender", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "with")]) == 0
+    assert "encoder (encoder.safetensors) held-out report" in capsys.readouterr().out
+    assert (tmp_path / "with" / PACK_ENCODER).is_file() and (tmp_path / "with" / "encoder.report.json").is_file()
+    assert main([*base, "--out", str(tmp_path / "without"), "--no-encoder"]) == 0
+    assert not (tmp_path / "without" / PACK_ENCODER).exists()
