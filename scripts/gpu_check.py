@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     def prepare(samples: int, out: Path, log: str, *extra: str, timeout: float | None = None) -> dict:
         """``magec prepare`` of the random StyleGAN2 with the chain's describer, slider and device options."""
         args = ["prepare", "--generator", f"stylegan2:{files['generator']}", "--describer", describer]
-        args += ["--samples", str(samples), "--out", str(out), "--force", *extra, *sliders, *common]
+        args += ["--samples", str(samples), "--out", str(out), "--force", "--no-encoder", *extra, *sliders, *common]
         return magec(args, logs / log, timeout=timeout)
 
     pack = work / "pack"

@@ -177,6 +177,7 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
         fh.seek(-8, 2)
         fh.write(b"\xff" * 8)
     f["corrupt_pack"] = corrupt
+    encoder_packs(f, dcgan)
     (root / "notes.png").write_text("this is not an image")
     f["text_png"] = root / "notes.png"
     (root / "empty.jpg").write_bytes(b"")
@@ -237,6 +238,31 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG, found only by a DataLoader worker
     f["celeba"] = celeba
     return f
+
+
+def encoder_packs(f: dict[str, Path], dcgan) -> None:
+    """Copies of the pack whose encoder.safetensors is another layout, holds NaN, or serves another generator."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from magec.encoders.files import save_encoder
+    from magec.encoders.network import EncoderArchitecture, MagecEncoder
+    from magec.generators.stylegan2.config import StyleGAN2Config
+    from magec.generators.stylegan2.model import StyleGAN2Generator
+
+    small = EncoderArchitecture(width=8, max_width=16, extra_convs=0, hidden=16)
+    root = f["root"]
+    for key in ("enc_other_pack", "enc_nan_pack", "enc_res_pack"):
+        shutil.copytree(f["pack"], root / key)
+        f[key] = root / key
+    shutil.copy(f["pack"] / "tensors.safetensors", f["enc_other_pack"] / "encoder.safetensors")  # a pack's layout
+    good = save_encoder(root / "good-encoder.safetensors", MagecEncoder.for_generator(dcgan, small), dcgan)
+    tensors = load_file(str(good))
+    tensors["out.bias"][0] = float("nan")
+    with safe_open(str(good), "pt") as fh:
+        save_file(tensors, str(f["enc_nan_pack"] / "encoder.safetensors"), metadata=fh.metadata())
+    tiny = StyleGAN2Generator.random(StyleGAN2Config(resolution=32, style_dim=32, channels=(16, 16, 8, 8)), seed=1)
+    save_encoder(f["enc_res_pack"] / "encoder.safetensors", MagecEncoder.for_generator(tiny, small), tiny)
 
 
 # ---- workspace set-ups ---------------------------------------------------------------------------------
@@ -414,7 +440,18 @@ def inconsistent_model(kind: str) -> Callable[[Path, dict[str, Path]], None]:
 #: The limits of a refusal that needs no torch (checked before it is imported).
 CHEAP: dict[str, Any] = {"max_rss_mb": 500, "max_cpu_s": 2.0}
 
-ONNX_F = ["prepare", "--out", "p", "--samples", "60", "--describer", "onnx:m.onnx:l.json", "--device", "cpu"]
+ONNX_F = [
+    "prepare",
+    "--no-encoder",
+    "--out",
+    "p",
+    "--samples",
+    "60",
+    "--describer",
+    "onnx:m.onnx:l.json",
+    "--device",
+    "cpu",
+]
 
 
 CASES: list[Case] = [
@@ -435,7 +472,7 @@ CASES: list[Case] = [
     ),
     Case(
         "prepare-force-keeps-foreign-files",
-        ["prepare", "--out", "pack", "--samples", "60", "--force", "--device", "cpu"],
+        ["prepare", "--out", "pack", "--samples", "60", "--force", "--device", "cpu", "--no-encoder"],
         0,
         "",
         pack_beside_user_file,
@@ -658,6 +695,31 @@ CASES: list[Case] = [
         ["invert", F, "--out", "out", "--pack", "{corrupt_pack}", "--device", "cpu"],
         1,
         "SHA-256",
+    ),
+    Case(
+        "invert-pack-encoder-other-layout",
+        ["invert", F, "--out", "out", "--pack", "{enc_other_pack}", "--device", "cpu"],
+        1,
+        "encoder.safetensors: not a magec encoder",
+    ),
+    Case(
+        "invert-pack-encoder-nan",
+        ["invert", F, "--out", "out", "--pack", "{enc_nan_pack}", "--device", "cpu"],
+        1,
+        "out.bias holds NaN",
+    ),
+    Case(
+        "invert-pack-encoder-other-resolution",
+        ["invert", F, "--out", "out", "--pack", "{enc_res_pack}", "--device", "cpu"],
+        1,
+        "mismatched generator resolution",
+    ),
+    Case(
+        "train-encoder-onto-foreign-file",
+        ["train-encoder", "--pack", P, "--out", "mine.safetensors", "--steps", "1", "--device", "cpu"],
+        1,
+        "mine.safetensors: exists and was not written by magec",
+        user_file("mine.safetensors"),
     ),
     Case("invert-no-face", ["invert", "{gray}", "--face-crop", "--out", "out", *INV[1:]], 1, "no face found"),
     Case(

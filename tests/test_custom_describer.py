@@ -386,6 +386,7 @@ def test_onnx_describer_end_to_end(tmp_path):
             "--samples",
             "60",
             "--no-styleflow",
+            "--no-encoder",
             "--device",
             "cpu",
         ],

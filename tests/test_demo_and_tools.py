@@ -44,6 +44,7 @@ def test_demo_writes_a_self_contained_page(tmp_path):
         "0.02",
         "--perceptual",
         "describer-features",
+        "--no-encoder",
         "--device",
         "cpu",
     ]
@@ -74,4 +75,5 @@ def test_bench_reports_every_figure(embedded_pack, dcgan, dlib_describer):
     assert set(result["step_ms"]) == {"magec", "no-magec", "im2stylegan++"}
     assert set(result["magec_share"]) == {"1", "40"} and all(0 < v < 1 for v in result["magec_share"].values())
     assert set(result["images_per_s"]) == {"1", "4", "16"}
+    assert result["encoder_ms_per_image"]["8"] > 0
     json.dumps(result)

@@ -273,6 +273,7 @@ def test_the_studio_ends_on_ctrl_c_like_every_command(work, tmp_path):
 
 
 PREPARE = ["prepare", "--samples", "60", "--batch-size", "10", "--no-styleflow", "--device", "cpu", "--seed", "5"]
+PREPARE += ["--no-encoder"]
 PREPARE_MOMENTS = {
     "describing": lambda err: "sample + describe" in err and _steps(err) >= 1,
     "fitting": lambda err: "fit LinkNet" in err and _steps(err) >= 3,

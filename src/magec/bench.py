@@ -11,6 +11,8 @@
   whole magec inversion takes with it (``--identity dlib``), batch 1.
 - ``pti_seconds_per_image``: pivotal tuning per image at PTI's 350 steps, for batch 1 and 4 (measured over
   a shorter run and scaled by its step count).
+- ``encoder_ms_per_image``: one forward pass of the pipeline's encoder (magec's own network, untrained when the
+  pipeline has none: the time does not depend on the weights), batch 8, per image.
 - ``studio_edit_ms`` / ``studio_inversion_images_per_s``: through ``magec studio``'s server (``served``).
 """
 
@@ -124,6 +126,16 @@ def pti_seconds_per_image(pipeline: Pipeline, batch: int, steps: int = 20) -> fl
     return seconds / steps * config.steps / batch
 
 
+def encoder_ms_per_image(pipeline: Pipeline, batch: int = 8, repeats: int = 5) -> float:
+    """Milliseconds per image of one encoder forward pass at ``batch`` (the issue's target: 20 ms at batch 8)."""
+    from magec.encoders.network import MagecEncoder
+
+    encoder = pipeline.encoder or MagecEncoder.for_generator(pipeline.generator).to(pipeline.device).eval()
+    gen = pipeline.generator
+    images = gen.synthesize(gen.sample_latents(batch, 4242)).detach()
+    return median_ms(lambda: encoder.encode(images, batch), repeats=repeats) / batch
+
+
 def run_bench(
     pipeline: Pipeline,
     repeats: int = 5,
@@ -144,6 +156,7 @@ def run_bench(
     }
     out["identity"] = identity_figures(pipeline, repeats)
     out["pti_seconds_per_image"] = {str(b): round(pti_seconds_per_image(pipeline, b), 2) for b in (1, 4)}
+    out["encoder_ms_per_image"] = {"8": round(encoder_ms_per_image(pipeline, 8, repeats), 3)}
     for name, fn in (extra or {}).items():
         out[name] = fn(pipeline.device)
     if served is not None:

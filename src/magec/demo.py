@@ -35,7 +35,7 @@ from magec.io.output_folder import OutputFolder
 from magec.latent.kinds import TARGET
 from magec.losses.mse import mse_per_image
 from magec.pipeline import Pipeline, assemble_pipeline
-from magec.prepare import PrepareConfig, embedded_pack
+from magec.prepare import EMBEDDED_ENCODER, PrepareConfig, embedded_pack
 from magec.render import apply_edits
 from magec.visualize import image_grid, new_figure, save_figure
 from magec.weights import magec_cache_dir
@@ -61,6 +61,8 @@ class DemoConfig:
     #: Methods with pivotal tuning, run on the real photo only (they tune one generator per image).
     pti_methods: tuple[str, ...] = PTI_METHODS
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    #: Train the embedded encoder with the pack when the pack must be prepared (as ``load_pipeline()`` does).
+    encoder: bool = True
     #: Write into an existing ``out`` that holds other files (files magec did not write are never replaced).
     force: bool = False
 
@@ -142,7 +144,8 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     device = resolve_device(config.device)
     generator = load_generator("dcgan-face", device)
     describer = load_describer(EMBEDDED_DESCRIBER, device)
-    pack = embedded_pack(config.cache, config.prepare, device, progress, generator, describer)
+    encoder = EMBEDDED_ENCODER if config.encoder else None
+    pack = embedded_pack(config.cache, config.prepare, device, progress, generator, describer, encoder)
     pipeline = assemble_pipeline(generator, describer, pack, perceptual=config.perceptual, device=device)
 
     size = generator.resolution

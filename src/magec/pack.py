@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,22 @@ def _pack_files(folder: Path) -> list[str]:
     return [MANIFEST, TENSORS] if isinstance(manifest, dict) and manifest.get("format") == PACK_FORMAT else []
 
 
-def check_pack_folder(folder: str | Path, force: bool = False) -> Path:
-    """Check, before any heavy work, that a pack may be written to ``folder`` (one-line error otherwise)."""
+def check_pack_folder(folder: str | Path, force: bool = False, extra: tuple[str, ...] = ()) -> Path:
+    """Check, before any heavy work, that a pack may be written to ``folder`` (one-line error otherwise);
+    ``extra``: more file names the pack will hold (``prepare``'s encoder)."""
     folder = Path(folder)
     out = OutputFolder.open(folder, "pack", force, own=_pack_files)
-    out.check_claims({TENSORS: "", MANIFEST: ""})
+    out.check_claims({TENSORS: "", MANIFEST: "", **{name: "" for name in extra}})
     return folder
+
+
+def index_pack_files(folder: str | Path, names: tuple[str, ...], force: bool = False) -> None:
+    """Record files magec just wrote into a pack folder (``train-encoder``'s ``PACK/encoder.safetensors``) in its
+    index, so that later runs see them as the pack's own."""
+    out = OutputFolder.open(Path(folder), "pack", force, own=_pack_files)
+    out.files.update({name: "" for name in names})
+    out.claimed.update(names)
+    out.save_index()
 
 
 @dataclass
@@ -86,6 +97,9 @@ class Pack:
     #: SHA-256 of the files the describer was read from (e.g. ``onnx:`` model and layout), so a pack is never
     #: reused with a different F under the same spec.
     describer_files: dict[str, str] = field(default_factory=dict)
+    #: More files ``save`` writes into the pack folder, name -> writer(path) (``prepare``'s trained encoder and its
+    #: report); each writer writes atomically. Not read back by ``load`` (``magec.pipeline`` reads the encoder).
+    extra_files: dict[str, Callable[[Path], object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.editors.setdefault("interfacegan", self.interfacegan)
@@ -154,7 +168,9 @@ class Pack:
                 self._write_files(tmp, tensors)
             return folder
         out = OutputFolder.open(folder, "pack", force, own=_pack_files)
-        out.claim({TENSORS: "", MANIFEST: ""})
+        out.claim({TENSORS: "", MANIFEST: "", **{name: "" for name in self.extra_files}})
+        for name, write in self.extra_files.items():
+            write(folder / name)
         with atomic_path(folder / TENSORS) as tmp_tensors:
             save_file(tensors, str(tmp_tensors))
             digest = sha256_file(tmp_tensors)
@@ -165,7 +181,10 @@ class Pack:
         save_file(tensors, str(folder / TENSORS))
         manifest = self.manifest(tensors, sha256_file(folder / TENSORS))
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        OutputFolder(folder, "pack", files={TENSORS: "", MANIFEST: ""}).save_index()
+        for name, write in self.extra_files.items():
+            write(folder / name)
+        files = {TENSORS: "", MANIFEST: "", **{name: "" for name in self.extra_files}}
+        OutputFolder(folder, "pack", files=files).save_index()
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device | str = "cpu") -> Pack:

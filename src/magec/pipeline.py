@@ -91,9 +91,11 @@ def assemble_pipeline(
     identity: str = "none",
     device: str | torch.device = "auto",
     precision: str = "fp32",
+    encoder: Encoder | None = None,
 ) -> Pipeline:
     """Put already-built parts together (tests and ``magec demo`` build them in memory); ``identity="auto"``
-    chooses as :func:`load_pipeline` does; ``precision`` is the generator's arithmetic ("fp32" or "bf16")."""
+    chooses as :func:`load_pipeline` does; ``precision`` is the generator's arithmetic ("fp32" or "bf16");
+    ``encoder``: an image-to-latent encoder for the generator (checked against it), or None."""
     device = resolve_device(device)
     generator.set_precision(precision)
     pack.to(device)
@@ -107,7 +109,26 @@ def assemble_pipeline(
         build_perceptual(perceptual, device, describer),
         identity_loss,
         device,
+        encoder=_checked_encoder(encoder, generator, device),
     )
+
+
+def _checked_encoder(encoder: Encoder | None, generator: Generator, device: torch.device) -> Encoder | None:
+    if encoder is None:
+        return None
+    encoder.check_generator(generator)
+    return encoder.to(device)
+
+
+def pack_encoder(folder: str | Path, generator: Generator, device: torch.device) -> Encoder | None:
+    """The pack's own encoder (``PACK/encoder.safetensors``, written by ``magec prepare`` or ``train-encoder``),
+    checked against the generator; None when the pack has none. A broken or mismatched file is one error line."""
+    from magec.encoders.files import PACK_ENCODER, load_magec_encoder
+
+    path = Path(folder) / PACK_ENCODER
+    if not path.is_file():
+        return None
+    return load_magec_encoder(path, generator, device)
 
 
 def check_describer_files(pack: object, loaded: Pack, describer: Describer) -> None:
@@ -134,8 +155,12 @@ def load_pipeline(
     generator: str | None = None,
     describer: str | None = None,
     precision: str = "fp32",
+    with_encoder: bool = True,
 ) -> Pipeline:
     """Load a pack and the generator and describer it was prepared with (or compatible overrides).
+
+    ``Pipeline.encoder`` is the pack's own encoder when its folder holds one (``encoder.safetensors``, checked
+    against the generator; ``with_encoder=False`` skips it).
 
     With no ``pack``, the embedded default: the face DCGAN and dlib's F with their pack, prepared on
     first use and cached (``magec.prepare.embedded_pack``). ``identity="auto"``: dlib's identity loss for the
@@ -145,11 +170,12 @@ def load_pipeline(
     """
     device = resolve_device(device)
     if pack is None:
-        from magec.prepare import embedded_pack
+        from magec.prepare import EMBEDDED_PACK, embedded_pack
+        from magec.weights import magec_cache_dir
 
-        loaded, pack = embedded_pack(device=device), "embedded default"
+        loaded, pack, folder = embedded_pack(device=device), "embedded default", magec_cache_dir() / EMBEDDED_PACK
     else:
-        loaded = Pack.load(pack, device)
+        loaded, folder = Pack.load(pack, device), Path(pack)
     gen = load_generator(generator or loaded.generator_spec, device)
     if gen.latent_dim != loaded.latent_dim:
         raise MagecError(
@@ -167,7 +193,8 @@ def load_pipeline(
             f"{pack}: pack descriptor size {loaded.layout.dim} does not match describer {desc.spec} ({desc.layout.dim})"
         )
     check_describer_files(pack, loaded, desc)
-    return assemble_pipeline(gen, desc, loaded, perceptual, identity, device, precision)
+    encoder = pack_encoder(folder, gen, device) if with_encoder else None
+    return assemble_pipeline(gen, desc, loaded, perceptual, identity, device, precision, encoder)
 
 
 def load_face(path: str | Path, pipeline: Pipeline, face_index: int = 0, max_pixels: int | None = None) -> torch.Tensor:

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="shorten every method's schedule (default 1: the paper's)",
     )
     p.add_argument("--perceptual", default="auto")
+    p.add_argument(
+        "--no-encoder", action="store_true", help="when the pack must be prepared, do not train its encoder with it"
+    )
     add_force(p)
     add_device_and_seed(p)
     p.set_defaults(func=run)
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         perceptual=args.perceptual,
         prepare=PrepareConfig(n_samples=args.samples),
+        encoder=not args.no_encoder,
         force=args.force,
     )
     index = run_demo(config)

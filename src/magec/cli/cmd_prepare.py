@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "120 syntheses; 0 skips the measurement and the studio falls back to the editors' default ranges)",
     )
     p.add_argument(
+        "--no-encoder",
+        action="store_true",
+        help="do not train magec's encoder into the pack (encoder.safetensors + encoder.report.json; "
+        "`magec train-encoder` trains one later)",
+    )
+    p.add_argument(
         "--fixed-box-labels",
         action="store_true",
         help="label samples on the describer's fixed chip box only (default: dlib-aligned chips where dlib finds one)",
@@ -66,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from magec.describers import load_describer
+    from magec.encoders.files import PACK_ENCODER, report_path
+    from magec.encoders.training import EncoderTrainingConfig
     from magec.generators import load_generator
     from magec.latent.reach import ReachConfig
     from magec.pack import check_pack_folder
@@ -78,14 +86,19 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, styleflow=None)
     if args.slider_samples != DEFAULT_SLIDER_SAMPLES:
         config = replace(config, sliders=ReachConfig(samples=args.slider_samples) if args.slider_samples else None)
-    check_pack_folder(args.out, args.force)  # before minutes of work
+    encoder = None if args.no_encoder else EncoderTrainingConfig(seed=args.seed)
+    names = () if args.no_encoder else (PACK_ENCODER, report_path(PACK_ENCODER).name)
+    check_pack_folder(args.out, args.force, extra=names)  # before minutes of work
     describer = load_describer(args.describer, args.device)  # a bad describer file fails before the generator loads
     generator = load_generator(args.generator, args.device)
-    pack = prepare_pack(generator, describer, config)
+    pack = prepare_pack(generator, describer, config, encoder=encoder)
     pack.save(args.out, force=args.force)
     print(f"wrote pack {args.out} in {pack.info['prepare']['seconds']} s")
     labels = pack.info["labels"]
     aligned, fixed = labels.get("aligned", 0), labels["fixed_box"]
     print(f"describer {pack.describer_spec}; labels: {aligned} aligned, {fixed} fixed box")
     print("LinkNet held-out agreement with F: " + json.dumps(pack.info["linknet"]["heldout_report"]))
+    if "encoder" in pack.info:
+        report = pack.info["encoder"]
+        print(f"encoder ({PACK_ENCODER}) held-out report: " + json.dumps({k: report[k] for k in ("encoder", "mean")}))
     return 0

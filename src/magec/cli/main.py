@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "magec.cli.cmd_convert",
     "magec.cli.cmd_align",
     "magec.cli.cmd_train_describer",
+    "magec.cli.cmd_train_encoder",
     "magec.cli.cmd_doctor",
 )
 

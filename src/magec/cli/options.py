@@ -146,7 +146,7 @@ def add_pack(parser: argparse.ArgumentParser) -> None:
         "--pack",
         metavar="PACK",
         help="pack folder written by `magec prepare` (default: the embedded default's pack, "
-        f"{EMBEDDED_PACK_HELP}; prepared on first use, about 2-3 minutes on 2 CPU cores, then cached; "
+        f"{EMBEDDED_PACK_HELP}; prepared on first use with its encoder, a few minutes on 2 CPU cores, then cached; "
         "`magec demo` and `magec studio` use the same)",
     )
 
@@ -162,7 +162,7 @@ def resolve_pack(args: argparse.Namespace) -> None:
     from magec.weights import magec_cache_dir
 
     folder = magec_cache_dir() / EMBEDDED_PACK
-    made = "" if (folder / "manifest.json").is_file() else " (preparing it now, once: about 2-3 minutes on 2 CPU cores)"
+    made = "" if (folder / "manifest.json").is_file() else " (preparing it now, once: a few minutes on 2 CPU cores)"
     print(f"magec: no --pack given: using the embedded default's pack {folder}{made}", file=sys.stderr)
     embedded_pack(device=getattr(args, "device", "auto"), progress=bool(made))
     args.pack = str(folder)
