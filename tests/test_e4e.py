@@ -235,6 +235,18 @@ def test_e4e_checkpoint_loads_strictly_and_matches_the_reference(e4e_file, ref_s
     assert not encoder.training  # BatchNorm never leaves its published statistics
 
 
+def test_the_e4e_spec_reaches_the_same_loader(e4e_file, gen32, face):
+    """``--init e4e:PATH`` and ``--encoder e4e:PATH`` go through ``load_encoder``: the same strict load and codes."""
+    from magec.encoders.loading import load_encoder
+
+    direct = load_e4e_encoder(e4e_file, gen32, "cpu", kind="e4e")
+    via_spec = load_encoder(f"e4e:{e4e_file}", gen32, "cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(via_spec(face), direct(face), rtol=0, atol=0)
+    with pytest.raises(MagecError, match="needs the checkpoint path"):
+        load_encoder("e4e:", gen32, "cpu")
+
+
 def test_psp_checkpoint_matches_the_reference(ref_state, gen32, face, tmp_path):
     path = tmp_path / "psp_test_encode.pt"
     avg_w = torch.randn(512, generator=torch.Generator().manual_seed(9))  # one W, broadcast to every layer
