@@ -107,6 +107,8 @@ METHODS = (*PAPER_METHODS, "magec+pti", "no-magec+pti", "encoder", "encoder+mage
 PTI_METHODS = tuple(m for m in METHODS if m.endswith("+pti"))
 #: Methods that start from the pipeline's encoder (``Pipeline.encoder``) and need one.
 ENCODER_METHODS = tuple(m for m in METHODS if m.split("+")[0] == "encoder")
+#: The ``+pti`` methods that start from the generator's mean (need no encoder): the demo's and the studio's.
+MEAN_PTI_METHODS = tuple(m for m in PTI_METHODS if m not in ENCODER_METHODS)
 #: ``encoder+magec``'s schedule: this share of the paper's steps (in each phase, and of the learning-rate decay
 #: period, so the rate falls as it does over the full schedule), at this learning rate. A start that already
 #: reconstructs the photo needs fewer and smaller steps than the generator's mean; see README, "Encoders".
