@@ -108,9 +108,12 @@ def test_encoder_magec_starts_from_the_code_and_improves_it(encoded_pipeline, fa
 
 
 def test_init_from_the_api_replaces_the_mean(tone_pipeline, faces):
+    import magec
+
     images, z = faces
     start = z + 0.1
-    result = invert(tone_pipeline, images, "magec", method_config("magec", 0.05), init=start)
+    assert magec.ENCODER_METHODS == ENCODER_METHODS and magec.Encoder is Encoder
+    result = magec.invert(tone_pipeline, images, "magec", magec.method_config("magec", 0.05), init=start)
     assert result.start_from == "init" and torch.equal(result.start, start)
     assert not torch.equal(result.latents, start)  # it was optimised from there
     plain = invert(tone_pipeline, images, "no-magec", method_config("no-magec", 0.02))
@@ -373,3 +376,23 @@ def test_cli_encoder_method_without_an_encoder_in_the_pipeline(cli_setup, tmp_pa
     assert _invert(pack_dir, png, tmp_path / "o", "--method", "encoder") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "starts from an encoder, and this pipeline has none" in err[-1] and calls["pipeline"] == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (("--methods", "magec", "encoder"), "has no encoder (encoder.safetensors)"),
+        (("--methods", "magec", "--encoder", "e4e:x.pt"), "argument --encoder: only the encoder methods use it"),
+        (("--methods", "encoder+magec", "--encoder", "nowhere.safetensors"), "nowhere.safetensors: no such encoder"),
+        (("--methods", "encoder", "--encoder", "mean"), "mean is not an encoder"),
+    ],
+)
+def test_cli_evaluate_refuses_a_missing_encoder_before_models_load(cli_setup, tmp_path, capsys, extra, words):
+    from magec.cli.main import main
+
+    pack_dir, _, _, calls = cli_setup
+    args = ["evaluate", "--pack", str(pack_dir), "--generated", "2", "--out", str(tmp_path / "run"), *extra]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("magec: error: ") and words in err[-1], err
+    assert calls["pipeline"] == 0 and not (tmp_path / "run").exists()
