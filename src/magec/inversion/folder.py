@@ -323,6 +323,7 @@ def _select(result: Any, indices: list[int], batch: int) -> Any:
         history=history,
         seconds=result.seconds * len(indices) / batch,
         tuned=[result.tuned[i] for i in indices] if result.tuned is not None else None,
+        start=result.start[indices] if getattr(result, "start", None) is not None else None,
     )
 
 
