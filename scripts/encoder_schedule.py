@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.25")
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--identity", default="auto")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="scale every schedule (dry runs)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -98,11 +99,11 @@ def main() -> None:
 
     rows = [measure("encoder", "encoder", method_config("encoder"))]
     for fraction in (float(f) for f in args.fractions.split(",")):
-        base = method_config("encoder+magec", fraction / ENCODER_STEPS_FRACTION)
+        base = method_config("encoder+magec", fraction / ENCODER_STEPS_FRACTION * args.steps_scale)
         for lr in (float(x) for x in args.lrs.split(",")):
             config = replace(base, lr=lr)
             rows.append(measure(f"encoder+magec {fraction:.0%} lr {lr}", "encoder+magec", config))
-    rows.append(measure("magec (paper, from the mean)", "magec", method_config("magec")))
+    rows.append(measure("magec (paper, from the mean)", "magec", method_config("magec", args.steps_scale)))
     summary = {
         "faces": args.faces,
         "seed": args.seed,
