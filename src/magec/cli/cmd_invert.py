@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="magec",
         help="magec (default), no-magec, im2stylegan++, or magec+pti / no-magec+pti: then pivotal tuning of the "
         "generator around the latent (saved as <name>.pti.safetensors, used by `magec edit`); from an encoder "
-        "(--init): encoder (its code alone), encoder+magec (MAGEC from its code, a quarter of magec's steps at a "
-        "lower learning rate), encoder+magec+pti",
+        "(--init): encoder (its code alone), encoder+magec (MAGEC from its code, a quarter of magec's steps), "
+        "encoder+magec+pti",
     )
     p.add_argument(
         "--init",
