@@ -56,7 +56,8 @@ def faces(dcgan):
 @pytest.fixture(scope="module")
 def encoded_pipeline(tone_pipeline, faces):
     images, z = faces
-    return replace(tone_pipeline, encoder=LookupEncoder(images, z, "z"))
+    # a start about as far from the faces as a trained encoder's (MSE 0.01-0.03; the embedded one's is 0.08)
+    return replace(tone_pipeline, encoder=LookupEncoder(images, z, "z", noise=0.3))
 
 
 def test_method_lists_are_derived_and_the_papers_stay_three():
