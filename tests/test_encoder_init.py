@@ -149,6 +149,13 @@ def test_bad_init_is_one_line(tone_pipeline, faces, bad, words):
     assert words in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_encoder_giving_nan_is_one_line_naming_it(tone_pipeline, faces):
+    images, z = faces
+    broken = LookupEncoder(images, torch.full_like(z, float("nan")), "z")
+    with pytest.raises(MagecError, match="^lookup-encoder: the start codes hold NaN or infinite values$"):
+        invert(replace(tone_pipeline, encoder=broken), images, "encoder+magec")
+
+
 def test_encoder_for_another_generator_is_one_line(tone_pipeline, faces):
     images, _ = faces
     wrong = LookupEncoder(images, torch.zeros(3, 8, 16), "w+")

@@ -161,7 +161,7 @@ def invert(
     elif init is not None:
         start_from = "init"
     if init is not None:
-        space = start_space(gen, init, batch, config.space and space)
+        space = start_space(gen, init, batch, config.space and space, "init" if start_from == "init" else start_from)
         latents = init.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
     else:
         start = gen.convert_latents(gen.initial_latent()[None], gen.editing_space.name, space)
@@ -260,6 +260,7 @@ def invert(
                     for i, g in enumerate(tuned)
                 ]
             )
+    seconds = time.perf_counter() - started
     history = _history_to_cpu(steps, losses)
     if not config.phases:  # the start alone (the ``encoder`` method): its losses, as one entry
         history = [_start_entry(pipeline, final, target_images)]
@@ -270,7 +271,7 @@ def invert(
         images=final.detach(),
         history=history,
         steps=step,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         method=method,
         notes=notes,
         stopped=stopped,
@@ -294,19 +295,21 @@ def require_encoder(pipeline: Pipeline, method: str = "encoder") -> Encoder:
     return encoder
 
 
-def start_space(gen: Generator, init: torch.Tensor, batch: int, space: str | None = None) -> str:
+def start_space(gen: Generator, init: torch.Tensor, batch: int, space: str | None = None, what: str = "init") -> str:
     """The space start codes ``init`` live in (``space`` when the method fixes one; else the editing space, or W+
-    where the generator has it), refusing in one line codes of another shape or with NaN/infinite values."""
+    where the generator has it), refusing in one line codes of another shape or with NaN/infinite values;
+    ``what`` names where they came from in that line (``init``, or the encoder)."""
     if not isinstance(init, torch.Tensor) or not init.is_floating_point():
-        raise MagecError(f"init: expected a floating-point tensor of start codes, got {type(init).__name__}")
+        got = init.dtype if isinstance(init, torch.Tensor) else type(init).__name__
+        raise MagecError(f"{what}: expected a floating-point tensor of start codes, got {got}")
     candidates = [space] if space else [gen.editing_space.name, *(["w+"] if "w+" in gen.spaces else [])]
     for name in candidates:
         if tuple(init.shape) == (batch, *gen.spaces[name].shape):
             if not bool(torch.isfinite(init).all()):
-                raise MagecError("init: the start codes hold NaN or infinite values")
+                raise MagecError(f"{what}: the start codes hold NaN or infinite values")
             return name
     expected = " or ".join(f"{(batch, *gen.spaces[n].shape)} ({n})" for n in candidates)
-    raise MagecError(f"init: start codes of shape {tuple(init.shape)} do not fit {gen.spec}: expected {expected}")
+    raise MagecError(f"{what}: start codes of shape {tuple(init.shape)} do not fit {gen.spec}: expected {expected}")
 
 
 def _rows_of_editing_space(gen: Generator, space: str) -> bool:
