@@ -218,6 +218,18 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     f["huge_npy"] = root / "huge.npy"
     np.save(root / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     f["object_npy"] = root / "objects.npy"
+    from test_e4e import e4e_reference_state, save_e4e_checkpoint
+
+    # e4e's checkpoint layout with random weights, 2 style blocks (a 4-px generator's W+: the smallest file, 0.2 GB)
+    e4e_state = e4e_reference_state(2, seed=1)
+    save_e4e_checkpoint(root / "e4e.pt", e4e_state, torch.zeros(2, 512))
+    f["e4e_pt"] = root / "e4e.pt"
+    e4e_state["styles.1.linear.weight"][3, 4] = float("nan")
+    save_e4e_checkpoint(root / "e4e-nan.pt", e4e_state, torch.zeros(2, 512))
+    f["e4e_nan_pt"] = root / "e4e-nan.pt"
+    del e4e_state
+    save_e4e_checkpoint(root / "e4e-keys.pt", {"styles.0.linear.weight": torch.zeros(512, 512)}, torch.zeros(512))
+    f["e4e_keys_pt"] = root / "e4e-keys.pt"
     from test_celeba_describer import make_celeba
 
     celeba = make_celeba(root / "celeba")
@@ -1036,6 +1048,20 @@ CASES: list[Case] = [
         ["doctor", "--checkpoint", "{nvidia_pkl}"],
         0,
         out="StyleGAN2 32x32, style_dim 32, 8-layer mapping (NVIDIA pickle, average W stored)",
+    ),
+    # e4e's / pSp's encoder checkpoints: recognised, checked strictly and against the generators given with them
+    Case("doctor-checkpoint-e4e", ["doctor", "--checkpoint", "{e4e_pt}"], 0, out="[usable] encoder checkpoint"),
+    Case(
+        "doctor-checkpoint-e4e-nan", ["doctor", "--checkpoint", "{e4e_nan_pt}"], 1, "styles.1.linear.weight holds NaN"
+    ),
+    Case(
+        "doctor-checkpoint-e4e-keys", ["doctor", "--checkpoint", "{e4e_keys_pt}"], 1, "missing key(s) e.g. input_layer"
+    ),
+    Case(
+        "doctor-checkpoint-e4e-wrong-generator",
+        ["doctor", "--checkpoint", "{rosinality_pt}", "--checkpoint", "{e4e_pt}"],
+        1,
+        "e4e.pt: made for a 4-px StyleGAN2 (2 W+ codes of 512), but the generator",
     ),
     Case("no-command", [], 2, "required: COMMAND"),
     Case("unknown-command", ["frobnicate"], 2, "invalid choice"),

@@ -120,3 +120,43 @@ def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astron
     again = tuned_generator_for(latent, studio.pipeline.generator)  # what `magec edit` renders with
     shown = render_latent(replace(studio.pipeline, generator=again), tuned.latent, tuned.space, tuned.noise, {})
     assert torch.equal(shown, studio.render(tuned, {}))
+
+
+def test_an_upload_costs_one_face_detection_and_frames_as_two_did(studio, astronaut, monkeypatch):
+    """Framing and the paste-back landmarks share one dlib detection; the result is what two separate ones gave."""
+    import dlib
+
+    from magec.faces.framing import frame_face_located
+    from magec.faces.paste import located_face_landmarks
+
+    runs, make = [0], dlib.get_frontal_face_detector
+
+    class Counted:  # every dlib detector run (``run`` for the 68-point path, a call for the chip path)
+        def __init__(self) -> None:
+            self.inner = make()
+
+        def __call__(self, *args):
+            runs[0] += 1
+            return self.inner(*args)
+
+        def run(self, *args):
+            runs[0] += 1
+            return self.inner.run(*args)
+
+    monkeypatch.setattr(dlib, "get_frontal_face_detector", Counted)
+    upload = studio.upload_root / "astronaut.png"
+    astronaut.save(upload)
+    framed = studio.read_upload(upload)
+    assert runs[0] == 1
+    studio.frame(astronaut, face=0)  # the next photo: the studio's detector is loaded once, and runs once
+    assert runs[0] == 2
+
+    # The same square and landmarks as the two detections the studio used to run.
+    image, framing = frame_face_located(astronaut, studio.resolution, "chip-box")
+    landmarks, faces = located_face_landmarks(astronaut, framing)
+    assert framed.framing == framing and np.array_equal(np.asarray(framed.image), np.asarray(image))
+    assert np.array_equal(framed.landmarks, landmarks) and framed.faces == faces
+    found = studio._faces_in(astronaut)
+    ffhq = frame_face_located(astronaut, 128, "ffhq", faces=found)
+    again = frame_face_located(astronaut, 128, "ffhq")
+    assert ffhq[1] == again[1] and np.array_equal(np.asarray(ffhq[0]), np.asarray(again[0]))

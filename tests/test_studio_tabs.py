@@ -103,3 +103,35 @@ def test_the_page_is_its_three_tabs(gr, studio, tmp_path):
         assert waiting.wait(2) and waiting.state == CANCELLED and waiting.result is None
     finally:
         release.set()
+
+
+def test_a_stopped_tuning_offers_finish_or_discard_and_discard_redraws_the_untuned_latent(gr, studio):
+    import torch
+
+    from magec.studio.app import editor_tab
+    from magec.studio.session import FramedPhoto, Projection
+    from magec.studio.widgets import tuning_stopped_text
+
+    with gr.Blocks() as page:
+        state = gr.State({})
+        tab = editor_tab(studio, state)
+    assert {"tuning-stopped", "finish-tuning-btn", "discard-tuning-btn"} <= _elem_ids(page)
+    assert tab.tuning_row.visible is False  # shown only when a tuning was stopped
+    gen = studio.pipeline.generator
+    latent = gen.sample_latents(1, 4)
+    framed = FramedPhoto(studio.example("generated").image)
+    source = gen.synthesize(latent)
+    stopped = Projection("magec+pti", latent, "z", None, source, 30, 1.0, False, framed=framed, tuning_steps=3,
+                         tuning_stopped=True)  # fmt: skip
+    text = tuning_stopped_text(studio, stopped)
+    assert "stopped after 3 of" in text and "Finish the tuning" in text and "untuned latent" in text
+
+    handlers = {f.fn.__name__: f.fn for f in page.fns.values()}
+    out = handlers["on_discard"]({"projection": stopped}, *[0.0] * len(studio.sliders))
+    kept = out[state]["projection"]
+    assert kept.method == "magec" and not kept.tuning_stopped and torch.equal(kept.latent, latent)
+    assert out[tab.tuning_row]["visible"] is False and "discarded" in out[tab.progress]
+    assert tab.shown["edited"] in out and tab.captions["projection"] in out
+    # Discarding what was not stopped says so in one line.
+    again = handlers["on_discard"]({"projection": kept}, *[0.0] * len(studio.sliders))
+    assert "nothing to discard" in again[tab.status]

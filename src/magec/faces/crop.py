@@ -15,24 +15,34 @@ from PIL import Image
 
 from magec.errors import MagecError
 from magec.faces.chips import DCGAN_CHIP, ChipBox
-from magec.faces.detection import NO_FACE, detection_array
+from magec.faces.detection import NO_FACE, Face, detection_array, select_face
 from magec.faces.paste import Framing
 from magec.weights import age_gender_models_dir
 
 
-def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, float, float]:
-    """dlib's padding-0.2 face chip in ``image``: (centre x, centre y, side, angle in radians); largest face first."""
+def detect_chip(
+    image: Image.Image, face_index: int = 0, faces: list[Face] | None = None
+) -> tuple[float, float, float, float]:
+    """dlib's padding-0.2 face chip in ``image``: (centre x, centre y, side, angle in radians); largest face first.
+
+    ``faces``: the faces a caller already found in ``image`` (``LandmarkDetector(upsample=1).detect(image)``,
+    largest first), so that one detection serves framing and landmarks alike; None runs dlib's detector here."""
     import dlib
 
     rgb, factor = detection_array(image)
-    detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(age_gender_models_dir() / "shape_predictor_5_face_landmarks.dat"))
-    faces = sorted(detector(rgb, 1), key=lambda r: r.width() * r.height(), reverse=True)
-    if not faces:
-        raise MagecError(NO_FACE)
-    if not 0 <= face_index < len(faces):
-        raise MagecError(f"no face {face_index}: only {len(faces)} face(s) found (0 = largest)")
-    chip = dlib.get_face_chip_details(predictor(rgb, faces[face_index]), size=64, padding=0.2)
+    if faces is not None:
+        # The same box in the detection copy (``Face.box`` is that box times ``factor``: exact integers again).
+        left, top, right, bottom = (int(round(v / factor)) for v in select_face(faces, face_index).box)
+        box = dlib.rectangle(left, top, right, bottom)
+    else:
+        found = sorted(dlib.get_frontal_face_detector()(rgb, 1), key=lambda r: r.width() * r.height(), reverse=True)
+        if not found:
+            raise MagecError(NO_FACE)
+        if not 0 <= face_index < len(found):
+            raise MagecError(f"no face {face_index}: only {len(found)} face(s) found (0 = largest)")
+        box = found[face_index]
+    chip = dlib.get_face_chip_details(predictor(rgb, box), size=64, padding=0.2)
     rect = chip.rect
     cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
     # Back to the full image's pixel coordinates (pixel centres at +0.5).
@@ -45,10 +55,16 @@ def detect_chip(image: Image.Image, face_index: int = 0) -> tuple[float, float, 
 
 
 def frame_face_crop(
-    image: Image.Image, size: int, box: ChipBox = DCGAN_CHIP, face_index: int = 0, render: int = 256
+    image: Image.Image,
+    size: int,
+    box: ChipBox = DCGAN_CHIP,
+    face_index: int = 0,
+    render: int = 256,
+    faces: list[Face] | None = None,
 ) -> tuple[Image.Image, Framing]:
-    """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``, and where it sits in ``image``."""
-    cx, cy, side, angle = detect_chip(image, face_index)
+    """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``, and where it sits in ``image``
+    (``faces``: already found in ``image``, see ``detect_chip``)."""
+    cx, cy, side, angle = detect_chip(image, face_index, faces)
     render = max(render, size)
     k = side / (box.size * render)  # source pixels per output pixel
     cos, sin = math.cos(angle), math.sin(angle)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from magec.faces.alignment import AlignConfig, align_face, align_quad, ffhq_quad
 from magec.faces.crop import crop_to_chip_box, frame_face_crop
-from magec.faces.detection import LandmarkDetector, select_face
+from magec.faces.detection import Face, LandmarkDetector, select_face
 from magec.faces.paste import Framing
 
 #: Framing styles: "chip-box" (the embedded DCGAN) and "ffhq" (StyleGAN2 FFHQ generators).
@@ -35,15 +35,20 @@ def frame_face(image: Image.Image, size: int, framing: str, face_index: int = 0)
     raise ValueError(f"unknown framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
 
 
-def frame_face_located(image: Image.Image, size: int, framing: str, face_index: int = 0) -> tuple[Image.Image, Framing]:
+def frame_face_located(
+    image: Image.Image, size: int, framing: str, face_index: int = 0, faces: list[Face] | None = None
+) -> tuple[Image.Image, Framing]:
     """``frame_face``, and where the framed square sits in ``image`` (what pasting the edit back needs).
 
-    The crop is the one ``frame_face`` returns; the ``Framing`` is in ``image``'s pixels.
+    The crop is the one ``frame_face`` returns; the ``Framing`` is in ``image``'s pixels. ``faces``: the faces a
+    caller already found in ``image`` with ``LandmarkDetector()`` (upsampling once, as both framings do), so the
+    same detection also gives the landmarks for pasting back (``located_face_landmarks``); None detects here.
     """
     if framing == "ffhq":
         config = AlignConfig()
-        quad = ffhq_quad(select_face(LandmarkDetector(upsample=config.upsample).detect(image), face_index))
+        found = faces if faces is not None else LandmarkDetector(upsample=config.upsample).detect(image)
+        quad = ffhq_quad(select_face(found, face_index))
         return align_quad(image, quad, size, config), Framing.from_quad(quad + 0.5, image.size)
     if framing == "chip-box":
-        return frame_face_crop(image, size, face_index=face_index)
+        return frame_face_crop(image, size, face_index=face_index, faces=faces)
     raise ValueError(f"unknown framing {framing!r}; expected one of {', '.join(FRAMINGS)}")

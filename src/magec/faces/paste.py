@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.ndimage
 from PIL import Image, ImageDraw
 
 from magec.errors import MagecError
+
+if TYPE_CHECKING:
+    from magec.faces.detection import Face
 
 
 @dataclass(frozen=True)
@@ -200,11 +204,16 @@ def face_landmarks_for(photo: Image.Image, framing: Framing, scale: float = 1.0)
     return located_face_landmarks(photo, framing, scale)[0]
 
 
-def located_face_landmarks(photo: Image.Image, framing: Framing, scale: float = 1.0) -> tuple[np.ndarray, int]:
-    """``face_landmarks_for``, and how many faces the photo holds (so a caller can say it took one of several)."""
+def located_face_landmarks(
+    photo: Image.Image, framing: Framing, scale: float = 1.0, faces: list[Face] | None = None
+) -> tuple[np.ndarray, int]:
+    """``face_landmarks_for``, and how many faces the photo holds (so a caller can say it took one of several).
+
+    ``faces``: the faces already found in ``photo`` (``LandmarkDetector().detect``, e.g. when framing it), so one
+    detection serves both; None detects here."""
     from magec.faces.detection import NO_FACE, LandmarkDetector
 
-    faces = LandmarkDetector().detect(photo)
+    faces = faces if faces is not None else LandmarkDetector().detect(photo)
     if not faces:
         raise MagecError(NO_FACE)
     centre = framing.square_corners().mean(0) - 0.5  # landmarks count pixel centres at integers

@@ -99,6 +99,22 @@ class _IRSEUnit(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
+def ir_se50_trunk() -> tuple[nn.Sequential, nn.Sequential]:
+    """IR-SE50's input layer and body of 24 units, as ``(input_layer, body)``.
+
+    Shared by the ArcFace backbone and the e4e / pSp encoders (``magec.encoders.e4e``), whose checkpoints use
+    the same ``input_layer.*`` and ``body.<unit>.*`` keys over the same units.
+    """
+    input_layer = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+    units: list[nn.Module] = []
+    c_in = 64
+    for c_out, n in IR50_STAGES:
+        for i in range(n):
+            units.append(_IRSEUnit(c_in if i == 0 else c_out, c_out, 2 if i == 0 else 1))
+        c_in = c_out
+    return input_layer, nn.Sequential(*units)
+
+
 class IRSE50Backbone(nn.Module):
     """InsightFace IR-SE50 for 112 x 112 faces -> L2-normalised 512-d embedding.
 
@@ -109,14 +125,7 @@ class IRSE50Backbone(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.input_layer = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
-        units: list[nn.Module] = []
-        c_in = 64
-        for c_out, n in IR50_STAGES:
-            for i in range(n):
-                units.append(_IRSEUnit(c_in if i == 0 else c_out, c_out, 2 if i == 0 else 1))
-            c_in = c_out
-        self.body = nn.Sequential(*units)
+        self.input_layer, self.body = ir_se50_trunk()
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(512), nn.Dropout(0.6), nn.Flatten(), nn.Linear(512 * 7 * 7, 512), nn.BatchNorm1d(512)
         )

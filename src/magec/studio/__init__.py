@@ -4,5 +4,7 @@
 - ``session``  what the page does, without the page: framing uploads, inverting, rendering slider values
 - ``study``    the user study (paper Fig. 5): the pool of edits, judgements in SQLite, the report
 - ``app``      the Gradio page on top (imported only by ``magec studio``)
+- ``photo_inputs``  the Editor's photo inputs, and with an encoder the instant first look refined in the queue
+- ``widgets``  what the page's handlers share (messages, progress line, rendered images)
 - ``bench``    the studio's figures for ``magec bench``
 """

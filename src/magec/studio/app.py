@@ -18,19 +18,26 @@ from typing import Any
 
 from magec.errors import MagecError
 from magec.inversion.config import PAPER_METHODS as METHODS
-from magec.studio.jobs import CANCELLED, FAILED, QUEUED, Job
+from magec.studio.jobs import CANCELLED, FAILED
+from magec.studio.photo_inputs import wire_photo, wire_tuning
 from magec.studio.session import MAX_UPLOAD_BYTES, Studio, display
 from magec.studio.session import METHODS as EDITOR_METHODS
 from magec.studio.study import StudyDB, Trial, check_judge, png_image
+from magec.studio.widgets import (
+    POLL_SECONDS,
+    message,
+    pasted_photo,
+    progress_html,
+    projection_caption,
+    rendered,
+    session_of,
+    tuning_stopped_text,
+)
 
 log = logging.getLogger("magec")
 
-#: How often a running inversion's progress is pushed to the page (seconds).
-POLL_SECONDS = 0.25
 #: The Editor's method when the page opens: the one that gives the person back (see ``editor_tab``).
 DEFAULT_METHOD = "magec+pti"
-#: The longer side of the pasted-back photo as shown in the page (the download keeps the photo's resolution).
-PASTED_DISPLAY_SIDE = 1024
 #: How long an image the page was sent stays in the server's folder, and how often old ones are swept.
 RENDER_MAX_AGE_S, RENDER_SWEEP_S = 1800, 300
 
@@ -48,24 +55,6 @@ def _theme() -> Any:
 
     system = ["ui-sans-serif", "system-ui", "sans-serif"]
     return gr.themes.Default(font=system, font_mono=["ui-monospace", "monospace"])
-
-
-def _message(exc: Exception) -> str:
-    text = str(exc) if isinstance(exc, MagecError) else f"unexpected {type(exc).__name__}: {exc}"
-    return f"**Could not use this:** {html.escape(text)}"
-
-
-def _progress_html(job: Job | None, queue_ahead: int = 0, text: str = "") -> str:
-    if job is None:
-        return f"<div class='magec-progress'>{html.escape(text)}</div>"
-    if job.state == QUEUED:
-        line = f"waiting: {queue_ahead} inversion(s) ahead" if queue_ahead else "starting"
-    else:
-        line = f"{job.label}: step {job.step} of {job.total}"
-    return (
-        f"<div class='magec-progress'><progress value='{job.step}' max='{max(job.total, 1)}'></progress> "
-        f"{html.escape(line)}</div>"
-    )
 
 
 def build_app(studio: Studio, study_db: Path | None = None) -> Any:
@@ -88,7 +77,7 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
         app.load(_estimate_handler(studio), editor.method, editor.estimate, api_name=False)  # before any click
 
         def on_close(request: gr.Request) -> None:  # the tab was closed: its inversions are nobody's any more
-            studio.end_session(_session(request))
+            studio.end_session(session_of(request))
 
         app.unload(on_close)
     return app
@@ -100,16 +89,12 @@ def build_app(studio: Studio, study_db: Path | None = None) -> Any:
 # builds one tab alone. Gradio is imported inside each function, after ``configure_gradio``.
 
 
-def _session(request: Any) -> str:
-    return request.session_hash or "anonymous"
-
-
 def _cancel_handler(studio: Studio) -> Any:
     """A click handler that cancels this viewer's queued and running inversions."""
     import gradio as gr
 
     def on_cancel(request: gr.Request) -> None:
-        studio.cancel(_session(request))
+        studio.cancel(session_of(request))
 
     return on_cancel
 
@@ -121,23 +106,9 @@ def _estimate_handler(studio: Studio) -> Any:
         try:
             return f"{chosen}: about {studio.estimate_seconds(chosen):.0f} s per photo on this machine."
         except Exception as exc:  # one message in the page
-            return _message(exc)
+            return message(exc)
 
     return on_method
-
-
-def _pasted_photo(studio: Studio, projection: Any, values: list[float]) -> Any:
-    """The edit pasted back into the uploaded photo, reduced for the page (None without a photo)."""
-    photo = studio.pasted(projection, studio.slider_values(values))
-    if photo is not None and max(photo.size) > PASTED_DISPLAY_SIDE:
-        photo.thumbnail((PASTED_DISPLAY_SIDE, PASTED_DISPLAY_SIDE))
-    return photo
-
-
-def _rendered(studio: Studio, projection: Any, values: list[float]) -> tuple:
-    """The edited image for the page and F's caption of it."""
-    image = studio.render(projection, studio.slider_values(values))
-    return display(image), studio.captions(image)[0]
 
 
 # -- editor ---------------------------------------------------------------------------------------------
@@ -157,6 +128,10 @@ class EditorTab:
     invert_btn: Any
     cancel_btn: Any
     progress: Any
+    #: Shown when a ``+pti``'s tuning was stopped: finish it, or use the untuned latent.
+    tuning_row: Any
+    finish_btn: Any
+    discard_btn: Any
     shown: dict[str, Any]
     captions: dict[str, Any]
     pasted: Any
@@ -169,8 +144,9 @@ class EditorTab:
 def editor_tab(studio: Studio, state: Any) -> EditorTab:
     """The Editor tab: frame a photo, invert it with one method, move the sliders, download."""
     tab = _editor_layout(studio)
-    _wire_photo(studio, state, tab)
+    wire_photo(studio, state, tab)
     _wire_invert(studio, state, tab)
+    wire_tuning(studio, state, tab)
     _wire_edits(studio, state, tab)
     return tab
 
@@ -207,7 +183,10 @@ def _editor_layout(studio: Studio) -> EditorTab:
             invert_btn = gr.Button("Invert", variant="primary", elem_id="invert-btn")
             cancel_btn = gr.Button("Cancel", elem_id="cancel-btn")
         estimate = gr.Markdown("", elem_id="estimate")
-        progress = gr.HTML(_progress_html(None, text="no inversion yet"), elem_id="progress")
+        progress = gr.HTML(progress_html(None, text="no inversion yet"), elem_id="progress")
+        with gr.Row(visible=False, elem_id="tuning-stopped") as tuning_row:
+            finish_btn = gr.Button("Finish the tuning", size="sm", elem_id="finish-tuning-btn")
+            discard_btn = gr.Button("Use the untuned latent", size="sm", elem_id="discard-tuning-btn")
         with gr.Row():
             shown = {}
             captions = {}
@@ -234,67 +213,9 @@ def _editor_layout(studio: Studio) -> EditorTab:
         downloads = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
     return EditorTab(
         upload, astronaut_btn, generated_btn, face_index, face_choice, status, framed, method, estimate, invert_btn,
-        cancel_btn,
-        progress, shown, captions, pasted, sliders, reset_btn, download_btn, downloads,
+        cancel_btn, progress, tuning_row, finish_btn, discard_btn,
+        shown, captions, pasted, sliders, reset_btn, download_btn, downloads,
     )  # fmt: skip
-
-
-def _wire_photo(studio: Studio, state: Any, tab: EditorTab) -> None:
-    """Upload and the two examples frame a photo; a new photo forgets the last projection and comparison."""
-    import gradio as gr
-
-    def use_photo(photo: Any, st: dict, what: str) -> tuple:
-        st = dict(st or {})
-        st["photo"] = photo
-        st["name"] = what  # to frame another face of the same photo (kept in memory: the upload file is gone)
-        st.pop("projection", None)
-        st.pop("compare", None)
-        text = f"Framed {html.escape(what)}: ready to invert."
-        if getattr(photo, "faces", 1) > 1:
-            text = (
-                f"Framed face {photo.face} of {html.escape(what)}, which holds {photo.faces} faces (0 is the "
-                "largest): change *face in the photo* to take another; ready to invert."
-            )
-        return display(photo.image), text, st
-
-    def on_upload(path: str | None, face: float | None, st: dict) -> tuple:
-        """Frame the upload; the file box is emptied again, ready for the next photo."""
-        if not path:
-            return gr.skip(), gr.skip(), st, None
-        try:
-            return *use_photo(studio.read_upload(path, int(face or 0)), st, Path(path).name), None
-        except Exception as exc:  # one message in the page; the server keeps serving
-            return None, _message(exc), st, None
-        finally:  # the photo now lives in this viewer's state only: the uploaded copy goes at once
-            studio.discard_upload(path)
-
-    def on_face(face: float | None, st: dict) -> tuple:
-        """Another face of the photo in hand (re-framed from memory)."""
-        photo = (st or {}).get("photo")
-        if photo is None or photo.photo is None:
-            return gr.skip(), gr.skip(), st
-        try:
-            return use_photo(studio.frame(photo.photo, st.get("name", "photo"), int(face or 0)), st, st["name"])
-        except Exception as exc:
-            return gr.skip(), _message(exc), st
-
-    def on_example(which: str, index: float | None, st: dict) -> tuple:
-        try:
-            return use_photo(studio.example(which, int(index or 0)), st, which)
-        except Exception as exc:
-            return None, _message(exc), st
-
-    framed = [tab.framed, tab.status, state]
-    tab.upload.upload(on_upload, [tab.upload, tab.face_choice, state], [*framed, tab.upload]).then(
-        lambda: None, None, tab.pasted
-    )
-    tab.face_choice.change(on_face, [tab.face_choice, state], framed).then(lambda: None, None, tab.pasted)
-    tab.astronaut_btn.click(
-        lambda i, st: on_example("astronaut", i, st), [tab.face_index, state], framed, api_name="astronaut"
-    ).then(lambda: None, None, tab.pasted)
-    tab.generated_btn.click(lambda i, st: on_example("generated", i, st), [tab.face_index, state], framed).then(
-        lambda: None, None, tab.pasted
-    )
 
 
 def _wire_invert(studio: Studio, state: Any, tab: EditorTab) -> None:
@@ -308,38 +229,39 @@ def _wire_invert(studio: Studio, state: Any, tab: EditorTab) -> None:
         if photo is None:
             yield {status: "Upload a photo or pick an example first."}
             return
-        job = studio.submit(_session(request), photo, (chosen,))
+        job = studio.submit(session_of(request), photo, (chosen,))
         while not job.wait(POLL_SECONDS):
-            yield {progress: _progress_html(job, studio.queue.ahead(job))}
+            yield {progress: progress_html(job, studio.queue.ahead(job))}
         projection = (job.result or {}).get(chosen)
         if job.state == FAILED or projection is None:
             text = job.error if job.state == FAILED else "cancelled before it started"
-            yield {progress: _progress_html(None, text=text), status: _message(MagecError(text))}
+            yield {progress: progress_html(None, text=text), status: message(MagecError(text))}
             return
         st = dict(st)
         st["projection"] = projection
         proj = studio.projection_image(projection)
-        edited, edited_caption = _rendered(studio, projection, list(values))
+        edited, edited_caption = rendered(studio, projection, list(values))
         source_caption, proj_caption = studio.captions(projection.source), studio.captions(proj)[0]
         done = "stopped early (cancel)" if projection.stopped else "done"
         tuning = f" + {projection.tuning_steps} tuning steps" if projection.tuned is not None else ""
+        text = f"{chosen}: {done} after {projection.steps} steps{tuning} in {projection.seconds:.1f} s"
         yield {
-            progress: _progress_html(
-                None,
-                text=f"{chosen}: {done} after {projection.steps} steps{tuning} in {projection.seconds:.1f} s",
-            ),
+            progress: progress_html(
+                None, text=tuning_stopped_text(studio, projection) if projection.tuning_stopped else text
+            ),  # fmt: skip
+            tab.tuning_row: gr.update(visible=projection.tuning_stopped),
             status: "Move the sliders to edit.",
             state: st,
             shown["original"]: display(projection.source[0]),
             shown["projection"]: display(proj),
             shown["edited"]: edited,
             captions["original"]: source_caption[0],
-            captions["projection"]: proj_caption,
+            captions["projection"]: projection_caption(studio, projection, proj_caption),
             captions["edited"]: edited_caption,
-            tab.pasted: _pasted_photo(studio, projection, list(values)),
+            tab.pasted: pasted_photo(studio, projection, list(values)),
         }
 
-    outputs = [progress, status, state, *shown.values(), *captions.values(), tab.pasted]
+    outputs = [progress, status, state, *shown.values(), *captions.values(), tab.pasted, tab.tuning_row]
     tab.invert_btn.click(
         on_invert, [state, tab.method, *tab.sliders], outputs, concurrency_limit=None, api_name="invert"
     )
@@ -358,9 +280,9 @@ def _wire_edits(studio: Studio, state: Any, tab: EditorTab) -> None:
         if projection is None:
             return gr.skip(), gr.skip()
         try:
-            return _rendered(studio, projection, list(values))
+            return rendered(studio, projection, list(values))
         except Exception as exc:
-            return gr.skip(), _message(exc)
+            return gr.skip(), message(exc)
 
     for k, slider in enumerate(sliders):
         slider.change(
@@ -378,7 +300,7 @@ def _wire_edits(studio: Studio, state: Any, tab: EditorTab) -> None:
         if projection is None:
             return gr.skip()
         try:
-            return _pasted_photo(studio, projection, list(values))
+            return pasted_photo(studio, projection, list(values))
         except Exception:  # the edited image's handler reports the problem
             return gr.skip()
 
@@ -394,11 +316,12 @@ def _wire_edits(studio: Studio, state: Any, tab: EditorTab) -> None:
         )
     tab.reset_btn.click(lambda: [0.0] * len(sliders), None, sliders)
 
-    def on_download(st: dict, *values: float) -> Any:
+    def on_download(st: dict, request: gr.Request, *values: float) -> Any:
         projection = (st or {}).get("projection")
         if projection is None:
             return None
-        return [str(p) for p in studio.downloads(projection, studio.slider_values(list(values)))]
+        files = studio.downloads(projection, studio.slider_values(list(values)), session_of(request))
+        return [str(p) for p in files]
 
     tab.download_btn.click(on_download, [state, *sliders], tab.downloads)
 
@@ -427,7 +350,7 @@ def compare_tab(studio: Studio, state: Any) -> CompareTab:
         with gr.Row():
             compare_btn = gr.Button("Invert with all three methods", variant="primary", elem_id="compare-btn")
             cancel_btn = gr.Button("Cancel", elem_id="compare-cancel")
-        progress = gr.HTML(_progress_html(None, text=""), elem_id="compare-progress")
+        progress = gr.HTML(progress_html(None, text=""), elem_id="compare-progress")
         with gr.Row():
             edit = gr.Dropdown([s.label for s in specs], value=specs[0].label, label="edit")
             amount = gr.Slider(-1.0, 1.0, 0.0, step=0.05, label="amount (fraction of the slider's reach)")
@@ -461,19 +384,19 @@ def _wire_compare(studio: Studio, state: Any, tab: CompareTab) -> None:
     def on_compare(st: dict, label: str, fraction: float, request: gr.Request) -> Any:
         photo = (st or {}).get("photo")
         if photo is None:
-            yield {progress: _progress_html(None, text="Frame a photo in the Editor tab first.")}
+            yield {progress: progress_html(None, text="Frame a photo in the Editor tab first.")}
             return
-        job = studio.submit(_session(request), photo, METHODS)
+        job = studio.submit(session_of(request), photo, METHODS)
         while not job.wait(POLL_SECONDS):
-            yield {progress: _progress_html(job, studio.queue.ahead(job))}
+            yield {progress: progress_html(job, studio.queue.ahead(job))}
         results = job.result or {}
         if job.state in (FAILED, CANCELLED) or len(results) < len(METHODS):
-            yield {progress: _progress_html(None, text=job.error or "cancelled")}
+            yield {progress: progress_html(None, text=job.error or "cancelled")}
             return
         st = dict(st)
         st["compare"] = results
         yield {
-            progress: _progress_html(
+            progress: progress_html(
                 None, text="done: " + ", ".join(f"{m} {r.steps} steps" for m, r in results.items())
             ),
             state: st,

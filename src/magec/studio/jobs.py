@@ -95,6 +95,11 @@ class JobQueue:
         with self._lock:
             return self._pending.index(job) if job in self._pending else 0
 
+    def has_work(self, owner: str) -> bool:
+        """True while a job of ``owner`` waits or runs."""
+        with self._lock:
+            return any(j.owner == owner for j in self._pending)
+
     def cancel(self, owner: str) -> int:
         """Cancel every unfinished job of ``owner``; returns how many.
 

@@ -1,18 +1,29 @@
 """What the studio page does, without the page: frame a photo, invert it in the queue, render slider values.
 
+With an encoder in the pipeline (``Pipeline.encoder``) a photo is seen in two stages: the encoder's code at once
+(``Studio.instant_projection``: one forward pass, in the caller's thread, never queued), then the chosen method's
+optimisation in the queue (``Studio.refine``), whose projection replaces it when it lands (``FirstLook``).
+
 Everything here calls documented library functions (``frame_face_located``, ``invert``, ``render_latent``,
 ``paste_back``, ``save_latent``); the Gradio page (``magec.studio.app``) only wires these to widgets. Nothing
 the browser sends is used as a path: an upload is accepted only when it lies inside the upload folder this
 process created (the photo is then kept in memory), and every file offered for download is written into the
 process's own temporary folder.
+
+A viewer's session ends with ``Studio.end_session`` (the page's unload): its jobs stop, and the photos, projections
+and tuned generators made for it (recorded per viewer, weakly) are released even though the web framework may keep
+its page state a while. A ``+pti`` cancelled in its pivotal tuning keeps its latent (``Projection.tuning_stopped``):
+``Studio.finish_tuning`` tunes it again, ``Studio.discard_tuning`` keeps the untuned latent.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,19 +34,19 @@ from PIL import Image
 
 from magec import __version__
 from magec.errors import MagecError
-from magec.faces.detection import DETECTION_SIDE
+from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector
 from magec.faces.framing import frame_face_located, framing_for
 from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_edit
 from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
-from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, PTI_SUFFIX
+from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, PTI_SUFFIX, base_method
 from magec.inversion.outputs import file_sha256, save_latent
-from magec.inversion.pti import PTIConfig
+from magec.inversion.pti import PTIConfig, pivotal_tuning
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
-from magec.studio.jobs import Job, JobQueue
+from magec.studio.jobs import CANCELLED, DONE, Job, JobQueue
 
 #: Upload limits of the page (the CLI's are larger: a page left running must not be easy to exhaust).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -50,6 +61,9 @@ METHODS = (*PAPER_METHODS, *MEAN_PTI_METHODS)
 PASTE_MARGIN = 0.25
 #: How the studio records a framing in a downloaded latent (``magec edit --paste-back`` reads it).
 FRAMING_RECORD = {"chip-box": "face-crop", "ffhq": "align"}
+#: The method name of the encoder's projection (as ``magec invert --method encoder``: the encoder's code alone),
+#: and how the page names it.
+INSTANT_METHOD, INSTANT_LABEL = "encoder", "instant (encoder)"
 
 
 @dataclass
@@ -70,6 +84,11 @@ class FramedPhoto:
     @property
     def can_paste(self) -> bool:
         return self.photo is not None and self.framing is not None and self.landmarks is not None
+
+    def release(self) -> None:
+        """Drop the photo and its paste region (its viewer has gone; the web framework may keep the page's state
+        for an hour): what stays is the generator-sized square."""
+        self.photo, self._region = None, None
 
     def paste_region(self) -> PasteRegion:
         """The part of the photo around the face, with the framing and landmarks moved into it and its face
@@ -121,6 +140,49 @@ class Projection:
     framed: FramedPhoto | None = None
     #: Pivotal-tuning steps run (``+pti``; PTI may stop early once its LPIPS threshold is met).
     tuning_steps: int = 0
+    #: True for the encoder's code (``Studio.instant_projection``), shown until the chosen method's lands.
+    instant: bool = False
+    #: True once its viewer's session ended (``Studio.end_session``): the tuned generator and photo are gone.
+    released: bool = False
+    #: True for a ``+pti`` projection whose pivotal tuning was stopped (cancelled): its latent is complete, the
+    #: half-tuned generator was not kept (``tuned`` is None); ``Studio.finish_tuning`` or ``discard_tuning``.
+    tuning_stopped: bool = False
+
+    def release(self) -> None:
+        """Drop the tuned generator and the photo (its viewer has gone); rendering it is then refused."""
+        self.tuned, self.released = None, True
+        if self.framed is not None:
+            self.framed.release()
+
+    @property
+    def shown_as(self) -> str:
+        """What the page calls this projection: ``instant (encoder)``, or the method's name."""
+        return INSTANT_LABEL if self.instant else self.method
+
+
+@dataclass
+class FirstLook:
+    """A photo seen in two stages: the encoder's projection at once, and the queued job of the chosen method
+    whose projection replaces it once it lands (the slider values stay: only the latent changes)."""
+
+    instant: Projection
+    job: Job
+    method: str
+
+    @property
+    def refined(self) -> Projection | None:
+        """The method's projection once its job is done (or cancelled in its pivotal tuning: the latent is done,
+        ``tuning_stopped``); None while it waits or runs, when it was cancelled during the latent's optimisation (a
+        partly optimised latent is not better than the encoder's) or failed (``job.error`` says why)."""
+        projection = (self.job.result or {}).get(self.method)
+        if self.job.state == CANCELLED and projection is not None and projection.tuning_stopped:
+            return projection  # the method's latent is complete: better than the encoder's, tuned or not
+        return projection if self.job.state == DONE else None
+
+    @property
+    def current(self) -> Projection:
+        """The projection to show now: the refined one when it has landed, else the encoder's."""
+        return self.refined or self.instant
 
 
 class Studio:
@@ -153,15 +215,32 @@ class Studio:
         #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
         #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
         self._step_seconds: dict[str, dict[str, float]] = {}
+        #: dlib's detector and 68-point model, loaded at the first photo (about a second) and kept for the next;
+        #: dlib's objects are not documented as thread-safe, so viewers take turns (``_faces_in``).
+        self._detector: LandmarkDetector | None = None
+        self._detector_lock = threading.Lock()
+        #: Per viewer, what this studio made for it (photos, projections; weak: never kept alive from here) and the
+        #: download folders it wrote: ``end_session`` releases and deletes them. ``_ended``: viewers gone while a
+        #: job of theirs still ran (what that job makes is released as it is made).
+        self._owned: dict[str, weakref.WeakValueDictionary[int, Any]] = {}
+        self._download_dirs: dict[str, list[Path]] = {}
+        self._ended: set[str] = set()
+        if pipeline.encoder is not None:  # refused at start, in one line, rather than at the first upload
+            pipeline.encoder.check_generator(pipeline.generator)
+
+    @property
+    def has_encoder(self) -> bool:
+        """True when uploads get the instant first look (the pipeline has an encoder)."""
+        return self.pipeline.encoder is not None
 
     @property
     def resolution(self) -> int:
         return self.pipeline.generator.resolution
 
     # -- inputs ---------------------------------------------------------------------------------
-    def read_upload(self, path: str | Path, face: int = 0) -> FramedPhoto:
+    def read_upload(self, path: str | Path, face: int = 0, owner: str | None = None) -> FramedPhoto:
         """An uploaded file, checked and framed (``face``: which face, 0 the largest); refuses anything outside
-        the upload folder."""
+        the upload folder. ``owner``: the viewer it belongs to (its photo is let go when that session ends)."""
         resolved = self._in_uploads(path)
         if resolved is None:
             raise MagecError("refused: the upload did not come through this page")
@@ -174,7 +253,7 @@ class Studio:
         try:
             preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE, limit_option="")
             full_size = image_size(resolved, self.max_pixels)
-            framed = self.frame(preview, name, face)
+            framed = self.frame(preview, name, face, owner)
             if tuple(full_size) != tuple(preview.size):  # a large JPEG decoded reduced: the full photo for pasting
                 assert framed.framing is not None and framed.landmarks is not None
                 scale = full_size[0] / preview.width
@@ -197,27 +276,35 @@ class Studio:
         resolved = Path(path).resolve()
         return resolved if resolved.is_relative_to(self.upload_root) else None
 
-    def frame(self, photo: Image.Image, name: str = "photo", face: int = 0) -> FramedPhoto:
+    def frame(self, photo: Image.Image, name: str = "photo", face: int = 0, owner: str | None = None) -> FramedPhoto:
         """``photo`` with one face framed for the generator (``face``: 0 the largest, 1 the next...; one clear
         line when there is none), kept with the photo, where the face's square sits in it, the face's
         landmarks (for pasting back) and how many faces the photo holds."""
         photo = photo if photo.mode == "RGB" else photo.convert("RGB")
         try:
-            image, framing = frame_face_located(photo, self.resolution, self.framing, face_index=face)
-            landmarks, faces = located_face_landmarks(photo, framing)
+            found = self._faces_in(photo)  # one detection: the framing and the paste-back landmarks share it
+            image, framing = frame_face_located(photo, self.resolution, self.framing, face_index=face, faces=found)
+            landmarks, faces = located_face_landmarks(photo, framing, faces=found)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
-        return FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face)
+        return self._own(owner, FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face))
 
-    def example(self, which: str, index: int = 0) -> FramedPhoto:
+    def _faces_in(self, photo: Image.Image) -> list[Face]:
+        """Every face in ``photo``, largest first (dlib, upsampling once as both framings do)."""
+        with self._detector_lock:
+            if self._detector is None:
+                self._detector = LandmarkDetector()
+            return self._detector.detect(photo)
+
+    def example(self, which: str, index: int = 0, owner: str | None = None) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
         if which == "astronaut":
-            return self.frame(_astronaut(), "astronaut")
+            return self.frame(_astronaut(), "astronaut", owner=owner)
         if which == "generated":
             gen = self.pipeline.generator
             with torch.no_grad():
                 image = gen.synthesize(gen.sample_latents(1, EXAMPLE_SEED + index))
-            return FramedPhoto(tensor_to_pil(image[0]))
+            return self._own(owner, FramedPhoto(tensor_to_pil(image[0])))
         raise MagecError(f"unknown example {which!r}")
 
     # -- inversion ------------------------------------------------------------------------------
@@ -260,7 +347,7 @@ class Studio:
         for method in methods:
             if method not in METHODS:
                 raise MagecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-        framed = photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo)
+        framed = self._own(owner, photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo))
         source = pil_to_tensor(framed.image.convert("RGB"))
         configs = {m: method_config(m, self.steps_scale) for m in methods}
         pti = PTIConfig().scaled(self.steps_scale)
@@ -270,24 +357,31 @@ class Studio:
         def work(job: Job) -> dict[str, Projection]:
             done, results = 0, {}
             for method, config in configs.items():
-                offset, tuning = done, [0]
+                offset, tuning, halted = done, [0], [False]
 
                 seconds: dict[str, list[float]] = {}
                 timer = _step_timer(seconds)
 
                 def callback(
-                    info: Any, offset: int = offset, method: str = method, tuning: list = tuning, timer: Any = timer
+                    info: Any,
+                    offset: int = offset,
+                    method: str = method,
+                    tuning: list = tuning,
+                    halted: list = halted,
+                    timer: Any = timer,
                 ) -> bool:
                     timer(info)
+                    stop = job.report(offset + info.step + 1, total, method)
                     if info.target == "generator":
                         tuning[0] += 1
-                    return job.report(offset + info.step + 1, total, method)
+                        halted[0] = halted[0] or stop  # PTI stops its tuning here, half done
+                    return stop
 
                 job.report(done, total, method)
                 res = invert(self.pipeline, source, method, config, self.seed, callback, pti=pti)
-                if not res.stopped:
+                if not res.stopped and not halted[0]:
                     self._record_steps(method, seconds)
-                results[method] = Projection(
+                results[method] = self._own(owner, Projection(
                     method,
                     res.latents.cpu(),
                     res.space,
@@ -297,26 +391,155 @@ class Studio:
                     res.seconds,
                     res.stopped,
                     res.notes,
-                    res.tuned[0] if res.tuned else None,
+                    res.tuned[0] if res.tuned and not halted[0] else None,  # a half-tuned generator is not kept
                     framed,
                     tuning[0],
-                )
+                    tuning_stopped=halted[0],
+                ))  # fmt: skip
                 done += lengths[method]
                 if job.cancelled:
                     break
+            with self._lock:  # its viewer has gone: what it made was released as it was made
+                self._ended.discard(owner)
             return results
 
         return self.queue.submit(owner, work)
+
+    # -- the instant first look (with an encoder) ------------------------------------------------------
+    def instant_projection(self, photo: FramedPhoto | Image.Image, owner: str | None = None) -> Projection | None:
+        """The encoder's projection of ``photo``: one forward pass (tens of ms on a CPU), run in the caller's
+        thread rather than the queue, so the page shows it and its sliders while the queue is busy; None when
+        the pipeline has no encoder. Its ``seconds`` is the forward pass's wall time."""
+        encoder = self.pipeline.encoder
+        if encoder is None:
+            return None
+        framed = photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo)
+        source = pil_to_tensor(framed.image.convert("RGB"))
+        started = time.perf_counter()
+        with torch.no_grad():
+            code = encoder(source.to(self.pipeline.device)).float()
+        seconds = time.perf_counter() - started
+        expected = tuple(self.pipeline.generator.spaces[encoder.space].shape)
+        if tuple(code.shape) != (1, *expected):
+            raise MagecError(
+                f"{encoder.spec or 'encoder'}: gave a code of shape {tuple(code.shape)[1:]}, but "
+                f"{self.pipeline.generator.spec} needs {encoder.space} codes of shape {expected}"
+            )
+        if not torch.isfinite(code).all():
+            raise MagecError(f"{encoder.spec or 'encoder'}: gave a code with NaN or infinite values for this photo")
+        return self._own(
+            owner,
+            Projection(
+                INSTANT_METHOD, code.cpu(), encoder.space, None, source, 0, seconds, False, framed=framed, instant=True
+            ),
+        )
+
+    def refine(self, owner: str, instant: Projection, method: str) -> FirstLook:
+        """Queue ``method``'s inversion of the photo behind ``instant`` (the second stage), as ``submit`` queues
+        any inversion; the page swaps in ``FirstLook.refined`` once it lands."""
+        photo = instant.framed if instant.framed is not None else tensor_to_pil(instant.source[0])
+        return FirstLook(instant, self.submit(owner, photo, (method,)), method)
+
+    def first_look(self, owner: str, photo: FramedPhoto | Image.Image, method: str) -> FirstLook | None:
+        """Both stages at once: the encoder's projection now, ``method``'s queued behind it (None without an
+        encoder). The encoder runs before the job is queued, so the optimisation does not slow it down."""
+        instant = self.instant_projection(photo, owner)
+        return None if instant is None else self.refine(owner, instant, method)
+
+    # -- a stopped pivotal tuning: finish it or discard it ----------------------------------------------
+    @property
+    def tuning_steps(self) -> int:
+        """How many pivotal-tuning steps a ``+pti`` inversion runs here (PTI's default scaled by ``steps_scale``)."""
+        return PTIConfig().scaled(self.steps_scale).steps
+
+    def finish_tuning(self, owner: str, projection: Projection) -> Job:
+        """Queue the pivotal tuning of a projection whose tuning was stopped (result: method -> Projection).
+
+        PTI runs again from the kept latent, all its steps: the half-tuned generator was not kept, and a rerun with
+        the studio's seed tunes what the uninterrupted inversion would have tuned. Cancelled again, it again keeps
+        the latent (``tuning_stopped``)."""
+        if not projection.tuning_stopped or projection.released:
+            raise MagecError("nothing to finish: this projection's pivotal tuning was not stopped")
+        pti, method, device = PTIConfig().scaled(self.steps_scale), projection.method, self.pipeline.device
+
+        def work(job: Job) -> dict[str, Projection]:
+            done, halted = [0], [False]
+
+            def callback(_image: int, step: int, _loss: float) -> bool:
+                done[0] = step + 1
+                halted[0] = job.report(step + 1, pti.steps, f"{method} tuning")
+                return halted[0]
+
+            job.report(0, pti.steps, f"{method} tuning")
+            started = time.perf_counter()
+            noise = [n.to(device) for n in projection.noise] if projection.noise is not None else None
+            latent = projection.latent.to(device)
+            tuned = pivotal_tuning(self.pipeline, projection.source, latent, projection.space, noise, pti, self.seed,
+                                   callback)[0]  # fmt: skip
+            finished = replace(
+                projection,
+                tuned=None if halted[0] else tuned,
+                tuning_steps=done[0],
+                tuning_stopped=halted[0],
+                seconds=projection.seconds + time.perf_counter() - started,
+                notes=[*projection.notes, f"pivotal tuning {'stopped again' if halted[0] else 'finished'}"],
+            )
+            return {method: self._own(owner, finished)}
+
+        return self.queue.submit(owner, work)
+
+    def discard_tuning(self, projection: Projection) -> Projection:
+        """A stopped ``+pti`` projection's latent without its tuning: the method without pivotal tuning (``magec``
+        for ``magec+pti``), drawn by the pipeline's generator; what downloads and ``magec edit`` then use."""
+        if not projection.tuning_stopped or projection.released:
+            raise MagecError("nothing to discard: this projection's pivotal tuning was not stopped")
+        return replace(
+            projection,
+            method=base_method(projection.method),
+            tuned=None,
+            tuning_steps=0,
+            tuning_stopped=False,
+            notes=[*projection.notes, "pivotal tuning stopped and discarded: the untuned latent"],
+        )
+
+    def busy(self, owner: str) -> bool:
+        """True while ``owner`` has an inversion waiting or running (a newer one than the page may be following)."""
+        return self.queue.has_work(owner)
 
     def cancel(self, owner: str) -> int:
         return self.queue.cancel(owner)
 
     def end_session(self, owner: str) -> int:
-        """A viewer closed the page: stop its jobs (nobody will see them) so the next viewer does not wait.
+        """A viewer closed the page: stop its jobs (nobody will see them) so the next viewer does not wait, let go
+        of its photos and tuned generators, and delete its downloads; returns how many jobs were stopped.
 
-        Its photo, projections and tuned generators live in the page's per-viewer state, which the web
-        framework drops with the session; returns how many jobs were stopped."""
-        return self.queue.cancel(owner)
+        The page's per-viewer state may outlive the session (Gradio keeps a closed session's state for an hour, in
+        case the tab comes back): the objects in it are released here, not left to that state's expiry."""
+        stopped = self.queue.cancel(owner)
+        with self._lock:
+            owned = self._owned.pop(owner, None)
+            folders = self._download_dirs.pop(owner, [])
+            if self.queue.has_work(owner):  # its running job still makes a projection: released when made
+                self._ended.add(owner)
+        for thing in list(owned.values()) if owned is not None else []:
+            thing.release()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)  # the studio's own scratch files, never the user's
+        return stopped
+
+    def _own(self, owner: str | None, thing: Any) -> Any:
+        """Record that ``thing`` (a FramedPhoto or Projection) belongs to ``owner``'s session (weakly), so that
+        ``end_session`` releases it; released at once when that session has already ended."""
+        if owner is None:
+            return thing
+        with self._lock:
+            if owner in self._ended:
+                thing.release()
+            else:
+                if owner not in self._owned:  # a new viewer: forget those whose things are all gone (no unload came)
+                    self._owned = {k: v for k, v in self._owned.items() if len(v)}
+                self._owned.setdefault(owner, weakref.WeakValueDictionary())[id(thing)] = thing
+        return thing
 
     # -- rendering ------------------------------------------------------------------------------
     def slider_values(self, values: list[float]) -> dict[tuple[str, str], float]:
@@ -334,6 +557,8 @@ class Studio:
     def render(self, projection: Projection, values: SliderValues) -> torch.Tensor:
         """The edited image (1, 3, R, R) of a projection at the given slider values (``+pti``: drawn by the
         generator tuned for this photo, as ``magec edit`` draws it)."""
+        if projection.released:
+            raise MagecError("this page's session has ended: reload the page and start again")
         pipeline = self.pipeline if projection.tuned is None else replace(self.pipeline, generator=projection.tuned)
         return render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
 
@@ -362,13 +587,15 @@ class Studio:
         return self.render(projection, {})
 
     # -- downloads ------------------------------------------------------------------------------
-    def downloads(self, projection: Projection, values: SliderValues) -> list[Path]:
+    def downloads(self, projection: Projection, values: SliderValues, owner: str | None = None) -> list[Path]:
         """Edited PNG, the latent (``.latent.safetensors``, what ``magec edit`` reads) and the settings JSON; for
         a photo also the edit pasted back into it (``-pasted.png``), for ``+pti`` the tuned generator (what
         ``magec edit`` reads beside the latent)."""
         with self._lock:
             self._serial += 1
             folder = self.scratch / "downloads" / str(self._serial)
+            if owner is not None:  # deleted when that viewer's session ends
+                self._download_dirs.setdefault(owner, []).append(folder)
         folder.mkdir(parents=True)
         stem = f"studio-{projection.method}"
         edits = [{"editor": e, "operation": o, "amount": a} for (e, o), a in values.items() if a != 0]
