@@ -488,6 +488,24 @@ CASES: list[Case] = [
     ),
     Case("invert-same-file-twice", ["invert", F, F, "--out", "out", *INV[1:]], 1, "given twice"),
     Case(
+        "invert-init-missing-encoder",
+        ["invert", F, "--init", "nowhere.safetensors", "--out", "out", *INV[1:]],
+        1,
+        "nowhere.safetensors: no such encoder file",
+    ),
+    Case(
+        "invert-init-e4e-without-path",
+        ["invert", F, "--init", "e4e:", "--out", "out", *INV[1:]],
+        1,
+        "needs the checkpoint path after the colon",
+    ),
+    Case(
+        "invert-encoder-method-from-mean",
+        ["invert", F, "--method", "encoder+magec", "--init", "mean", "--out", "out", *INV[1:]],
+        1,
+        "starts from an encoder",
+    ),
+    Case(
         "invert-over-foreign-output",
         ["invert", F, "--out", "out", *INV[1:]],
         1,

@@ -48,6 +48,8 @@ _EXPORTS: dict[str, str] = {
     "ProgressBar": "magec.inversion.progress:ProgressBar",
     "method_config": "magec.inversion.config:method_config",
     "METHODS": "magec.inversion.config:METHODS",
+    "ENCODER_METHODS": "magec.inversion.config:ENCODER_METHODS",
+    "Encoder": "magec.encoders.base:Encoder",
     "edit": "magec.render:edit",
     "apply_edits": "magec.render:apply_edits",
     "evaluate": "magec.evaluation.runner:run_evaluation",
@@ -62,12 +64,13 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from magec.describers import load_describer
+    from magec.encoders.base import Encoder
     from magec.errors import MagecError
     from magec.evaluation.runner import EvaluationConfig
     from magec.evaluation.runner import run_evaluation as evaluate
     from magec.faces.alignment import align_photo
     from magec.generators import load_generator
-    from magec.inversion.config import METHODS, InversionConfig, method_config
+    from magec.inversion.config import ENCODER_METHODS, METHODS, InversionConfig, method_config
     from magec.inversion.optimizer import InversionResult, StepInfo, invert
     from magec.inversion.progress import ProgressBar
     from magec.io.images import load_image, save_png

@@ -28,7 +28,7 @@ from magec.faces.recognition import FaceRecognizer
 from magec.generators import load_generator
 from magec.generators.base import select_noise
 from magec.inversion import METHODS, InversionResult, ProgressBar, invert, method_config
-from magec.inversion.config import PAPER_METHODS, PTI_METHODS
+from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS
 from magec.inversion.pti import PTIConfig
 from magec.io.images import pil_to_tensor, save_png, tensor_to_pil
 from magec.io.output_folder import OutputFolder
@@ -59,7 +59,7 @@ class DemoConfig:
     perceptual: str = "auto"
     methods: tuple[str, ...] = PAPER_METHODS
     #: Methods with pivotal tuning, run on the real photo only (they tune one generator per image).
-    pti_methods: tuple[str, ...] = PTI_METHODS
+    pti_methods: tuple[str, ...] = MEAN_PTI_METHODS
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     #: Train the embedded encoder with the pack when the pack must be prepared (as ``load_pipeline()`` does).
     encoder: bool = True

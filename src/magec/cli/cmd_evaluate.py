@@ -85,7 +85,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=METHODS,
         default=list(PAPER_METHODS),
         help="inversion methods (first = reference of the comparisons; default: the paper's three); "
-        "magec+pti / no-magec+pti tune one generator per image, which renders its edits and ECS cycles",
+        "magec+pti / no-magec+pti tune one generator per image, which renders its edits and ECS cycles; "
+        "encoder / encoder+magec / encoder+magec+pti start from an encoder's code (--encoder)",
+    )
+    p.add_argument(
+        "--encoder",
+        metavar="encoder|ENC.safetensors|e4e:PATH",
+        default=None,
+        help="the encoder the encoder methods start from: the pack's own (default, `encoder`), a magec encoder "
+        "file (`magec train-encoder`) or e4e:PATH / psp:PATH; recorded in the run",
     )
     p.add_argument(
         "--editors",
@@ -186,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         raise MagecError("--face-crop/--align with --workers/--ray: not supported yet; run without workers")
     if args.notes is not None and not args.notes.is_file():
         raise file_error(args.notes, "no such notes file")
+    encoder, encoder_meta = _check_encoder_option(args, workers is not None)
     check_run_folder(args.out, args.force)
     report = check_report_path(args.report or args.out / "report.md", args.force, run_dir=args.out)
     # Every input image is decoded once before any model loads: a bad file stops the run now, not hours in.
@@ -207,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
         describer=args.describer,
         precision=args.precision,
     )
+    if encoder is not None:
+        from magec.inversion.starts import attach_encoder
+
+        pipeline = attach_encoder(pipeline, encoder)
     res = pipeline.generator.resolution
     from magec.memory import check_inversion_batch
 
@@ -239,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         reference=reference,
         progress=not args.no_progress,
-        extra_metadata={"pack": str(args.pack)},
+        extra_metadata={"pack": str(args.pack), **encoder_meta},
         executor=executor,
     )
     command = (
@@ -257,3 +270,25 @@ def run(args: argparse.Namespace) -> int:
             "rerun the same command to retry only those"
         )
     return 0
+
+
+def _check_encoder_option(args: argparse.Namespace, with_workers: bool) -> tuple[str | None, dict[str, str]]:
+    """``--encoder`` checked before any model loads: the resolved spec (None: the pack's own, or no encoder
+    method) and what the run's metadata records of it (a file's path and SHA-256, so a resume cannot switch)."""
+    from magec.errors import MagecError
+    from magec.inversion.config import needs_encoder
+    from magec.inversion.starts import check_init, init_file, init_fingerprint
+
+    methods = [m for m in args.methods if needs_encoder(m)]
+    if not methods:
+        if args.encoder is not None:
+            raise MagecError("argument --encoder: only the encoder methods use it (--methods encoder, encoder+magec)")
+        return None, {}
+    if args.encoder is not None and args.encoder.strip() == "mean":
+        raise MagecError("argument --encoder: mean is not an encoder; give encoder, ENC.safetensors or e4e:PATH")
+    spec = check_init(args.encoder, methods[0], args.pack)
+    if init_file(spec) is None:
+        return None, {}
+    if with_workers:
+        raise MagecError("--encoder FILE with --workers/--ray: not supported yet; run without workers")
+    return spec, {"encoder_file": spec, "encoder_sha256": init_fingerprint(spec) or ""}

@@ -1,5 +1,7 @@
 """``magec invert``: project images into the generator's latent space (magec | no-magec | im2stylegan++, or
-magec+pti | no-magec+pti: followed by pivotal tuning of the generator around the latent)."""
+magec+pti | no-magec+pti: followed by pivotal tuning of the generator around the latent; or from an encoder's
+code: encoder (the code alone, one forward pass) | encoder+magec (MAGEC refining it, a quarter of the steps) |
+encoder+magec+pti)."""
 
 from __future__ import annotations
 
@@ -46,7 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=METHODS,
         default="magec",
         help="magec (default), no-magec, im2stylegan++, or magec+pti / no-magec+pti: then pivotal tuning of the "
-        "generator around the latent (saved as <name>.pti.safetensors, used by `magec edit`)",
+        "generator around the latent (saved as <name>.pti.safetensors, used by `magec edit`); from an encoder "
+        "(--init): encoder (its code alone), encoder+magec (MAGEC from its code, a quarter of magec's steps), "
+        "encoder+magec+pti",
+    )
+    p.add_argument(
+        "--init",
+        metavar="mean|encoder|ENC.safetensors|e4e:PATH",
+        help="where the optimisation starts: mean (the generator's mean; default for the paper's methods), encoder "
+        "(the pack's own encoder; default for the encoder methods), a magec encoder file (`magec train-encoder`), "
+        "or e4e:PATH / psp:PATH (e4e's or pSp's checkpoint); recorded in the outputs",
     )
     p.add_argument(
         "--out",
@@ -124,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         pending_batches,
         request_of,
     )
+    from magec.inversion.starts import check_init, init_fingerprint
     from magec.io.images import read_image
     from magec.io.output_folder import OutputFolder, check_not_inputs, unique_output_names
 
@@ -149,6 +161,11 @@ def run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         config = replace(config, attributes=args.attributes)
+    init = check_init(args.init, args.method, args.pack)  # before any model loads
+    if init != "mean" and config.start != "encoder":  # a paper method started from an encoder's code
+        from dataclasses import replace
+
+        config = replace(config, start="encoder")
     out = OutputFolder.open(args.out, "inversion", args.force)
     items = [Item(name, str(path)) for name, path in zip(names, paths)]
     claims = {k: v for item in items for k, v in output_claims(item, args.method).items()}
@@ -182,6 +199,9 @@ def run(args: argparse.Namespace) -> int:
         **({"attributes": list(args.attributes)} if args.attributes else {}),  # absent: older runs stay resumable
         **({"magec_editor": args.magec_editor} if args.magec_editor != "interfacegan" else {}),
         **({"precision": args.precision} if args.precision != "fp32" else {}),
+        # the start, where it is not the paper's mean (absent: runs made before --init stay resumable)
+        **({"init": init} if init != "mean" else {}),
+        **({"init_sha256": digest} if (digest := init_fingerprint(init)) else {}),
         pack=str(Path(args.pack).resolve()),
         pack_manifest=pack_fingerprint(args.pack),
         perceptual=args.perceptual,
@@ -202,8 +222,15 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         framing,
         request,
-        {"pack": str(args.pack), "seed": args.seed, "steps_scale": args.steps_scale, "magec_editor": args.magec_editor},
+        {
+            "pack": str(args.pack),
+            "seed": args.seed,
+            "steps_scale": args.steps_scale,
+            "magec_editor": args.magec_editor,
+            "init": init,
+        },
         pti=PTIConfig().scaled(args.steps_scale) if args.method in PTI_METHODS else None,
+        init=init,
     )
     batches = deal_batches(readable, args.batch_size)  # over every readable image: resumed runs keep them
     todo = pending_batches(batches, out.path, out.files, request)
@@ -265,9 +292,14 @@ def _invert_here(args, pipeline_args, job, todo, explicit, out, report) -> None:
     """The plain single-process run: named images are framed (and refused) before anything is written."""
     from magec.inversion import ProgressBar
     from magec.inversion.folder import invert_batch, output_claims, read_framed
+    from magec.inversion.starts import attach_encoder, needs_start_encoder
     from magec.pipeline import load_pipeline
 
-    pipeline = load_pipeline(**pipeline_args)
+    pipeline = attach_encoder(load_pipeline(**pipeline_args), job.init)
+    if needs_start_encoder(job):  # the pack's encoder, or the one --init named: checked before any inversion
+        from magec.inversion.optimizer import require_encoder
+
+        require_encoder(pipeline, job.method)
     size = pipeline.generator.resolution
     from magec.memory import check_inversion_batch
 

@@ -38,7 +38,9 @@ class InversionWorker:
     def __init__(
         self, pipeline_args: dict[str, Any], job: FolderJob, threads: int, gpu_share: float | None = None
     ) -> None:
-        self.pipeline = _load(pipeline_args, threads, gpu_share)
+        from magec.inversion.starts import attach_encoder
+
+        self.pipeline = attach_encoder(_load(pipeline_args, threads, gpu_share), job.init)  # --init ENC: once
         self.job = job
 
     def ready(self) -> int:

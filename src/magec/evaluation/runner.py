@@ -47,7 +47,7 @@ from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
-from magec.inversion.config import MAGEC_EDITORS, METHODS, PTI_METHODS, InversionConfig
+from magec.inversion.config import MAGEC_EDITORS, METHODS, PTI_METHODS, InversionConfig, needs_encoder
 from magec.io import atomic
 from magec.io.images import save_png
 from magec.latent.editors import LatentEditor
@@ -351,6 +351,7 @@ def run_evaluation(
     paths = EvaluationPaths(Path(out_dir))
     config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
+    encoder = _check_encoder(pipeline, config)
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
     if reference is None:
         reference = generated_source(
@@ -370,6 +371,8 @@ def run_evaluation(
         "describer": getattr(pipeline.describer, "spec", type(pipeline.describer).__name__),
         # only when on, so that runs made before --identity auto (identity off) still resume with --identity none
         **({"identity_loss": pipeline.identity.name} if pipeline.identity is not None else {}),
+        # the encoder the encoder+... methods start from (only with those methods: other runs keep their metadata)
+        **({"encoder": encoder} if encoder else {}),
         **(extra_metadata or {}),
     }
     _check_or_write_metadata(paths, metadata)
@@ -421,8 +424,19 @@ def worker_context(
     manifold = build_manifold(torch.load(cache, map_location="cpu", weights_only=True), config.realism)
     config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
+    _check_encoder(pipeline, config)
     meter = _identity_meter(config, pipeline.device)
     return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors, meter)
+
+
+def _check_encoder(pipeline: Pipeline, config: EvaluationConfig) -> str:
+    """Refuse, before any work, encoder methods without ``pipeline.encoder`` (one line); its spec, or ""."""
+    methods = [m for m in config.methods if needs_encoder(m)]
+    if not methods:
+        return ""
+    from magec.inversion.optimizer import require_encoder
+
+    return require_encoder(pipeline, methods[0]).spec or type(pipeline.encoder).__name__
 
 
 def _identity_meter(

@@ -3,10 +3,15 @@
 MAGEC: start from the generator's initial (average) latent; Adam (0.9, 0.999, 1e-8); phase 1, 100 steps
 with lambda_MAGEC = 3e-4, lambda_LPIPS = 0.5, lambda_MSE = 1e-3, lambda_ID = 3e-4; phase 2, 100 steps with
 lambda_MSE = lambda_LPIPS = 0.5, the others unchanged; learning rate 0.07, times 0.8 every 25 steps.
+
+The ``encoder`` methods start from an encoder's code instead (``pipeline.encoder``): ``encoder`` is that code
+alone, ``encoder+magec`` the MAGEC schedule shortened for a good start (:data:`ENCODER_STEPS_FRACTION` of the
+paper's steps at :data:`ENCODER_LR`, both measured), ``encoder+magec+pti`` then pivotal tuning.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from magec import validation
@@ -33,6 +38,9 @@ class Phase:
         validation.choice("phase target", self.target, ("latent", "noise"))
 
 
+#: Where an inversion may start (``InversionConfig.start``).
+STARTS = ("mean", "encoder")
+
 PAPER_PHASES = (
     Phase(steps=100, mse=1e-3, perceptual=0.5, identity=3e-4, magec=3e-4),
     Phase(steps=100, mse=0.5, perceptual=0.5, identity=3e-4, magec=3e-4),
@@ -55,10 +63,14 @@ class InversionConfig:
     attributes: tuple[str, ...] | None = field(default=None)
     #: Which of the pack's editors gives the e_i of the MAGEC loss (Eq. 2): the paper's InterfaceGAN, or StyleFlow.
     magec_editor: str = "interfacegan"
+    #: Where the optimisation starts: "mean" (the generator's ``initial_latent``, the paper's) or "encoder" (the
+    #: pipeline's encoder's code for each image). ``invert(init=...)`` overrides both with given codes.
+    start: str = "mean"
 
     def __post_init__(self) -> None:
         validation.choice("--magec-editor", self.magec_editor, MAGEC_EDITORS)
-        if not self.phases:
+        validation.choice("start", self.start, STARTS)
+        if not self.phases and self.start != "encoder":  # the encoder's code alone needs no optimisation
             raise MagecError("an inversion needs at least one phase")
         validation.positive("learning rate", self.lr)
         validation.in_range("lr decay", self.lr_decay, 1e-12, 1.0)
@@ -89,9 +101,22 @@ class InversionConfig:
 
 #: The paper's three methods (its Tables 1-3 and user study compare these).
 PAPER_METHODS = ("magec", "no-magec", "im2stylegan++")
-METHODS = (*PAPER_METHODS, "magec+pti", "no-magec+pti")
+#: Every method; the lists below are derived from the names, so a new method is added here only.
+METHODS = (*PAPER_METHODS, "magec+pti", "no-magec+pti", "encoder", "encoder+magec", "encoder+magec+pti")
 #: Methods followed by pivotal tuning of the generator (``magec.inversion.pti``).
-PTI_METHODS = ("magec+pti", "no-magec+pti")
+PTI_METHODS = tuple(m for m in METHODS if m.endswith("+pti"))
+#: Methods that start from the pipeline's encoder (``Pipeline.encoder``) and need one.
+ENCODER_METHODS = tuple(m for m in METHODS if m.split("+")[0] == "encoder")
+#: The ``+pti`` methods that start from the generator's mean (need no encoder): the demo's and the studio's.
+MEAN_PTI_METHODS = tuple(m for m in PTI_METHODS if m not in ENCODER_METHODS)
+#: ``encoder+magec``'s schedule: this share of the paper's steps (in each phase, and of the learning-rate decay
+#: period, so the rate falls as far as over the full schedule), at this learning rate. Measured on 16 generated
+#: faces of the embedded default with its trained encoder (README, "Starting from an encoder"): at 25% of the steps,
+#: learning rates 0.01 / 0.02 / 0.04 / 0.07 gave a perceptual distance of 3.43 / 2.83 / 2.26 / 1.90 (full magec:
+#: 0.94) with the MAGEC term and the edits' strength about equal; that encoder's start is far from the photo (MSE
+#: 0.084), so smaller steps only leave it there: the paper's rate stays.
+ENCODER_STEPS_FRACTION = 0.25
+ENCODER_LR = 0.07
 #: Beside ``<name>.latent.safetensors``: the generator pivotal tuning made for that image.
 PTI_SUFFIX = ".pti.safetensors"
 
@@ -99,6 +124,11 @@ PTI_SUFFIX = ".pti.safetensors"
 def base_method(method: str) -> str:
     """The latent-optimisation part of a method: ``magec+pti`` -> ``magec``."""
     return method.removesuffix("+pti")
+
+
+def needs_encoder(method: str) -> bool:
+    """Does ``method`` start from the pipeline's encoder (``encoder``, ``encoder+magec``, ``encoder+magec+pti``)?"""
+    return method in ENCODER_METHODS
 
 
 def method_config(
@@ -116,6 +146,9 @@ def method_config(
     - ``no-magec``: the paper's ablation, the same schedule with lambda_MAGEC = 0.
     - ``im2stylegan++``: Eq. 1 (MSE + LPIPS), 1000 steps on the latent (W+ where the generator has it)
       then 1000 on the noise maps where it has them; Adam at a constant 0.01 as in Image2StyleGAN.
+    - ``encoder``: the encoder's code alone (no step).
+    - ``encoder+magec``: ``magec`` started from the encoder's code, with :data:`ENCODER_STEPS_FRACTION` of its
+      steps (and of its decay period) at :data:`ENCODER_LR`.
     """
     validation.positive("--steps-scale", steps_scale)
     for name, value in (("--lambda-magec", lambda_magec), ("--lambda-id", lambda_id)):
@@ -134,6 +167,17 @@ def method_config(
 
     if method == "magec":
         return InversionConfig(phases=tuple(scaled(p) for p in PAPER_PHASES), magec_editor=magec_editor)
+    if method == "encoder":
+        return InversionConfig(phases=(), start="encoder")
+    if method == "encoder+magec":
+        short = tuple(replace(p, steps=max(1, round(p.steps * ENCODER_STEPS_FRACTION))) for p in PAPER_PHASES)
+        return InversionConfig(
+            phases=tuple(scaled(p) for p in short),
+            lr=ENCODER_LR,
+            lr_decay_every=max(1, math.ceil(InversionConfig.lr_decay_every * ENCODER_STEPS_FRACTION)),
+            magec_editor=magec_editor,
+            start="encoder",
+        )
     if method == "no-magec":
         return InversionConfig(phases=tuple(scaled(replace(p, magec=0.0)) for p in PAPER_PHASES))
     if method == "im2stylegan++":

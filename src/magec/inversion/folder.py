@@ -63,6 +63,9 @@ class FolderJob:
     settings: dict[str, Any] = field(default_factory=dict)
     #: Pivotal tuning for the ``+pti`` methods (None: PTI's published settings).
     pti: PTIConfig | None = None
+    #: Where the optimisation starts (``--init``, resolved: ``mean``, ``encoder`` or an encoder file spec, which
+    #: each process loads once, ``magec.inversion.starts.attach_encoder``); None: the method's own start.
+    init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,7 @@ def _select(result: Any, indices: list[int], batch: int) -> Any:
         history=history,
         seconds=result.seconds * len(indices) / batch,
         tuned=[result.tuned[i] for i in indices] if result.tuned is not None else None,
+        start=result.start[indices] if getattr(result, "start", None) is not None else None,
     )
 
 

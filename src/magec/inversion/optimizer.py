@@ -22,12 +22,13 @@ import torch
 
 from magec.errors import MagecError
 from magec.generators.base import select_noise
-from magec.inversion.config import PTI_METHODS, InversionConfig, method_config
+from magec.inversion.config import PTI_METHODS, InversionConfig, method_config, needs_encoder
 from magec.inversion.pti import PTIConfig, pivotal_tuning
 from magec.losses.magec_loss import build_magec_loss
 from magec.losses.mse import mse_per_image
 
 if TYPE_CHECKING:
+    from magec.encoders.base import Encoder
     from magec.generators.base import Generator
     from magec.pipeline import Pipeline
 
@@ -88,6 +89,11 @@ class InversionResult:
     tuned: list[Generator] | None = None
     #: The editor whose edits the MAGEC term used ("interfacegan" or "styleflow"); "" when the term was off.
     magec_editor: str = ""
+    #: The codes the optimisation started from (B, *space shape), detached: the generator's mean, the encoder's
+    #: codes, or ``init``; for the ``encoder`` method these are ``latents``.
+    start: torch.Tensor | None = None
+    #: Where they came from: "mean", "init" (given to ``invert``) or the encoder's spec (e.g. "magec-encoder").
+    start_from: str = "mean"
 
     def image_history(self, i: int) -> list[dict]:
         """The per-step losses of image ``i`` alone."""
@@ -118,6 +124,7 @@ def invert(
     callback: StepCallback | None = None,
     pti: PTIConfig | None = None,
     initial_noise: list[torch.Tensor] | None = None,
+    init: torch.Tensor | None = None,
 ) -> InversionResult:
     """Invert images (B, 3, R, R) in [-1, 1] with ``method`` (magec | no-magec | im2stylegan++).
 
@@ -127,6 +134,10 @@ def invert(
     default: PTI's published settings); their steps are reported with ``target="generator"``.
     ``initial_noise`` replaces ``make_noise(B, seed)`` as the starting noise maps (rows of a larger batch's
     maps, so that a batch split in chunks starts each image from the same maps).
+    ``init`` (B, *shape) replaces the start: codes in the space the method optimises (the editing space, or W+
+    for a generator that has it, e.g. e4e's codes; the MAGEC term then reads the mean of the W+ rows). Without
+    it, the ``encoder`` methods start from ``pipeline.encoder``'s codes, the others from the generator's mean.
+    The ``encoder`` method returns the start itself, with no optimisation step.
     """
     config = config or method_config(method)
     known = pipeline.pack.layout.attribute_names
@@ -142,13 +153,25 @@ def invert(
     if space not in gen.spaces:
         notes.append(f"{gen.spec} has no {space!r} space: optimising {gen.editing_space.name!r} instead")
         space = gen.editing_space.name
-    start = gen.convert_latents(gen.initial_latent()[None], gen.editing_space.name, space)
-    latents = start.repeat(batch, *[1] * (start.dim() - 1)).detach().clone().requires_grad_(True)
+    started = time.perf_counter()  # an encoder's forward pass is part of the method's time
+    start_from = "mean"
+    if init is None and (config.start == "encoder" or needs_encoder(method)):
+        encoder = require_encoder(pipeline, method)
+        init, start_from = encoder.encode(target_images, batch_size=max(1, batch)).to(device), encoder.spec
+    elif init is not None:
+        start_from = "init"
+    if init is not None:
+        space = start_space(gen, init, batch, config.space and space, "init" if start_from == "init" else start_from)
+        latents = init.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
+    else:
+        start = gen.convert_latents(gen.initial_latent()[None], gen.editing_space.name, space)
+        latents = start.repeat(batch, *[1] * (start.dim() - 1)).detach().clone().requires_grad_(True)
+    start_codes = latents.detach().clone()
 
     uses_magec = any(p.magec > 0 for p in config.phases)
     magec = descriptor = edited = None
     if uses_magec:
-        if space != gen.editing_space.name:
+        if space != gen.editing_space.name and not _rows_of_editing_space(gen, space):
             raise ValueError(
                 f"the MAGEC loss needs codes in the editing space {gen.editing_space.name!r}, not {space!r}"
             )
@@ -183,7 +206,6 @@ def invert(
     optimizers: dict[str, torch.optim.Optimizer] = {}
     step = 0
     stopped = False
-    started = time.perf_counter()
     for phase_index, phase in enumerate(config.phases):
         if stopped:
             break
@@ -209,7 +231,7 @@ def invert(
             if phase.identity and pipeline.identity is not None:
                 terms["identity"] = pipeline.identity(generated, target_images)
             if phase.magec and magec is not None:
-                terms["magec"] = magec(latents.flatten(1), descriptor, edited)
+                terms["magec"] = magec(_magec_codes(latents, gen, space), descriptor, edited)
             total = sum(weights[k] * v for k, v in terms.items())
             total.sum().backward()
             optimizer.step()
@@ -238,20 +260,86 @@ def invert(
                     for i, g in enumerate(tuned)
                 ]
             )
+    seconds = time.perf_counter() - started
+    history = _history_to_cpu(steps, losses)
+    if not config.phases:  # the start alone (the ``encoder`` method): its losses, as one entry
+        history = [_start_entry(pipeline, final, target_images)]
     return InversionResult(
         latents=latents.detach(),
         space=space,
         noise=[n.detach() for n in noise] if noise is not None else None,
         images=final.detach(),
-        history=_history_to_cpu(steps, losses),
+        history=history,
         steps=step,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         method=method,
         notes=notes,
         stopped=stopped,
         tuned=tuned,
         magec_editor=config.magec_editor if uses_magec else "",
+        start=start_codes,
+        start_from=start_from,
     )
+
+
+def require_encoder(pipeline: Pipeline, method: str = "encoder") -> Encoder:
+    """``pipeline.encoder``, checked against the generator; without one, a one-line error saying how to get one."""
+    encoder = getattr(pipeline, "encoder", None)
+    if encoder is None:
+        raise MagecError(
+            f"--method {method} starts from an encoder, and this pipeline has none: `magec prepare` makes the "
+            "pack's own (or `magec train-encoder --pack PACK --out ENC.safetensors`), or give one with "
+            "--init ENC.safetensors / --init e4e:PATH (Python: Pipeline.encoder)"
+        )
+    encoder.check_generator(pipeline.generator)
+    return encoder
+
+
+def start_space(gen: Generator, init: torch.Tensor, batch: int, space: str | None = None, what: str = "init") -> str:
+    """The space start codes ``init`` live in (``space`` when the method fixes one; else the editing space, or W+
+    where the generator has it), refusing in one line codes of another shape or with NaN/infinite values;
+    ``what`` names where they came from in that line (``init``, or the encoder)."""
+    if not isinstance(init, torch.Tensor) or not init.is_floating_point():
+        got = init.dtype if isinstance(init, torch.Tensor) else type(init).__name__
+        raise MagecError(f"{what}: expected a floating-point tensor of start codes, got {got}")
+    candidates = [space] if space else [gen.editing_space.name, *(["w+"] if "w+" in gen.spaces else [])]
+    for name in candidates:
+        if tuple(init.shape) == (batch, *gen.spaces[name].shape):
+            if not bool(torch.isfinite(init).all()):
+                raise MagecError(f"{what}: the start codes hold NaN or infinite values")
+            return name
+    expected = " or ".join(f"{(batch, *gen.spaces[n].shape)} ({n})" for n in candidates)
+    raise MagecError(f"{what}: start codes of shape {tuple(init.shape)} do not fit {gen.spec}: expected {expected}")
+
+
+def _rows_of_editing_space(gen: Generator, space: str) -> bool:
+    """Are codes of ``space`` per-layer rows of editing-space codes (W+ of a W editing space)?"""
+    shape, editing = tuple(gen.spaces[space].shape), tuple(gen.editing_space.shape)
+    return len(shape) == 2 and shape[1:] == editing
+
+
+def _magec_codes(latents: torch.Tensor, gen: Generator, space: str) -> torch.Tensor:
+    """What LinkNet reads: the codes themselves in the editing space, the mean of the rows for W+ codes (an
+    InterfaceGAN edit added to every row moves that mean by the same edit, so Eq. 2 keeps its meaning)."""
+    if space != gen.editing_space.name and _rows_of_editing_space(gen, space):
+        return latents.mean(1)
+    return latents.flatten(1)
+
+
+@torch.no_grad()
+def _start_entry(pipeline: Pipeline, images: torch.Tensor, targets: torch.Tensor) -> dict:
+    """The history of a run without steps: the start's MSE and perceptual distance per image, "total" their sum."""
+    mse = mse_per_image(images, targets)
+    perceptual = pipeline.perceptual(images, targets)
+    return {
+        "step": 0,
+        "phase": 0,
+        "target": "start",
+        "lr": 0.0,
+        "total": (mse + perceptual).cpu().tolist(),
+        "mse": mse.cpu().tolist(),
+        "perceptual": perceptual.cpu().tolist(),
+    }
 
 
 def _tune(

@@ -40,7 +40,7 @@ from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_
 from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
-from magec.inversion.config import PAPER_METHODS, PTI_METHODS, PTI_SUFFIX, base_method
+from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, PTI_SUFFIX, base_method
 from magec.inversion.outputs import file_sha256, save_latent
 from magec.inversion.pti import PTIConfig, pivotal_tuning
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
@@ -54,7 +54,7 @@ MAX_UPLOAD_PIXELS = 40_000_000
 #: Seeds of the "generated face" examples (far from the pack's sampling stream, like the demo's).
 EXAMPLE_SEED = 20_000
 #: The page's methods: the paper's three, and the two followed by pivotal tuning (the study keeps the paper's).
-METHODS = (*PAPER_METHODS, *PTI_METHODS)
+METHODS = (*PAPER_METHODS, *MEAN_PTI_METHODS)
 #: Margin (a fraction of the face's size) around the landmarks of the region a paste works in: the feathered
 #: mask (``face_mask``: eroded by 0.04 of the face, blurred with sigma 0.03 truncated at 4 sigma) is the same
 #: computed there as over the whole photo, and a slider release does not touch the rest of a 40 MP photo.
