@@ -278,25 +278,11 @@ def test_evaluate_runs_the_encoder_methods(tmp_path, tone_pipeline):
 # ---- magec invert --init ---------------------------------------------------------------------------------
 
 
-def _loading_module(monkeypatch):
-    """``magec.encoders.loading`` (written on another branch): the real module where it exists, else a stand-in
-    holding only ``load_encoder``, so the CLI's call goes through the agreed signature either way."""
-    import sys
-    import types
-
-    try:
-        import magec.encoders.loading as module
-    except ImportError:
-        module = types.ModuleType("magec.encoders.loading")
-        module.load_encoder = None
-        monkeypatch.setitem(sys.modules, "magec.encoders.loading", module)
-    return module
-
-
 @pytest.fixture
 def cli_setup(tone_pipeline, faces, tmp_path, monkeypatch):
     """A saved pack, one face PNG, ``load_pipeline`` giving the tone pipeline (no model files needed) and
     ``load_encoder`` giving a test encoder that knows the face; ``calls`` records what was loaded."""
+    import magec.encoders.loading
     import magec.pipeline
     from magec.io.images import save_png
 
@@ -314,7 +300,7 @@ def cli_setup(tone_pipeline, faces, tmp_path, monkeypatch):
         return LookupEncoder(faces[0][:1], faces[1][:1], "z")
 
     monkeypatch.setattr(magec.pipeline, "load_pipeline", load_pipeline)
-    monkeypatch.setattr(_loading_module(monkeypatch), "load_encoder", load_encoder)
+    monkeypatch.setattr(magec.encoders.loading, "load_encoder", load_encoder)
     encoder_file = tmp_path / "enc.safetensors"
     encoder_file.write_bytes(b"an encoder")
     return pack_dir, png, encoder_file, calls
