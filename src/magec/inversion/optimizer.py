@@ -149,104 +149,22 @@ def invert(
     batch = target_images.shape[0]
     notes: list[str] = []
 
-    space = config.space or gen.editing_space.name
-    if space not in gen.spaces:
-        notes.append(f"{gen.spec} has no {space!r} space: optimising {gen.editing_space.name!r} instead")
-        space = gen.editing_space.name
     started = time.perf_counter()  # an encoder's forward pass is part of the method's time
-    start_from = "mean"
-    if init is None and (config.start == "encoder" or needs_encoder(method)):
-        encoder = require_encoder(pipeline, method)
-        init, start_from = encoder.encode(target_images, batch_size=max(1, batch)).to(device), encoder.spec
-    elif init is not None:
-        start_from = "init"
-    if init is not None:
-        space = start_space(gen, init, batch, config.space and space, "init" if start_from == "init" else start_from)
-        latents = init.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
-    else:
-        start = gen.convert_latents(gen.initial_latent()[None], gen.editing_space.name, space)
-        latents = start.repeat(batch, *[1] * (start.dim() - 1)).detach().clone().requires_grad_(True)
+    latents, space, start_from = _start_codes(pipeline, method, config, target_images, init, notes)
     start_codes = latents.detach().clone()
-
-    uses_magec = any(p.magec > 0 for p in config.phases)
-    magec = descriptor = edited = None
-    if uses_magec:
-        if space != gen.editing_space.name and not _rows_of_editing_space(gen, space):
-            raise ValueError(
-                f"the MAGEC loss needs codes in the editing space {gen.editing_space.name!r}, not {space!r}"
-            )
-        magec = build_magec_loss(
-            pipeline.pack,
-            config.magec_editor,
-            config.edit_amount,
-            list(config.attributes) if config.attributes else None,
-        ).to(device)
-        with torch.no_grad():
-            # d = F(x) is a label (no gradient): the describer's aligned-chip path when it has one.
-            labeller = getattr(pipeline.describer, "describe_labels", None)
-            descriptor = labeller(target_images)[0] if labeller is not None else pipeline.describer(target_images)
-            edited = magec.targets(descriptor)
+    magec_term = _magec_term(pipeline, config, space, target_images)
     if pipeline.identity is None and any(p.identity > 0 for p in config.phases):
         notes.append("identity loss off: no identity network configured")
-
-    noise: list[torch.Tensor] | None = None
-    if any(p.target == "noise" for p in config.phases):
-        if gen.has_noise:
-            start_noise = gen.make_noise(batch, seed) if initial_noise is None else initial_noise
-            noise = [n.detach().to(device).clone().requires_grad_(True) for n in start_noise]
-        else:
-            notes.append(f"{gen.spec} has no noise inputs: the noise phase is skipped")
+    noise = _start_noise(pipeline, config, batch, seed, initial_noise, notes)
     for note in notes:
         log.info(note)
 
     pti = pti or PTIConfig()
     reported_total = config.total_steps + (batch * pti.steps if method in PTI_METHODS else 0)
-    steps: list[dict] = []
-    losses: list[dict[str, torch.Tensor]] = []
-    optimizers: dict[str, torch.optim.Optimizer] = {}
-    step = 0
-    stopped = False
-    for phase_index, phase in enumerate(config.phases):
-        if stopped:
-            break
-        if phase.target == "noise" and noise is None:
-            continue
-        params = [latents] if phase.target == "latent" else noise
-        optimizer = optimizers.get(phase.target)
-        if optimizer is None:  # one Adam per target, kept across phases (the paper's lr schedule is global)
-            optimizer = optimizers[phase.target] = torch.optim.Adam(
-                params, lr=config.lr, betas=config.betas, eps=config.eps
-            )
-        id_weight = phase.identity * (pipeline.identity.weight_scale if pipeline.identity is not None else 1.0)
-        weights = {"mse": phase.mse, "perceptual": phase.perceptual, "identity": id_weight, "magec": phase.magec}
-        for _ in range(phase.steps):
-            lr = config.lr_at(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            generated = gen.synthesize(latents, space=space, noise=noise)
-            terms = {"mse": mse_per_image(generated, target_images)}
-            if phase.perceptual:
-                terms["perceptual"] = pipeline.perceptual(generated, target_images)
-            if phase.identity and pipeline.identity is not None:
-                terms["identity"] = pipeline.identity(generated, target_images)
-            if phase.magec and magec is not None:
-                terms["magec"] = magec(_magec_codes(latents, gen, space), descriptor, edited)
-            total = sum(weights[k] * v for k, v in terms.items())
-            total.sum().backward()
-            optimizer.step()
-            step_losses = {"total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
-            steps.append({"step": step, "phase": phase_index + 1, "target": phase.target, "lr": lr})
-            losses.append(step_losses)
-            step += 1
-            if callback is not None:
-                info = StepInfo(
-                    step - 1, reported_total, phase_index + 1, phase.target, lr, step_losses, latents.detach()
-                )
-                if callback(info):
-                    stopped = True
-                    notes.append(f"stopped by the callback after {step} of {config.total_steps} steps")
-                    break
+    steps, losses, stopped = _optimise(
+        pipeline, config, target_images, latents, space, noise, magec_term, callback, reported_total, notes
+    )
+    step = len(steps)
     tuned = None
     if method in PTI_METHODS and not stopped:
         tuned = _tune(pipeline, target_images, latents.detach(), space, noise, pti, seed, callback, step, config)
@@ -276,10 +194,147 @@ def invert(
         notes=notes,
         stopped=stopped,
         tuned=tuned,
-        magec_editor=config.magec_editor if uses_magec else "",
+        magec_editor=config.magec_editor if magec_term is not None else "",
         start=start_codes,
         start_from=start_from,
     )
+
+
+#: The MAGEC loss of a run, with the descriptor d = F(x) of its images and the edited targets of Eq. 2.
+_MagecTerm = tuple[torch.nn.Module, torch.Tensor, torch.Tensor]
+
+
+def _start_codes(
+    pipeline: Pipeline,
+    method: str,
+    config: InversionConfig,
+    target_images: torch.Tensor,
+    init: torch.Tensor | None,
+    notes: list[str],
+) -> tuple[torch.Tensor, str, str]:
+    """The codes the optimisation starts from (requiring grad), the space they live in, and where they came from
+    (``mean``, ``init``, or the encoder's spec)."""
+    gen, device, batch = pipeline.generator, pipeline.device, target_images.shape[0]
+    space = config.space or gen.editing_space.name
+    if space not in gen.spaces:
+        notes.append(f"{gen.spec} has no {space!r} space: optimising {gen.editing_space.name!r} instead")
+        space = gen.editing_space.name
+    start_from = "mean"
+    if init is None and (config.start == "encoder" or needs_encoder(method)):
+        encoder = require_encoder(pipeline, method)
+        init, start_from = encoder.encode(target_images, batch_size=max(1, batch)).to(device), encoder.spec
+    elif init is not None:
+        start_from = "init"
+    if init is not None:
+        space = start_space(gen, init, batch, config.space and space, "init" if start_from == "init" else start_from)
+        latents = init.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
+    else:
+        start = gen.convert_latents(gen.initial_latent()[None], gen.editing_space.name, space)
+        latents = start.repeat(batch, *[1] * (start.dim() - 1)).detach().clone().requires_grad_(True)
+    return latents, space, start_from
+
+
+def _magec_term(
+    pipeline: Pipeline, config: InversionConfig, space: str, target_images: torch.Tensor
+) -> _MagecTerm | None:
+    """The MAGEC loss and its targets when a phase weighs it, else None."""
+    if not any(p.magec > 0 for p in config.phases):
+        return None
+    gen = pipeline.generator
+    if space != gen.editing_space.name and not _rows_of_editing_space(gen, space):
+        raise ValueError(f"the MAGEC loss needs codes in the editing space {gen.editing_space.name!r}, not {space!r}")
+    magec = build_magec_loss(
+        pipeline.pack,
+        config.magec_editor,
+        config.edit_amount,
+        list(config.attributes) if config.attributes else None,
+    ).to(pipeline.device)
+    with torch.no_grad():
+        # d = F(x) is a label (no gradient): the describer's aligned-chip path when it has one.
+        labeller = getattr(pipeline.describer, "describe_labels", None)
+        descriptor = labeller(target_images)[0] if labeller is not None else pipeline.describer(target_images)
+        edited = magec.targets(descriptor)
+    return magec, descriptor, edited
+
+
+def _start_noise(
+    pipeline: Pipeline,
+    config: InversionConfig,
+    batch: int,
+    seed: int,
+    initial_noise: list[torch.Tensor] | None,
+    notes: list[str],
+) -> list[torch.Tensor] | None:
+    """The noise maps a noise phase optimises (requiring grad), or None when no phase does or the generator has none."""
+    if not any(p.target == "noise" for p in config.phases):
+        return None
+    gen = pipeline.generator
+    if not gen.has_noise:
+        notes.append(f"{gen.spec} has no noise inputs: the noise phase is skipped")
+        return None
+    start_noise = gen.make_noise(batch, seed) if initial_noise is None else initial_noise
+    return [n.detach().to(pipeline.device).clone().requires_grad_(True) for n in start_noise]
+
+
+def _optimise(
+    pipeline: Pipeline,
+    config: InversionConfig,
+    target_images: torch.Tensor,
+    latents: torch.Tensor,
+    space: str,
+    noise: list[torch.Tensor] | None,
+    magec_term: _MagecTerm | None,
+    callback: StepCallback | None,
+    reported_total: int,
+    notes: list[str],
+) -> tuple[list[dict], list[dict[str, torch.Tensor]], bool]:
+    """The phases of ``config``, in place on ``latents`` / ``noise``: each step's record and losses (on the device),
+    and whether the callback stopped the run."""
+    gen = pipeline.generator
+    steps: list[dict] = []
+    losses: list[dict[str, torch.Tensor]] = []
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    step = 0
+    for phase_index, phase in enumerate(config.phases):
+        if phase.target == "noise" and noise is None:
+            continue
+        params = [latents] if phase.target == "latent" else noise
+        optimizer = optimizers.get(phase.target)
+        if optimizer is None:  # one Adam per target, kept across phases (the paper's lr schedule is global)
+            optimizer = optimizers[phase.target] = torch.optim.Adam(
+                params, lr=config.lr, betas=config.betas, eps=config.eps
+            )
+        id_weight = phase.identity * (pipeline.identity.weight_scale if pipeline.identity is not None else 1.0)
+        weights = {"mse": phase.mse, "perceptual": phase.perceptual, "identity": id_weight, "magec": phase.magec}
+        for _ in range(phase.steps):
+            lr = config.lr_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            generated = gen.synthesize(latents, space=space, noise=noise)
+            terms = {"mse": mse_per_image(generated, target_images)}
+            if phase.perceptual:
+                terms["perceptual"] = pipeline.perceptual(generated, target_images)
+            if phase.identity and pipeline.identity is not None:
+                terms["identity"] = pipeline.identity(generated, target_images)
+            if phase.magec and magec_term is not None:
+                magec, descriptor, edited = magec_term
+                terms["magec"] = magec(_magec_codes(latents, gen, space), descriptor, edited)
+            total = sum(weights[k] * v for k, v in terms.items())
+            total.sum().backward()
+            optimizer.step()
+            step_losses = {"total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+            steps.append({"step": step, "phase": phase_index + 1, "target": phase.target, "lr": lr})
+            losses.append(step_losses)
+            step += 1
+            if callback is not None:
+                info = StepInfo(
+                    step - 1, reported_total, phase_index + 1, phase.target, lr, step_losses, latents.detach()
+                )
+                if callback(info):
+                    notes.append(f"stopped by the callback after {step} of {config.total_steps} steps")
+                    return steps, losses, True
+    return steps, losses, False
 
 
 def require_encoder(pipeline: Pipeline, method: str = "encoder") -> Encoder:
