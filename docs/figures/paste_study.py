@@ -18,7 +18,7 @@ photo with ``magec.faces.paste.paste_edit`` in both modes (``sharp``, ``composit
 
 Faces are paired across modes: paired t-tests (``scipy.stats.ttest_rel``) on the per-face means, sharp vs composite.
 ``--figure``: the astronaut through ``magec.demo.photo_back_grid`` (the figure ``magec demo`` draws: composite,
-then sharp), with magec, no-magec and magec+pti at the same ``--steps-scale``, the identity loss off as in the demo.
+then sharp), with ``magec demo``'s five methods at the same ``--steps-scale``, the identity loss off as in the demo.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from magec.faces.paste import PASTE_MODES, face_mask, located_face_landmarks, pa
 from magec.faces.recognition import SAME_PERSON, FaceRecognizer
 from magec.generators.base import select_noise
 from magec.inversion import invert, method_config
+from magec.inversion.config import PAPER_METHODS, PTI_METHODS
 from magec.inversion.pti import PTIConfig
 from magec.io.images import pil_to_tensor, read_image, tensor_to_pil
 from magec.weights import magec_cache_dir
@@ -207,14 +208,14 @@ def report(values: dict, faces: list[dict], amount: float, command: str, load: s
 
 
 def figure(steps_scale: float, target: Path) -> dict:
-    """The astronaut pasted back by magec, no-magec and magec+pti (``magec demo``'s grid), written to ``target``."""
+    """The astronaut pasted back by ``magec demo``'s methods (its grid), written to ``target``."""
     pipe = magec.load_pipeline(device="cpu", identity="none")  # as `magec demo`
     photo = astronaut_photo()
     crop, framing = frame_face_located(photo, pipe.generator.resolution, "chip-box")
     x = pil_to_tensor(crop)
-    results = {m: invert(pipe, x, m, method_config(m, steps_scale), seed=0) for m in ("magec", "no-magec")}
+    results = {m: invert(pipe, x, m, method_config(m, steps_scale), seed=0) for m in PAPER_METHODS}
     pti = PTIConfig().scaled(steps_scale)
-    tuned = {"magec+pti": invert(pipe, x, "magec+pti", method_config("magec+pti", steps_scale), seed=0, pti=pti)}
+    tuned = {m: invert(pipe, x, m, method_config(m, steps_scale), seed=0, pti=pti) for m in PTI_METHODS}
     with tempfile.TemporaryDirectory() as tmp:
         path, record = photo_back_grid(pipe, photo, framing, results, tuned, Path(tmp) / "grid.png")
         shutil.copyfile(path, target)
