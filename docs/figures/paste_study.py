@@ -222,6 +222,15 @@ def figure(steps_scale: float, target: Path) -> dict:
     return record
 
 
+def astronaut_table(record: dict, target: Path) -> str:
+    """``photo_back_grid``'s distances as a Markdown table (one row per method)."""
+    columns = ("projection", "male-", "male+", "sharp male-", "sharp male+")
+    head = "| method | composite: projection | composite: male - | composite: male + | sharp: male - | sharp: male + |"
+    lines = ["", f"The astronaut (`{target}`), dlib distance to her photo:", "", head, "|---" * 6 + "|"]
+    lines += [f"| {m} | " + " | ".join(f"{d[c]:.3f}" for c in columns) + " |" for m, d in record.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, default=magec_cache_dir() / "photos" / "face-api-1.7.15" / "demo")
@@ -243,7 +252,7 @@ def main() -> None:
     text = report(values, faces, amount, command, load, time.perf_counter() - started)
     if args.figure:
         record = figure(args.steps_scale, args.figure)
-        text += f"\nThe astronaut (`{args.figure}`), dlib distance to her photo: {record}\n"
+        text += astronaut_table(record, args.figure)
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
