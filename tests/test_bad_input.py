@@ -499,6 +499,18 @@ CASES: list[Case] = [
         1,
         "needs the checkpoint path after the colon",
     ),
+    Case(  # e4e's codes are a StyleGAN2's W+: refused for the embedded DCGAN, naming the file
+        "invert-init-e4e-on-a-generator-without-w-plus",
+        ["invert", F, "--init", "e4e:{e4e_pt}", "--out", "out", *INV[1:]],
+        1,
+        "e4e.pt: an e4e encoder gives W+ codes of a StyleGAN2, but the generator dcgan-face has no W+",
+    ),
+    Case(  # an e4e checkpoint given where a magec encoder file is expected (no e4e: prefix)
+        "invert-init-e4e-file-without-prefix",
+        ["invert", F, "--init", "{e4e_pt}", "--out", "out", *INV[1:]],
+        1,
+        "e4e.pt: not a readable magec encoder",
+    ),
     Case(
         "invert-encoder-method-from-mean",
         ["invert", F, "--method", "encoder+magec", "--init", "mean", "--out", "out", *INV[1:]],
