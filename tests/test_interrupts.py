@@ -202,7 +202,8 @@ def interrupt(
 
 
 def assert_interrupted(code: int, err: str, latency: float, expected: int = 130) -> None:
-    print(f"\nlatency {latency:.2f} s (load {os.getloadavg()[0]:.1f})", end=" ")  # seen with pytest -s
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+    print(f"\nlatency {latency:.2f} s (load {os.getloadavg()[0]:.1f}) {test}", end=" ")  # seen with pytest -s
     lines = [line.strip() for line in re.split(r"[\r\n]", err) if line.strip()]
     assert code == expected and lines[-1] == "magec: interrupted", (code, err[-3000:])
     assert "Traceback" not in err and "magec: error" not in err and err.count("magec: interrupted") == 1, err[-3000:]
