@@ -219,6 +219,41 @@ def outputs(out: Path) -> dict[str, bytes]:
     }
 
 
+SLOW_EXIT = """
+import atexit, sys, time
+import magec.cli.cmd_doctor as doctor
+def long_command(args):
+    print("working", file=sys.stderr, flush=True)
+    time.sleep(60)
+def slow_exit_handler():  # as Ray's shutdown can be
+    print("exit handler", file=sys.stderr, flush=True)
+    time.sleep(60)
+doctor.run = long_command
+atexit.register(slow_exit_handler)
+sys.argv = ["magec", "doctor"]
+from magec.cli.main import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_second_signal_during_the_exit_handlers_ends_at_once_with_one_line(second):
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EXIT], env=ENV, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr.readline() == "working\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr.readline() == "magec: interrupted\n"
+        assert proc.stderr.readline() == "exit handler\n"
+        sent = time.monotonic()
+        proc.send_signal(second)
+        code = proc.wait(30)
+        assert time.monotonic() - sent < 3.0
+        assert code == 130 and proc.stderr.read() == ""  # no traceback, no second line
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def work(embedded_pack, dcgan, tmp_path_factory) -> Path:
     from magec.io.images import save_png
