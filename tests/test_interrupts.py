@@ -207,7 +207,9 @@ def assert_interrupted(code: int, err: str, latency: float, expected: int = 130)
     lines = [line.strip() for line in re.split(r"[\r\n]", err) if line.strip()]
     assert code == expected and lines[-1] == "magec: interrupted", (code, err[-3000:])
     assert "Traceback" not in err and "magec: error" not in err and err.count("magec: interrupted") == 1, err[-3000:]
-    assert latency < 10.0, f"ended {latency:.1f} s after the signal"  # typically under 1 s; 10 allows a busy machine
+    # The bound. Measured (pytest -s prints each): 0.0-0.5 s for every test here at load average 3.7-6.8 on
+    # the 2 cores, two runs each; the figures are in README ("Bad input, and your files", "One line, no traceback").
+    assert latency < 3.0, f"ended {latency:.1f} s after the signal"
 
 
 def outputs(out: Path) -> dict[str, bytes]:
