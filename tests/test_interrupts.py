@@ -144,13 +144,44 @@ def _steps(text: str) -> int:
     return int(found[-1][0]) if found else 0
 
 
+def descendants(pid: int) -> set[int]:
+    """The live processes started (directly or not) by ``pid``, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def interrupt(
-    args: list[str], cwd: Path, when: Callable[[str], bool], sig: int = signal.SIGINT, limit: float = 300
+    args: list[str],
+    cwd: Path,
+    when: Callable[[str], bool],
+    sig: int = signal.SIGINT,
+    limit: float = 300,
+    group: bool = False,
+    children: set[int] | None = None,
 ) -> tuple[int, str, float]:
     """Run ``magec ARGS`` in ``cwd``, send ``sig`` once ``when(stderr so far)`` holds; (exit code, stderr, seconds
-    from the signal to the exit). Where the moment is a file appearing, ``when`` looks for it itself."""
+    from the signal to the exit). Where the moment is a file appearing, ``when`` looks for it itself.
+
+    ``group``: send it to the whole process group, as a terminal's Ctrl-C does (worker processes get it too).
+    ``children``: filled with the processes the command had started when the signal was sent."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "magec", *args], cwd=cwd, env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "magec", *args],
+        cwd=cwd,
+        env=ENV,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=group,
     )
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True)
@@ -160,8 +191,10 @@ def interrupt(
         assert proc.poll() is None, "the command ended before the moment came: " + b"".join(chunks).decode()[-2000:]
         assert time.monotonic() < deadline, "the moment never came"
         time.sleep(0.02)
+    if children is not None:
+        children |= descendants(proc.pid)
     sent = time.monotonic()
-    proc.send_signal(sig)
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
     code = proc.wait(60)
     latency = time.monotonic() - sent
     reader.join(10)
@@ -169,10 +202,14 @@ def interrupt(
 
 
 def assert_interrupted(code: int, err: str, latency: float, expected: int = 130) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+    print(f"\nlatency {latency:.2f} s (load {os.getloadavg()[0]:.1f}) {test}", end=" ")  # seen with pytest -s
     lines = [line.strip() for line in re.split(r"[\r\n]", err) if line.strip()]
     assert code == expected and lines[-1] == "magec: interrupted", (code, err[-3000:])
     assert "Traceback" not in err and "magec: error" not in err and err.count("magec: interrupted") == 1, err[-3000:]
-    assert latency < 10.0, f"ended {latency:.1f} s after the signal"  # typically under 1 s; 10 allows a busy machine
+    # The issue's bound. Measured (pytest -s prints each): 0.0-0.7 s for every test here (the studio slowest) at
+    # load average 3.7-6.8 on the 2 cores, two runs each; figures in README ("Bad input, and your files").
+    assert latency < 3.0, f"ended {latency:.1f} s after the signal"
 
 
 def outputs(out: Path) -> dict[str, bytes]:
@@ -182,6 +219,41 @@ def outputs(out: Path) -> dict[str, bytes]:
         for p in sorted(out.rglob("*"))
         if p.is_file() and not p.name.endswith(".json")
     }
+
+
+SLOW_EXIT = """
+import atexit, sys, time
+import magec.cli.cmd_doctor as doctor
+def long_command(args):
+    print("working", file=sys.stderr, flush=True)
+    time.sleep(60)
+def slow_exit_handler():  # as Ray's shutdown can be
+    print("exit handler", file=sys.stderr, flush=True)
+    time.sleep(60)
+doctor.run = long_command
+atexit.register(slow_exit_handler)
+sys.argv = ["magec", "doctor"]
+from magec.cli.main import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_second_signal_during_the_exit_handlers_ends_at_once_with_one_line(second):
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EXIT], env=ENV, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr.readline() == "working\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr.readline() == "magec: interrupted\n"
+        assert proc.stderr.readline() == "exit handler\n"
+        sent = time.monotonic()
+        proc.send_signal(second)
+        code = proc.wait(30)
+        assert time.monotonic() - sent < 3.0
+        assert code == 130 and proc.stderr.read() == ""  # no traceback, no second line
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -333,3 +405,98 @@ def test_evaluate_interrupted_ends_at_once_and_resumes_identically(work):
     again = subprocess.run([sys.executable, "-m", "magec", *args], cwd=work, env=ENV, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _results(work / "eval-run") == _results(work / "eval-ref") != {}
+
+
+# ---- train-describer and the demo --------------------------------------------------------------------------
+
+TRAIN = ["train-describer", "celeba", "--root", "celeba", "--input-size", "64", "--batch-size", "4", "--epochs", "6",
+         "--checkpoint-every", "1", "--workers", "2", "--lr", "3e-3", "--device", "cpu", "--seed", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def celeba(work) -> Path:
+    from test_celeba_describer import make_celeba
+
+    return make_celeba(work / "celeba")
+
+
+@pytest.mark.slow
+def test_train_describer_interrupted_keeps_a_whole_checkpoint_no_worker_and_resumes_identically(work, celeba):
+    """Ctrl-C from a terminal reaches the DataLoader workers too: one line, no worker left, a checkpoint that
+    loads, and a rerun that continues from it to the describer an uninterrupted run writes."""
+    import torch
+    from safetensors.torch import load_file
+
+    from magec.io.checkpoints import read_checkpoint
+
+    ref = subprocess.run([sys.executable, "-m", "magec", *TRAIN, "--out", "f-ref.safetensors"], cwd=work, env=ENV,
+                         capture_output=True, text=True)  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ckpt = work / "f-run.safetensors.ckpt"
+    workers: set[int] = set()
+    code, err, latency = interrupt(
+        [*TRAIN, "--out", "f-run.safetensors"],
+        work,
+        lambda err: "epoch 2/" in err and _steps(err) >= 2,  # mid-epoch, a checkpoint after every batch
+        group=True,
+        children=workers,
+    )
+    assert_interrupted(code, err, latency)
+    assert workers, "the moment found no DataLoader worker running"
+    assert not descendants_alive(workers), "a worker outlived the command"
+    assert not (work / "f-run.safetensors").exists() and not [p for p in work.iterdir() if TEMP_NAME.match(p.name)]
+    state = read_checkpoint(ckpt, "checkpoint")  # a whole one: it loads, and says where to go on
+    assert state["format"] == "magec-celeba-training" and (state["epoch"], state["step"]) >= (1, 0)
+    again = subprocess.run([sys.executable, "-m", "magec", *TRAIN, "--out", "f-run.safetensors"], cwd=work, env=ENV,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0 and "resuming from" in again.stdout + again.stderr, again.stderr[-2000:]
+    a, b = load_file(str(work / "f-ref.safetensors")), load_file(str(work / "f-run.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def descendants_alive(pids: set[int]) -> set[int]:
+    """Which of ``pids`` still run (zombies aside), a moment after their parent ended."""
+    deadline = time.monotonic() + 2
+    while True:
+        alive = {p for p in pids if Path(f"/proc/{p}").exists() and "(Z)" not in _state(p)}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return "(" + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] + ")"
+    except (OSError, IndexError):
+        return "(Z)"
+
+
+DEMO = ["demo", "--cache", "cache", "--samples", "1500", "--generated", "0", "--steps-scale", "0.02", *FAST[:2],
+        "--device", "cpu"]  # fmt: skip
+DEMO_MOMENTS = {
+    "inverting": lambda work: lambda err: "invert [magec]" in err and _steps(err) >= 2,
+    "writing": lambda work: lambda err: any(work.glob(".demo-*/*.png")),  # the page's staging folder fills
+}
+
+
+@pytest.fixture(scope="module")
+def demo_cache(work, embedded_pack) -> Path:
+    """The embedded pack where ``magec demo --cache cache --samples 1500`` looks for it (no minute of preparing)."""
+    embedded_pack.save(work / "cache" / "embedded-pack")
+    return work / "cache"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", DEMO_MOMENTS)
+def test_demo_interrupted_leaves_no_page_and_reruns(work, demo_cache, moment):
+    out = f"demo-{moment}"
+    before = sorted(p.name for p in work.iterdir())
+    code, err, latency = interrupt([*DEMO, "--out", out], work, DEMO_MOMENTS[moment](work), group=True)
+    assert_interrupted(code, err, latency)
+    assert sorted(p.name for p in work.iterdir()) == before  # no page folder, no staging folder
+    again = subprocess.run([sys.executable, "-m", "magec", *DEMO, "--out", out], cwd=work, env=ENV,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (work / out / "index.html").is_file() and (work / out / "summary.json").is_file()

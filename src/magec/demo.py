@@ -219,7 +219,8 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (tmp / "index.html").write_text(render_html(summary, figures, names), encoding="utf-8")
-        out.publish(tmp)
+        with out.releasing():  # Ctrl-C between the renames withdraws what did not arrive (no half page listed)
+            out.publish(tmp)
     return config.out / "index.html"
 
 

@@ -117,10 +117,11 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextmanager
-def interrupt_handlers() -> Iterator[None]:
+def interrupt_handlers(restore: bool = True) -> Iterator[None]:
     """For the command's duration (main thread only): SIGINT raises KeyboardInterrupt and SIGTERM
     :class:`Terminated`; a second signal, arriving while the first one's cleanup runs, ends the process at once.
-    The previous handlers are restored afterwards (``main`` may run inside another program)."""
+    The previous handlers are restored afterwards (``main`` may run inside another program); ``restore=False``
+    (the program itself, which ends next) keeps ours, so that a second signal is never a traceback."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -139,7 +140,7 @@ def interrupt_handlers() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
+        for sig, handler in (previous if restore else {}).items():
             if handler is not None:  # None: a handler not installed from Python, which cannot be put back
                 signal.signal(sig, handler)
 
@@ -157,9 +158,27 @@ def _close_progress_bars() -> None:
 def _exit_now(code: int) -> NoReturn:
     """End an interrupted program at once: the cleanup it needs already ran while the interrupt unwound (temporary
     files, claims, worker pools), then the exit handlers (Ray, multiprocessing, logging) run here; what is skipped
-    is the interpreter's teardown of every loaded module, which takes seconds once torch is loaded."""
+    is the interpreter's teardown of every loaded module, which takes seconds once torch is loaded.
+
+    Prints ``magec: interrupted``; a second signal from then on (e.g. while Ray shuts down) ends the process at
+    once, with that one line."""
     import atexit
 
+    printed: list[bool] = []
+
+    def on_second(signum: int, frame: object) -> None:
+        if not printed:
+            os.write(2, b"magec: interrupted\n")
+        os._exit(code)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_second)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # the line and its mark, together
+    try:
+        print("magec: interrupted", file=sys.stderr, flush=True)
+        printed.append(True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -184,17 +203,17 @@ def _out_of_memory_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("MAGEC_DEBUG", "") not in ("", "0")
     try:
-        with interrupt_handlers():
+        with interrupt_handlers(restore=argv is not None):
             parser = build_parser()
             args = parser.parse_args(argv)
             _setup_logging()
             return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:
         _close_progress_bars()
-        print("magec: interrupted", file=sys.stderr)
         code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         if argv is None:  # the program itself (not a call from Python): end now
             _exit_now(code)
+        print("magec: interrupted", file=sys.stderr)
         return code
     except SystemExit:
         raise
