@@ -61,7 +61,8 @@ def test_a_worker_computes_the_generator_s_starting_code_while_loading(monkeypat
     monkeypatch.setattr(magec.pipeline, "load_pipeline", lambda **kw: types.SimpleNamespace(generator=generator))
     before = torch.get_num_threads()
     try:
-        worker = InversionWorker({"pack": "p", "device": "cpu"}, job=None, threads=1)
+        job = types.SimpleNamespace(init=None)  # a FolderJob as far as loading goes: the method's own start
+        worker = InversionWorker({"pack": "p", "device": "cpu"}, job=job, threads=1)
     finally:
         torch.set_num_threads(before)
     assert calls == ["initial"] and worker.pipeline.generator is generator
