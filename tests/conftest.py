@@ -68,3 +68,12 @@ def tone_pipeline(dcgan):
         dcgan, describer, PrepareConfig(n_samples=600, ganspace_samples=300, styleflow=None), progress=False
     )
     return assemble_pipeline(dcgan, describer, pack, perceptual="describer-features", device="cpu")
+
+
+@pytest.fixture()
+def gr(monkeypatch, tmp_path):
+    """Gradio, imported offline with its uploads under ``tmp_path`` (as ``configure_gradio`` would set)."""
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return pytest.importorskip("gradio")

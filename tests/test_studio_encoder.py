@@ -145,15 +145,6 @@ def test_an_encoder_that_does_not_fit_is_refused_in_one_line(tone_pipeline):
 
 
 # -- the page's two stages (the Editor tab built alone, its handlers called as Gradio calls them) ---------------
-@pytest.fixture()
-def gr(monkeypatch, tmp_path):
-    """Gradio, imported offline with its uploads under ``tmp_path`` (as ``configure_gradio`` would set)."""
-    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return pytest.importorskip("gradio")
-
-
 def _handlers(gr, studio) -> tuple:
     from magec.studio.app import editor_tab
 

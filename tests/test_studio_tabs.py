@@ -12,15 +12,6 @@ from magec.studio.jobs import CANCELLED
 
 
 @pytest.fixture()
-def gr(monkeypatch, tmp_path):
-    """Gradio, imported offline with its uploads under ``tmp_path`` (as ``configure_gradio`` would set)."""
-    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return pytest.importorskip("gradio")
-
-
-@pytest.fixture()
 def studio(tone_pipeline, tmp_path):
     from magec.studio.session import Studio
 
