@@ -77,3 +77,20 @@ def gr(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return pytest.importorskip("gradio")
+
+
+#: The short schedules of the studio tests that invert for real (magec: a few dozen latent steps; PTI: 7 tuning steps).
+STUDIO_STEPS_SCALE = 0.02
+
+
+@pytest.fixture()
+def studio(tone_pipeline, tmp_path):
+    """A studio over the tone pipeline with short schedules and its uploads under ``tmp_path/uploads`` (modules
+    that need another one define their own ``studio``)."""
+    from magec.studio.session import Studio
+
+    root = tmp_path / "uploads"
+    root.mkdir()
+    s = Studio(tone_pipeline, steps_scale=STUDIO_STEPS_SCALE, upload_root=root)
+    yield s
+    s.close()

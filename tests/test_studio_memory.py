@@ -19,7 +19,6 @@ from magec.errors import MagecError
 SESSIONS = 10
 #: The most the process may grow over sessions 2..10 (the first warms up: models, caches, allocator pools).
 MAX_GROWTH_MB = 100
-STEPS_SCALE = 0.02  # magec: a few dozen latent steps; PTI: 7 tuning steps
 
 
 def rss_mb() -> float:
@@ -32,17 +31,6 @@ def rss_mb() -> float:
     except ImportError:
         resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
         return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@pytest.fixture()
-def studio(tone_pipeline, tmp_path):
-    from magec.studio.session import Studio
-
-    root = tmp_path / "uploads"
-    root.mkdir()
-    s = Studio(tone_pipeline, steps_scale=STEPS_SCALE, upload_root=root)
-    yield s
-    s.close()
 
 
 def _session(studio, photo: Image.Image, owner: str) -> dict:

@@ -16,25 +16,12 @@ from magec.inversion.outputs import load_latent, tuned_generator_for
 from magec.io.images import pil_to_tensor, tensor_to_pil
 from magec.render import render_latent
 
-STEPS_SCALE = 0.02  # magec: a few dozen latent steps; PTI: 7 tuning steps
-
 
 @pytest.fixture(scope="module")
 def astronaut() -> Image.Image:
     from skimage import data
 
     return Image.fromarray(data.astronaut())
-
-
-@pytest.fixture()
-def studio(tone_pipeline, tmp_path):
-    from magec.studio.session import Studio
-
-    root = tmp_path / "uploads"
-    root.mkdir()
-    s = Studio(tone_pipeline, steps_scale=STEPS_SCALE, upload_root=root)
-    yield s
-    s.close()
 
 
 def _invert(studio, framed, methods):
