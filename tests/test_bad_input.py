@@ -146,22 +146,20 @@ def shared(tmp_path_factory, embedded_pack, dcgan) -> dict[str, Path]:
     f["latent_framed"] = save_latent(root / "framed.latent.safetensors", z, "z", None, image, framed)
     f["latent_tuned"] = save_latent(root / "tuned.latent.safetensors", z, "z", None, image, meta)
     from magec.generators.delta import save_delta
-    from magec.inversion.outputs import file_sha256
+    from magec.io.hashing import sha256_file
 
     for key, seed in (("latent_pti", 4242), ("latent_pti_other", 77)):  # +pti latents, each with its own delta
         zz = dcgan.sample_latents(1, seed=seed)
         tuned_meta = {**meta, "method": "magec+pti"}
         latent = save_latent(root / key / "face.latent.safetensors", zz, "z", None, image, tuned_meta)
         f[key] = latent
-        sha = file_sha256(latent)
+        sha = sha256_file(latent)
         f[key + "_delta"] = save_delta(root / key / "face.pti.safetensors", {}, dcgan, latent_sha256=sha)
     (root / "tuned.pti.safetensors").write_bytes(b"not a delta")
     # A pack whose tensors hold a NaN but whose manifest hash is valid.
     nan_pack = root / "nan-pack"
     shutil.copytree(f["pack"], nan_pack)
     from safetensors.torch import load_file
-
-    from magec.pack import sha256_file
 
     tensors = load_file(str(nan_pack / "tensors.safetensors"))
     key = next(k for k in tensors if k.startswith("linknet."))

@@ -97,7 +97,8 @@ def test_pti_settings_are_validated():
 
 def _pair(folder, base, name: str, seed: int, method: str = "magec+pti"):
     """A +pti latent and its delta, as `magec invert` writes them (the delta records the latent's SHA-256)."""
-    from magec.inversion.outputs import delta_path_for, file_sha256, save_latent
+    from magec.inversion.outputs import delta_path_for, save_latent
+    from magec.io.hashing import sha256_file
 
     folder.mkdir(parents=True, exist_ok=True)
     z = base.sample_latents(1, seed=seed)
@@ -105,7 +106,7 @@ def _pair(folder, base, name: str, seed: int, method: str = "magec+pti"):
     tuned = copy.deepcopy(base)
     with torch.no_grad():
         next(tuned.parameters()).add_(0.01 * seed)
-    save_delta(delta_path_for(latent), weight_delta(base, tuned), base, latent_sha256=file_sha256(latent))
+    save_delta(delta_path_for(latent), weight_delta(base, tuned), base, latent_sha256=sha256_file(latent))
     return latent
 
 

@@ -11,7 +11,6 @@ corrupted or mismatched pack is refused with one line naming the problem instead
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from magec.describers.base import DescriptorLayout
 from magec.errors import file_error
 from magec.io.atomic import atomic_dir, atomic_path, write_text
+from magec.io.hashing import sha256_file
 from magec.io.output_folder import OutputFolder
 from magec.latent.editors import LatentEditor
 from magec.latent.ganspace import GANSpaceEditor
@@ -39,14 +39,6 @@ PACK_FORMAT = "magec-pack"
 PACK_VERSION = 2
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _pack_files(folder: Path) -> list[str]:

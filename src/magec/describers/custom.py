@@ -30,7 +30,6 @@ The file is checked strictly (unknown keys, types, NaN, names, the model's outpu
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -47,6 +46,7 @@ from magec.describers.layout_file import (
     read_layout,
 )
 from magec.errors import file_error
+from magec.io.hashing import sha256_file
 
 __all__ = [
     "LAYOUT_FORMAT",
@@ -60,14 +60,6 @@ __all__ = [
     "parse_layout",
     "read_layout",
 ]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def crop_box(images: torch.Tensor, box: tuple[float, float, float, float], size: tuple[int, int]) -> torch.Tensor:
@@ -202,5 +194,5 @@ def load_onnx_describer(arg: str) -> TorchModuleDescriber:
     net = OnnxGraphModule(model_path, model=checked.model)
     spec = f"onnx:{model_path.resolve()}:{layout_path.resolve()}"
     describer = TorchModuleDescriber(net, checked.layout, spec=spec, source=str(model_path))
-    describer.files = {"model": _sha256(model_path), "layout": _sha256(layout_path)}
+    describer.files = {"model": sha256_file(model_path), "layout": sha256_file(layout_path)}
     return describer

@@ -6,7 +6,6 @@ optimised, the source image (uint8) and metadata (space, generator, method, pack
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +21,10 @@ from magec.inversion.config import PTI_METHODS, PTI_SUFFIX
 from magec.inversion.optimizer import InversionResult
 from magec.io.atomic import atomic_path, write_json
 from magec.io.checkpoints import canonical_safetensors, read_safetensors, safetensors_metadata
+from magec.io.hashing import sha256_file
 from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def delta_path_for(latent_path: str | Path) -> Path:
@@ -75,7 +67,7 @@ def check_tuned_pair(latent_path: str | Path, untuned: bool = False) -> Path | N
             f"records no latent it belongs to (written before magec recorded it); invert {latent_path.name} again "
             f"with a +pti method, {how}",
         )
-    if recorded != file_sha256(latent_path):
+    if recorded != sha256_file(latent_path):
         raise file_error(delta, f"belongs to another latent, not to {latent_path.name}; {how}")
     return delta
 
@@ -212,7 +204,7 @@ def write_inversion_outputs(
         written.append(save_png(result.images[i], out_dir / f"{name}.png"))
         if result.tuned is not None:
             delta = weight_delta(base, result.tuned[i])
-            latent_sha = file_sha256(latent)
+            latent_sha = sha256_file(latent)
             written.append(save_delta(out_dir / f"{name}{PTI_SUFFIX}", delta, base, base_sha, latent_sha))
         final = result.history[-1] if result.history else {}
         record = {

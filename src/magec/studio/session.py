@@ -41,8 +41,9 @@ from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
 from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, PTI_SUFFIX, base_method
-from magec.inversion.outputs import file_sha256, save_latent
+from magec.inversion.outputs import save_latent
 from magec.inversion.pti import PTIConfig, pivotal_tuning
+from magec.io.hashing import sha256_file
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
@@ -631,7 +632,7 @@ class Studio:
         if projection.tuned is not None:
             base = self.pipeline.generator
             delta = weight_delta(base, projection.tuned)
-            tuned = save_delta(folder / f"{stem}{PTI_SUFFIX}", delta, base, fingerprint(base), file_sha256(latent))
+            tuned = save_delta(folder / f"{stem}{PTI_SUFFIX}", delta, base, fingerprint(base), sha256_file(latent))
             files.append(tuned)
         return files
 
