@@ -105,6 +105,13 @@ def test_import_magec_is_light_and_leaves_matplotlib_alone():
         text=True,
     )
     assert bare.stdout.split()[0] == "False" and int(bare.stdout.split()[1]) > 15
+    # ``--init`` is checked (encoder file names, e4e:/psp: prefixes, the file's hash) before torch loads.
+    starts = subprocess.run(
+        [sys.executable, "-c", "import sys, magec.inversion.starts, magec.io.hashing; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+    )
+    assert starts.stdout.strip() == "False", starts.stderr
 
 
 def test_every_exported_name_resolves():

@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from magec.encoders.files import PACK_ENCODER, load_magec_encoder, report_path, save_encoder
+from magec.encoders.files import load_magec_encoder, report_path, save_encoder
 from magec.encoders.loading import load_encoder
+from magec.encoders.names import PACK_ENCODER
 from magec.encoders.network import EncoderArchitecture, MagecEncoder
 from magec.encoders.training import EncoderTrainingConfig, heldout_report, train_encoder
 from magec.errors import MagecError

@@ -123,7 +123,8 @@ def _checked_encoder(encoder: Encoder | None, generator: Generator, device: torc
 def pack_encoder(folder: str | Path, generator: Generator, device: torch.device) -> Encoder | None:
     """The pack's own encoder (``PACK/encoder.safetensors``, written by ``magec prepare`` or ``train-encoder``),
     checked against the generator; None when the pack has none. A broken or mismatched file is one error line."""
-    from magec.encoders.files import PACK_ENCODER, load_magec_encoder
+    from magec.encoders.files import load_magec_encoder
+    from magec.encoders.names import PACK_ENCODER
 
     path = Path(folder) / PACK_ENCODER
     if not path.is_file():

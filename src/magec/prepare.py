@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from magec import __version__, validation
 from magec.describers.base import Describer
-from magec.encoders.files import PACK_ENCODER, report_path, save_encoder
+from magec.encoders.files import report_path, save_encoder
+from magec.encoders.names import PACK_ENCODER
 from magec.encoders.training import EncoderCallback, EncoderTrainingConfig, EncoderTrainingResult, train_encoder
 from magec.errors import MagecError
 from magec.generators.base import Generator

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from magec.describers import load_describer
-    from magec.encoders.files import PACK_ENCODER, report_path
+    from magec.encoders.files import report_path
+    from magec.encoders.names import PACK_ENCODER
     from magec.encoders.training import EncoderTrainingConfig
     from magec.generators import load_generator
     from magec.latent.reach import ReachConfig

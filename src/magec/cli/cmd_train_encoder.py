@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from magec.cli.options import resolve_pack
-    from magec.encoders.files import PACK_ENCODER, is_magec_encoder, report_path
+    from magec.encoders.files import is_magec_encoder, report_path
+    from magec.encoders.names import PACK_ENCODER
     from magec.io.output_folder import check_output_file
     from magec.pack import MANIFEST, check_pack_folder
 
@@ -99,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 def _index_in_pack(out, force: bool) -> None:
     """Written into a pack folder as its own encoder: list both files in the pack's index (as ``prepare`` does), so
     the folder stays one magec pack."""
-    from magec.encoders.files import PACK_ENCODER, report_path
+    from magec.encoders.files import report_path
+    from magec.encoders.names import PACK_ENCODER
     from magec.pack import MANIFEST, index_pack_files
 
     if out.name == PACK_ENCODER and (out.parent / MANIFEST).is_file():

@@ -23,8 +23,6 @@ from magec.io.checkpoints import check_finite, read_safetensors, safetensors_for
 
 ENCODER_FORMAT = "magec-encoder"
 ENCODER_VERSION = 1
-#: The pack's own encoder, inside the pack folder.
-PACK_ENCODER = "encoder.safetensors"
 
 
 def report_path(path: str | Path) -> Path:

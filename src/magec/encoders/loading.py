@@ -7,11 +7,9 @@ from pathlib import Path
 import torch
 
 from magec.encoders.base import Encoder
+from magec.encoders.names import CHECKPOINT_KINDS
 from magec.errors import MagecError
 from magec.generators.base import Generator
-
-#: Spec prefixes of third-party checkpoints (``magec.encoders.e4e``).
-E4E_KINDS = ("e4e", "psp")
 
 
 def load_encoder(spec: str, generator: Generator, device: torch.device | str = "cpu") -> Encoder:
@@ -22,7 +20,7 @@ def load_encoder(spec: str, generator: Generator, device: torch.device | str = "
     naming the file.
     """
     kind, sep, rest = spec.partition(":")
-    if sep and kind in E4E_KINDS:
+    if sep and kind in CHECKPOINT_KINDS:
         if not rest:
             raise MagecError(f"--encoder {kind}:PATH needs the checkpoint path after the colon")
         from magec.encoders.e4e import load_e4e_encoder

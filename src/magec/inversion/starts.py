@@ -8,13 +8,14 @@ Nothing here imports torch at import time: ``magec invert --help`` and a refused
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from magec.encoders.names import CHECKPOINT_KINDS, PACK_ENCODER
 from magec.errors import MagecError, file_error
 from magec.inversion.config import needs_encoder
+from magec.io.hashing import sha256_file
 
 if TYPE_CHECKING:
     from magec.inversion.folder import FolderJob
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
 
 #: ``--init`` words; anything else is an encoder file spec.
 INIT_WORDS = ("mean", "encoder")
-#: Prefixes of e4e's and pSp's checkpoints (``magec.encoders.e4e``).
-CHECKPOINT_KINDS = ("e4e", "psp")
-#: The pack's own encoder, beside its manifest (``magec prepare`` / ``magec train-encoder``).
-PACK_ENCODER = "encoder.safetensors"
 
 
 def default_init(method: str) -> str:
@@ -78,14 +75,10 @@ def init_fingerprint(spec: str) -> str | None:
     path = init_file(spec)
     if path is None:
         return None
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        return sha256_file(path)
     except OSError as exc:
         raise file_error(path, f"cannot be read ({exc.strerror or exc})") from None
-    return digest.hexdigest()
 
 
 def attach_encoder(pipeline: Pipeline, spec: str | None) -> Pipeline:
