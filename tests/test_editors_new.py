@@ -154,6 +154,12 @@ def test_corrupted_export_is_refused(linear_editors, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(MagecError, match="SHA-256"):
         load_directions(folder, latent_dim=100)
+    (folder / "directions.json").write_text("{not json")
+    with pytest.raises(MagecError, match=r"directions.json: corrupted index \("):
+        load_directions(folder, latent_dim=100)
+    (folder / "directions.json").unlink()
+    with pytest.raises(MagecError, match="directions.json: missing: not a magec direction export"):
+        load_directions(folder, latent_dim=100)
 
 
 def test_interfacegan_style_file_is_read(tmp_path):

@@ -25,6 +25,7 @@ from magec.describers.base import DescriptorLayout
 from magec.errors import file_error
 from magec.io.atomic import atomic_dir, atomic_path, write_text
 from magec.io.hashing import sha256_file
+from magec.io.json_files import read_json_file
 from magec.io.output_folder import OutputFolder
 from magec.latent.editors import LatentEditor
 from magec.latent.ganspace import GANSpaceEditor
@@ -185,12 +186,7 @@ class Pack:
         manifest_path, tensors_path = folder / MANIFEST, folder / TENSORS
         if not folder.is_dir():
             raise file_error(folder, "no such pack folder (create one with `magec prepare --out PACK`)")
-        if not manifest_path.is_file():
-            raise file_error(manifest_path, "missing: not a magec pack")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise file_error(manifest_path, f"corrupted manifest ({exc})") from None
+        manifest = read_json_file(manifest_path, "missing: not a magec pack", "manifest")
         if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT:
             raise file_error(manifest_path, f"not a magec pack manifest (format is not {PACK_FORMAT!r})")
         if manifest.get("version") != PACK_VERSION:

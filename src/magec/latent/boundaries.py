@@ -26,6 +26,7 @@ import torch
 from magec.errors import MagecError, file_error
 from magec.io.arrays import npy_header
 from magec.io.atomic import atomic_path, write_json
+from magec.io.json_files import read_json_file
 from magec.latent.editors import DirectionEditor
 
 if TYPE_CHECKING:
@@ -183,12 +184,7 @@ def load_directions(folder: str | Path, latent_dim: int) -> dict[str, DirectionE
     """Editors by exported name from a folder written by ``export_directions``; every file is verified."""
     folder = Path(folder)
     index_path = folder / INDEX_FILE
-    if not index_path.is_file():
-        raise file_error(index_path, "missing: not a magec direction export")
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise file_error(index_path, f"corrupted index ({exc})") from None
+    index = read_json_file(index_path, "missing: not a magec direction export", "index")
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or index.get("version") != INDEX_VERSION:
         raise file_error(index_path, f"not a {INDEX_FORMAT} index of version {INDEX_VERSION}")
     editors: dict[str, DirectionEditor] = {}
