@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from magec import __version__, validation
-from magec.describers.base import Describer
+from magec.describers.base import Describer, DescriptorLayout
 from magec.encoders.files import report_path, save_encoder
 from magec.encoders.names import PACK_ENCODER
 from magec.encoders.training import EncoderCallback, EncoderTrainingConfig, EncoderTrainingResult, train_encoder
@@ -29,7 +29,7 @@ from magec.latent.interfacegan import InterfaceGANConfig, InterfaceGANEditor
 from magec.latent.linknet import LinkNet, LinkNetConfig
 from magec.latent.reach import ReachConfig, measure_reach
 from magec.latent.sefa import SeFaConfig, SeFaEditor
-from magec.latent.styleflow import StyleFlowConfig, fit_styleflow
+from magec.latent.styleflow import ConditionalFlow, StyleFlowConfig, fit_styleflow
 from magec.losses.perceptual import PerceptualLoss, build_perceptual
 from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.pack import Pack
@@ -194,21 +194,33 @@ def save_encoder_report(path: Path, report: dict) -> None:
     write_json(path, {"format": "magec-encoder-report", "file": PACK_ENCODER, **report})
 
 
-def prepare_pack(
-    generator: Generator,
-    describer: Describer,
-    config: PrepareConfig | None = None,
-    progress: bool = True,
-    encoder: EncoderTrainingConfig | None = None,
-) -> Pack:
-    """Fit LinkNet, InterfaceGAN and GANSpace for this generator/describer pair.
+@dataclass
+class _Samples:
+    """``prepare``'s pairs: flattened latents, F's descriptors, the early features for GANSpace, and the split."""
 
-    ``encoder``: also train magec's encoder for the generator (``magec.encoders.training``); ``Pack.save`` then
-    writes it into the pack folder as ``encoder.safetensors`` (+ ``encoder.report.json``) and the manifest records
-    its held-out report. None (the default): no encoder.
-    """
-    config = config or PrepareConfig()
-    started = time.perf_counter()
+    latents: torch.Tensor
+    probs: torch.Tensor
+    features: torch.Tensor | None
+    labels: dict[str, int]
+    train: torch.Tensor
+    hold: torch.Tensor
+
+
+@dataclass
+class _Fitted:
+    """The latent models fitted on the training split, and LinkNet's held-out agreement."""
+
+    linknet: LinkNet
+    heldout: dict[str, dict[str, float]]
+    interfacegan: InterfaceGANEditor
+    ganspace: GANSpaceEditor
+    sefa: SeFaEditor | None
+    styleflow: ConditionalFlow | None
+    styleflow_info: dict | None
+
+
+def _sample(generator: Generator, describer: Describer, config: PrepareConfig, progress: bool) -> _Samples:
+    """Draw and describe the pairs, count how they were labelled, and split them (seeded) into train / held out."""
     stats = getattr(describer, "label_stats", None)
     if stats is not None:
         stats.reset()  # count this pack's labels only
@@ -228,26 +240,35 @@ def prepare_pack(
     latents = latents.flatten(1)
     n_hold = max(1, int(round(config.holdout_fraction * len(latents))))
     order = torch.randperm(len(latents), generator=generator_for(config.seed))
-    hold, train = order[:n_hold], order[n_hold:]
-    layout = describer.layout
+    return _Samples(latents, probs, features, labels, train=order[n_hold:], hold=order[:n_hold])
 
-    linknet = LinkNet.fit(latents[train], probs[train], layout, config.linknet, progress=progress)
-    heldout = linknet.agreement(latents[hold], probs[hold], tolerance=config.linknet.continuous_tolerance)
-    values = layout.attribute_values(probs)
+
+def _fit_models(
+    generator: Generator,
+    layout: DescriptorLayout,
+    s: _Samples,
+    values: torch.Tensor,
+    config: PrepareConfig,
+    progress: bool,
+) -> _Fitted:
+    """LinkNet, InterfaceGAN, GANSpace, SeFa (when the generator has a first linear map) and StyleFlow (unless off)."""
+    train = s.train
+    linknet = LinkNet.fit(s.latents[train], s.probs[train], layout, config.linknet, progress=progress)
+    heldout = linknet.agreement(s.latents[s.hold], s.probs[s.hold], tolerance=config.linknet.continuous_tolerance)
     try:
         interfacegan = InterfaceGANEditor.fit(
-            latents[train], values[train], layout, config.interfacegan, seed=config.seed
+            s.latents[train], values[train], layout, config.interfacegan, seed=config.seed
         )
     except ValueError as exc:  # e.g. every sample on one side of an attribute: more samples are needed
         raise MagecError(f"cannot fit InterfaceGAN on {len(train)} samples: {exc}") from None
     ganspace = GANSpaceEditor.fit(
-        latents[: len(features)] if features is not None else latents[train],
-        features,
+        s.latents[: len(s.features)] if s.features is not None else s.latents[train],
+        s.features,
         config.ganspace,
         seed=config.seed,
     )
     try:
-        sefa = SeFaEditor.fit(generator, latents[train], config.sefa)
+        sefa = SeFaEditor.fit(generator, s.latents[train], config.sefa)
     except ValueError as exc:  # a generator without a first linear map to factorise
         log.info("SeFa skipped: %s", exc)
         sefa = None
@@ -256,66 +277,95 @@ def prepare_pack(
         if progress:
             log.info("fitting StyleFlow (%d iterations)", config.styleflow.iterations)
         styleflow, styleflow_info = fit_styleflow(
-            latents[train], values[train], layout.attribute_names, config.styleflow, seed=config.seed
+            s.latents[train], values[train], layout.attribute_names, config.styleflow, seed=config.seed
         )
+    return _Fitted(linknet, heldout, interfacegan, ganspace, sefa, styleflow, styleflow_info)
 
+
+def _fit_info(
+    config: PrepareConfig, s: _Samples, fit: _Fitted, layout: DescriptorLayout, values: torch.Tensor, seconds: float
+) -> dict:
+    """The manifest's record of the fit: settings, versions, LinkNet's held-out agreement, the editors' figures."""
+    names = layout.attribute_names
     info = {
         "created_with": package_versions(),
-        "prepare": {
-            **asdict(config),
-            "seconds": round(time.perf_counter() - started, 1),
-            "n_train": len(train),
-            "n_heldout": n_hold,
-        },
+        "prepare": {**asdict(config), "seconds": seconds, "n_train": len(s.train), "n_heldout": len(s.hold)},
         "linknet": {
-            "heldout_agreement": {k: round(v["agreement"], 4) for k, v in heldout.items()},
-            "heldout_report": {k: {m: round(x, 4) for m, x in v.items()} for k, v in heldout.items()},
+            "heldout_agreement": {k: round(v["agreement"], 4) for k, v in fit.heldout.items()},
+            "heldout_report": {k: {m: round(x, 4) for m, x in v.items()} for k, v in fit.heldout.items()},
         },
         "interfacegan": {
-            "svm_train_accuracy": dict(
-                zip(layout.attribute_names, [round(float(a), 4) for a in interfacegan.svm_accuracy])
-            ),
-            "units_per_step": dict(
-                zip(layout.attribute_names, [round(float(a), 5) for a in interfacegan.units_per_step])
-            ),
-            "default_amount": round(interfacegan.default_amount, 4),
+            "svm_train_accuracy": dict(zip(names, [round(float(a), 4) for a in fit.interfacegan.svm_accuracy])),
+            "units_per_step": dict(zip(names, [round(float(a), 5) for a in fit.interfacegan.units_per_step])),
+            "default_amount": round(fit.interfacegan.default_amount, 4),
         },
         "ganspace": {
-            "explained_variance_ratio": [round(float(a), 5) for a in ganspace.explained_variance_ratio],
-            "source": "latent PCA" if features is None else "early-layer activations PCA, regressed to the latent",
-            "default_amount": round(ganspace.default_amount, 4),
+            "explained_variance_ratio": [round(float(a), 5) for a in fit.ganspace.explained_variance_ratio],
+            "source": "latent PCA" if s.features is None else "early-layer activations PCA, regressed to the latent",
+            "default_amount": round(fit.ganspace.default_amount, 4),
         },
-        "labels": labels,
-        "describer_attributes": layout.attribute_names,
-        "attribute_prevalence": {a: round(float(v), 4) for a, v in zip(layout.attribute_names, values.mean(0))},
+        "labels": s.labels,
+        "describer_attributes": names,
+        "attribute_prevalence": {a: round(float(v), 4) for a, v in zip(names, values.mean(0))},
     }
-    if sefa is not None:
+    if fit.sefa is not None:
         info["sefa"] = {
-            "eigenvalues": [round(float(e), 4) for e in sefa.eigenvalues],
-            "default_amount": sefa.default_amount,
+            "eigenvalues": [round(float(e), 4) for e in fit.sefa.eigenvalues],
+            "default_amount": fit.sefa.default_amount,
         }
-    if styleflow_info is not None:
-        info["styleflow"] = styleflow_info
+    if fit.styleflow_info is not None:
+        info["styleflow"] = fit.styleflow_info
+    return info
+
+
+def _measure_sliders(
+    generator: Generator, describer: Describer, pack: Pack, spread: torch.Tensor, config: PrepareConfig
+) -> None:
+    """Record the sliders' measured ranges in ``pack.info`` (``magec.latent.reach``), on the generator's device."""
+    assert config.sliders is not None
+    measured = time.perf_counter()
+    pack.to(generator.device)
+    pack.info["sliders"] = measure_reach(generator, describer, pack.editors, spread, config.seed, config.sliders)
+    pack.info["sliders"]["seconds"] = round(time.perf_counter() - measured, 1)
+    pack.to("cpu")
+
+
+def prepare_pack(
+    generator: Generator,
+    describer: Describer,
+    config: PrepareConfig | None = None,
+    progress: bool = True,
+    encoder: EncoderTrainingConfig | None = None,
+) -> Pack:
+    """Fit LinkNet, InterfaceGAN and GANSpace for this generator/describer pair.
+
+    ``encoder``: also train magec's encoder for the generator (``magec.encoders.training``); ``Pack.save`` then
+    writes it into the pack folder as ``encoder.safetensors`` (+ ``encoder.report.json``) and the manifest records
+    its held-out report. None (the default): no encoder.
+    """
+    config = config or PrepareConfig()
+    started = time.perf_counter()
+    samples = _sample(generator, describer, config, progress)
+    layout = describer.layout
+    values = layout.attribute_values(samples.probs)
+    fit = _fit_models(generator, layout, samples, values, config, progress)
+    info = _fit_info(config, samples, fit, layout, values, round(time.perf_counter() - started, 1))
     pack = Pack(
         generator.spec,
         describer.spec,
         layout,
-        linknet,
-        interfacegan,
-        ganspace,
+        fit.linknet,
+        fit.interfacegan,
+        fit.ganspace,
         info,
-        sefa=sefa,
-        styleflow=styleflow,
+        sefa=fit.sefa,
+        styleflow=fit.styleflow,
         describer_files=dict(getattr(describer, "files", {})),
     )
     if config.sliders is not None:
         if progress:
             log.info("measuring the sliders' ranges on %d samples", config.sliders.samples)
-        measured = time.perf_counter()
-        pack.to(generator.device)
-        info["sliders"] = measure_reach(generator, describer, pack.editors, values.std(0), config.seed, config.sliders)
-        info["sliders"]["seconds"] = round(time.perf_counter() - measured, 1)
-        pack.to("cpu")
+        _measure_sliders(generator, describer, pack, values.std(0), config)
         info["prepare"]["seconds"] = round(time.perf_counter() - started, 1)
     if encoder is not None:
         if progress:
