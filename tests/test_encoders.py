@@ -13,7 +13,7 @@ from magec.encoders.files import load_magec_encoder, report_path, save_encoder
 from magec.encoders.loading import load_encoder
 from magec.encoders.names import PACK_ENCODER
 from magec.encoders.network import EncoderArchitecture, MagecEncoder
-from magec.encoders.training import EncoderTrainingConfig, heldout_report, train_encoder
+from magec.encoders.training import EncoderTrainingConfig, checkpoint_batch_size, heldout_report, train_encoder
 from magec.errors import MagecError
 
 SMALL = EncoderArchitecture(width=16, max_width=64, extra_convs=0, hidden=128)
@@ -78,6 +78,8 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(dcgan, tmp_path, one_thread)
     ckpt = tmp_path / "enc.safetensors.ckpt"
     first = train_encoder(dcgan, config, checkpoint=ckpt, callback=lambda s: s.step == 3)  # stops after step 3
     assert first.stopped and first.steps == 3 and ckpt.is_file()
+    # the batch it trained with: `train-encoder` resumes with it, whatever memory the batch was sized from now
+    assert checkpoint_batch_size(ckpt) == config.batch_size and checkpoint_batch_size(tmp_path / "none") is None
     resumed = train_encoder(dcgan, config, checkpoint=ckpt)
     assert resumed.resumed_from == 3 and resumed.steps == 6
     a, b = whole.encoder.state_dict(), resumed.encoder.state_dict()
@@ -178,6 +180,7 @@ def test_train_encoder_cli(embedded_pack, tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "held-out report" in printed and out.is_file() and report_path(out).is_file()
+    assert "2 pairs per step (--batch-size)" in printed  # the batch it trains with, and why
     assert not (pack / "encoder.safetensors.ckpt").exists()
     index = json.loads((pack / "magec-index.json").read_text())["files"]
     assert {PACK_ENCODER, "encoder.report.json"} <= set(index)

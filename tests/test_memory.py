@@ -227,3 +227,24 @@ def test_an_inversion_batch_that_cannot_fit_is_refused_up_front(monkeypatch):
         "--batch-size 64: 64 1024-px images need at least 48.0 GiB on cpu, which has 16.0 GiB RAM available: "
         "lower --batch-size"
     )
+
+
+def _stylegan2(resolution: int):
+    return type(
+        "G", (), {"config": StyleGAN2Config(resolution=resolution), "resolution": resolution, "device": "cpu"}
+    )()
+
+
+def test_train_encoder_sizes_its_batch_from_memory_and_resolution(dcgan, monkeypatch):
+    """Issue 19: 32 pairs of 1024-px images per step do not fit a small machine; the embedded 64-px default keeps 32."""
+    from magec.encoders.training import EncoderTrainingConfig, pair_bytes, training_batch
+
+    monkeypatch.setattr(memory, "available_ram", lambda: 8 * GiB)  # a small machine: a 4 GiB budget on the CPU
+    assert training_batch(dcgan).size == EncoderTrainingConfig.batch_size == 32
+    sizes = {r: training_batch(_stylegan2(r)) for r in (256, 512, 1024)}
+    assert all(c.auto and "8.0 GiB RAM available" in str(c) for c in sizes.values())  # what it chose, and why
+    assert 32 > sizes[256].size > sizes[512].size >= sizes[1024].size == 1
+    for r, chosen in sizes.items():  # as many pairs as the budget holds
+        assert chosen.size * pair_bytes(_stylegan2(r)) <= 4 * GiB < (chosen.size + 1) * pair_bytes(_stylegan2(r))
+    manual = training_batch(_stylegan2(1024), override=32)  # --batch-size overrides
+    assert manual.size == 32 and not manual.auto

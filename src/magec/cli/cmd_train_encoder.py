@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--steps", type=int_at_least(0), default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
     )
     p.add_argument(
-        "--batch-size", type=positive_int, default=DEFAULT_BATCH, help=f"pairs per step (default {DEFAULT_BATCH})"
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help=f"pairs per step (default: as many as the device's memory holds at the generator's resolution, at most "
+        f"{DEFAULT_BATCH}; the chosen size is printed)",
     )
     p.add_argument(
         "--lambda-magec",
@@ -60,21 +64,26 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from magec.encoders.files import save_encoder
-    from magec.encoders.training import EncoderTrainingConfig, checkpoint_path
+    from magec.encoders.training import EncoderTrainingConfig, checkpoint_batch_size, checkpoint_path, training_batch
     from magec.pipeline import load_pipeline
     from magec.prepare import train_pack_encoder
 
+    perceptual = EncoderTrainingConfig.perceptual
+    pipeline = load_pipeline(args.pack, args.device, perceptual, identity="none", with_encoder=False)
+    ckpt = checkpoint_path(out)
+    resumed = checkpoint_batch_size(ckpt) if args.batch_size is None else None  # a resumed run keeps its batch
+    batch = training_batch(pipeline.generator, args.batch_size or resumed)
+    how = "--batch-size" if args.batch_size else f"the checkpoint's, {ckpt}" if resumed else f"auto, {batch.budget}"
+    print(f"{batch.size} pairs per step ({how})")
     config = EncoderTrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, lambda_magec=args.lambda_magec, seed=args.seed
+        steps=args.steps, batch_size=batch.size, lambda_magec=args.lambda_magec, seed=args.seed
     )
-    pipeline = load_pipeline(args.pack, args.device, config.perceptual, identity="none", with_encoder=False)
     bar = tqdm(total=config.steps, desc="train encoder", unit="step", disable=args.quiet)
 
     def progress(step) -> None:
         bar.update(step.step - bar.n)
         bar.set_postfix(loss=f"{step.loss:.4f}", refresh=False)
 
-    ckpt = checkpoint_path(out)
     try:
         result = train_pack_encoder(
             pipeline.generator,

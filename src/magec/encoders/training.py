@@ -33,6 +33,7 @@ from magec.io.atomic import atomic_path
 from magec.io.checkpoints import read_checkpoint
 from magec.latent.linknet import LinkNet
 from magec.losses.perceptual import PerceptualLoss
+from magec.memory import INVERSION_FACTOR, Budget, Chunking, chunk_size, inversion_bytes
 
 CHECKPOINT_FORMAT = "magec-encoder-training"
 MAGEC_TARGETS = ("linknet", "describer")
@@ -84,6 +85,29 @@ class EncoderTrainingConfig:
         """What a checkpoint must match to be continued: everything that changes the batches or the updates."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("steps", "heldout", "checkpoint_every")}
         return f"{generator.spec}|{generator.resolution}|{sorted(settings.items())}"
+
+
+def pair_bytes(generator: Generator, architecture: EncoderArchitecture | None = None) -> int:
+    """Estimated peak bytes of one training pair: an inversion step through the generator (the predicted code is
+    synthesised and back-propagated) plus the encoder's own activations, widest at its first strided stage."""
+    width = (architecture or EncoderArchitecture()).width
+    half = max(1, int(generator.resolution) // 2)
+    return inversion_bytes(generator) + int(INVERSION_FACTOR * 4 * width * half * half)
+
+
+def training_batch(
+    generator: Generator,
+    override: int | None = None,
+    architecture: EncoderArchitecture | None = None,
+    budget: Budget | int | None = None,
+) -> Chunking:
+    """Pairs per training step: ``override`` (``--batch-size``) when given, else as many as the memory budget of
+    the generator's device holds (:func:`magec.memory.chunk_size`), at most the default (32: the embedded 64-px
+    DCGAN keeps it; a 1024-px StyleGAN2 gets a few). The batch changes the training, unlike ``prepare``'s chunks,
+    so it is chosen once, up front, and recorded in the report."""
+    default = EncoderTrainingConfig.batch_size
+    per_pair = pair_bytes(generator, architecture)
+    return chunk_size(per_pair, generator.device, budget=budget, cap=default, override=override)
 
 
 @dataclass
@@ -191,11 +215,18 @@ def heldout_report(
 
 
 def _save_checkpoint(
-    path: Path, encoder: MagecEncoder, opt: torch.optim.Optimizer, run_key: str, step: int, losses: list[float]
+    path: Path,
+    encoder: MagecEncoder,
+    opt: torch.optim.Optimizer,
+    config: EncoderTrainingConfig,
+    run_key: str,
+    step: int,
+    losses: list[float],
 ) -> None:
     state = {
         "format": CHECKPOINT_FORMAT,
         "run": run_key,
+        "batch_size": config.batch_size,
         "step": step,
         "model": encoder.state_dict(),
         "optimizer": opt.state_dict(),
@@ -203,6 +234,16 @@ def _save_checkpoint(
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def checkpoint_batch_size(path: str | Path) -> int | None:
+    """The pairs per step a resumable checkpoint was trained with, or None (no checkpoint, or one written before
+    it was recorded): a resumed run keeps its batch although the free memory it was sized from has changed."""
+    if not Path(path).is_file():
+        return None
+    state = read_checkpoint(path, "a magec encoder training checkpoint")
+    size = state.get("batch_size") if isinstance(state, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
 
 
 def _load_checkpoint(
@@ -287,13 +328,13 @@ def train_encoder(
         losses.append(float(loss.detach()))
         done = step + 1
         if ckpt is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-            _save_checkpoint(ckpt, encoder, opt, run_key, done, losses)
+            _save_checkpoint(ckpt, encoder, opt, config, run_key, done, losses)
         if callback is not None and callback(
             EncoderStep(done, config.steps, losses[-1], {k: float(v.detach()) for k, v in terms.items()})
         ):
             stopped = done < config.steps
             if stopped and ckpt is not None:
-                _save_checkpoint(ckpt, encoder, opt, run_key, done, losses)
+                _save_checkpoint(ckpt, encoder, opt, config, run_key, done, losses)
             step = done
             break
         step = done
