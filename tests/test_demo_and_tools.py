@@ -62,7 +62,30 @@ def test_demo_writes_a_self_contained_page(tmp_path):
     assert all(0 <= v["projection"] < 2 for v in back.values())  # dlib found her face in every pasted photo
     assert set(summary["methods"]["magec"]["final_mse"]) == {"astronaut", "generated-0"}
     assert (tmp_path / "cache" / "embedded-pack" / "manifest.json").is_file()
-    assert main(args) == 0  # second run reuses the cached pack
+    _add_tiny_encoder(tmp_path / "cache" / "embedded-pack")
+    assert main(args) == 0  # second run reuses the cached pack, now with its encoder: issue 21
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"magec", "no-magec", "im2stylegan++", "encoder", "encoder+magec"}
+    assert summary["methods"]["encoder"]["steps"] == 0 and summary["methods"]["encoder+magec"]["steps"] > 0
+    assert all(summary["methods"][m]["seconds_per_image"] >= 0 for m in ("encoder", "encoder+magec"))
+    page = (out / "index.html").read_text()
+    assert "<td>encoder</td>" in page and "<td>encoder+magec</td>" in page  # in the table, with s / image
+
+
+def _add_tiny_encoder(folder):
+    """A few steps of a small encoder as the pack's own (the embedded one trains for 2 minutes)."""
+    from magec.encoders.files import save_encoder
+    from magec.encoders.names import PACK_ENCODER
+    from magec.encoders.network import EncoderArchitecture
+    from magec.encoders.training import EncoderTrainingConfig
+    from magec.pipeline import load_pipeline
+    from magec.prepare import train_pack_encoder
+
+    small = EncoderArchitecture(width=16, max_width=64, extra_convs=0, hidden=128)
+    config = EncoderTrainingConfig(steps=2, batch_size=4, heldout=4, architecture=small)
+    p = load_pipeline(folder, "cpu", perceptual="describer-features", identity="none", with_encoder=False)
+    result = train_pack_encoder(p.generator, p.describer, p.pack, p.perceptual, config)
+    save_encoder(folder / PACK_ENCODER, result.encoder, p.generator, result.report, result.training)
 
 
 @pytest.mark.slow

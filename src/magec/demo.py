@@ -1,9 +1,9 @@
 """``magec demo``: the main job on the embedded default, end to end, in a few minutes on a CPU.
 
 Prepare (or reuse) the embedded pack, invert a real photo (scikit-image's astronaut, face-cropped) and
-a few generated faces the pack never saw with the three methods, edit every projection with
-InterfaceGAN, GANSpace and interpolation, and write a self-contained ``index.html`` (PNG grids inlined)
-with the losses and timings.
+a few generated faces the pack never saw with the three methods (and, when the pack has its encoder, with
+``encoder`` and ``encoder+magec``), edit every projection with InterfaceGAN, GANSpace and interpolation, and
+write a self-contained ``index.html`` (PNG grids inlined) with the losses and timings.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from magec.io.images import pil_to_tensor, save_png, tensor_to_pil
 from magec.io.output_folder import OutputFolder
 from magec.latent.kinds import TARGET
 from magec.losses.mse import mse_per_image
-from magec.pipeline import Pipeline, assemble_pipeline
-from magec.prepare import EMBEDDED_ENCODER, PrepareConfig, embedded_pack
+from magec.pipeline import Pipeline, assemble_pipeline, pack_encoder
+from magec.prepare import EMBEDDED_ENCODER, EMBEDDED_PACK, PrepareConfig, embedded_pack
 from magec.render import apply_edits
 from magec.visualize import image_grid, new_figure, save_figure
 from magec.weights import magec_cache_dir
@@ -44,6 +44,9 @@ log = logging.getLogger("magec")
 
 #: Seeds of the held-out generated faces start here, far from the pack's sampling stream.
 HELDOUT_SEED = 10_000
+#: Compared with the paper's methods when the pack holds its encoder: the encoder's code alone (one forward pass)
+#: and ``magec`` started from it (a quarter of the steps), so the page shows what the encoder buys.
+ENCODER_DEMO_METHODS = ("encoder", "encoder+magec")
 
 
 @dataclass
@@ -146,7 +149,12 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     describer = load_describer(EMBEDDED_DESCRIBER, device)
     encoder = EMBEDDED_ENCODER if config.encoder else None
     pack = embedded_pack(config.cache, config.prepare, device, progress, generator, describer, encoder)
-    pipeline = assemble_pipeline(generator, describer, pack, perceptual=config.perceptual, device=device)
+    # The pack's own encoder, when it has one (trained with it, or added by ``magec train-encoder``).
+    encoder_net = pack_encoder((config.cache or magec_cache_dir()) / EMBEDDED_PACK, generator, device)
+    pipeline = assemble_pipeline(
+        generator, describer, pack, perceptual=config.perceptual, device=device, encoder=encoder_net
+    )
+    methods = (*config.methods, *(ENCODER_DEMO_METHODS if encoder_net is not None else ()))
 
     size = generator.resolution
     photo = astronaut_photo()
@@ -158,7 +166,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
     names = ["astronaut"] + [f"generated-{k}" for k in range(config.generated)]
 
     results: dict[str, InversionResult] = {}
-    for method in config.methods:
+    for method in methods:
         bar = ProgressBar(f"invert [{method}] x{len(names)}") if progress else None
         results[method] = invert(pipeline, inputs, method, method_config(method, config.steps_scale), config.seed, bar)
     tuned: dict[str, InversionResult] = {}
@@ -303,6 +311,12 @@ def render_html(summary: dict, figures: dict[str, Path], names: list[str]) -> st
             )
     notes = sorted({note for s in summary["methods"].values() for note in s["notes"]})
     settings = ", ".join(f"{k}: {esc(str(v))}" for k, v in summary["settings"].items())
+    encoders = (
+        "; encoder (the pack's encoder's code alone: one forward pass) and encoder+magec (magec started from that "
+        "code, a quarter of the steps)"
+        if set(ENCODER_DEMO_METHODS) <= set(summary["methods"])
+        else ""
+    )
     imgs = "\n".join(f"<h2>{esc(k)}</h2><img src='{_png_data(p)}' alt='{esc(k)}'>" for k, p in figures.items())
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>magec demo</title>
@@ -311,7 +325,7 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;t
 <body><h1>magec demo: editable inversion on the embedded default</h1>
 <p>Inputs: scikit-image's <i>astronaut</i> photo (face-cropped like the generator's faces) and
 {len(names) - 1} generated faces the pack never saw. Methods: magec (the paper's Eq. 3 and two-phase
-protocol), no-magec (the ablation), im2stylegan++ (Eq. 1, 1000 latent steps).</p>
+protocol), no-magec (the ablation), im2stylegan++ (Eq. 1, 1000 latent steps){encoders}.</p>
 <p>Settings: {settings}</p>
 <p>Notes: {esc("; ".join(notes)) or "none"}</p>
 <table><tr><th>method</th><th>image</th><th>steps</th><th>final MSE</th><th>final perceptual</th><th>s / image</th></tr>
