@@ -56,8 +56,18 @@ def pasted_photo(studio: Studio, projection: Projection, values: list[float]) ->
 
 def rendered(studio: Studio, projection: Projection, values: list[float]) -> tuple[Image.Image, str]:
     """The edited image for the page and F's caption of it."""
-    image = studio.render(projection, studio.slider_values(values))
-    return display(image), studio.captions(image)[0]
+    return edited_image(studio, projection, values), edited_caption(studio, projection, values)
+
+
+def edited_image(studio: Studio, projection: Projection, values: list[float]) -> Image.Image:
+    """The edited image for the page, alone: what a slider change waits for (F's caption comes in a second request,
+    so F's pass, longer than the generator's for the embedded default, is not on the image's path)."""
+    return display(studio.render(projection, studio.slider_values(values)))
+
+
+def edited_caption(studio: Studio, projection: Projection, values: list[float]) -> str:
+    """F's caption of the edited image (drawn once: ``Studio.render`` keeps the last renders)."""
+    return studio.captions(studio.render(projection, studio.slider_values(values)))[0]
 
 
 def tuning_stopped_text(studio: Studio, projection: Projection) -> str:
