@@ -119,3 +119,21 @@ def test_the_studios_renders_keep_no_projection_alive_and_refuse_a_released_one(
     second.release()
     with pytest.raises(MagecError, match="session has ended"):
         studio.render(second, {})
+
+
+def test_a_large_photo_is_pasted_for_the_page_from_its_reduced_copy_as_if_reduced_whole(studio, astronaut):
+    from magec.studio.widgets import PASTED_DISPLAY_SIDE, pasted_photo
+
+    photo = astronaut.resize((1700, 1700), Image.Resampling.LANCZOS)  # reduced by 3 for the page
+    projection = _projection(studio, studio.frame(photo, "large"))
+    spec = studio.sliders[0]
+    values = [spec.maximum if s is spec else 0.0 for s in studio.sliders]
+    whole = studio.pasted(projection, studio.slider_values(values))
+    assert whole.size == photo.size  # the download's: the photo's own resolution
+    shown = pasted_photo(studio, projection, values)
+    assert max(shown.size) <= PASTED_DISPLAY_SIDE and shown.size == whole.reduce(3).size
+    assert np.array_equal(np.asarray(shown), np.asarray(whole.reduce(3)))  # only the face's blocks were reduced
+    assert not np.array_equal(np.asarray(shown), np.asarray(photo.reduce(3)))  # and the edit is in them
+    assert np.array_equal(
+        np.asarray(pasted_photo(studio, projection, [0.0] * len(values))), np.asarray(photo.reduce(3))
+    )

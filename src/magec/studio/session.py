@@ -231,7 +231,7 @@ class Studio:
         self._ended: set[str] = set()
         #: The last few renders (``_cached_render``): a slider change draws the edit once for the edited square and
         #: the pasted photo, and the unedited image a paste subtracts is drawn once per projection.
-        self._renders: OrderedDict[tuple, tuple[weakref.ref, torch.Tensor]] = OrderedDict()
+        self._renders: OrderedDict[tuple, tuple[weakref.ref, Any]] = OrderedDict()
         if pipeline.encoder is not None:  # refused at start, in one line, rather than at the first upload
             pipeline.encoder.check_generator(pipeline.generator)
 
@@ -582,10 +582,14 @@ class Studio:
                 self._renders.popitem(last=False)
         return image
 
-    def pasted(self, projection: Projection, values: SliderValues) -> Image.Image | None:
+    def pasted(self, projection: Projection, values: SliderValues, max_side: int | None = None) -> Image.Image | None:
         """The edit pasted back into the uploaded photo at the photo's resolution (``paste_edit``, sharp: the
         photo plus the edit's change, through the inverse of the framing, under the feathered landmark mask);
-        None when the input was not a photo."""
+        None when the input was not a photo.
+
+        With ``max_side`` (the page's view), a photo larger than that comes reduced by a whole factor (each pixel
+        the mean of a block of the photo's): the reduced photo is made once, and a change reduces only the blocks
+        around the face, exactly what reducing the whole pasted photo would give, without copying a 40 MP photo."""
         framed = projection.framed
         if framed is None or not framed.can_paste:
             return None
@@ -593,9 +597,36 @@ class Studio:
         region = framed.paste_region()
         edited, unedited = (tensor_to_pil(self.render(projection, v)[0]) for v in (values, {}))
         face = paste_edit(region.photo, edited, unedited, region.framing, region.landmarks, region.mask)
-        out = framed.photo.copy()
-        out.paste(face, region.corner)
+        factor = -(-max(framed.photo.size) // max_side) if max_side else 1
+        if factor <= 1:
+            out = framed.photo.copy()
+            out.paste(face, region.corner)
+            return out
+        # The blocks the face touches: whole blocks of ``factor`` pixels (cut at the photo's edge, as reduce cuts).
+        width, height = framed.photo.size
+        (x, y), (w, h) = region.corner, face.size
+        box = (x // factor * factor, y // factor * factor, min(width, -(-(x + w) // factor) * factor),
+               min(height, -(-(y + h) // factor) * factor))  # fmt: skip
+        blocks = framed.photo.crop(box)
+        blocks.paste(face, (x - box[0], y - box[1]))
+        out = self._reduced(framed, factor).copy()
+        out.paste(blocks.reduce(factor), (box[0] // factor, box[1] // factor))
         return out
+
+    def _reduced(self, framed: FramedPhoto, factor: int) -> Image.Image:
+        """``framed``'s photo reduced by ``factor`` (kept for the next change; weakly keyed, as the renders)."""
+        key = ("reduced", id(framed), factor)
+        with self._lock:
+            hit = self._renders.get(key)
+            if hit is not None and hit[0]() is framed:
+                return hit[1]
+        assert framed.photo is not None
+        reduced = framed.photo.reduce(factor)
+        with self._lock:
+            self._renders[key] = (weakref.ref(framed), reduced)
+            while len(self._renders) > RENDER_CACHE:
+                self._renders.popitem(last=False)
+        return reduced
 
     def captions(self, images: torch.Tensor) -> list[str]:
         """F's predictions for each image (B, 3, R, R), one line each (e.g. ``male 0.93, age 31``)."""

@@ -17,8 +17,9 @@ from magec.studio.session import Projection, Studio, display
 
 #: How often a running inversion's progress is pushed to the page (seconds).
 POLL_SECONDS = 0.25
-#: The longer side of the pasted-back photo as shown in the page (the download keeps the photo's resolution).
-PASTED_DISPLAY_SIDE = 1024
+#: The longest side of the pasted-back photo as shown in the page, 384 CSS pixels high (twice that on a
+#: high-density screen); a larger photo is reduced by a whole factor. The download keeps the photo's resolution.
+PASTED_DISPLAY_SIDE = 768
 
 
 def message(exc: Exception) -> str:
@@ -48,10 +49,7 @@ def session_of(request: Any) -> str:
 
 def pasted_photo(studio: Studio, projection: Projection, values: list[float]) -> Image.Image | None:
     """The edit pasted back into the uploaded photo, reduced for the page (None without a photo)."""
-    photo = studio.pasted(projection, studio.slider_values(values))
-    if photo is not None and max(photo.size) > PASTED_DISPLAY_SIDE:
-        photo.thumbnail((PASTED_DISPLAY_SIDE, PASTED_DISPLAY_SIDE))
-    return photo
+    return studio.pasted(projection, studio.slider_values(values), PASTED_DISPLAY_SIDE)
 
 
 def rendered(studio: Studio, projection: Projection, values: list[float]) -> tuple[Image.Image, str]:
