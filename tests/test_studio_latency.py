@@ -39,7 +39,7 @@ def _handlers(gr, studio):
     return tab, {f.fn.__name__: f.fn for f in page.fns.values()}
 
 
-def test_a_slider_change_draws_the_edit_once_and_sends_the_image_before_f_and_the_paste(
+def test_a_slider_change_draws_the_edit_once_for_the_image_its_caption_and_the_photo(
     gr, studio, astronaut, monkeypatch
 ):
     from magec.studio import session
@@ -55,16 +55,15 @@ def test_a_slider_change_draws_the_edit_once_and_sends_the_image_before_f_and_th
     st = {"projection": projection}
 
     image, caption = handlers["on_slider"](st, *values)
-    assert drawn == [{s.key: v for s, v in zip(studio.sliders, values)}] and not described  # F is not waited for
-    assert caption == gr.skip()
+    assert drawn == [{s.key: v for s, v in zip(studio.sliders, values)}] and described == [1]
     edit = real_render(studio.pipeline, projection.latent, "z", None, {spec.key: spec.maximum})
+    assert caption == real_captions(edit)[0]
     # The generator's own pixels, lossless: the page enlarges them (square pixels) instead of the server.
     assert image.size == (studio.resolution,) * 2
     assert np.array_equal(np.asarray(image), np.asarray(tensor_to_pil(edit[0])))
 
-    pasted, text = handlers["on_pasted"](st, *values)
-    assert drawn[1:] == [{}]  # the edit reused; the unedited image drawn once
-    assert described == [1] and text == real_captions(edit)[0]
+    pasted = handlers["on_pasted"](st, *values)
+    assert drawn[1:] == [{}] and described == [1]  # the edit reused; the unedited image drawn once
     assert pasted.size == astronaut.size  # the astronaut (512 px) is below the page's size for the photo
 
     values[studio.sliders.index(spec)] = spec.minimum  # the next change: one more draw in all

@@ -1,9 +1,8 @@
 """The studio's speed figures for ``magec bench``, measured through the running web server.
 
 - ``studio_edit_ms``: a slider change -> the new edited image returned by the server (p50 and p95 over
-  many changes): the HTTP request, rendering (``render_latent``), PNG encoding, and the download of the image
-  file, as a browser does it (Gradio's own Python client plays the browser). F's caption and the pasted photo come
-  in the page's second request, not timed here.
+  many changes): the HTTP request, rendering (``render_latent``), F's caption, PNG encoding, and the
+  download of the image file, as a browser does it (Gradio's own Python client plays the browser).
 - ``studio_inversion_images_per_s``: one full magec inversion (the paper's schedule) of the astronaut
   through the server's job queue, from the click to the projection shown; compare with ``images_per_s``
   at batch 1 of ``magec bench`` (the same optimisation without the page).

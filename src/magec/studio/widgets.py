@@ -58,8 +58,7 @@ def rendered(studio: Studio, projection: Projection, values: list[float]) -> tup
 
 
 def edited_image(studio: Studio, projection: Projection, values: list[float]) -> Image.Image:
-    """The edited image for the page, alone: what a slider change waits for (F's caption comes in a second request,
-    so F's pass, longer than the generator's for the embedded default, is not on the image's path)."""
+    """The edited image for the page (drawn once: ``Studio.render`` keeps the last renders)."""
     return display(studio.render(projection, studio.slider_values(values)))
 
 
