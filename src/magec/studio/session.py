@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ FRAMING_RECORD = {"chip-box": "face-crop", "ffhq": "align"}
 #: The method name of the encoder's projection (as ``magec invert --method encoder``: the encoder's code alone),
 #: and how the page names it.
 INSTANT_METHOD, INSTANT_LABEL = "encoder", "instant (encoder)"
+#: How many renders the studio keeps (``Studio.render``): per viewer, the unedited image and the last edit are
+#: what a slider change reuses; a few viewers fit.
+RENDER_CACHE = 8
 
 
 @dataclass
@@ -226,6 +230,9 @@ class Studio:
         self._owned: dict[str, weakref.WeakValueDictionary[int, Any]] = {}
         self._download_dirs: dict[str, list[Path]] = {}
         self._ended: set[str] = set()
+        #: The last few renders (``_cached_render``): a slider change draws the edit once for the edited square and
+        #: the pasted photo, and the unedited image a paste subtracts is drawn once per projection.
+        self._renders: OrderedDict[tuple, tuple[weakref.ref, Any]] = OrderedDict()
         if pipeline.encoder is not None:  # refused at start, in one line, rather than at the first upload
             pipeline.encoder.check_generator(pipeline.generator)
 
@@ -560,13 +567,30 @@ class Studio:
         generator tuned for this photo, as ``magec edit`` draws it)."""
         if projection.released:
             raise MagecError("this page's session has ended: reload the page and start again")
+        # Keyed by the projection object (its id, checked through a weak reference: an id can be reused once the
+        # object is gone, and the cache must not keep a viewer's projection alive) and the non-zero edits.
+        key = (id(projection), id(projection.tuned), tuple((k, float(a)) for k, a in values.items() if a))
+        with self._lock:
+            hit = self._renders.get(key)
+            if hit is not None and hit[0]() is projection:
+                self._renders.move_to_end(key)
+                return hit[1]
         pipeline = self.pipeline if projection.tuned is None else replace(self.pipeline, generator=projection.tuned)
-        return render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
+        image = render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
+        with self._lock:
+            self._renders[key] = (weakref.ref(projection), image)
+            while len(self._renders) > RENDER_CACHE:
+                self._renders.popitem(last=False)
+        return image
 
-    def pasted(self, projection: Projection, values: SliderValues) -> Image.Image | None:
+    def pasted(self, projection: Projection, values: SliderValues, max_side: int | None = None) -> Image.Image | None:
         """The edit pasted back into the uploaded photo at the photo's resolution (``paste_edit``, sharp: the
         photo plus the edit's change, through the inverse of the framing, under the feathered landmark mask);
-        None when the input was not a photo."""
+        None when the input was not a photo.
+
+        With ``max_side`` (the page's view), a photo larger than that comes reduced by a whole factor (each pixel
+        the mean of a block of the photo's): the reduced photo is made once, and a change reduces only the blocks
+        around the face, exactly what reducing the whole pasted photo would give, without copying a 40 MP photo."""
         framed = projection.framed
         if framed is None or not framed.can_paste:
             return None
@@ -574,9 +598,36 @@ class Studio:
         region = framed.paste_region()
         edited, unedited = (tensor_to_pil(self.render(projection, v)[0]) for v in (values, {}))
         face = paste_edit(region.photo, edited, unedited, region.framing, region.landmarks, region.mask)
-        out = framed.photo.copy()
-        out.paste(face, region.corner)
+        factor = -(-max(framed.photo.size) // max_side) if max_side else 1
+        if factor <= 1:
+            out = framed.photo.copy()
+            out.paste(face, region.corner)
+            return out
+        # The blocks the face touches: whole blocks of ``factor`` pixels (cut at the photo's edge, as reduce cuts).
+        width, height = framed.photo.size
+        (x, y), (w, h) = region.corner, face.size
+        box = (x // factor * factor, y // factor * factor, min(width, -(-(x + w) // factor) * factor),
+               min(height, -(-(y + h) // factor) * factor))  # fmt: skip
+        blocks = framed.photo.crop(box)
+        blocks.paste(face, (x - box[0], y - box[1]))
+        out = self._reduced(framed, factor).copy()
+        out.paste(blocks.reduce(factor), (box[0] // factor, box[1] // factor))
         return out
+
+    def _reduced(self, framed: FramedPhoto, factor: int) -> Image.Image:
+        """``framed``'s photo reduced by ``factor`` (kept for the next change; weakly keyed, as the renders)."""
+        key = ("reduced", id(framed), factor)
+        with self._lock:
+            hit = self._renders.get(key)
+            if hit is not None and hit[0]() is framed:
+                return hit[1]
+        assert framed.photo is not None
+        reduced = framed.photo.reduce(factor)
+        with self._lock:
+            self._renders[key] = (weakref.ref(framed), reduced)
+            while len(self._renders) > RENDER_CACHE:
+                self._renders.popitem(last=False)
+        return reduced
 
     def captions(self, images: torch.Tensor) -> list[str]:
         """F's predictions for each image (B, 3, R, R), one line each (e.g. ``male 0.93, age 31``)."""
@@ -663,10 +714,17 @@ def _astronaut() -> Image.Image:
     return Image.fromarray(data.astronaut())
 
 
-def display(image: torch.Tensor | Image.Image, side: int = 256) -> Image.Image:
-    """An image for the page: small generator outputs are enlarged with square pixels (nothing invented)."""
+#: The longest side of an image in the page: a larger generator's images (a 1024-px StyleGAN2) are reduced for the
+#: page, whose squares are at most 256 CSS pixels (twice that on a high-density screen); downloads keep them whole.
+DISPLAY_MAX_SIDE = 512
+
+
+def display(image: torch.Tensor | Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
+    """An image for the page: at its own resolution (the page enlarges a small generator image with square pixels,
+    CSS ``image-rendering: pixelated``, so a 64-px image travels as 64 px: nothing invented, a sixteenth of the
+    pixels to encode and decode), reduced when its longer side exceeds ``max_side``."""
     pil = image if isinstance(image, Image.Image) else tensor_to_pil(image)
-    if pil.width >= side:
-        return pil
-    factor = max(1, side // pil.width)
-    return pil.resize((pil.width * factor, pil.height * factor), Image.Resampling.NEAREST)
+    if max(pil.size) > max_side:
+        pil = pil.copy()
+        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return pil

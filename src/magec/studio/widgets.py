@@ -17,8 +17,9 @@ from magec.studio.session import Projection, Studio, display
 
 #: How often a running inversion's progress is pushed to the page (seconds).
 POLL_SECONDS = 0.25
-#: The longer side of the pasted-back photo as shown in the page (the download keeps the photo's resolution).
-PASTED_DISPLAY_SIDE = 1024
+#: The longest side of the pasted-back photo as shown in the page, 384 CSS pixels high (twice that on a
+#: high-density screen); a larger photo is reduced by a whole factor. The download keeps the photo's resolution.
+PASTED_DISPLAY_SIDE = 768
 
 
 def message(exc: Exception) -> str:
@@ -48,16 +49,22 @@ def session_of(request: Any) -> str:
 
 def pasted_photo(studio: Studio, projection: Projection, values: list[float]) -> Image.Image | None:
     """The edit pasted back into the uploaded photo, reduced for the page (None without a photo)."""
-    photo = studio.pasted(projection, studio.slider_values(values))
-    if photo is not None and max(photo.size) > PASTED_DISPLAY_SIDE:
-        photo.thumbnail((PASTED_DISPLAY_SIDE, PASTED_DISPLAY_SIDE))
-    return photo
+    return studio.pasted(projection, studio.slider_values(values), PASTED_DISPLAY_SIDE)
 
 
 def rendered(studio: Studio, projection: Projection, values: list[float]) -> tuple[Image.Image, str]:
     """The edited image for the page and F's caption of it."""
-    image = studio.render(projection, studio.slider_values(values))
-    return display(image), studio.captions(image)[0]
+    return edited_image(studio, projection, values), edited_caption(studio, projection, values)
+
+
+def edited_image(studio: Studio, projection: Projection, values: list[float]) -> Image.Image:
+    """The edited image for the page (drawn once: ``Studio.render`` keeps the last renders)."""
+    return display(studio.render(projection, studio.slider_values(values)))
+
+
+def edited_caption(studio: Studio, projection: Projection, values: list[float]) -> str:
+    """F's caption of the edited image (drawn once: ``Studio.render`` keeps the last renders)."""
+    return studio.captions(studio.render(projection, studio.slider_values(values)))[0]
 
 
 def tuning_stopped_text(studio: Studio, projection: Projection) -> str:
