@@ -1037,12 +1037,6 @@ CASES: list[Case] = [
         1,
         "need --images",
     ),
-    Case(
-        "evaluate-face-crop-with-workers",
-        ["evaluate", "--pack", P, "--images", "{root}", "--face-crop", "--workers", "2", "--out", "run"],
-        1,
-        "not supported yet",
-    ),
     Case("convert-garbage", ["convert", "{garbage}", "out.safetensors"], 1, "garbage.pt"),
     Case("convert-malicious-pickle", ["convert", "{evil}", "out.safetensors"], 1, "evil.pkl"),
     Case("convert-wrong-suffix", ["convert", "{garbage}", "out.pt"], 1, "must end in .safetensors"),

@@ -16,9 +16,8 @@ import pytest
 from magec.cli.main import main
 
 CSVS = ("reconstruction.csv", "edits.csv", "ecs.csv")
+GENERATED = ["--generated", "2"]
 TINY = [
-    "--generated",
-    "2",
     "--methods",
     "magec",
     "no-magec",
@@ -51,8 +50,8 @@ def local_ray():
     ray.shutdown()
 
 
-def _evaluate(pack: Path, out: Path, *extra: str) -> dict[str, bytes]:
-    assert main(["evaluate", "--pack", str(pack), "--out", str(out), *TINY, *extra]) == 0
+def _evaluate(pack: Path, out: Path, *extra: str, inputs: tuple[str, ...] = tuple(GENERATED)) -> dict[str, bytes]:
+    assert main(["evaluate", "--pack", str(pack), "--out", str(out), *inputs, *TINY, *extra]) == 0
     return {name: (out / name).read_bytes() for name in CSVS}
 
 
@@ -67,3 +66,21 @@ def test_evaluate_on_two_workers_writes_the_plain_run_s_csvs(local_ray, pack_dir
     timing = (out / "timing.csv").read_text().splitlines()
     assert len(timing) == 1 + 2 * 2 and all(float(r.split(",")[2]) > 0 for r in timing[1:])
     assert len(list((out / "records").rglob("*.json"))) == 4
+
+
+@pytest.mark.slow
+def test_evaluate_face_crop_on_two_workers_writes_the_plain_run_s_csvs(local_ray, pack_dir, tmp_path):
+    """--face-crop with --workers: each worker finds the same faces in the photos as the driver (the run's typed
+    source description travels, not the crops), so the CSVs are the plain run's."""
+    from PIL import Image
+    from skimage import data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()).save(photos / "a.png")
+    faces = ("--images", str(photos), "--face-crop", "--max-faces", "2")
+    one = ("--methods", "magec", "--no-ecs")  # the framing is what is compared here; ECS has the test above
+    plain = _evaluate(pack_dir, tmp_path / "plain", *one, inputs=faces)
+    rows = plain["reconstruction.csv"].decode().splitlines()
+    assert [r.split(",")[:2] for r in rows[1:]] == [["00000-a-face0", "magec"], ["00000-a-face1", "magec"]]
+    assert _evaluate(pack_dir, tmp_path / "w2", *one, "--workers", "2", inputs=faces) == plain

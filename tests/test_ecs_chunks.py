@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from fakes import ToneDescriber
+from magec.evaluation.chunk import _reproject
+from magec.evaluation.config import EvaluationConfig
 from magec.evaluation.edit_plans import derived_seed
-from magec.evaluation.runner import EvaluationConfig, _reproject
 from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from magec.inversion.config import method_config
 from magec.inversion.optimizer import invert

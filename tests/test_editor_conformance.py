@@ -129,7 +129,8 @@ def test_every_editor_class_declares_a_registered_kind(editors):
 
 def test_the_editor_lists_are_derived_from_the_traits():
     from magec.cli import cmd_edit, cmd_evaluate
-    from magec.evaluation import edit_plans, runner
+    from magec.evaluation import config as evaluation_config
+    from magec.evaluation import edit_plans
     from magec.inversion import config
     from magec.latent import reach
     from magec.losses import magec_loss
@@ -141,8 +142,10 @@ def test_the_editor_lists_are_derived_from_the_traits():
     assert editor_kinds(COMPONENT) == editor_kinds(ranked=True) == ("ganspace", "sefa")
     assert config.MAGEC_EDITORS == magec_loss.MAGEC_EDITORS == editor_kinds(magec=True)
     assert set(config.MAGEC_EDITORS) == {k for k, t in by.items() if t.magec}
-    assert runner.PAPER_EDITORS + runner.OPTIONAL_EDITORS == tuple(sorted(by, key=lambda k: not by[k].paper))
-    assert runner.PAPER_EDITORS == ("interfacegan", "ganspace", "interpolate")  # the paper's Tables 2-3
+    assert evaluation_config.PAPER_EDITORS + evaluation_config.OPTIONAL_EDITORS == tuple(
+        sorted(by, key=lambda k: not by[k].paper)
+    )
+    assert evaluation_config.PAPER_EDITORS == ("interfacegan", "ganspace", "interpolate")  # the paper's Tables 2-3
     assert study.STUDY_EDITORS == editor_kinds(ATTRIBUTE) and study.COMPONENT_EDITORS == editor_kinds(COMPONENT)
     assert reach.LEADING_OPERATIONS == edit_plans.EditPlanConfig().ganspace_top == LEADING_COMPONENTS
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from eval_fakes import LinearEditor, fake_invert, make_pipeline, one_thread, pixel_features
+from magec.evaluation.config import EvaluationConfig, default_editors
 from magec.evaluation.edit_plans import EditPlanConfig, ecs_edits
 from magec.evaluation.report import ecs_columns, editability_columns, read_csv, write_report
-from magec.evaluation.runner import EvaluationConfig, default_editors, run_evaluation
+from magec.evaluation.runner import run_evaluation
 from magec.evaluation.sources import generated_source
 from magec.latent.styleflow import StyleFlowConfig, StyleFlowEditor
 

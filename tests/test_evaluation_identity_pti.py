@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
+from magec.evaluation.config import EvaluationConfig
 from magec.evaluation.edit_plans import EditPlanConfig
 from magec.evaluation.report import identity_columns, write_report
-from magec.evaluation.runner import EvaluationConfig, run_evaluation
+from magec.evaluation.runner import run_evaluation
 from magec.evaluation.sources import generated_source
 
 
@@ -111,6 +112,37 @@ def test_faces_source_frames_every_face_as_invert_face_crop(tmp_path):
     assert torch.equal(source.load([0]), expected)
     with pytest.raises(MagecError, match="finds no face"):
         faces_source(_only(photos / "b-blank.png", tmp_path / "blank"), 64, "chip-box")
+
+
+def test_source_spec_is_checked_once_and_builds_the_same_faces_in_any_process(tmp_path):
+    """The typed description ``magec evaluate`` sends to its workers: misuse refused where it is made, and after a
+    round trip through pickle (as Ray sends it) it lists the same faces, by the same ids, as ``faces_source``."""
+    import pickle
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from skimage import data
+
+    from magec.errors import MagecError
+    from magec.evaluation.sources import SourceSpec, faces_source
+
+    photos = tmp_path / "photos"
+    (photos / "run").mkdir(parents=True)
+    Image.fromarray(data.astronaut()).save(photos / "a.png")
+    Image.fromarray(data.astronaut()).save(photos / "run" / "own-output.png")  # the run's folder: never an input
+    with pytest.raises(MagecError, match="need --images"):
+        SourceSpec(generated=2, framing="chip-box")
+    with pytest.raises(MagecError, match="one place"):
+        SourceSpec(folder=photos, generated=2)
+    with pytest.raises(MagecError, match="one place"):
+        SourceSpec()
+    spec = pickle.loads(pickle.dumps(SourceSpec(folder=photos, exclude=[photos / "run"], framing="chip-box")))
+    source = spec.build(SimpleNamespace(resolution=64), seed=0)
+    expected = faces_source(photos, 64, "chip-box", exclude=[photos / "run"])
+    assert source.ids == expected.ids and source.ids[0] == "00000-a-face0"
+    assert torch.equal(source.load(range(len(source))), expected.load(range(len(expected))))
+    plain = SourceSpec(folder=photos, exclude=(str(photos / "run"),)).build(SimpleNamespace(resolution=64), 0)
+    assert plain.ids == ["00000-a"]
 
 
 def _only(path, folder):

@@ -9,9 +9,10 @@ import math
 import pytest
 
 from eval_fakes import fake_invert, make_pipeline, one_thread, pixel_features
+from magec.evaluation.config import EvaluationConfig
 from magec.evaluation.edit_plans import EditPlanConfig
 from magec.evaluation.report import Column, evaluate_column, write_report
-from magec.evaluation.runner import EvaluationConfig, run_evaluation
+from magec.evaluation.runner import run_evaluation
 from magec.evaluation.sources import generated_source
 
 
@@ -88,3 +89,31 @@ def test_report_numbers_match_the_csvs(tmp_path):
     assert (grid < 250).mean() > 0.05
     html = md.with_suffix(".html").read_text()
     assert "<table>" in html and "embedded/ecs.png" in html
+
+
+def test_a_run_without_ecs_reports_no_empty_table_3(tmp_path):
+    """--no-ecs: Tables 1 and 2 as usual; Table 3 and its examples are left out with a one-line note, not printed
+    as an empty table."""
+    pipe = make_pipeline()
+    config = EvaluationConfig(
+        methods=("magec", "no-magec"),
+        plan=EditPlanConfig(edits_per_editor=1),
+        ecs=False,
+        reference_size=8,
+        identity=False,
+    )
+    with one_thread():
+        paths = run_evaluation(
+            pipe,
+            generated_source(pipe.generator, 2, 0),
+            tmp_path / "run",
+            config,
+            invert_fn=fake_invert,
+            features=pixel_features(),
+            progress=False,
+        )
+        text = write_report(paths.root, tmp_path / "report.md").read_text()
+    assert (paths.root / "ecs.csv").read_text().count("\n") == 1  # the header only
+    assert "Table 1: reconstruction" in text and "Table 2: realism" in text
+    assert "Table 3:" not in text and "Best and worst ECS examples" not in text
+    assert "Table 3 (edit-consistency score ECS) is left out: this run did not measure it (--no-ecs)." in text

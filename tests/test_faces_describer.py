@@ -86,7 +86,7 @@ def test_missing_face_api_falls_back_and_the_pack_says_so(tmp_path, monkeypatch,
 
 
 def test_attributes_restrict_the_magec_loss(embedded_pack, tone_pipeline):
-    from magec.evaluation.runner import EvaluationConfig
+    from magec.evaluation.config import EvaluationConfig
     from magec.inversion.config import method_config
     from magec.inversion.optimizer import invert
     from magec.losses.magec_loss import MagecLoss

@@ -53,7 +53,7 @@ _EXPORTS: dict[str, str] = {
     "edit": "magec.render:edit",
     "apply_edits": "magec.render:apply_edits",
     "evaluate": "magec.evaluation.runner:run_evaluation",
-    "EvaluationConfig": "magec.evaluation.runner:EvaluationConfig",
+    "EvaluationConfig": "magec.evaluation.config:EvaluationConfig",
     "align_photo": "magec.faces.alignment:align_photo",
     "load_image": "magec.io.images:load_image",
     "load_face": "magec.pipeline:load_face",
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from magec.describers import load_describer
     from magec.encoders.base import Encoder
     from magec.errors import MagecError
-    from magec.evaluation.runner import EvaluationConfig
+    from magec.evaluation.config import EvaluationConfig
     from magec.evaluation.runner import run_evaluation as evaluate
     from magec.faces.alignment import align_photo
     from magec.generators import load_generator

@@ -6,14 +6,13 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from magec.cli.magec_editor import add_magec_editor, check_magec_editor
 from magec.cli.options import (
     add_attributes_option,
-    add_device_and_seed,
-    add_force,
-    add_max_pixels,
-    add_precision,
+    add_pipeline_options,
+    add_run_options,
     check_pack_attributes,
     int_at_least,
     non_negative_float,
@@ -26,6 +25,11 @@ from magec.cli.workers import add_worker_options, worker_options
 from magec.inversion.config import METHODS, PAPER_METHODS
 from magec.latent.kinds import EDITORS, editor_kinds
 
+if TYPE_CHECKING:
+    from magec.distributed import WorkerOptions
+    from magec.evaluation.config import EvaluationConfig
+    from magec.evaluation.sources import SourceSpec
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,6 +41,27 @@ def register(sub: argparse._SubParsersAction) -> None:
             "arguments. Writes per-image CSVs to --out and a markdown + HTML report."
         ),
     )
+    _add_inputs(p)
+    _add_measures(p)
+    add_pipeline_options(p)
+    p.add_argument(
+        "--out", required=True, type=Path, help="run folder: CSVs, per-image records, images (resumed if it exists)"
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="report path (.md; .html and a folder of the same stem beside it); default OUT/report.md",
+    )
+    p.add_argument("--notes", type=Path, default=None, help="markdown file included as the report's discussion")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_options(p)
+    add_worker_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    """The pack, the evaluated images (a folder, its faces, or generator samples) and the realism reference."""
     p.add_argument("--pack", required=True, help="pack folder (from `magec prepare`)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder of images to invert (and its sub-folders; sorted by path)")
@@ -63,11 +88,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-faces", type=positive_int, default=None, help="with --face-crop/--align: at most N faces in all"
     )
     p.add_argument(
-        "--no-identity",
-        action="store_true",
-        help="skip dlib's identity distance (input -> projection and -> every edit; on by default)",
-    )
-    p.add_argument(
         "--reference",
         type=Path,
         default=None,
@@ -78,6 +98,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int_at_least(4, 1_000_000),
         default=1000,
         help="generator samples in the realism reference set without --reference (default 1000)",
+    )
+
+
+def _add_measures(p: argparse.ArgumentParser) -> None:
+    """What the run measures: methods, editors and edits, the scores, the inversion schedules."""
+    p.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="skip dlib's identity distance (input -> projection and -> every edit; on by default)",
     )
     p.add_argument(
         "--methods",
@@ -121,11 +150,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1.0,
         help="scale every inversion schedule's steps (1 = the paper's)",
     )
-    p.add_argument(
-        "--perceptual",
-        default="auto",
-        help="perceptual loss / LPIPS network: auto, lpips-vgg[:PATH], describer-features",
-    )
     add_attributes_option(p)
     p.add_argument(
         "--lambda-magec",
@@ -136,43 +160,63 @@ def register(sub: argparse._SubParsersAction) -> None:
         p,
         "editor whose edits the magec method's MAGEC term uses: interfacegan (the paper) or styleflow",
     )
-    p.add_argument(
-        "--identity",
-        default="auto",
-        help="identity loss for the inversions: auto (default: dlib for the embedded face generator, else none) "
-        "| none | dlib | arcface:PATH | moco:PATH",
-    )
-    p.add_argument("--describer", help="override the pack's describer spec (same descriptor layout)")
-    p.add_argument(
-        "--out", required=True, type=Path, help="run folder: CSVs, per-image records, images (resumed if it exists)"
-    )
-    p.add_argument(
-        "--report",
-        type=Path,
-        default=None,
-        help="report path (.md; .html and a folder of the same stem beside it); default OUT/report.md",
-    )
-    p.add_argument("--notes", type=Path, default=None, help="markdown file included as the report's discussion")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_max_pixels(p)
-    add_force(p)
-    add_device_and_seed(p)
-    add_precision(p)
-    add_worker_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from magec.errors import MagecError, file_error
-    from magec.evaluation.edit_plans import EditPlanConfig
     from magec.evaluation.report import check_report_path, write_report
-    from magec.evaluation.runner import EvaluationConfig, check_run_folder, run_evaluation
-    from magec.evaluation.sources import image_files
-    from magec.io.images import read_image
+    from magec.evaluation.run_folder import check_run_folder
+    from magec.evaluation.runner import run_evaluation
 
     check_magec_editor(args.magec_editor, args.pack)
     workers = worker_options(args)
-    config = EvaluationConfig(
+    config = _config(args)
+    check_pack_attributes(args.pack, args.attributes)
+    report = args.report or args.out / "report.md"
+    # The run's own folders are never its inputs, wherever they are (the listing is recursive).
+    spec = _source_spec(args, exclude=(str(args.out), str(report.with_suffix(""))))
+    if args.notes is not None and not args.notes.is_file():
+        raise file_error(args.notes, "no such notes file")
+    encoder, encoder_meta = _check_encoder_option(args, workers is not None)
+    check_run_folder(args.out, args.force)
+    report = check_report_path(report, args.force, run_dir=args.out)
+    _check_images(args, spec)
+    pipeline = _load_pipeline(args, encoder)
+    source = spec.build(pipeline.generator, args.seed)
+    reference = None
+    if args.reference:
+        from magec.evaluation.sources import folder_source
+
+        res = pipeline.generator.resolution
+        reference = folder_source(args.reference, res, max_pixels=args.max_pixels, exclude=spec.exclude)
+    failures: dict[str, str] = {}
+    paths = run_evaluation(
+        pipeline,
+        source,
+        args.out,
+        config,
+        reference=reference,
+        progress=not args.no_progress,
+        extra_metadata={"pack": str(args.pack), **encoder_meta},
+        executor=_executor(args, workers, config, spec, list(source.ids), failures),
+    )
+    report = write_report(paths.root, report, command=_command(), notes=args.notes)
+    print(f"report: {report} (+ {report.with_suffix('.html').name}); raw CSVs in {paths.root}")
+    if failures:
+        for image, reason in sorted(failures.items()):
+            print(f"magec: failed {image}: {reason}", file=sys.stderr)
+        raise MagecError(
+            f"{len(failures)} image evaluations failed (listed above; the report leaves them out); "
+            "rerun the same command to retry only those"
+        )
+    return 0
+
+
+def _config(args: argparse.Namespace) -> EvaluationConfig:
+    from magec.evaluation.config import EvaluationConfig
+    from magec.evaluation.edit_plans import EditPlanConfig
+
+    return EvaluationConfig(
         methods=tuple(args.methods),
         editors=tuple(args.editors) if args.editors else None,
         plan=EditPlanConfig(edits_per_editor=args.edits_per_editor),
@@ -186,90 +230,71 @@ def run(args: argparse.Namespace) -> int:
         attributes=args.attributes,
         magec_editor=args.magec_editor,
     )
-    check_pack_attributes(args.pack, args.attributes)
-    faces = "chip-box" if args.face_crop else "ffhq" if args.align else None
-    if faces is not None and args.images is None:
-        raise MagecError("--face-crop/--align need --images (a folder of photos)")
-    if faces is not None and workers is not None:
-        raise MagecError("--face-crop/--align with --workers/--ray: not supported yet; run without workers")
-    if args.notes is not None and not args.notes.is_file():
-        raise file_error(args.notes, "no such notes file")
-    encoder, encoder_meta = _check_encoder_option(args, workers is not None)
-    check_run_folder(args.out, args.force)
-    report = check_report_path(args.report or args.out / "report.md", args.force, run_dir=args.out)
-    # Every input image is decoded once before any model loads: a bad file stops the run now, not hours in.
-    # The run's own folders are never its inputs, wherever they are (the listing is recursive).
-    own = [str(args.out), str(report.with_suffix(""))]
+
+
+def _source_spec(args: argparse.Namespace, exclude: tuple[str, ...]) -> SourceSpec:
+    """The evaluated images as the driver and every worker list them (one-line error for --face-crop without
+    --images)."""
+    from magec.evaluation.sources import SourceSpec
+
+    return SourceSpec(
+        folder=args.images,
+        generated=args.generated,
+        limit=args.limit,
+        max_pixels=args.max_pixels,
+        exclude=exclude,
+        framing="chip-box" if args.face_crop else "ffhq" if args.align else None,
+        max_faces=args.max_faces,
+    )
+
+
+def _check_images(args: argparse.Namespace, spec: SourceSpec) -> None:
+    """Every input image is decoded once before any model loads: a bad file stops the run now, not hours in."""
+    from magec.evaluation.sources import image_files
+    from magec.io.images import read_image
+
     for folder, limit in ((args.images, args.limit), (args.reference, None)):
         if folder is not None:
-            for path in image_files(folder, limit, own):
+            for path in image_files(folder, limit, spec.exclude):
                 read_image(path, args.max_pixels, reduce_to=1024)
 
-    from magec.evaluation.sources import faces_source, folder_source, generated_source
+
+def _load_pipeline(args: argparse.Namespace, encoder: str | None) -> Any:
+    """The pack's pipeline (with ``--encoder FILE`` attached), checked to hold a batch of ``--batch-size``."""
+    from magec.memory import check_inversion_batch
     from magec.pipeline import load_pipeline
 
-    pipeline = load_pipeline(
-        args.pack,
-        device=args.device,
-        perceptual=args.perceptual,
-        identity=args.identity,
-        describer=args.describer,
-        precision=args.precision,
-    )
+    pipeline = load_pipeline(**pipeline_options(args))
     if encoder is not None:
         from magec.inversion.starts import attach_encoder
 
         pipeline = attach_encoder(pipeline, encoder)
-    res = pipeline.generator.resolution
-    from magec.memory import check_inversion_batch
-
     check_inversion_batch(pipeline.generator, args.batch_size, pipeline.device)  # before any image is inverted
-    if faces is not None:
-        source = faces_source(args.images, res, faces, args.limit, args.max_faces, args.max_pixels, own)
-    elif args.images:
-        source = folder_source(args.images, res, args.limit, args.max_pixels, own)
-    else:
-        source = generated_source(pipeline.generator, args.generated, args.seed)
-    reference = folder_source(args.reference, res, max_pixels=args.max_pixels, exclude=own) if args.reference else None
-    failures: dict[str, str] = {}
-    executor = None
-    if workers is not None:  # the driver keeps the run's files (run.json, reference features, CSVs, report)
-        from magec.distributed.runs import evaluation_executor
+    return pipeline
 
-        pipeline_args = pipeline_options(args)
-        spec = {
-            "folder": args.images,
-            "limit": args.limit,
-            "max_pixels": args.max_pixels,
-            "generated": args.generated,
-            "exclude": own,  # the workers must list the same images, in the same order
-        }
-        executor = evaluation_executor(workers, pipeline_args, args.out, config, spec, list(source.ids), failures)
-    paths = run_evaluation(
-        pipeline,
-        source,
-        args.out,
-        config,
-        reference=reference,
-        progress=not args.no_progress,
-        extra_metadata={"pack": str(args.pack), **encoder_meta},
-        executor=executor,
-    )
-    command = (
-        "magec evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if len(sys.argv) > 2 and sys.argv[1] == "evaluate"
-        else None
-    )
-    report = write_report(paths.root, report, command=command, notes=args.notes)
-    print(f"report: {report} (+ {report.with_suffix('.html').name}); raw CSVs in {paths.root}")
-    if failures:
-        for image, reason in sorted(failures.items()):
-            print(f"magec: failed {image}: {reason}", file=sys.stderr)
-        raise MagecError(
-            f"{len(failures)} image evaluations failed (listed above; the report leaves them out); "
-            "rerun the same command to retry only those"
-        )
-    return 0
+
+def _executor(
+    args: argparse.Namespace,
+    workers: WorkerOptions | None,
+    config: EvaluationConfig,
+    spec: SourceSpec,
+    ids: list[str],
+    failures: dict[str, str],
+) -> Any:
+    """None (this process evaluates every chunk), or the workers' executor; the driver keeps the run's files
+    (run.json, reference features, CSVs, report)."""
+    if workers is None:
+        return None
+    from magec.distributed.runs import evaluation_executor
+
+    return evaluation_executor(workers, pipeline_options(args), args.out, config, spec, ids, failures)
+
+
+def _command() -> str | None:
+    """The command line that regenerates the report, as the user typed it (None when not run as ``magec``)."""
+    if len(sys.argv) > 2 and sys.argv[1] == "evaluate":
+        return "magec evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    return None
 
 
 def _check_encoder_option(args: argparse.Namespace, with_workers: bool) -> tuple[str | None, dict[str, str]]:

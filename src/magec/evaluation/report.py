@@ -460,6 +460,29 @@ def write_report(
     _mean_table(doc, t2, methods, with_paper=True)
     doc.p("p-values (in brackets: the sign of first minus second method's mean; significant cells bold):")
     _pvalue_table(doc, t2, methods)
+    ecs_measured = meta["config"].get("ecs", True)
+    if ecs_measured:
+        _ecs_table(doc, t3, methods)
+    else:
+        doc.p("Table 3 (edit-consistency score ECS) is left out: this run did not measure it (--no-ecs).")
+    doc.h(2, "Distributions")
+    for src, alt in plots:
+        doc.img(f"{rel}/{src}", alt)
+    if ecs_measured:
+        doc.h(2, "Best and worst ECS examples")
+        doc.p("Columns: real image, projection G(p(x)), edit x_edit, cycle x_cyc (as the paper's Fig. 4(b)).")
+        for src, alt in examples:
+            doc.img(f"{rel}/{src}", alt)
+    if notes is not None:
+        doc.h(2, "Discussion")
+        doc.raw_md(Path(notes).read_text(encoding="utf-8"))
+    atomic.write_text(report_md, doc.markdown())
+    atomic.write_text(report_md.with_suffix(".html"), doc.html("magec evaluation report"))
+    return report_md
+
+
+def _ecs_table(doc: _Doc, t3: list[ColumnResult], methods: Sequence[str]) -> None:
+    """Table 3: ECS per editor group, with the protocol it follows and the paper's numbers."""
     doc.h(2, "Table 3: edit-consistency score ECS (lower is better)")
     if any(m.endswith("+pti") for m in methods):
         doc.p(
@@ -481,16 +504,3 @@ def write_report(
     )
     _mean_table(doc, t3, methods, with_paper=False)
     _pvalue_table(doc, t3, methods)
-    doc.h(2, "Distributions")
-    for src, alt in plots:
-        doc.img(f"{rel}/{src}", alt)
-    doc.h(2, "Best and worst ECS examples")
-    doc.p("Columns: real image, projection G(p(x)), edit x_edit, cycle x_cyc (as the paper's Fig. 4(b)).")
-    for src, alt in examples:
-        doc.img(f"{rel}/{src}", alt)
-    if notes is not None:
-        doc.h(2, "Discussion")
-        doc.raw_md(Path(notes).read_text(encoding="utf-8"))
-    atomic.write_text(report_md, doc.markdown())
-    atomic.write_text(report_md.with_suffix(".html"), doc.html("magec evaluation report"))
-    return report_md

@@ -151,3 +151,48 @@ def faces_source(
         + (f"; {photos_without_faces} photos without a face" if photos_without_faces else "")
     )
     return ImageSource(ids, description, lambda indices: stack[list(indices)])
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a run's images come from and how they are framed, as plain values, checked once.
+
+    The driver and every worker process build their ``ImageSource`` from the same spec (``build``), so each
+    lists the same images under the same ids, in the same order: a folder's files (centre-cropped), every face
+    dlib finds in them (``framing``: ``"chip-box"`` as ``--face-crop``, ``"ffhq"`` as ``--align``; each process
+    searches the photos itself, and the search is deterministic), or ``generated`` fresh generator samples.
+    """
+
+    folder: Path | None = None
+    generated: int | None = None
+    #: At most this many files of ``folder``.
+    limit: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    #: Folders never listed as inputs, wherever they are (the run's own outputs).
+    exclude: tuple[str, ...] = ()
+    #: None: the whole image, centre-cropped; "chip-box" or "ffhq": every face, framed so.
+    framing: str | None = None
+    #: With ``framing``: at most this many faces in all.
+    max_faces: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.folder is None) == (self.generated is None):
+            raise MagecError("the evaluated images come from one place: a folder (--images) or --generated N")
+        if self.framing is not None:
+            from magec.faces.framing import FRAMINGS
+
+            if self.folder is None:
+                raise MagecError("--face-crop/--align need --images (a folder of photos)")
+            validation.choice("framing", self.framing, FRAMINGS)
+        object.__setattr__(self, "exclude", tuple(str(e) for e in self.exclude))
+
+    def build(self, generator, seed: int) -> ImageSource:
+        """The images, at ``generator``'s resolution (``seed``: the run's, for generated samples)."""
+        if self.folder is None:
+            return generated_source(generator, self.generated, seed)
+        res = generator.resolution
+        if self.framing is not None:
+            return faces_source(
+                self.folder, res, self.framing, self.limit, self.max_faces, self.max_pixels, self.exclude
+            )
+        return folder_source(self.folder, res, self.limit, self.max_pixels, self.exclude)
