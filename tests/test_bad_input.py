@@ -1040,6 +1040,12 @@ CASES: list[Case] = [
         "need --images",
     ),
     Case(
+        "evaluate-paste-back-without-framing",
+        ["evaluate", "--pack", P, "--images", "{root}", "--paste-back", "--out", "run"],
+        1,
+        "--paste-back needs faces cut from photos",
+    ),
+    Case(
         "evaluate-face-crop-with-workers",
         ["evaluate", "--pack", P, "--images", "{root}", "--face-crop", "--workers", "2", "--out", "run"],
         1,

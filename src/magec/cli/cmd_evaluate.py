@@ -63,6 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-faces", type=positive_int, default=None, help="with --face-crop/--align: at most N faces in all"
     )
     p.add_argument(
+        "--paste-back",
+        action="store_true",
+        help="with --face-crop/--align: also paste each projection and edit back into its photo (sharp and "
+        "composite) and measure sharpness, closeness to the photo and dlib identity there (paste.csv)",
+    )
+    p.add_argument(
         "--no-identity",
         action="store_true",
         help="skip dlib's identity distance (input -> projection and -> every edit; on by default)",
@@ -183,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
         identity=not args.no_identity,
+        paste_back=args.paste_back,
         attributes=args.attributes,
         magec_editor=args.magec_editor,
     )
@@ -190,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     faces = "chip-box" if args.face_crop else "ffhq" if args.align else None
     if faces is not None and args.images is None:
         raise MagecError("--face-crop/--align need --images (a folder of photos)")
+    if args.paste_back and faces is None:
+        raise MagecError("--paste-back needs faces cut from photos: --images with --face-crop or --align")
     if faces is not None and workers is not None:
         raise MagecError("--face-crop/--align with --workers/--ray: not supported yet; run without workers")
     if args.notes is not None and not args.notes.is_file():

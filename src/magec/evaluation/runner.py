@@ -35,6 +35,7 @@ from magec.evaluation.edit_plans import (
     random_edits,
 )
 from magec.evaluation.identity import IdentityMeter
+from magec.evaluation.paste_back import PasteMeter
 from magec.evaluation.realism import (
     FeatureNetwork,
     RealismConfig,
@@ -49,12 +50,13 @@ from magec.evaluation.target import attribute_probability, improved_target, sign
 from magec.generators.base import select_noise
 from magec.inversion.config import MAGEC_EDITORS, METHODS, PTI_METHODS, InversionConfig, needs_encoder
 from magec.io import atomic
-from magec.io.images import save_png
+from magec.io.images import save_png, tensor_to_pil
 from magec.latent.editors import LatentEditor
 from magec.latent.kinds import ATTRIBUTE, editor_kinds
 from magec.memory import chunk_size, map_chunks, network_bytes, synthesis_bytes
 
 if TYPE_CHECKING:
+    from magec.evaluation.paste_back import PhotoFace
     from magec.inversion.optimizer import InversionResult
     from magec.pipeline import Pipeline
 
@@ -94,6 +96,20 @@ ECS_COLUMNS = (
     *IDENTITY_COLUMNS,
 )
 TIMING_COLUMNS = ("image", "method", "projection_seconds", "ecs_reprojection_seconds")
+#: ``--paste-back`` (``magec.evaluation.paste_back``): edit -1 is the projection pasted back (amount 0).
+PASTE_COLUMNS = (
+    "image",
+    "method",
+    "mode",
+    "edit",
+    "editor",
+    "operation",
+    "amount",
+    "sharpness",
+    "mse_face",
+    "mse_outside",
+    "id_distance",
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,9 @@ class EvaluationConfig:
     magec_editor: str = "interfacegan"
     #: Record dlib's identity distance input -> projection and input -> every edit (``magec.evaluation.identity``).
     identity: bool = True
+    #: Faces cut from photos: paste the projection and every random edit back into the photo, in each paste mode,
+    #: and measure sharpness, closeness to the photo and identity there (``magec.evaluation.paste_back``).
+    paste_back: bool = False
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -151,6 +170,8 @@ class EvaluationConfig:
             del d["magec_editor"]
         if not d["identity"]:  # runs made before the identity columns existed stay resumable (with --no-identity)
             del d["identity"]
+        if not d["paste_back"]:  # likewise for runs made before --paste-back
+            del d["paste_back"]
         d["methods"] = list(self.methods)
         d["editors"] = list(self.editors) if self.editors is not None else None
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)
@@ -166,6 +187,7 @@ class EvaluationPaths:
     edits_csv: Path = field(init=False)
     ecs_csv: Path = field(init=False)
     timing_csv: Path = field(init=False)
+    paste_csv: Path = field(init=False)
     run_json: Path = field(init=False)
     records: Path = field(init=False)
     images: Path = field(init=False)
@@ -176,6 +198,7 @@ class EvaluationPaths:
         self.edits_csv = self.root / "edits.csv"
         self.ecs_csv = self.root / "ecs.csv"
         self.timing_csv = self.root / "timing.csv"
+        self.paste_csv = self.root / "paste.csv"
         self.run_json = self.root / "run.json"
         self.records = self.root / "records"
         self.images = self.root / "images"
@@ -212,6 +235,7 @@ def check_run_folder(out_dir: str | Path, force: bool = False) -> Path:
         paths.edits_csv,
         paths.ecs_csv,
         paths.timing_csv,
+        paths.paste_csv,
         paths.records,
         paths.images,
     ):
@@ -322,6 +346,7 @@ class _Context:
     manifold: ReferenceManifold
     editors: dict[str, LatentEditor]
     identity: IdentityMeter | None = None
+    paste: PasteMeter | None = None
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -348,6 +373,8 @@ def run_evaluation(
     unfinished (chunk indices, method) pairs elsewhere (each through :func:`evaluate_and_record`).
     ``identity`` measures dlib identity distances when ``config.identity`` (default: dlib's network, loaded here).
     """
+    if config.paste_back and not source.has_photos:
+        raise MagecError("--paste-back needs faces cut from photos (--images with --face-crop or --align)")
     paths = EvaluationPaths(Path(out_dir))
     config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
@@ -378,7 +405,8 @@ def run_evaluation(
     _check_or_write_metadata(paths, metadata)
     manifold = _reference_manifold(paths, reference, features, config, pipeline.device, progress)
     meter = _identity_meter(config, pipeline.device, identity)
-    ctx = _Context(pipeline, config, paths, invert_fn or _default_invert(), features, manifold, editors, meter)
+    paste = PasteMeter() if config.paste_back else None
+    ctx = _Context(pipeline, config, paths, invert_fn or _default_invert(), features, manifold, editors, meter, paste)
 
     chunks = [list(range(i, min(i + config.batch_size, len(source)))) for i in range(0, len(source), config.batch_size)]
     todo = [(c, m) for c in chunks for m in config.methods if not all(_record_done(paths, m, source.ids[i]) for i in c)]
@@ -408,7 +436,8 @@ def evaluate_and_record(ctx: _Context, source: ImageSource, chunk: list[int], me
     """Evaluate one chunk of ``source`` with ``method`` and write each image's record atomically."""
     ids = [source.ids[i] for i in chunk]
     images = source.load(chunk).to(ctx.pipeline.device)
-    for image_id, record in zip(ids, _evaluate_chunk(ctx, method, images, ids)):
+    faces = source.locate(chunk) if ctx.paste is not None else None
+    for image_id, record in zip(ids, _evaluate_chunk(ctx, method, images, ids, faces)):
         atomic.write_json(ctx.paths.record(method, image_id), record)
 
 
@@ -426,7 +455,8 @@ def worker_context(
     editors = _select_editors(pipeline, config.editors)
     _check_encoder(pipeline, config)
     meter = _identity_meter(config, pipeline.device)
-    return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors, meter)
+    paste = PasteMeter() if config.paste_back else None
+    return _Context(pipeline, config, paths, _default_invert(), features, manifold, editors, meter, paste)
 
 
 def _check_encoder(pipeline: Pipeline, config: EvaluationConfig) -> str:
@@ -631,7 +661,9 @@ def _lacks_attributes(ctx: _Context, image: torch.Tensor) -> dict[str, bool | No
 
 
 @torch.no_grad()
-def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
+def _evaluate_chunk(
+    ctx: _Context, method: str, images: torch.Tensor, ids: list[str], faces: list[PhotoFace] | None = None
+) -> list[dict[str, Any]]:
     cfg, pipe = ctx.config, ctx.pipeline
     proj = _invert_seeded(ctx, pipe, images, method, "project", ids[0], **_pti_options(method, cfg))
     recon = proj.images.detach()
@@ -660,11 +692,15 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
     for b, image_id in enumerate(ids):
         ops = random_edits(ctx.editors, image_id, cfg.seed, cfg.plan)
         if not ops:
+            if faces is not None:
+                records[b]["paste"] = _pasted(ctx, faces[b], recon[b], recon[:0], [])
             continue
         lat = proj.latents[b : b + 1].detach()
         edited = _synth_chunked(
             ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)), _tuned(proj, b)
         )
+        if faces is not None:
+            records[b]["paste"] = _pasted(ctx, faces[b], recon[b], edited, ops)
         realism = realism_score(ctx.manifold, _extract(ctx.features, edited))
         identity = _identity_distances(ctx, refs, b, edited)
         attr_ops = [k for k, op in enumerate(ops) if ctx.editors[op.editor].traits.family == ATTRIBUTE]
@@ -701,6 +737,17 @@ def _evaluate_chunk(ctx: _Context, method: str, images: torch.Tensor, ids: list[
                 save_png(images[b].cpu(), real_png)
             save_png(recon[b].cpu(), ctx.paths.image_dir(image_id, method) / "projection.png")
     return records
+
+
+def _pasted(ctx: _Context, face: PhotoFace, recon: torch.Tensor, edited: torch.Tensor, ops: Sequence[EditOp]) -> list:
+    """``--paste-back`` rows of one face: its projection and each edit pasted into its photo, every mode."""
+    assert ctx.paste is not None
+    rows = ctx.paste.measure(face, tensor_to_pil(recon.cpu()), [tensor_to_pil(e.cpu()) for e in edited])
+    for row in rows:
+        if row["edit"] >= 0:
+            op = ops[row["edit"]]
+            row |= {"editor": op.editor, "operation": op.operation, "amount": op.amount}
+    return rows
 
 
 def _edit_consistency(
@@ -818,7 +865,7 @@ def _csv_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
 
 def write_csvs(paths: EvaluationPaths, image_ids: Sequence[str], methods: Sequence[str]) -> None:
     """Rebuild the four CSVs from the records, in input order then method order."""
-    rec_rows, edit_rows, ecs_rows, time_rows = [], [], [], []
+    rec_rows, edit_rows, ecs_rows, time_rows, paste_rows = [], [], [], [], []
     for image_id in image_ids:
         for method in methods:
             path = paths.record(method, image_id)
@@ -830,7 +877,10 @@ def write_csvs(paths: EvaluationPaths, image_ids: Sequence[str], methods: Sequen
             edit_rows.extend(key | e for e in r["edits"])
             ecs_rows.extend(key | e for e in r["ecs"])
             time_rows.append(key | {k: round(v, 3) for k, v in r["timing"].items()})
+            paste_rows.extend(key | p for p in r.get("paste", []))
     atomic.write_text(paths.reconstruction_csv, _csv_text(RECONSTRUCTION_COLUMNS, rec_rows))
     atomic.write_text(paths.edits_csv, _csv_text(EDIT_COLUMNS, edit_rows))
     atomic.write_text(paths.ecs_csv, _csv_text(ECS_COLUMNS, ecs_rows))
     atomic.write_text(paths.timing_csv, _csv_text(TIMING_COLUMNS, time_rows))
+    if paste_rows:  # only runs with --paste-back have the file
+        atomic.write_text(paths.paste_csv, _csv_text(PASTE_COLUMNS, paste_rows))
