@@ -1037,6 +1037,12 @@ CASES: list[Case] = [
         1,
         "need --images",
     ),
+    Case(
+        "evaluate-paste-back-without-framing",
+        ["evaluate", "--pack", P, "--images", "{root}", "--paste-back", "--out", "run"],
+        1,
+        "--paste-back needs faces cut from photos",
+    ),
     Case("convert-garbage", ["convert", "{garbage}", "out.safetensors"], 1, "garbage.pt"),
     Case("convert-malicious-pickle", ["convert", "{evil}", "out.safetensors"], 1, "evil.pkl"),
     Case("convert-wrong-suffix", ["convert", "{garbage}", "out.pt"], 1, "must end in .safetensors"),

@@ -88,6 +88,12 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
         "--max-faces", type=positive_int, default=None, help="with --face-crop/--align: at most N faces in all"
     )
     p.add_argument(
+        "--paste-back",
+        action="store_true",
+        help="with --face-crop/--align: also paste each projection and edit back into its photo (sharp and "
+        "composite) and measure sharpness, closeness to the photo and dlib identity there (paste.csv)",
+    )
+    p.add_argument(
         "--reference",
         type=Path,
         default=None,
@@ -175,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     report = args.report or args.out / "report.md"
     # The run's own folders are never its inputs, wherever they are (the listing is recursive).
     spec = _source_spec(args, exclude=(str(args.out), str(report.with_suffix(""))))
+    if args.paste_back and spec.framing is None:
+        raise MagecError("--paste-back needs faces cut from photos: --images with --face-crop or --align")
     if args.notes is not None and not args.notes.is_file():
         raise file_error(args.notes, "no such notes file")
     encoder, encoder_meta = _check_encoder_option(args, workers is not None)
@@ -227,6 +235,7 @@ def _config(args: argparse.Namespace) -> EvaluationConfig:
         steps_scale=args.steps_scale,
         lambda_magec=args.lambda_magec,
         identity=not args.no_identity,
+        paste_back=args.paste_back,
         attributes=args.attributes,
         magec_editor=args.magec_editor,
     )

@@ -19,6 +19,7 @@ from magec.evaluation.config import EvaluationConfig
 from magec.evaluation.ecs import edit_consistency
 from magec.evaluation.edit_plans import EditOp, derived_seed, ecs_edits, random_edits
 from magec.evaluation.identity import IdentityMeter
+from magec.evaluation.paste_back import PasteMeter
 from magec.evaluation.realism import FeatureNetwork, ReferenceManifold, realism_score
 from magec.evaluation.reconstruction import reconstruction_metrics
 from magec.evaluation.run_folder import RECORD_VERSION, EvaluationPaths, safe_name, write_record
@@ -26,12 +27,13 @@ from magec.evaluation.sources import ImageSource
 from magec.evaluation.target import attribute_probability, improved_target, signed_target_change
 from magec.generators.base import select_noise
 from magec.inversion.config import PTI_METHODS, InversionConfig
-from magec.io.images import save_png
+from magec.io.images import save_png, tensor_to_pil
 from magec.latent.editors import LatentEditor
 from magec.latent.kinds import ATTRIBUTE
 from magec.memory import chunk_size, map_chunks, network_bytes, synthesis_bytes
 
 if TYPE_CHECKING:
+    from magec.evaluation.paste_back import PhotoFace
     from magec.inversion.optimizer import InversionResult
     from magec.pipeline import Pipeline
 
@@ -52,13 +54,15 @@ class ChunkContext:
     manifold: ReferenceManifold
     editors: dict[str, LatentEditor]
     identity: IdentityMeter | None = None
+    paste: PasteMeter | None = None
 
 
 def evaluate_and_record(ctx: ChunkContext, source: ImageSource, chunk: list[int], method: str) -> None:
     """Evaluate one chunk of ``source`` with ``method`` and write each image's record atomically."""
     ids = [source.ids[i] for i in chunk]
     images = source.load(chunk).to(ctx.pipeline.device)
-    for image_id, record in zip(ids, _evaluate_chunk(ctx, method, images, ids)):
+    faces = source.locate(chunk) if ctx.paste is not None else None
+    for image_id, record in zip(ids, _evaluate_chunk(ctx, method, images, ids, faces)):
         write_record(ctx.paths, method, image_id, record)
 
 
@@ -254,7 +258,10 @@ def _lacks_attributes(ctx: ChunkContext, image: torch.Tensor) -> dict[str, bool 
 
 
 @torch.no_grad()
-def _evaluate_chunk(ctx: ChunkContext, method: str, images: torch.Tensor, ids: list[str]) -> list[dict[str, Any]]:
+def _evaluate_chunk(
+    ctx: ChunkContext, method: str, images: torch.Tensor, ids: list[str], faces: list[PhotoFace] | None = None
+) -> list[dict[str, Any]]:
+    """The records of one chunk; ``faces`` (``--paste-back``): each image's face in its photo."""
     cfg, pipe = ctx.config, ctx.pipeline
     proj = _invert_seeded(ctx, pipe, images, method, "project", ids[0], **_pti_options(method, cfg))
     recon = proj.images.detach()
@@ -279,7 +286,9 @@ def _evaluate_chunk(ctx: ChunkContext, method: str, images: torch.Tensor, ids: l
         for b, image_id in enumerate(ids)
     ]
     for b, image_id in enumerate(ids):
-        records[b]["edits"] = _random_edit_rows(ctx, proj, recon, refs, b, image_id)
+        records[b]["edits"], edited, ops = _random_edit_rows(ctx, proj, recon, refs, b, image_id)
+        if faces is not None:
+            records[b]["paste"] = _pasted(ctx, faces[b], recon[b], edited, ops)
     if cfg.ecs:
         _edit_consistency(ctx, method, images, ids, proj, recon, records, refs)
     if cfg.save_images:
@@ -293,11 +302,12 @@ def _evaluate_chunk(ctx: ChunkContext, method: str, images: torch.Tensor, ids: l
 
 def _random_edit_rows(
     ctx: ChunkContext, proj: Any, recon: torch.Tensor, refs: list[Any] | None, b: int, image_id: str
-) -> list[dict[str, Any]]:
-    """Image ``b``'s seeded random edits: realism (every editor) and improved target (attribute editors)."""
+) -> tuple[list[dict[str, Any]], torch.Tensor, list[EditOp]]:
+    """Image ``b``'s seeded random edits: realism (every editor) and improved target (attribute editors); with
+    the edited images and the edits."""
     ops = random_edits(ctx.editors, image_id, ctx.config.seed, ctx.config.plan)
     if not ops:
-        return []
+        return [], recon[:0], []
     lat = proj.latents[b : b + 1].detach()
     edited = _synth_chunked(
         ctx, _apply(ctx, lat, ops), proj.space, select_noise(proj.noise, b, len(ops)), _tuned(proj, b)
@@ -329,6 +339,19 @@ def _random_edit_rows(
                 "t": _num(improved_target(bt, at, op.direction)),
             }
         rows.append(row)
+    return rows, edited, ops
+
+
+def _pasted(
+    ctx: ChunkContext, face: PhotoFace, recon: torch.Tensor, edited: torch.Tensor, ops: Sequence[EditOp]
+) -> list[dict[str, Any]]:
+    """``--paste-back`` rows of one face: its projection and each edit pasted into its photo, in every mode."""
+    assert ctx.paste is not None
+    rows = ctx.paste.measure(face, tensor_to_pil(recon.cpu()), [tensor_to_pil(e.cpu()) for e in edited])
+    for row in rows:
+        if row["edit"] >= 0:
+            op = ops[row["edit"]]
+            row |= {"editor": op.editor, "operation": op.operation, "amount": op.amount}
     return rows
 
 

@@ -44,6 +44,9 @@ class EvaluationConfig:
     magec_editor: str = "interfacegan"
     #: Record dlib's identity distance input -> projection and input -> every edit (``magec.evaluation.identity``).
     identity: bool = True
+    #: Faces cut from photos: paste the projection and every random edit back into the photo, in each paste mode,
+    #: and measure sharpness, closeness to the photo and identity there (``magec.evaluation.paste_back``).
+    paste_back: bool = False
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -71,6 +74,8 @@ class EvaluationConfig:
             del d["magec_editor"]
         if not d["identity"]:  # runs made before the identity columns existed stay resumable (with --no-identity)
             del d["identity"]
+        if not d["paste_back"]:  # likewise for runs made before --paste-back
+            del d["paste_back"]
         d["methods"] = list(self.methods)
         d["editors"] = list(self.editors) if self.editors is not None else None
         d["plan"]["interpolation_t"] = list(self.plan.interpolation_t)

@@ -44,6 +44,20 @@ ECS_COLUMNS = (
     *IDENTITY_COLUMNS,
 )
 TIMING_COLUMNS = ("image", "method", "projection_seconds", "ecs_reprojection_seconds")
+#: ``--paste-back`` (``magec.evaluation.paste_back``): edit -1 is the projection pasted back (amount 0).
+PASTE_COLUMNS = (
+    "image",
+    "method",
+    "mode",
+    "edit",
+    "editor",
+    "operation",
+    "amount",
+    "sharpness",
+    "mse_face",
+    "mse_outside",
+    "id_distance",
+)
 
 
 @dataclass
@@ -55,6 +69,7 @@ class EvaluationPaths:
     edits_csv: Path = field(init=False)
     ecs_csv: Path = field(init=False)
     timing_csv: Path = field(init=False)
+    paste_csv: Path = field(init=False)
     run_json: Path = field(init=False)
     records: Path = field(init=False)
     images: Path = field(init=False)
@@ -65,6 +80,7 @@ class EvaluationPaths:
         self.edits_csv = self.root / "edits.csv"
         self.ecs_csv = self.root / "ecs.csv"
         self.timing_csv = self.root / "timing.csv"
+        self.paste_csv = self.root / "paste.csv"
         self.run_json = self.root / "run.json"
         self.records = self.root / "records"
         self.images = self.root / "images"
@@ -106,6 +122,7 @@ def check_run_folder(out_dir: str | Path, force: bool = False) -> Path:
         paths.edits_csv,
         paths.ecs_csv,
         paths.timing_csv,
+        paths.paste_csv,
         paths.records,
         paths.images,
     ):
@@ -166,7 +183,7 @@ def _csv_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
 
 def write_csvs(paths: EvaluationPaths, image_ids: Sequence[str], methods: Sequence[str]) -> None:
     """Rebuild the four CSVs from the records, in input order then method order."""
-    rec_rows, edit_rows, ecs_rows, time_rows = [], [], [], []
+    rec_rows, edit_rows, ecs_rows, time_rows, paste_rows = [], [], [], [], []
     for image_id in image_ids:
         for method in methods:
             path = paths.record(method, image_id)
@@ -178,7 +195,10 @@ def write_csvs(paths: EvaluationPaths, image_ids: Sequence[str], methods: Sequen
             edit_rows.extend(key | e for e in r["edits"])
             ecs_rows.extend(key | e for e in r["ecs"])
             time_rows.append(key | {k: round(v, 3) for k, v in r["timing"].items()})
+            paste_rows.extend(key | p for p in r.get("paste", []))
     atomic.write_text(paths.reconstruction_csv, _csv_text(RECONSTRUCTION_COLUMNS, rec_rows))
     atomic.write_text(paths.edits_csv, _csv_text(EDIT_COLUMNS, edit_rows))
     atomic.write_text(paths.ecs_csv, _csv_text(ECS_COLUMNS, ecs_rows))
     atomic.write_text(paths.timing_csv, _csv_text(TIMING_COLUMNS, time_rows))
+    if paste_rows:  # only runs with --paste-back have the file
+        atomic.write_text(paths.paste_csv, _csv_text(PASTE_COLUMNS, paste_rows))

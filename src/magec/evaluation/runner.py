@@ -21,6 +21,7 @@ from magec.errors import MagecError, file_error
 from magec.evaluation.chunk import ChunkContext, InvertFn, default_invert, evaluate_and_record, extract_features
 from magec.evaluation.config import EvaluationConfig, with_default_editors
 from magec.evaluation.identity import IdentityMeter
+from magec.evaluation.paste_back import PasteMeter
 from magec.evaluation.realism import FeatureNetwork, ReferenceManifold, build_manifold, realism_features
 from magec.evaluation.run_folder import EvaluationPaths, check_or_write_metadata, record_done, write_csvs
 from magec.evaluation.sources import REFERENCE_SEED_OFFSET, ImageSource, generated_source
@@ -57,8 +58,11 @@ def run_evaluation(
     ``identity`` measures dlib identity distances when ``config.identity`` (default: dlib's network, loaded here).
     ``config`` None: the paper's settings (``EvaluationConfig()``).
     """
+    config = config or EvaluationConfig()
+    if config.paste_back and not source.has_photos:
+        raise MagecError("--paste-back needs faces cut from photos (--images with --face-crop or --align)")
     paths = EvaluationPaths(Path(out_dir))
-    config = with_default_editors(config or EvaluationConfig(), pipeline)
+    config = with_default_editors(config, pipeline)
     editors = _select_editors(pipeline, config.editors)
     encoder = _check_encoder(pipeline, config)
     features = features or realism_features(pipeline.describer, pipeline.device, seed=config.seed)
@@ -87,7 +91,9 @@ def run_evaluation(
     check_or_write_metadata(paths, metadata)
     manifold = _reference_manifold(paths, reference, features, config, pipeline.device, progress)
     meter = _identity_meter(config, pipeline.device, identity)
-    ctx = ChunkContext(pipeline, config, paths, invert_fn or default_invert(), features, manifold, editors, meter)
+    paste = PasteMeter() if config.paste_back else None
+    invert = invert_fn or default_invert()
+    ctx = ChunkContext(pipeline, config, paths, invert, features, manifold, editors, meter, paste)
     _run_chunks(ctx, source, executor, progress)
     write_csvs(paths, source.ids, config.methods)
     return paths
@@ -132,7 +138,8 @@ def worker_context(
     editors = _select_editors(pipeline, config.editors)
     _check_encoder(pipeline, config)
     meter = _identity_meter(config, pipeline.device)
-    return ChunkContext(pipeline, config, paths, default_invert(), features, manifold, editors, meter)
+    paste = PasteMeter() if config.paste_back else None
+    return ChunkContext(pipeline, config, paths, default_invert(), features, manifold, editors, meter, paste)
 
 
 def _check_encoder(pipeline: Pipeline, config: EvaluationConfig) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +20,9 @@ from magec.io.images import load_image
 from magec.memory import chunk_size, map_chunks, synthesis_bytes
 from magec.validation import DEFAULT_MAX_PIXELS
 
+if TYPE_CHECKING:
+    from magec.evaluation.paste_back import PhotoFace
+
 #: Offset added to the user's seed for generated evaluation inputs, and for generated reference samples,
 #: so neither coincides with samples drawn from small seeds elsewhere (e.g. when a pack is prepared).
 GENERATED_SEED_OFFSET = 7_000_003
@@ -27,17 +31,30 @@ REFERENCE_SEED_OFFSET = 9_000_011
 
 @dataclass
 class ImageSource:
-    """Named images: ``ids[i]`` is a stable key, ``load(indices)`` returns them as (B, 3, R, R) in [-1, 1]."""
+    """Named images: ``ids[i]`` is a stable key, ``load(indices)`` returns them as (B, 3, R, R) in [-1, 1].
+
+    ``locate(indices)``, for faces cut from photos: each face in its photo (what pasting an edit back needs),
+    found again on demand so that a long run never holds every photo in memory; None for other sources."""
 
     ids: list[str]
     description: str
     _load: Callable[[Sequence[int]], torch.Tensor] = field(repr=False)
+    _locate: Callable[[Sequence[int]], list[PhotoFace]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def load(self, indices: Sequence[int]) -> torch.Tensor:
         return self._load(indices)
+
+    @property
+    def has_photos(self) -> bool:
+        return self._locate is not None
+
+    def locate(self, indices: Sequence[int]) -> list[PhotoFace]:
+        if self._locate is None:
+            raise MagecError(f"{self.description}: not faces cut from photos, so there is no photo to paste into")
+        return self._locate(indices)
 
 
 def image_files(folder: str | Path, limit: int | None = None, exclude: Iterable[str | Path] = ()) -> list[Path]:
@@ -125,6 +142,7 @@ def faces_source(
     files = image_files(folder, limit, exclude)
     ids: list[str] = []
     crops: list[torch.Tensor] = []
+    origins: list[tuple[Path, int]] = []  # (photo, face index) of each crop
     photos_without_faces = searched = 0
     for i, path in enumerate(files):
         if max_faces is not None and len(crops) >= max_faces:
@@ -139,6 +157,7 @@ def faces_source(
                 break
             ids.append(f"{i:05d}-{path.stem}-face{k}")
             crops.append(pil_to_tensor(crop))
+            origins.append((path, k))
             k += 1
         photos_without_faces += k == 0
     if not crops:
@@ -150,7 +169,12 @@ def faces_source(
         + (f", capped at {max_faces} faces" if max_faces is not None else "")
         + (f"; {photos_without_faces} photos without a face" if photos_without_faces else "")
     )
-    return ImageSource(ids, description, lambda indices: stack[list(indices)])
+
+    def locate(indices: Sequence[int]) -> list[PhotoFace]:
+        return _photo_faces([origins[i] for i in indices], resolution, framing, max_pixels)
+
+    return ImageSource(ids, description, lambda indices: stack[list(indices)], locate)
+
 
 
 @dataclass(frozen=True)
@@ -196,3 +220,28 @@ class SourceSpec:
                 self.folder, res, self.framing, self.limit, self.max_faces, self.max_pixels, self.exclude
             )
         return folder_source(self.folder, res, self.limit, self.max_pixels, self.exclude)
+
+
+def _photo_faces(
+    origins: Sequence[tuple[Path, int]], resolution: int, framing: str, max_pixels: int
+) -> list[PhotoFace]:
+    """Each (photo, face index) as a ``PhotoFace``: the photo read as ``faces_source`` read it, searched once per
+    photo (dlib's 68 landmarks), the face framed for the generator, and its landmarks for the paste mask."""
+    from magec.evaluation.paste_back import PhotoFace
+    from magec.faces.detection import DETECTION_SIDE, LandmarkDetector
+    from magec.faces.framing import frame_face_located
+    from magec.faces.paste import located_face_landmarks
+    from magec.io.images import read_image
+
+    detector = LandmarkDetector()  # as both framings detect (upsampling once)
+    found: dict[Path, tuple] = {}
+    located = []
+    for path, k in origins:
+        if path not in found:
+            photo = read_image(path, max_pixels, reduce_to=DETECTION_SIDE)
+            found[path] = (photo, detector.detect(photo))
+        photo, faces = found[path]
+        _, where = frame_face_located(photo, resolution, framing, k, faces)
+        landmarks, _ = located_face_landmarks(photo, where, faces=faces)
+        located.append(PhotoFace(photo, where, landmarks))
+    return located
