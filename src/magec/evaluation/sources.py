@@ -176,7 +176,6 @@ def faces_source(
     return ImageSource(ids, description, lambda indices: stack[list(indices)], locate)
 
 
-
 @dataclass(frozen=True)
 class SourceSpec:
     """Where a run's images come from and how they are framed, as plain values, checked once.
