@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"encoders"},
     {"prepare"},
     {"pipeline"},
-    {"inversion", "render"},
+    {"inversion", "render", "editing"},
     {"evaluation", "preview", "entanglement", "bench"},
     {"distributed"},
     {"demo"},

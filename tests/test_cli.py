@@ -51,7 +51,7 @@ def test_invert_then_edit(pack_dir, face_png, tmp_path, capsys):
     assert record["steps"] == 10 and len(record["history"]) == 10
     assert record["history"][-1]["mse"] < record["history"][0]["mse"]
     saved = load_latent(out / "face.latent.safetensors")
-    assert saved.latent.shape == (1, 100) and saved.space == "z" and saved.source.shape == (3, 64, 64)
+    assert saved.latent.shape == (1, 100) and saved.space == "z" and saved.source.shape == (1, 3, 64, 64)
     assert Image.open(out / "face.png").size == (64, 64)
 
     edits = tmp_path / "edits"

@@ -113,15 +113,13 @@ def test_magec_edit_writes_every_attribute_the_studio_offers(tone_pipeline):
     assert len(default_operations(tone_pipeline, "ganspace")) == 4
 
 
-def test_magec_edit_says_when_edits_go_past_the_measured_range(tone_pipeline, capsys):
-    from magec.cli.cmd_edit import _note_beyond_range
+def test_magec_edit_says_when_edits_go_past_the_measured_range(tone_pipeline):
+    from magec.editing import beyond_range_note
 
     operations = default_operations(tone_pipeline, "interfacegan")
-    _note_beyond_range(tone_pipeline, "interfacegan", operations, [0.01])
-    assert capsys.readouterr().err == ""
-    _note_beyond_range(tone_pipeline, "interfacegan", operations, [-50.0, 0.01, 50.0])
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{2 * len(operations)} of the edits go past" in err
+    assert beyond_range_note(tone_pipeline, "interfacegan", operations, [0.01]) is None
+    note = beyond_range_note(tone_pipeline, "interfacegan", operations, [-50.0, 0.01, 50.0])
+    assert note is not None and "\n" not in note and f"{2 * len(operations)} of the edits go past" in note
 
 
 def test_slider_ranges_are_measured_in_chunks_with_the_same_result(tone_pipeline, monkeypatch):

@@ -18,7 +18,8 @@ The library is organised as the method is (see README.md, "Layout"):
 - ``magec.faces``       faces in photos: detection, FFHQ alignment, framing, face chips
 - ``magec.latent``      LinkNet (latent -> descriptor) and latent editors (InterfaceGAN, GANSpace, SeFa, StyleFlow)
 - ``magec.losses``      image losses (MSE, perceptual, identity) and the MAGEC loss (Eq. 2)
-- ``magec.inversion``   the optimiser and the methods magec / no-magec / im2stylegan++
+- ``magec.inversion``   the optimiser, the methods magec / no-magec / im2stylegan++, whole folders (``invert_folder``)
+- ``magec.editing``     a latent file's edits written to a folder (``edit_latent_file``, what ``magec edit`` runs)
 - ``magec.evaluation``  the paper's metrics (Tables 1-3, ECS)
 - ``magec.cli``         the thin ``magec`` command line on top
 """
@@ -44,6 +45,12 @@ _EXPORTS: dict[str, str] = {
     "invert": "magec.inversion.optimizer:invert",
     "InversionResult": "magec.inversion.optimizer:InversionResult",
     "InversionConfig": "magec.inversion.config:InversionConfig",
+    "Projection": "magec.inversion.projection:Projection",
+    "load_latent": "magec.inversion.outputs:load_latent",
+    "invert_folder": "magec.inversion.folder_run:invert_folder",
+    "FolderSettings": "magec.inversion.folder_run:FolderSettings",
+    "edit_latent_file": "magec.editing:edit_latent_file",
+    "EditSettings": "magec.editing:EditSettings",
     "StepInfo": "magec.inversion.optimizer:StepInfo",
     "ProgressBar": "magec.inversion.progress:ProgressBar",
     "method_config": "magec.inversion.config:method_config",
@@ -64,6 +71,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from magec.describers import load_describer
+    from magec.editing import EditSettings, edit_latent_file
     from magec.encoders.base import Encoder
     from magec.errors import MagecError
     from magec.evaluation.config import EvaluationConfig
@@ -71,8 +79,11 @@ if TYPE_CHECKING:
     from magec.faces.alignment import align_photo
     from magec.generators import load_generator
     from magec.inversion.config import ENCODER_METHODS, METHODS, InversionConfig, method_config
+    from magec.inversion.folder_run import FolderSettings, invert_folder
     from magec.inversion.optimizer import InversionResult, StepInfo, invert
+    from magec.inversion.outputs import load_latent
     from magec.inversion.progress import ProgressBar
+    from magec.inversion.projection import Projection
     from magec.io.images import load_image, save_png
     from magec.pack import Pack
     from magec.pipeline import Pipeline, assemble_pipeline, load_face, load_pipeline

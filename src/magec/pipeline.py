@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,11 @@ class Pipeline:
     def __post_init__(self) -> None:
         if not self.editors:
             self.editors = {**self.pack.editors, InterpolationEditor.kind: InterpolationEditor(self.generator)}
+
+    def with_generator(self, generator: Generator | None) -> Pipeline:
+        """This pipeline drawing with ``generator`` (one pivotal tuning made for one image) instead of its own, with
+        the same editors and losses; itself for None."""
+        return self if generator is None else replace(self, generator=generator)
 
     def settings(self) -> dict[str, Any]:
         """What produced a result, for output metadata."""

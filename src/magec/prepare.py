@@ -426,3 +426,13 @@ def embedded_pack(
     pack = prepare_pack(generator, describer, config or PrepareConfig(), progress=progress, encoder=encoder)
     pack.save(folder)
     return pack
+
+
+def embedded_pack_folder(device: str | torch.device = "auto") -> str:
+    """The embedded default's pack folder in the cache, prepared there first when it holds no usable pack (what a
+    run given no pack uses)."""
+    from magec.weights import magec_cache_dir
+
+    folder = magec_cache_dir() / EMBEDDED_PACK
+    embedded_pack(device=device, progress=not (folder / "manifest.json").is_file())
+    return str(folder)

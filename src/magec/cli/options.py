@@ -13,6 +13,7 @@ from typing import Any
 
 from magec import validation
 from magec.errors import MagecError
+from magec.inversion.pack_checks import check_pack_attributes as check_pack_attributes  # the library's check
 from magec.validation import DEFAULT_MAX_PIXELS
 
 
@@ -139,27 +140,6 @@ def add_attributes_option(parser: argparse.ArgumentParser) -> None:
         metavar="A,B,...",
         help="restrict the MAGEC loss to these attributes of the pack (default: all); recorded in the outputs",
     )
-
-
-def check_pack_attributes(pack: str | None, names: tuple[str, ...] | None) -> None:
-    """Refuse ``--attributes`` the pack's describer does not have, from its manifest (before models load)."""
-    if not names:
-        return
-    import json
-    from pathlib import Path
-
-    if pack is None:
-        return  # the embedded pack: checked against its layout when it loads
-    try:
-        manifest = json.loads((Path(pack) / "manifest.json").read_text(encoding="utf-8"))
-        known = [a["name"] for a in manifest["describer"]["layout"]["attributes"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # an unreadable pack is refused with its own message when it loads
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise MagecError(
-            f"argument --attributes: {', '.join(unknown)} not among the pack's attributes ({', '.join(known)})"
-        )
 
 
 #: Where the embedded default's pack lives (``magec.prepare.embedded_pack``), as ``--pack``'s help names it.

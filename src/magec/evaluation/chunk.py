@@ -445,7 +445,7 @@ def _tuned_cycles(
     cycles, seconds = [None] * len(plans), 0.0
     for b in sorted(set(owners)):
         rows = _rows(owners, b)
-        pipe = replace(ctx.pipeline, generator=tuned[b])  # the same parts, with this image's tuned generator
+        pipe = ctx.pipeline.with_generator(tuned[b])  # the same parts, with this image's tuned generator
         latents, space, noise, took = _reproject(ctx, pipe, x_edit[rows], base, ids[b])
         back = _apply(ctx, latents, [plans[k] for k in rows], invert=True)
         for k, image in zip(rows, _synth_chunked(ctx, back, space, noise, tuned[b])):

@@ -23,6 +23,7 @@ import torch
 from magec.errors import MagecError
 from magec.generators.base import select_noise
 from magec.inversion.config import PTI_METHODS, InversionConfig, method_config, needs_encoder
+from magec.inversion.projection import Projection
 from magec.inversion.pti import PTIConfig, pivotal_tuning
 from magec.losses.magec_loss import build_magec_loss
 from magec.losses.mse import mse_per_image
@@ -98,6 +99,13 @@ class InversionResult:
     def image_history(self, i: int) -> list[dict]:
         """The per-step losses of image ``i`` alone."""
         return [{k: (v[i] if isinstance(v, list) else v) for k, v in h.items()} for h in self.history]
+
+    def projection(self, i: int, source: torch.Tensor | None = None) -> Projection:
+        """Image ``i``'s record: its code, noise maps and tuned generator (``source``: the image, (1, 3, R, R))."""
+        tuned = self.tuned[i] if self.tuned is not None else None
+        noise = select_noise(self.noise, i)
+        return Projection(self.method, self.latents[i : i + 1], self.space, noise, source, self.steps, self.seconds,
+                          self.stopped, list(self.notes), tuned)  # fmt: skip
 
 
 def _history_to_cpu(steps: list[dict], losses: list[dict[str, torch.Tensor]]) -> list[dict]:

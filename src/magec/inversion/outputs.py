@@ -7,7 +7,6 @@ optimised, the source image (uint8) and metadata (space, generator, method, pack
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,19 @@ import torch
 from safetensors.torch import save
 
 from magec.errors import MagecError, file_error
-from magec.generators.base import Generator, select_noise
+from magec.generators.base import Generator
 from magec.generators.delta import apply_delta, delta_metadata, fingerprint, save_delta, weight_delta
 from magec.inversion.config import PTI_METHODS, PTI_SUFFIX
 from magec.inversion.optimizer import InversionResult
+from magec.inversion.projection import Projection
 from magec.io.atomic import atomic_path, write_json
 from magec.io.checkpoints import canonical_safetensors, read_safetensors, safetensors_metadata
 from magec.io.hashing import sha256_file
 from magec.io.images import save_png, to_uint8
 
 LATENT_FORMAT = "magec-latent"
+#: The latent file's suffix (``<name>.latent.safetensors``; the tuned generator is ``<name>.pti.safetensors``).
+LATENT_SUFFIX = ".latent.safetensors"
 
 
 def delta_path_for(latent_path: str | Path) -> Path:
@@ -86,15 +88,6 @@ def tuned_generator_for(latent_path: str | Path, base: Generator, untuned: bool 
     return apply_delta(base, delta) if delta is not None else None
 
 
-@dataclass
-class SavedLatent:
-    latent: torch.Tensor
-    space: str
-    noise: list[torch.Tensor] | None
-    source: torch.Tensor | None
-    metadata: dict[str, Any]
-
-
 def save_latent(
     path: str | Path,
     latent: torch.Tensor,
@@ -115,8 +108,9 @@ def save_latent(
     return path
 
 
-def load_latent(path: str | Path) -> SavedLatent:
-    """Read a latent written by ``magec invert``; a wrong or corrupted file raises a one-line MagecError."""
+def load_latent(path: str | Path) -> Projection:
+    """Read a latent written by ``magec invert`` or the studio (its method, where its face sits in the photo and
+    the rest of its metadata included); a wrong or corrupted file raises a one-line MagecError."""
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "no such latent file")
@@ -138,16 +132,18 @@ def load_latent(path: str | Path) -> SavedLatent:
         raise file_error(
             path, f"source image has shape {list(source.shape)} and type {source.dtype}, expected (3, H, W) uint8"
         )
-    return SavedLatent(
+    return Projection(
+        method=str(metadata.get("method", "")),
         latent=tensors["latent"],
         space=meta.get("space", ""),
         noise=[tensors[k] for k in noise_keys] or None,
-        source=(source.float() / 127.5 - 1.0) if source is not None else None,
+        source=(source[None].float() / 127.5 - 1.0) if source is not None else None,
+        photo=metadata.get("photo") or None,
         metadata=metadata,
     )
 
 
-def check_latent_fits(saved: SavedLatent, generator: Generator, path: str | Path) -> None:
+def check_latent_fits(saved: Projection, generator: Generator, path: str | Path) -> None:
     """Refuse (one line naming ``path``) a latent whose space, shape or noise maps the generator cannot take."""
     if saved.metadata.get("generator") not in (None, generator.spec):
         raise file_error(
@@ -167,6 +163,29 @@ def check_latent_fits(saved: SavedLatent, generator: Generator, path: str | Path
         shapes = [tuple(n.shape[1:]) for n in generator.make_noise(1, seed=0)]
         if [tuple(n.shape[1:]) for n in saved.noise] != shapes or any(n.shape[0] != 1 for n in saved.noise):
             raise file_error(path, f"noise maps do not match {generator.spec}'s {len(shapes)} noise inputs")
+
+
+def save_projection(
+    projection: Projection,
+    stem: str | Path,
+    metadata: dict[str, Any],
+    base: Generator | None = None,
+    base_sha: str | None = None,
+) -> list[Path]:
+    """Write ``<stem>.latent.safetensors`` (code, noise, source, ``metadata``) and, for a tuned projection,
+    ``<stem>.pti.safetensors``: what changed against ``base``, recording the latent file's SHA-256 so that it
+    cannot be paired with another latent (``base_sha``: ``base``'s fingerprint, when the caller has it)."""
+    stem = Path(stem)
+    source = projection.source[0] if projection.source is not None else None
+    latent_path = stem.with_name(stem.name + LATENT_SUFFIX)
+    latent = save_latent(latent_path, projection.latent, projection.space, projection.noise, source, metadata)
+    if projection.tuned is None:
+        return [latent]
+    if base is None:
+        raise ValueError("save_projection needs the base generator to store a pivotal-tuning delta")
+    delta = weight_delta(base, projection.tuned)
+    sha = base_sha or fingerprint(base)
+    return [latent, save_delta(stem.with_name(stem.name + PTI_SUFFIX), delta, base, sha, sha256_file(latent))]
 
 
 def write_inversion_outputs(
@@ -191,21 +210,14 @@ def write_inversion_outputs(
     out_dir = Path(out_dir)
     written = []
     for i, name in enumerate(names):
-        noise = select_noise(result.noise, i)
+        projection = result.projection(i, sources[i : i + 1])
         meta = {**settings, "method": result.method, "space": result.space, "source_name": name}
         if source_files is not None:
             meta["source_file"] = source_files[i]
         if extra is not None and extra[i]:
             meta["photo"] = extra[i]
-        latent = save_latent(
-            out_dir / f"{name}.latent.safetensors", result.latents[i : i + 1], result.space, noise, sources[i], meta
-        )
-        written.append(latent)
-        written.append(save_png(result.images[i], out_dir / f"{name}.png"))
-        if result.tuned is not None:
-            delta = weight_delta(base, result.tuned[i])
-            latent_sha = sha256_file(latent)
-            written.append(save_delta(out_dir / f"{name}{PTI_SUFFIX}", delta, base, base_sha, latent_sha))
+        files = save_projection(projection, out_dir / name, meta, base, base_sha)
+        written += [files[0], save_png(result.images[i], out_dir / f"{name}.png"), *files[1:]]
         final = result.history[-1] if result.history else {}
         record = {
             **meta,

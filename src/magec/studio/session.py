@@ -5,7 +5,7 @@ With an encoder in the pipeline (``Pipeline.encoder``) a photo is seen in two st
 optimisation in the queue (``Studio.refine``), whose projection replaces it when it lands (``FirstLook``).
 
 Everything here calls documented library functions (``frame_face_located``, ``invert``, ``render_latent``,
-``paste_back``, ``save_latent``); the Gradio page (``magec.studio.app``) only wires these to widgets. Nothing
+``paste_back``, ``save_projection``); the Gradio page (``magec.studio.app``) only wires these to widgets. Nothing
 the browser sends is used as a path: an upload is accepted only when it lies inside the upload folder this
 process created (the photo is then kept in memory), and every file offered for download is written into the
 process's own temporary folder.
@@ -38,17 +38,16 @@ from magec.errors import MagecError
 from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector
 from magec.faces.framing import frame_face_located, framing_for
 from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_edit
-from magec.generators.base import Generator
-from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
-from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, PTI_SUFFIX, base_method
-from magec.inversion.outputs import save_latent
+from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, base_method
+from magec.inversion.outputs import save_projection
 from magec.inversion.pti import PTIConfig, pivotal_tuning
-from magec.io.hashing import sha256_file
 from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
-from magec.studio.jobs import CANCELLED, DONE, Job, JobQueue
+from magec.studio.jobs import Job, JobQueue
+from magec.studio.projections import INSTANT_LABEL as INSTANT_LABEL  # the page's names, from where they live
+from magec.studio.projections import INSTANT_METHOD, FirstLook, Projection
 
 #: Upload limits of the page (the CLI's are larger: a page left running must not be easy to exhaust).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -63,9 +62,6 @@ METHODS = (*PAPER_METHODS, *MEAN_PTI_METHODS)
 PASTE_MARGIN = 0.25
 #: How the studio records a framing in a downloaded latent (``magec edit --paste-back`` reads it).
 FRAMING_RECORD = {"chip-box": "face-crop", "ffhq": "align"}
-#: The method name of the encoder's projection (as ``magec invert --method encoder``: the encoder's code alone),
-#: and how the page names it.
-INSTANT_METHOD, INSTANT_LABEL = "encoder", "instant (encoder)"
 #: How many renders the studio keeps (``Studio.render``): per viewer, the unedited image and the last edit are
 #: what a slider change reuses; a few viewers fit.
 RENDER_CACHE = 8
@@ -124,70 +120,6 @@ class PasteRegion:
     framing: Framing
     landmarks: np.ndarray
     mask: np.ndarray
-
-
-@dataclass
-class Projection:
-    """One inverted photo: what the page renders slider values from (kept per browser session)."""
-
-    method: str
-    latent: torch.Tensor
-    space: str
-    noise: list[torch.Tensor] | None
-    source: torch.Tensor
-    steps: int
-    seconds: float
-    stopped: bool
-    notes: list[str] = field(default_factory=list)
-    #: For ``+pti``: the generator tuned around this latent (renders use it instead of the pipeline's).
-    tuned: Generator | None = None
-    #: The input, for pasting the edit back into its photo.
-    framed: FramedPhoto | None = None
-    #: Pivotal-tuning steps run (``+pti``; PTI may stop early once its LPIPS threshold is met).
-    tuning_steps: int = 0
-    #: True for the encoder's code (``Studio.instant_projection``), shown until the chosen method's lands.
-    instant: bool = False
-    #: True once its viewer's session ended (``Studio.end_session``): the tuned generator and photo are gone.
-    released: bool = False
-    #: True for a ``+pti`` projection whose pivotal tuning was stopped (cancelled): its latent is complete, the
-    #: half-tuned generator was not kept (``tuned`` is None); ``Studio.finish_tuning`` or ``discard_tuning``.
-    tuning_stopped: bool = False
-
-    def release(self) -> None:
-        """Drop the tuned generator and the photo (its viewer has gone); rendering it is then refused."""
-        self.tuned, self.released = None, True
-        if self.framed is not None:
-            self.framed.release()
-
-    @property
-    def shown_as(self) -> str:
-        """What the page calls this projection: ``instant (encoder)``, or the method's name."""
-        return INSTANT_LABEL if self.instant else self.method
-
-
-@dataclass
-class FirstLook:
-    """A photo seen in two stages: the encoder's projection at once, and the queued job of the chosen method
-    whose projection replaces it once it lands (the slider values stay: only the latent changes)."""
-
-    instant: Projection
-    job: Job
-    method: str
-
-    @property
-    def refined(self) -> Projection | None:
-        """The method's projection once its job is done (or cancelled in its pivotal tuning: the latent is done,
-        ``tuning_stopped``); None while it waits or runs, when it was cancelled during the latent's optimisation (a
-        partly optimised latent is not better than the encoder's) or failed (``job.error`` says why)."""
-        projection = (self.job.result or {}).get(self.method)
-        if self.job.state == CANCELLED and projection is not None and projection.tuning_stopped:
-            return projection  # the method's latent is complete: better than the encoder's, tuned or not
-        return projection if self.job.state == DONE else None
-
-    @property
-    def current(self) -> Projection:
-        """The projection to show now: the refined one when it has landed, else the encoder's."""
-        return self.refined or self.instant
 
 
 class Studio:
@@ -389,20 +321,11 @@ class Studio:
                 res = invert(self.pipeline, source, method, config, self.seed, callback, pti=pti)
                 if not res.stopped and not halted[0]:
                     self._record_steps(method, seconds)
+                tuned = res.tuned[0] if res.tuned and not halted[0] else None  # a half-tuned generator is not kept
+                noise = [n.cpu() for n in res.noise] if res.noise is not None else None
                 results[method] = self._own(owner, Projection(
-                    method,
-                    res.latents.cpu(),
-                    res.space,
-                    [n.cpu() for n in res.noise] if res.noise is not None else None,
-                    source,
-                    res.steps,
-                    res.seconds,
-                    res.stopped,
-                    res.notes,
-                    res.tuned[0] if res.tuned and not halted[0] else None,  # a half-tuned generator is not kept
-                    framed,
-                    tuning[0],
-                    tuning_stopped=halted[0],
+                    method, res.latents.cpu(), res.space, noise, source, res.steps, res.seconds, res.stopped,
+                    res.notes, tuned, framed=framed, tuning_steps=tuning[0], tuning_stopped=halted[0],
                 ))  # fmt: skip
                 done += lengths[method]
                 if job.cancelled:
@@ -575,7 +498,7 @@ class Studio:
             if hit is not None and hit[0]() is projection:
                 self._renders.move_to_end(key)
                 return hit[1]
-        pipeline = self.pipeline if projection.tuned is None else replace(self.pipeline, generator=projection.tuned)
+        pipeline = projection.drawn_by(self.pipeline)
         image = render_latent(pipeline, projection.latent, projection.space, projection.noise, values).cpu()
         with self._lock:
             self._renders[key] = (weakref.ref(projection), image)
@@ -667,24 +590,12 @@ class Studio:
         framed = projection.framed
         if framed is not None and framed.framing is not None:  # where the face sits: --paste-back reads it
             meta["photo"] = {"framing": FRAMING_RECORD[self.framing], **framed.framing.to_dict()}
-        latent = save_latent(
-            folder / f"{stem}.latent.safetensors",
-            projection.latent,
-            projection.space,
-            projection.noise,
-            projection.source[0],
-            meta,
-        )
+        latent, *tuned = save_projection(projection, folder / stem, meta, self.pipeline.generator)
         (folder / f"{stem}-settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-        files = [png, latent, folder / f"{stem}-settings.json"]
+        files = [png, latent, folder / f"{stem}-settings.json", *tuned]
         pasted = self.pasted(projection, values)
         if pasted is not None:
             files.insert(1, save_png(pasted, folder / f"{stem}-pasted.png"))
-        if projection.tuned is not None:
-            base = self.pipeline.generator
-            delta = weight_delta(base, projection.tuned)
-            tuned = save_delta(folder / f"{stem}{PTI_SUFFIX}", delta, base, fingerprint(base), sha256_file(latent))
-            files.append(tuned)
         return files
 
     def close(self) -> None:
