@@ -89,7 +89,7 @@ def faces_of(folder: Path, size: int, max_faces: int) -> list[dict]:
         for k in range(len(found)):
             if len(faces) >= max_faces:
                 return faces
-            crop, framing = frame_face_located(photo, size, "chip-box", k, found)
+            crop, framing = frame_face_located(photo, size, "face-crop", k, found)
             landmarks, _ = located_face_landmarks(photo, framing, faces=found)
             corners = framing.square_corners()
             (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
@@ -211,7 +211,7 @@ def figure(steps_scale: float, target: Path) -> dict:
     """The astronaut pasted back by ``magec demo``'s methods (its grid), written to ``target``."""
     pipe = magec.load_pipeline(device="cpu", identity="none")  # as `magec demo`
     photo = astronaut_photo()
-    crop, framing = frame_face_located(photo, pipe.generator.resolution, "chip-box")
+    crop, framing = frame_face_located(photo, pipe.generator.resolution, "face-crop")
     x = pil_to_tensor(crop)
     results = {m: invert(pipe, x, m, method_config(m, steps_scale), seed=0) for m in PAPER_METHODS}
     pti = PTIConfig().scaled(steps_scale)

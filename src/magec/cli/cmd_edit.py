@@ -149,12 +149,12 @@ def run(args: argparse.Namespace) -> int:
     planned = planned_edit_files(args.editor, operations, amounts)
     framing = None
     if args.paste_back:
-        from magec.faces.paste import Framing
+        from magec.faces.frame import FaceFrame
 
         photo_meta = saved.metadata.get("photo")
         if not photo_meta:
             raise MagecError(f"{args.latent}: --paste-back needs a latent inverted with --align or --face-crop")
-        framing = Framing.from_dict(photo_meta)
+        framing = FaceFrame.from_dict(photo_meta)
         from magec.io.images import image_size
 
         if tuple(image_size(args.paste_back, args.max_pixels)) != tuple(framing.photo_size):

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         magec_editor=args.magec_editor,
     )
     check_pack_attributes(args.pack, args.attributes)
-    faces = "chip-box" if args.face_crop else "ffhq" if args.align else None
+    faces = "face-crop" if args.face_crop else "align" if args.align else None
     if faces is not None and args.images is None:
         raise MagecError("--face-crop/--align need --images (a folder of photos)")
     if faces is not None and workers is not None:

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from magec.inversion.config import PTI_METHODS, method_config
     from magec.inversion.folder import (
         FolderJob,
-        Framing,
+        FramingOptions,
         Item,
         collect_inputs,
         deal_batches,
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         check_magec_editor(args.magec_editor, args.pack)
         check_pack_attributes(args.pack, args.attributes)
 
-    framing = Framing(args.align, args.face_crop, args.face, args.max_pixels)
+    framing = FramingOptions(args.align, args.face_crop, args.face, args.max_pixels)
     request = request_of(
         method=args.method,
         steps_scale=args.steps_scale,

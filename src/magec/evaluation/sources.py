@@ -109,7 +109,7 @@ def faces_source(
     exclude: Iterable[str | Path] = (),
 ) -> ImageSource:
     """Every face dlib finds in the photos of ``folder`` (``image_files``; in a photo, largest face first), framed
-    for the generator as ``magec invert --face-crop`` (``framing="chip-box"``) or ``--align`` (``"ffhq"``) frames
+    for the generator as ``magec invert --face-crop`` (``framing="face-crop"``) or ``--align`` (``"align"``) frames
     a photo, at most ``max_faces`` in all. The crops are made once, here (each photo is decoded and searched once
     per face), and kept: ``resolution``-sized crops are small. Ids: ``<photo index>-<stem>-face<k>``.
     """
@@ -144,7 +144,7 @@ def faces_source(
     if not crops:
         raise file_error(folder, "dlib finds no face in its images")
     stack = torch.cat(crops)
-    kind = {"chip-box": "the generator's chip box (--face-crop)", "ffhq": "FFHQ alignment (--align)"}[framing]
+    kind = {"face-crop": "the generator's chip box (--face-crop)", "align": "FFHQ alignment (--align)"}[framing]
     description = (
         f"{len(crops)} faces from {searched} of the {len(files)} photos in {folder} (by name), framed with {kind}"
         + (f", capped at {max_faces} faces" if max_faces is not None else "")

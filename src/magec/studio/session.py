@@ -34,16 +34,17 @@ from PIL import Image
 
 from magec import __version__
 from magec.errors import MagecError
-from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector
-from magec.faces.framing import frame_face_located, framing_for
-from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_edit
+from magec.faces.detection import SharedDetector
+from magec.faces.frame import FaceFrame
+from magec.faces.framing import frame_face_located, framing_for, read_framed_photo
+from magec.faces.paste import face_mask, located_face_landmarks, paste_edit
 from magec.generators.base import Generator
 from magec.generators.delta import fingerprint, save_delta, weight_delta
 from magec.inversion import invert, method_config
 from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, PTI_SUFFIX, base_method
 from magec.inversion.outputs import file_sha256, save_latent
 from magec.inversion.pti import PTIConfig, pivotal_tuning
-from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
+from magec.io.images import pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
 from magec.studio.jobs import CANCELLED, DONE, Job, JobQueue
@@ -59,8 +60,6 @@ METHODS = (*PAPER_METHODS, *MEAN_PTI_METHODS)
 #: mask (``face_mask``: eroded by 0.04 of the face, blurred with sigma 0.03 truncated at 4 sigma) is the same
 #: computed there as over the whole photo, and a slider release does not touch the rest of a 40 MP photo.
 PASTE_MARGIN = 0.25
-#: How the studio records a framing in a downloaded latent (``magec edit --paste-back`` reads it).
-FRAMING_RECORD = {"chip-box": "face-crop", "ffhq": "align"}
 #: The method name of the encoder's projection (as ``magec invert --method encoder``: the encoder's code alone),
 #: and how the page names it.
 INSTANT_METHOD, INSTANT_LABEL = "encoder", "instant (encoder)"
@@ -73,7 +72,7 @@ class FramedPhoto:
 
     image: Image.Image
     photo: Image.Image | None = None
-    framing: Framing | None = None
+    framing: FaceFrame | None = None
     landmarks: np.ndarray | None = None
     #: How many faces the photo holds, and which one is framed (0 = the largest).
     faces: int = 1
@@ -102,7 +101,7 @@ class FramedPhoto:
             right, bottom = min(width, int(np.ceil(hi[0] + margin)) + 1), min(height, int(np.ceil(hi[1] + margin)) + 1)
             size = (right - left, bottom - top)
             f = self.framing
-            framing = Framing((f.origin[0] - left, f.origin[1] - top), f.u, f.v, size)
+            framing = FaceFrame((f.origin[0] - left, f.origin[1] - top), f.u, f.v, size)
             landmarks = self.landmarks - np.array([left, top], dtype=np.float64)
             photo = self.photo.crop((left, top, right, bottom))
             self._region = PasteRegion((left, top), photo, framing, landmarks, face_mask(size, landmarks))
@@ -116,7 +115,7 @@ class PasteRegion:
 
     corner: tuple[int, int]
     photo: Image.Image
-    framing: Framing
+    framing: FaceFrame
     landmarks: np.ndarray
     mask: np.ndarray
 
@@ -215,10 +214,9 @@ class Studio:
         #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
         #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
         self._step_seconds: dict[str, dict[str, float]] = {}
-        #: dlib's detector and 68-point model, loaded at the first photo (about a second) and kept for the next;
-        #: dlib's objects are not documented as thread-safe, so viewers take turns (``_faces_in``).
-        self._detector: LandmarkDetector | None = None
-        self._detector_lock = threading.Lock()
+        #: dlib's detector and landmark models, read in the background from now (2-3 s, which the first photo would
+        #: otherwise wait for) and kept; viewers take turns with them (dlib's objects are not documented thread-safe).
+        self._faces = SharedDetector()
         #: Per viewer, what this studio made for it (photos, projections; weak: never kept alive from here) and the
         #: download folders it wrote: ``end_session`` releases and deletes them. ``_ended``: viewers gone while a
         #: job of theirs still ran (what that job makes is released as it is made).
@@ -251,18 +249,15 @@ class Studio:
                 f"{name}: {size / 2**20:.1f} MB, above the page's limit of {self.max_bytes / 2**20:.0f} MB"
             )
         try:
-            preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE, limit_option="")
-            full_size = image_size(resolved, self.max_pixels)
-            framed = self.frame(preview, name, face, owner)
-            if tuple(full_size) != tuple(preview.size):  # a large JPEG decoded reduced: the full photo for pasting
-                assert framed.framing is not None and framed.landmarks is not None
-                scale = full_size[0] / preview.width
-                framed.photo = read_image(resolved, self.max_pixels, limit_option="")
-                framed.framing = framed.framing.scaled(scale, framed.photo.size)
-                framed.landmarks = (framed.landmarks + 0.5) * scale - 0.5
+            found = read_framed_photo(
+                resolved, self.resolution, self.framing, face, self.max_pixels, self._faces, limit_option=""
+            )
+            # a large JPEG was decoded reduced to find the face: the whole photo, for pasting back
+            photo = found.photo if found.scale == 1.0 else read_image(resolved, self.max_pixels, limit_option="")
         except MagecError as exc:  # the message names the server's temporary path: name the file instead
             raise MagecError(str(exc).replace(str(resolved), name)) from None
-        return framed
+        framed = FramedPhoto(found.image, photo, found.frame, found.landmarks, faces=len(found.faces or ()), face=face)
+        return self._own(owner, framed)
 
     def discard_upload(self, path: str | Path | None) -> None:
         """Delete an uploaded file once it has been read (only inside this studio's upload folder: never
@@ -282,19 +277,12 @@ class Studio:
         landmarks (for pasting back) and how many faces the photo holds."""
         photo = photo if photo.mode == "RGB" else photo.convert("RGB")
         try:
-            found = self._faces_in(photo)  # one detection: the framing and the paste-back landmarks share it
-            image, framing = frame_face_located(photo, self.resolution, self.framing, face_index=face, faces=found)
+            found = self._faces.detect(photo)  # one detection: the framing and the paste-back landmarks share it
+            image, framing = frame_face_located(photo, self.resolution, self.framing, face, found, self._faces)
             landmarks, faces = located_face_landmarks(photo, framing, faces=found)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
         return self._own(owner, FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face))
-
-    def _faces_in(self, photo: Image.Image) -> list[Face]:
-        """Every face in ``photo``, largest first (dlib, upsampling once as both framings do)."""
-        with self._detector_lock:
-            if self._detector is None:
-                self._detector = LandmarkDetector()
-            return self._detector.detect(photo)
 
     def example(self, which: str, index: int = 0, owner: str | None = None) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
@@ -614,7 +602,7 @@ class Studio:
         meta = {"method": projection.method, "source_name": "studio upload", **self.pipeline.settings()}
         framed = projection.framed
         if framed is not None and framed.framing is not None:  # where the face sits: --paste-back reads it
-            meta["photo"] = {"framing": FRAMING_RECORD[self.framing], **framed.framing.to_dict()}
+            meta["photo"] = {"framing": self.framing, **framed.framing.to_dict()}
         latent = save_latent(
             folder / f"{stem}.latent.safetensors",
             projection.latent,
