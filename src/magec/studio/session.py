@@ -72,7 +72,7 @@ class FramedPhoto:
 
     image: Image.Image
     photo: Image.Image | None = None
-    framing: FaceFrame | None = None
+    frame: FaceFrame | None = None
     landmarks: np.ndarray | None = None
     #: How many faces the photo holds, and which one is framed (0 = the largest).
     faces: int = 1
@@ -82,7 +82,7 @@ class FramedPhoto:
 
     @property
     def can_paste(self) -> bool:
-        return self.photo is not None and self.framing is not None and self.landmarks is not None
+        return self.photo is not None and self.frame is not None and self.landmarks is not None
 
     def release(self) -> None:
         """Drop the photo and its paste region (its viewer has gone; the web framework may keep the page's state
@@ -93,29 +93,29 @@ class FramedPhoto:
         """The part of the photo around the face, with the framing and landmarks moved into it and its face
         mask (computed once per photo, then reused by every paste)."""
         if self._region is None:
-            assert self.photo is not None and self.framing is not None and self.landmarks is not None
+            assert self.photo is not None and self.frame is not None and self.landmarks is not None
             lo, hi = self.landmarks.min(0), self.landmarks.max(0)
             margin = PASTE_MARGIN * float((hi - lo).max()) + 2.0
             width, height = self.photo.size
             left, top = max(0, int(np.floor(lo[0] - margin))), max(0, int(np.floor(lo[1] - margin)))
             right, bottom = min(width, int(np.ceil(hi[0] + margin)) + 1), min(height, int(np.ceil(hi[1] + margin)) + 1)
             size = (right - left, bottom - top)
-            f = self.framing
-            framing = FaceFrame((f.origin[0] - left, f.origin[1] - top), f.u, f.v, size)
+            f = self.frame
+            frame = FaceFrame((f.origin[0] - left, f.origin[1] - top), f.u, f.v, size)
             landmarks = self.landmarks - np.array([left, top], dtype=np.float64)
             photo = self.photo.crop((left, top, right, bottom))
-            self._region = PasteRegion((left, top), photo, framing, landmarks, face_mask(size, landmarks))
+            self._region = PasteRegion((left, top), photo, frame, landmarks, face_mask(size, landmarks))
         return self._region
 
 
 @dataclass(frozen=True)
 class PasteRegion:
-    """Where a photo's face is pasted: the region's top-left corner in the photo, its pixels, the framing and
+    """Where a photo's face is pasted: the region's top-left corner in the photo, its pixels, the frame and
     landmarks in its coordinates, and the feathered face mask."""
 
     corner: tuple[int, int]
     photo: Image.Image
-    framing: FaceFrame
+    frame: FaceFrame
     landmarks: np.ndarray
     mask: np.ndarray
 
@@ -278,11 +278,11 @@ class Studio:
         photo = photo if photo.mode == "RGB" else photo.convert("RGB")
         try:
             found = self._faces.detect(photo)  # one detection: the framing and the paste-back landmarks share it
-            image, framing = frame_face_located(photo, self.resolution, self.framing, face, found, self._faces)
-            landmarks, faces = located_face_landmarks(photo, framing, faces=found)
+            image, frame = frame_face_located(photo, self.resolution, self.framing, face, found, self._faces)
+            landmarks, faces = located_face_landmarks(photo, frame, faces=found)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
-        return self._own(owner, FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face))
+        return self._own(owner, FramedPhoto(image, photo, frame, landmarks, faces=faces, face=face))
 
     def example(self, which: str, index: int = 0, owner: str | None = None) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
@@ -560,7 +560,7 @@ class Studio:
         assert framed.photo is not None
         region = framed.paste_region()
         edited, unedited = (tensor_to_pil(self.render(projection, v)[0]) for v in (values, {}))
-        face = paste_edit(region.photo, edited, unedited, region.framing, region.landmarks, region.mask)
+        face = paste_edit(region.photo, edited, unedited, region.frame, region.landmarks, region.mask)
         out = framed.photo.copy()
         out.paste(face, region.corner)
         return out
@@ -601,8 +601,8 @@ class Studio:
         png = save_png(self.render(projection, values)[0], folder / f"{stem}-edited.png")
         meta = {"method": projection.method, "source_name": "studio upload", **self.pipeline.settings()}
         framed = projection.framed
-        if framed is not None and framed.framing is not None:  # where the face sits: --paste-back reads it
-            meta["photo"] = {"framing": self.framing, **framed.framing.to_dict()}
+        if framed is not None and framed.frame is not None:  # where the face sits: --paste-back reads it
+            meta["photo"] = {"framing": self.framing, **framed.frame.to_dict()}
         latent = save_latent(
             folder / f"{stem}.latent.safetensors",
             projection.latent,
