@@ -36,7 +36,9 @@ def _hopper() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def detector() -> SharedDetector:
-    return SharedDetector()  # what the studio keeps: read in the background from here
+    shared = SharedDetector()  # what the studio keeps
+    shared.preload()
+    return shared
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def test_an_upload_costs_one_face_detection_and_frames_as_two_did(studio, astron
             return self.inner.run(*args)
 
     monkeypatch.setattr(dlib, "get_frontal_face_detector", Counted)
-    shared, detect = studio._faces, studio._faces.detect  # read in the background: made before the patch
+    shared, detect = studio._faces, studio._faces.detect
 
     def counted_detect(*args, **kwargs):
         runs[0] += 1

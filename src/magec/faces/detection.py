@@ -126,19 +126,24 @@ def select_face(faces: list[Face], face_index: int = 0) -> Face:
 
 
 class SharedDetector:
-    """One ``LandmarkDetector`` for a server's threads: read in the background from construction (dlib's two models
-    take a second or more to read, which the first photo would otherwise wait for), then used by one thread at a
-    time (dlib's objects are not documented as thread-safe). A failed background read is tried again, and reported,
-    at the first use."""
+    """One ``LandmarkDetector`` for a server's threads, read at its first use or in the background (``preload``:
+    dlib's two models take 2-3 s to read, which a server's first photo would otherwise wait for), then used by one
+    thread at a time (dlib's objects are not documented as thread-safe). A failed background read is tried again,
+    and reported, at the first use."""
 
-    def __init__(self, upsample: int = 1, preload: bool = True) -> None:
+    def __init__(self, upsample: int = 1) -> None:
         self.upsample = upsample
         self._lock = threading.Lock()
         self._detector: LandmarkDetector | None = None
-        if preload:
-            threading.Thread(target=self._preload, name="magec-face-models", daemon=True).start()
+        self._preloading = False
 
-    def _preload(self) -> None:
+    def preload(self) -> None:
+        """Start reading the models in a background thread (once); a use meanwhile waits for them."""
+        if not self._preloading:
+            self._preloading = True
+            threading.Thread(target=self._read, name="magec-face-models", daemon=True).start()
+
+    def _read(self) -> None:
         try:
             with self._lock:
                 self._load().load_chip_model()

@@ -214,8 +214,8 @@ class Studio:
         #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
         #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
         self._step_seconds: dict[str, dict[str, float]] = {}
-        #: dlib's detector and landmark models, read in the background from now (2-3 s, which the first photo would
-        #: otherwise wait for) and kept; viewers take turns with them (dlib's objects are not documented thread-safe).
+        #: dlib's detector and landmark models, read at the first photo or in the background (``read_face_models``)
+        #: and kept; viewers take turns with them (dlib's objects are not documented as thread-safe).
         self._faces = SharedDetector()
         #: Per viewer, what this studio made for it (photos, projections; weak: never kept alive from here) and the
         #: download folders it wrote: ``end_session`` releases and deletes them. ``_ended``: viewers gone while a
@@ -258,6 +258,11 @@ class Studio:
             raise MagecError(str(exc).replace(str(resolved), name)) from None
         framed = FramedPhoto(found.image, photo, found.frame, found.landmarks, faces=len(found.faces or ()), face=face)
         return self._own(owner, framed)
+
+    def read_face_models(self) -> None:
+        """Start reading dlib's face models in the background (2-3 s), so that the first photo does not wait for
+        them (``serve`` calls it as the page starts)."""
+        self._faces.preload()
 
     def discard_upload(self, path: str | Path | None) -> None:
         """Delete an uploaded file once it has been read (only inside this studio's upload folder: never
