@@ -76,7 +76,8 @@ def frame_face_crop(
     a, b, d, e = k * cos, -k * sin, k * sin, k * cos
     c = cx - a * u0 - b * v0
     f = cy - d * u0 - e * v0
-    out = image.convert("RGB").transform(
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # a large photo is not copied
+    out = rgb.transform(
         (render, render),
         Image.Transform.AFFINE,
         (a, b, c, d, e, f),

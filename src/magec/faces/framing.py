@@ -131,24 +131,19 @@ def read_framed_photo(
     _check(framing)
     photo = read_image(path, max_pixels, reduce_to=DETECTION_SIDE, limit_option=limit_option)
     full_size = tuple(image_size(path, max_pixels))
-    if framing == FACE_CROP and detector is None and not landmarks:
-        try:
-            image, frame = frame_face_crop(photo, size, face_index=face_index)
-        except MagecError as exc:
-            raise file_error(path, str(exc)) from None
-        if full_size != tuple(photo.size):
-            frame = frame.scaled(full_size[0] / photo.width, full_size)
-        return PhotoFraming(image, photo, None, face_index, frame, full_size)
-    detector = detector if detector is not None else LandmarkDetector(upsample=AlignConfig().upsample)
-    faces = detector.detect(photo)
-    try:
-        face = select_face(faces, face_index)  # no face, or not that many: one line naming the file
+    faces: list[Face] | None = None  # face-crop without landmarks: dlib's detector runs in frame_face_crop
+    if framing == ALIGN or detector is not None or landmarks:
+        detector = detector if detector is not None else LandmarkDetector(upsample=AlignConfig().upsample)
+        faces = detector.detect(photo)
+    try:  # no face, or not that many: one line naming the file
+        if framing == ALIGN:
+            face = select_face(faces or [], face_index)
+        else:
+            image, frame = frame_face_crop(photo, size, face_index=face_index, faces=faces, shapes=detector)
     except MagecError as exc:
         raise file_error(path, str(exc)) from None
     if framing == ALIGN:
         image, frame = align_found_face(path, photo, full_size, face, size, AlignConfig(), max_pixels, limit_option)
-    else:
-        image, frame = frame_face_crop(photo, size, face_index=face_index, faces=faces, shapes=detector)
-        if full_size != tuple(photo.size):
-            frame = frame.scaled(full_size[0] / photo.width, full_size)
+    elif full_size != tuple(photo.size):
+        frame = frame.scaled(full_size[0] / photo.width, full_size)
     return PhotoFraming(image, photo, faces, face_index, frame, full_size)
