@@ -76,12 +76,13 @@ saved = load_latent(latent_path)
 editor = pipe.pack.editors["interfacegan"]
 op = editor.operations()[0]
 paste = None
-framing = saved.metadata.get("photo") if photo else None
-if framing:
-    from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_back
+record = saved.metadata.get("photo") if photo else None
+if record:
+    from magec.faces.frame import FaceFrame
+    from magec.faces.paste import face_landmarks_for, face_mask, paste_back
     from magec.io.images import read_image, tensor_to_pil
     full = read_image(photo, 10**9)
-    fr = Framing.from_dict(framing)
+    fr = FaceFrame.from_dict(record)
     landmarks = face_landmarks_for(full, fr)
     mask = face_mask(full.size, landmarks)
     paste = lambda img: paste_back(full, tensor_to_pil(img[0]), fr, landmarks, mask)

@@ -69,22 +69,22 @@ def main() -> None:
     editor = pipe.pack.interfacegan
     faces = []
     for name, photo in photos(args.photos, args.count):
-        crop, framing = frame_face_crop(photo, size)
-        landmarks = face_landmarks_for(photo, framing)
+        crop, frame = frame_face_crop(photo, size)
+        landmarks = face_landmarks_for(photo, frame)
         mask = face_mask(photo.size, landmarks)
-        corners = framing.square_corners()
+        corners = frame.square_corners()
         (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
         pad = 0.3 * (x1 - x0)
         box = (max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, photo.width), min(y1 + pad, photo.height))
         box = tuple(int(v) for v in box)
-        faces.append((name, photo, crop, framing, landmarks, mask, box))
+        faces.append((name, photo, crop, frame, landmarks, mask, box))
     inputs = torch.cat([pil_to_tensor(f[2]) for f in faces])
     rows: dict[tuple[str, str], dict[str, list[float]]] = {}
     for method in args.methods:
         config = method_config(method, args.steps_scale)
         pti = PTIConfig().scaled(args.steps_scale)
         res = invert(pipe, inputs, method, config, seed=0, pti=pti)
-        for i, (_, photo, _, framing, landmarks, mask, box) in enumerate(faces):
+        for i, (_, photo, _, frame, landmarks, mask, box) in enumerate(faces):
             generator = res.tuned[i] if res.tuned else pipe.generator
             z = res.latents[i : i + 1]
             noise = select_noise(res.noise, i)
@@ -96,12 +96,12 @@ def main() -> None:
             crop_photo = photo.crop(box)
             for mode in PASTE_MODES:
                 row = rows.setdefault((method, mode), {"sharpness": [], "mse0": [], "id": [], "id_projection": []})
-                rest = paste_edit(photo, base, base, framing, landmarks, mask, mode)
+                rest = paste_edit(photo, base, base, frame, landmarks, mask, mode)
                 diff = (np.asarray(rest, dtype=np.float64) - np.asarray(photo.convert("RGB"), dtype=np.float64)) / 255
                 row["mse0"].append(float((diff[face] ** 2).mean()))
                 row["id_projection"].append(recognizer.distance(crop_photo, rest.crop(box)))
                 for square in edited:
-                    pasted = paste_edit(photo, square, base, framing, landmarks, mask, mode)
+                    pasted = paste_edit(photo, square, base, frame, landmarks, mask, mode)
                     row["sharpness"].append(float(scipy.ndimage.laplace(gray(pasted))[face].var()) / reference)
                     row["id"].append(recognizer.distance(crop_photo, pasted.crop(box)))
     lines = [

@@ -25,7 +25,7 @@ from magec.cli.main import main
 from magec.inversion.config import method_config
 from magec.inversion.folder import (
     FolderJob,
-    Framing,
+    FramingOptions,
     Item,
     collect_inputs,
     deal_batches,
@@ -117,7 +117,7 @@ def test_one_unreadable_image_fails_alone_and_finished_ones_are_recognised(tone_
     items = [Item("g0", str(good[0])), Item("bad", str(tmp_path / "bad.png")), Item("g1", str(good[1]))]
     request = {"method": "no-magec", "seed": 0}
     job = FolderJob(
-        str(tmp_path / "out"), "no-magec", method_config("no-magec", 0.02), 0, Framing(), request, {"pack": "t"}
+        str(tmp_path / "out"), "no-magec", method_config("no-magec", 0.02), 0, FramingOptions(), request, {"pack": "t"}
     )
     outcome = invert_batch(tone_pipeline, job, items)
     assert outcome.done == ["g0", "g1"] and list(outcome.failed) == ["bad"]

@@ -12,19 +12,12 @@ import torch
 from PIL import Image
 
 from magec.errors import MagecError
+from magec.faces.chips import CHIP_SIZE, FaceChipFinder, cut_chips
 from magec.faces.crop import crop_to_chip_box
 from magec.io.images import pil_to_tensor
-from magec.losses.dlib_recognition import (
-    CHIP_SIZE,
-    DlibFaceRecognizer,
-    DlibIdentityLoss,
-    FaceChipFinder,
-    cut_chips,
-    landmarks_file_path,
-    read_recognition_file,
-    recognition_file_path,
-)
+from magec.losses.dlib_recognition import DlibFaceRecognizer, DlibIdentityLoss, read_recognition_file
 from magec.losses.specs import build_identity
+from magec.weights import landmarks5_file_path, recognition_file_path
 
 dlib = pytest.importorskip("dlib")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,7 +44,7 @@ def net() -> DlibFaceRecognizer:
 @pytest.fixture(scope="module")
 def dlib_models():
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(landmarks_file_path()))
+    predictor = dlib.shape_predictor(str(landmarks5_file_path()))
     recognizer = dlib.face_recognition_model_v1(str(recognition_file_path()))
     return detector, predictor, recognizer
 
@@ -239,7 +232,7 @@ def test_refuses_truncated_garbage_and_foreign_files(tmp_path, real_bytes):
         path.write_bytes(content)
         assert expected[name] in _one_line_refusal(path)
     # Another real dlib file (the 5-point shape predictor) is not this network.
-    _one_line_refusal(landmarks_file_path())
+    _one_line_refusal(landmarks5_file_path())
     assert "missing" in _one_line_refusal(tmp_path / "absent.dat")
     with pytest.raises(MagecError, match="missing"):
         DlibIdentityLoss.from_file(tmp_path / "absent.dat")

@@ -103,15 +103,15 @@ def test_faces_source_frames_every_face_as_invert_face_crop(tmp_path):
     astronaut = Image.fromarray(data.astronaut())
     astronaut.save(photos / "a.png")
     Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(photos / "b-blank.png")
-    source = faces_source(photos, 64, "chip-box")
+    source = faces_source(photos, 64, "face-crop")
     n = len(source.ids)  # dlib finds her face, and a second, smaller one (the badge on her suit)
     assert n >= 1 and source.ids == [f"00000-a-face{k}" for k in range(n)]
     assert f"{n} faces from 2 of the 2 photos" in source.description and "1 photos without a face" in source.description
-    assert faces_source(photos, 64, "chip-box", max_faces=1).ids == ["00000-a-face0"]
+    assert faces_source(photos, 64, "face-crop", max_faces=1).ids == ["00000-a-face0"]
     expected = pil_to_tensor(crop_to_chip_box(astronaut, 64))
     assert torch.equal(source.load([0]), expected)
     with pytest.raises(MagecError, match="finds no face"):
-        faces_source(_only(photos / "b-blank.png", tmp_path / "blank"), 64, "chip-box")
+        faces_source(_only(photos / "b-blank.png", tmp_path / "blank"), 64, "face-crop")
 
 
 def test_source_spec_is_checked_once_and_builds_the_same_faces_in_any_process(tmp_path):
@@ -131,14 +131,14 @@ def test_source_spec_is_checked_once_and_builds_the_same_faces_in_any_process(tm
     Image.fromarray(data.astronaut()).save(photos / "a.png")
     Image.fromarray(data.astronaut()).save(photos / "run" / "own-output.png")  # the run's folder: never an input
     with pytest.raises(MagecError, match="need --images"):
-        SourceSpec(generated=2, framing="chip-box")
+        SourceSpec(generated=2, framing="face-crop")
     with pytest.raises(MagecError, match="one place"):
         SourceSpec(folder=photos, generated=2)
     with pytest.raises(MagecError, match="one place"):
         SourceSpec()
-    spec = pickle.loads(pickle.dumps(SourceSpec(folder=photos, exclude=[photos / "run"], framing="chip-box")))
+    spec = pickle.loads(pickle.dumps(SourceSpec(folder=photos, exclude=[photos / "run"], framing="face-crop")))
     source = spec.build(SimpleNamespace(resolution=64), seed=0)
-    expected = faces_source(photos, 64, "chip-box", exclude=[photos / "run"])
+    expected = faces_source(photos, 64, "face-crop", exclude=[photos / "run"])
     assert source.ids == expected.ids and source.ids[0] == "00000-a-face0"
     assert torch.equal(source.load(range(len(source))), expected.load(range(len(expected))))
     plain = SourceSpec(folder=photos, exclude=(str(photos / "run"),)).build(SimpleNamespace(resolution=64), 0)

@@ -30,7 +30,7 @@ def photos(tmp_path_factory):
 
 
 def test_the_sharp_paste_of_the_projection_gives_back_the_photo_and_the_composite_does_not(photos):
-    source = faces_source(photos, 64, "chip-box", max_faces=1)
+    source = faces_source(photos, 64, "face-crop", max_faces=1)
     (face,) = source.locate([0])
     square = tensor_to_pil(source.load([0])[0])  # a projection that is the framed crop itself
     darker = tensor_to_pil((source.load([0])[0] - 0.3).clamp(-1, 1))
@@ -72,7 +72,7 @@ def test_an_evaluation_with_paste_back_writes_paste_csv_and_its_report_section(p
         steps_scale=0.02,
         identity=False,
     )
-    source = faces_source(photos, 64, "chip-box", max_faces=1)
+    source = faces_source(photos, 64, "face-crop", max_faces=1)
     plain = run_evaluation(tone_pipeline, source, tmp_path / "plain", config, progress=False)
     pasted = run_evaluation(
         tone_pipeline, source, tmp_path / "pasted", EvaluationConfig(**{**vars(config), "paste_back": True}),

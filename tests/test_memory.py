@@ -196,7 +196,7 @@ def test_an_inversion_batch_that_runs_out_of_memory_is_not_split_but_named(tone_
     """Inversion results depend on the batch, so an out-of-memory fails the batch with the option to lower."""
     import magec.inversion.optimizer as optimizer
     from magec.inversion.config import method_config
-    from magec.inversion.folder import FolderJob, Framing, Item, invert_batch
+    from magec.inversion.folder import FolderJob, FramingOptions, Item, invert_batch
     from magec.io.images import save_png
 
     gen = tone_pipeline.generator
@@ -209,7 +209,7 @@ def test_an_inversion_batch_that_runs_out_of_memory_is_not_split_but_named(tone_
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 22.60 GiB")
 
     monkeypatch.setattr(optimizer, "invert", oom)
-    job = FolderJob(str(tmp_path / "out"), "no-magec", method_config("no-magec", 0.02), 0, Framing(), {}, {})
+    job = FolderJob(str(tmp_path / "out"), "no-magec", method_config("no-magec", 0.02), 0, FramingOptions(), {}, {})
     outcome = invert_batch(tone_pipeline, job, items)
     assert outcome.done == []
     assert outcome.failed == {

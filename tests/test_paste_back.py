@@ -10,7 +10,8 @@ from skimage import data
 
 from magec.faces.alignment import align_photo
 from magec.faces.crop import frame_face_crop
-from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_back, paste_into_photo
+from magec.faces.frame import FaceFrame
+from magec.faces.paste import face_landmarks_for, face_mask, paste_back, paste_into_photo
 
 
 @pytest.fixture(scope="module")
@@ -25,23 +26,23 @@ def _mask_and_diff(before: Image.Image, after: Image.Image) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("framing_kind", ["face-crop", "align"])
-def test_pasting_the_unedited_crop_back_restores_the_photo(photo, framing_kind):
+@pytest.mark.parametrize("framing", ["face-crop", "align"])
+def test_pasting_the_unedited_crop_back_restores_the_photo(photo, framing):
     """The framing geometry is right: the crop itself, pasted back, lands on the face it was cut from."""
     original = Image.open(photo).convert("RGB")
-    if framing_kind == "align":
+    if framing == "align":
         aligned = align_photo(photo, 256)
-        crop, framing = aligned.image, aligned.framing
+        crop, frame = aligned.image, aligned.frame
     else:
-        crop, framing = frame_face_crop(original, 256)
-    landmarks = face_landmarks_for(original, framing)
-    pasted = paste_back(original, crop, framing, landmarks)
+        crop, frame = frame_face_crop(original, 256)
+    landmarks = face_landmarks_for(original, frame)
+    pasted = paste_back(original, crop, frame, landmarks)
     diff = _mask_and_diff(original, pasted)
     face = face_mask(original.size, landmarks) > 0.5
     assert face.sum() > 5000  # a real face region
     assert np.mean(diff[face]) < 6.0, np.mean(diff[face])  # the same face, to within resampling
-    shifted = Framing(
-        (framing.origin[0] + 12, framing.origin[1]), framing.u, framing.v, framing.photo_size
+    shifted = FaceFrame(
+        (frame.origin[0] + 12, frame.origin[1]), frame.u, frame.v, frame.photo_size
     )  # a wrong geometry is seen: 12 px off gives a much larger difference
     assert np.mean(_mask_and_diff(original, paste_back(original, crop, shifted, landmarks))[face]) > 2 * np.mean(
         diff[face]
@@ -50,12 +51,12 @@ def test_pasting_the_unedited_crop_back_restores_the_photo(photo, framing_kind):
 
 def test_outside_the_mask_the_photo_is_untouched_and_the_face_changes(photo):
     original = Image.open(photo).convert("RGB")
-    crop, framing = frame_face_crop(original, 64)
+    crop, frame = frame_face_crop(original, 64)
     gray = Image.new("RGB", crop.size, (128, 128, 128))
-    pasted = paste_back(original, gray, framing, face_landmarks_for(original, framing))
+    pasted = paste_back(original, gray, frame, face_landmarks_for(original, frame))
     diff = _mask_and_diff(original, pasted)
     x, y = np.nonzero(diff.T)
-    hull = face_landmarks_for(original, framing)
+    hull = face_landmarks_for(original, frame)
     # Every changed pixel lies within the landmarks' bounding box; everything else is bit-identical.
     assert x.min() >= hull[:, 0].min() - 1 and x.max() <= hull[:, 0].max() + 1
     assert y.min() >= hull[:, 1].min() - 1 and y.max() <= hull[:, 1].max() + 1
@@ -69,16 +70,16 @@ def test_paste_into_a_different_photo_is_refused(photo, tmp_path):
     from magec.errors import MagecError
 
     original = Image.open(photo).convert("RGB")
-    _, framing = frame_face_crop(original, 64)
+    _, frame = frame_face_crop(original, 64)
     other = tmp_path / "other.png"
     original.resize((256, 256)).save(other)
     with pytest.raises(MagecError, match="paste back into the photo that was inverted"):
-        paste_into_photo(other, [original], framing, 10**8, projection=original)
+        paste_into_photo(other, [original], frame, 10**8, projection=original)
 
 
-def test_framing_round_trips_through_its_record():
-    framing = Framing((1.5, 2.0), (100.0, 3.0), (-3.0, 100.0), (640, 480))
-    assert Framing.from_dict(framing.to_dict()) == framing
+def test_a_face_frame_round_trips_through_its_record():
+    frame = FaceFrame((1.5, 2.0), (100.0, 3.0), (-3.0, 100.0), (640, 480))
+    assert FaceFrame.from_dict(frame.to_dict()) == frame
 
 
 @pytest.mark.slow

@@ -132,7 +132,7 @@ def test_a_photo_of_two_people_says_so_and_frames_either(tone_pipeline, tmp_path
         largest = studio.read_upload(root / "two.png")
         other = studio.read_upload(root / "two.png", face=1)
         assert largest.faces == other.faces >= 2 and (largest.face, other.face) == (0, 1)
-        assert largest.framing.square_corners().mean(0)[0] < 512 < other.framing.square_corners().mean(0)[0]
+        assert largest.frame.square_corners().mean(0)[0] < 512 < other.frame.square_corners().mean(0)[0]
         with pytest.raises(MagecError, match=f"no face {largest.faces}: only {largest.faces}"):
             studio.read_upload(root / "two.png", face=largest.faces)
     finally:

@@ -55,7 +55,7 @@ def test_an_upload_comes_back_as_the_photo_with_the_edit_pasted_in(studio, astro
     # The studio pastes within a region around the face (its mask computed once): what paste_edit gives on the
     # whole photo, up to rounding of the warp's coordinates.
     whole = paste_edit(astronaut, tensor_to_pil(studio.render(projection, {spec.key: spec.maximum})[0]),
-                       tensor_to_pil(studio.render(projection, {})[0]), framed.framing, framed.landmarks)  # fmt: skip
+                       tensor_to_pil(studio.render(projection, {})[0]), framed.frame, framed.landmarks)  # fmt: skip
     assert np.abs(np.asarray(whole, dtype=np.int16) - np.asarray(moved, dtype=np.int16)).max() <= 1
 
     files = {p.name: p for p in studio.downloads(projection, {spec.key: spec.maximum})}
@@ -77,10 +77,10 @@ def test_a_large_jpeg_is_kept_and_framed_at_its_full_resolution(studio, astronau
     upload = studio.upload_root / "big.jpg"
     big.save(upload, quality=90)
     framed = studio.read_upload(upload)
-    assert framed.photo.size == (4608, 4608) and framed.framing.photo_size == (4608, 4608)
+    assert framed.photo.size == (4608, 4608) and framed.frame.photo_size == (4608, 4608)
     small = studio.frame(astronaut)
     # The same face, found on the reduced decode and scaled up: the framing agrees with the small photo's x9.
-    assert np.allclose(np.asarray(framed.framing.origin) / 9, small.framing.origin, atol=2.0)
+    assert np.allclose(np.asarray(framed.frame.origin) / 9, small.frame.origin, atol=2.0)
 
 
 def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astronaut):
@@ -139,11 +139,11 @@ def test_an_upload_costs_one_face_detection_and_frames_as_two_did(studio, astron
     assert runs[0] == 2
 
     # The same square and landmarks as the two detections the studio used to run.
-    image, framing = frame_face_located(astronaut, studio.resolution, "chip-box")
-    landmarks, faces = located_face_landmarks(astronaut, framing)
-    assert framed.framing == framing and np.array_equal(np.asarray(framed.image), np.asarray(image))
+    image, frame = frame_face_located(astronaut, studio.resolution, "face-crop")
+    landmarks, faces = located_face_landmarks(astronaut, frame)
+    assert framed.frame == frame and np.array_equal(np.asarray(framed.image), np.asarray(image))
     assert np.array_equal(framed.landmarks, landmarks) and framed.faces == faces
-    found = studio._faces_in(astronaut)
-    ffhq = frame_face_located(astronaut, 128, "ffhq", faces=found)
-    again = frame_face_located(astronaut, 128, "ffhq")
-    assert ffhq[1] == again[1] and np.array_equal(np.asarray(ffhq[0]), np.asarray(again[0]))
+    found = studio._faces.detect(astronaut)
+    aligned = frame_face_located(astronaut, 128, "align", faces=found)
+    again = frame_face_located(astronaut, 128, "align")
+    assert aligned[1] == again[1] and np.array_equal(np.asarray(aligned[0]), np.asarray(again[0]))

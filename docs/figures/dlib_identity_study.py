@@ -40,10 +40,10 @@ def _photos() -> dict[str, np.ndarray]:
 
 
 def real_chips() -> dict[str, np.ndarray]:
-    from magec.losses.dlib_recognition import landmarks_file_path
+    from magec.weights import landmarks5_file_path
 
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(landmarks_file_path()))
+    predictor = dlib.shape_predictor(str(landmarks5_file_path()))
     chips = {}
     for name, img in _photos().items():
         face = max(detector(img, 1), key=lambda r: r.area())
@@ -52,7 +52,8 @@ def real_chips() -> dict[str, np.ndarray]:
 
 
 def fidelity() -> None:
-    from magec.losses.dlib_recognition import DlibFaceRecognizer, recognition_file_path
+    from magec.losses.dlib_recognition import DlibFaceRecognizer
+    from magec.weights import recognition_file_path
 
     net = DlibFaceRecognizer.from_file()
     recognizer = dlib.face_recognition_model_v1(str(recognition_file_path()))

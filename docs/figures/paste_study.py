@@ -80,7 +80,7 @@ def same_person_share(distances: np.ndarray) -> tuple[float, int]:
 
 def faces_of(folder: Path, size: int, max_faces: int) -> list[dict]:
     """Each face in the photos of ``folder`` as ``magec evaluate --face-crop`` finds them (photo by photo, largest
-    first), with its framing, landmarks, mask, and the crop box (the framed square plus 30%) dlib is measured on."""
+    first), with its frame, landmarks, mask, and the crop box (the framed square plus 30%) dlib is measured on."""
     detector = LandmarkDetector()
     faces: list[dict] = []
     for i, path in enumerate(image_files(folder)):
@@ -89,9 +89,9 @@ def faces_of(folder: Path, size: int, max_faces: int) -> list[dict]:
         for k in range(len(found)):
             if len(faces) >= max_faces:
                 return faces
-            crop, framing = frame_face_located(photo, size, "chip-box", k, found)
-            landmarks, _ = located_face_landmarks(photo, framing, faces=found)
-            corners = framing.square_corners()
+            crop, frame = frame_face_located(photo, size, "face-crop", k, found)
+            landmarks, _ = located_face_landmarks(photo, frame, faces=found)
+            corners = frame.square_corners()
             (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
             pad = 0.3 * (x1 - x0)
             box = tuple(
@@ -101,7 +101,7 @@ def faces_of(folder: Path, size: int, max_faces: int) -> list[dict]:
             centre = (corners.mean(0) - np.array(box[:2])).tolist()
             mask = face_mask(photo.size, landmarks)
             faces.append(
-                {"name": f"{i:05d}-{path.stem}-face{k}", "photo": photo, "crop": crop, "framing": framing,
+                {"name": f"{i:05d}-{path.stem}-face{k}", "photo": photo, "crop": crop, "frame": frame,
                  "landmarks": landmarks, "mask": mask, "box": box, "centre": tuple(centre)}
             )  # fmt: skip
     return faces
@@ -127,10 +127,10 @@ def measure(pipe: magec.Pipeline, faces: list[dict], steps_scale: float) -> tupl
         photo_crop = photo.crop(box)
         for mode in PASTE_MODES:
             v = values[mode]
-            rest = paste_edit(photo, base, base, f["framing"], f["landmarks"], f["mask"], mode)
+            rest = paste_edit(photo, base, base, f["frame"], f["landmarks"], f["mask"], mode)
             v["mse_outside"].append(mse(rest, photo, outside))
             v["mse_face"].append(mse(rest, photo, face))
-            pasted = [paste_edit(photo, sq, base, f["framing"], f["landmarks"], f["mask"], mode) for sq in edited]
+            pasted = [paste_edit(photo, sq, base, f["frame"], f["landmarks"], f["mask"], mode) for sq in edited]
             v["sharpness"].append([sharpness_share(p, photo, face) for p in pasted])
             v["id"].append([recognizer.distance(photo_crop, p.crop(box), near) for p in pasted])
     return {
@@ -211,13 +211,13 @@ def figure(steps_scale: float, target: Path) -> dict:
     """The astronaut pasted back by ``magec demo``'s methods (its grid), written to ``target``."""
     pipe = magec.load_pipeline(device="cpu", identity="none")  # as `magec demo`
     photo = astronaut_photo()
-    crop, framing = frame_face_located(photo, pipe.generator.resolution, "chip-box")
+    crop, frame = frame_face_located(photo, pipe.generator.resolution, "face-crop")
     x = pil_to_tensor(crop)
     results = {m: invert(pipe, x, m, method_config(m, steps_scale), seed=0) for m in PAPER_METHODS}
     pti = PTIConfig().scaled(steps_scale)
     tuned = {m: invert(pipe, x, m, method_config(m, steps_scale), seed=0, pti=pti) for m in PTI_METHODS}
     with tempfile.TemporaryDirectory() as tmp:
-        path, record = photo_back_grid(pipe, photo, framing, results, tuned, Path(tmp) / "grid.png")
+        path, record = photo_back_grid(pipe, photo, frame, results, tuned, Path(tmp) / "grid.png")
         shutil.copyfile(path, target)
     return record
 

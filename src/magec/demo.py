@@ -23,7 +23,8 @@ from magec import validation
 from magec.describers import EMBEDDED_DESCRIBER, load_describer
 from magec.devices import resolve_device
 from magec.faces.crop import frame_face_crop
-from magec.faces.paste import Framing, face_landmarks_for, face_mask, paste_edit
+from magec.faces.frame import FaceFrame
+from magec.faces.paste import face_landmarks_for, face_mask, paste_edit
 from magec.faces.recognition import FaceRecognizer
 from magec.generators import load_generator
 from magec.generators.base import select_noise
@@ -158,7 +159,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
 
     size = generator.resolution
     photo = astronaut_photo()
-    crop, framing = frame_face_crop(photo, size)
+    crop, frame = frame_face_crop(photo, size)
     astronaut = pil_to_tensor(crop)
     with torch.no_grad():
         generated = generator.synthesize(generator.sample_latents(config.generated, HELDOUT_SEED + config.seed)).cpu()
@@ -203,7 +204,7 @@ def run_demo(config: DemoConfig | None = None, progress: bool = True) -> Path:
             )
         figures["losses"] = loss_plot(results, tmp / "losses.png")
         figures["your-photo-back"], photo_rows = photo_back_grid(
-            pipeline, photo, framing, {m: r for m, r in results.items()}, tuned, tmp / "your-photo-back.png"
+            pipeline, photo, frame, {m: r for m, r in results.items()}, tuned, tmp / "your-photo-back.png"
         )
         summary = {
             "settings": pipeline.settings(),
@@ -242,7 +243,7 @@ def astronaut_photo() -> Image.Image:
 def photo_back_grid(
     pipeline: Pipeline,
     photo: Image.Image,
-    framing: Framing,
+    frame: FaceFrame,
     results: dict[str, InversionResult],
     tuned: dict[str, InversionResult],
     target: Path,
@@ -252,11 +253,11 @@ def photo_back_grid(
     sharp: the edit's change added to the photo, whose amount 0 is the photo itself), with dlib's same-person
     distance to the photo under each (< 0.6: same)."""
     recognizer = FaceRecognizer()
-    landmarks = face_landmarks_for(photo, framing)
+    landmarks = face_landmarks_for(photo, frame)
     mask = face_mask(photo.size, landmarks)
     editor = pipeline.pack.interfacegan
     amount = editor.default_amount
-    corners = framing.square_corners()
+    corners = frame.square_corners()
     (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
     pad = 0.15 * (x1 - x0)
     box = tuple(
@@ -274,8 +275,8 @@ def photo_back_grid(
                 tensor_to_pil(generator.synthesize(editor.edit(z, "male", a), space=res.space, noise=noise)[0])
                 for a in (0.0, -amount, amount)
             ]
-        composite = [paste_edit(photo, c, crops[0], framing, landmarks, mask, "composite") for c in crops]
-        sharp = [paste_edit(photo, c, crops[0], framing, landmarks, mask, "sharp") for c in crops[1:]]
+        composite = [paste_edit(photo, c, crops[0], frame, landmarks, mask, "composite") for c in crops]
+        sharp = [paste_edit(photo, c, crops[0], frame, landmarks, mask, "sharp") for c in crops[1:]]
         distances = [recognizer.distance(photo, p) for p in (*composite, *sharp)]
         rows.append([zoom(photo), *(zoom(p) for p in (*composite, *sharp))])
         labels.append(method)

@@ -19,7 +19,7 @@ from magec.validation import DEFAULT_MAX_PIXELS
 if TYPE_CHECKING:
     import torch
 
-    from magec.faces.paste import Framing
+    from magec.faces.frame import FaceFrame
     from magec.inversion.projection import Projection
     from magec.pipeline import Pipeline
     from magec.render import Edit
@@ -140,15 +140,15 @@ def _operations(
     return operations, amounts
 
 
-def _photo_framing(saved: Projection, latent: str | Path, s: EditSettings) -> Framing:
+def _photo_framing(saved: Projection, latent: str | Path, s: EditSettings) -> FaceFrame:
     """Where the face sits in the photo to paste into, refused when the latent has no framing or the photo is not
     the one that was inverted (checked by its size)."""
-    from magec.faces.paste import Framing
+    from magec.faces.frame import FaceFrame
     from magec.io.images import image_size
 
     if not saved.photo:
         raise MagecError(f"{latent}: --paste-back needs a latent inverted with --align or --face-crop")
-    framing = Framing.from_dict(saved.photo)
+    framing = FaceFrame.from_dict(saved.photo)
     assert s.paste_back is not None
     if tuple(image_size(s.paste_back, s.max_pixels)) != tuple(framing.photo_size):
         raise MagecError(
@@ -166,7 +166,7 @@ def _write(
     out: Path,
     latent: str | Path,
     s: EditSettings,
-    framing: Framing | None,
+    framing: FaceFrame | None,
 ) -> list[Path]:
     """Render and write the edits, the grid and (with a framing) every edit pasted back into the photo."""
     from magec.render import apply_edits, render_latent, write_edits
@@ -183,7 +183,7 @@ def _write(
 
 
 def _paste_back(
-    rows: list[list[Edit]], projection: torch.Tensor, out: Path, s: EditSettings, framing: Framing
+    rows: list[list[Edit]], projection: torch.Tensor, out: Path, s: EditSettings, framing: FaceFrame
 ) -> list[Path]:
     """Every edit and the projection pasted back into the photo (``<edit>.pasted.png``)."""
     from magec.faces.paste import paste_into_photo

@@ -70,6 +70,31 @@ def face_models_dir() -> Path:
     return package_file("face_recognition_models", "models")
 
 
+#: dlib's model files in ``face-recognition-models``: the 68-point landmarks (framing, pasting back), the 5-point
+#: landmarks (the face chip, ``get_face_chip_details``) and the 128-d face-recognition network.
+LANDMARKS68_FILE = "shape_predictor_68_face_landmarks.dat"
+LANDMARKS5_FILE = "shape_predictor_5_face_landmarks.dat"
+RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def landmarks68_file_path() -> Path:
+    """dlib's 68-point landmark model, checked present (framing a photo fails at once, naming the file)."""
+    path = face_models_dir() / LANDMARKS68_FILE
+    if not path.is_file():
+        raise file_error(path, "missing: the face-recognition-models install is incomplete")
+    return path
+
+
+def landmarks5_file_path() -> Path:
+    """dlib's 5-point landmark model: the landmarks ``get_face_chip_details`` places a face chip from."""
+    return face_models_dir() / LANDMARKS5_FILE
+
+
+def recognition_file_path() -> Path:
+    """dlib's face-recognition network (``magec.losses.dlib_recognition`` reads it and says what is wrong with it)."""
+    return face_models_dir() / RECOGNITION_FILE
+
+
 def torch_cache_dir() -> Path:
     """torchvision's checkpoint cache: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
     home = os.environ.get("TORCH_HOME") or os.path.join(
@@ -142,8 +167,8 @@ def list_weight_files(checkpoints: Sequence[str | Path] = ()) -> list[WeightFile
         _entry(
             "dlib 68-point landmarks",
             "magec align / invert --align (FFHQ alignment)",
-            find_package_file("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat"),
-            "face_recognition_models/models/shape_predictor_68_face_landmarks.dat",
+            find_package_file("face_recognition_models", f"models/{LANDMARKS68_FILE}"),
+            f"face_recognition_models/models/{LANDMARKS68_FILE}",
             "pip install face-recognition-models==0.3.0 dlib-bin==20.0.1",
         ),
         _entry(

@@ -252,7 +252,7 @@ def _source_spec(args: argparse.Namespace, exclude: tuple[str, ...]) -> SourceSp
         limit=args.limit,
         max_pixels=args.max_pixels,
         exclude=exclude,
-        framing="chip-box" if args.face_crop else "ffhq" if args.align else None,
+        framing="face-crop" if args.face_crop else "align" if args.align else None,
         max_faces=args.max_faces,
     )
 

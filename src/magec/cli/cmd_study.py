@@ -113,7 +113,7 @@ def run_prepare(args: argparse.Namespace) -> int:
             pool.append((name, pil_to_tensor(frame_face(photo, gen.resolution, framing))))
         except Exception as exc:
             raise file_error(name, str(exc)) from None
-    if args.astronaut and framing == "chip-box":
+    if args.astronaut and framing == "face-crop":
         pool.append(("astronaut", pil_to_tensor(astronaut_face(gen.resolution))))
     if generated:
         with torch.no_grad():

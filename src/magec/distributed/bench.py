@@ -25,7 +25,7 @@ from magec.distributed import WorkerOptions
 from magec.distributed.pool import WorkerPool
 from magec.distributed.workers import InversionWorker
 from magec.inversion.config import method_config
-from magec.inversion.folder import BatchOutcome, FolderJob, Framing, Item
+from magec.inversion.folder import BatchOutcome, FolderJob, FramingOptions, Item
 
 
 def folder_throughput(
@@ -47,7 +47,9 @@ def folder_throughput(
         args = {"pack": str(pack), "device": "cpu", "perceptual": pipeline.perceptual.name}
         rates, overheads, ups, own_cpu, busy, worker_cpu = {}, [], {}, {}, {}, {}
         for n in workers:
-            job = FolderJob(str(root / f"out{n}"), "magec", method_config("magec", steps_scale), 0, Framing(), {}, {})
+            job = FolderJob(
+                str(root / f"out{n}"), "magec", method_config("magec", steps_scale), 0, FramingOptions(), {}, {}
+            )
             todo = [([item], [item.name]) for item in items]
             sent: dict[int, float] = {}
             trips: list[tuple[float, float]] = []

@@ -17,7 +17,8 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 
-from magec.faces.paste import PASTE_MODES, Framing, face_mask, paste_edit
+from magec.faces.frame import FaceFrame
+from magec.faces.paste import PASTE_MODES, face_mask, paste_edit
 
 #: Share of the square's side added around it for dlib's identity crop (the face and some context).
 IDENTITY_MARGIN = 0.3
@@ -26,15 +27,15 @@ IDENTITY_MARGIN = 0.3
 @dataclass(frozen=True)
 class PhotoFace:
     """One evaluated face in its photo: the photo as framing read it, where the generator's square sits in it
-    (``Framing``, photo pixels) and the face's 68 landmarks there."""
+    (``FaceFrame``, photo pixels) and the face's 68 landmarks there."""
 
     photo: Image.Image
-    framing: Framing
+    frame: FaceFrame
     landmarks: np.ndarray
 
     def identity_box(self) -> tuple[int, int, int, int]:
         """The framed square's bounding box grown by ``IDENTITY_MARGIN`` on each side, clipped to the photo."""
-        corners = self.framing.square_corners()
+        corners = self.frame.square_corners()
         (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
         pad = IDENTITY_MARGIN * (x1 - x0)
         w, h = self.photo.size
@@ -81,13 +82,13 @@ class PasteMeter:
         mask = face_mask(photo.size, face.landmarks)
         inside, outside = mask > 0.5, mask == 0
         box = face.identity_box()
-        near = tuple((face.framing.square_corners().mean(0) - np.array(box[:2])).tolist())
+        near = tuple((face.frame.square_corners().mean(0) - np.array(box[:2])).tolist())
         reference = self._recognizer.descriptor(photo.crop(box), near)
         photo_focus = laplacian_variance(photo, inside) if inside.any() else 0.0
         rows: list[dict[str, Any]] = []
         for mode in self.modes:
             for k, square in enumerate([projection, *edits]):
-                pasted = paste_edit(photo, square, projection, face.framing, face.landmarks, mask, mode)
+                pasted = paste_edit(photo, square, projection, face.frame, face.landmarks, mask, mode)
                 described = self._recognizer.descriptor(pasted.crop(box), near)
                 found = reference is not None and described is not None
                 rows.append(

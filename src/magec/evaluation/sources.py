@@ -126,7 +126,7 @@ def faces_source(
     exclude: Iterable[str | Path] = (),
 ) -> ImageSource:
     """Every face dlib finds in the photos of ``folder`` (``image_files``; in a photo, largest face first), framed
-    for the generator as ``magec invert --face-crop`` (``framing="chip-box"``) or ``--align`` (``"ffhq"``) frames
+    for the generator as ``magec invert --face-crop`` (``framing="face-crop"``) or ``--align`` (``"align"``) frames
     a photo, at most ``max_faces`` in all. The crops are made once, here (each photo is decoded and searched once
     per face), and kept: ``resolution``-sized crops are small. Ids: ``<photo index>-<stem>-face<k>``.
     """
@@ -163,7 +163,7 @@ def faces_source(
     if not crops:
         raise file_error(folder, "dlib finds no face in its images")
     stack = torch.cat(crops)
-    kind = {"chip-box": "the generator's chip box (--face-crop)", "ffhq": "FFHQ alignment (--align)"}[framing]
+    kind = {"face-crop": "the generator's chip box (--face-crop)", "align": "FFHQ alignment (--align)"}[framing]
     description = (
         f"{len(crops)} faces from {searched} of the {len(files)} photos in {folder} (by name), framed with {kind}"
         + (f", capped at {max_faces} faces" if max_faces is not None else "")
@@ -182,7 +182,7 @@ class SourceSpec:
 
     The driver and every worker process build their ``ImageSource`` from the same spec (``build``), so each
     lists the same images under the same ids, in the same order: a folder's files (centre-cropped), every face
-    dlib finds in them (``framing``: ``"chip-box"`` as ``--face-crop``, ``"ffhq"`` as ``--align``; each process
+    dlib finds in them (``framing``: ``"face-crop"`` or ``"align"``, as the options of that name; each process
     searches the photos itself, and the search is deterministic), or ``generated`` fresh generator samples.
     """
 
@@ -193,7 +193,7 @@ class SourceSpec:
     max_pixels: int = DEFAULT_MAX_PIXELS
     #: Folders never listed as inputs, wherever they are (the run's own outputs).
     exclude: tuple[str, ...] = ()
-    #: None: the whole image, centre-cropped; "chip-box" or "ffhq": every face, framed so.
+    #: None: the whole image, centre-cropped; "face-crop" or "align": every face, framed so.
     framing: str | None = None
     #: With ``framing``: at most this many faces in all.
     max_faces: int | None = None

@@ -1,2 +1,2 @@
-"""Faces in real photos: detection and landmarks, FFHQ alignment, framing for the embedded generator,
-and the face chips that dlib-style networks read."""
+"""Faces in real photos: detection and landmarks, framing them for a generator (``face-crop`` / ``align``, and
+the ``FaceFrame`` each framing records), pasting edits back, and the face chips that dlib-style networks read."""

@@ -30,7 +30,7 @@ from PIL import Image
 
 from magec.errors import MagecError, file_error
 from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector, select_face
-from magec.faces.paste import Framing
+from magec.faces.frame import FaceFrame
 from magec.io.images import image_size, read_image
 from magec.validation import DEFAULT_MAX_PIXELS, MAX_OUTPUT_SIDE
 
@@ -169,7 +169,7 @@ class AlignedFace:
 
     image: Image.Image
     faces_found: int
-    framing: Framing
+    frame: FaceFrame
     #: The face's 68 landmarks in the photo's pixels (for a paste-back mask).
     landmarks: np.ndarray
 
@@ -191,12 +191,30 @@ def align_photo(
     detector = detector or LandmarkDetector(upsample=config.upsample)
     preview = read_image(photo, max_pixels, reduce_to=DETECTION_SIDE)
     full_size = image_size(photo, max_pixels)
-    scale = full_size[0] / preview.width
     faces = detector.detect(preview)
     try:
         face = select_face(faces, face_index)
     except MagecError as exc:
         raise file_error(photo, str(exc)) from None
+    image, frame = align_found_face(photo, preview, full_size, face, size, config, max_pixels)
+    scale = full_size[0] / preview.width
+    return AlignedFace(image, len(faces), frame, (face.landmarks + 0.5) * scale - 0.5)
+
+
+def align_found_face(
+    photo: str | Path,
+    preview: Image.Image,
+    full_size: tuple[int, int],
+    face: Face,
+    size: int,
+    config: AlignConfig = AlignConfig(),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    limit_option: str = "--max-pixels",
+) -> tuple[Image.Image, FaceFrame]:
+    """FFHQ-align ``face``, found in ``preview`` (the file ``photo`` decoded, reduced or whole, at ``full_size``):
+    the aligned square and its ``FaceFrame`` in the whole photo's pixels. The square is sampled from ``preview``
+    when it is large enough, else from the photo decoded again at the scale the square needs."""
+    scale = full_size[0] / preview.width
     quad = (ffhq_quad(face) + 0.5) * scale - 0.5  # in full-resolution pixels
     qsize = float(np.hypot(*(quad[3] - quad[0])))
     # The FFHQ procedure keeps the square at least twice the output size before sampling it. A photo
@@ -205,10 +223,7 @@ def align_photo(
     if max(preview.size) >= needed:
         source = preview
     else:
-        del preview
-        source = read_image(photo, max_pixels, reduce_to=needed)
-    framing = Framing.from_quad(quad + 0.5, full_size)  # pixel centres at +0.5, as Framing counts
+        source = read_image(photo, max_pixels, reduce_to=needed, limit_option=limit_option)
+    frame = FaceFrame.from_quad(quad + 0.5, full_size)  # pixel centres at +0.5, as FaceFrame counts
     quad = (quad + 0.5) * (source.width / full_size[0]) - 0.5
-    return AlignedFace(
-        align_quad(source, quad, size, config), len(faces), framing, (face.landmarks + 0.5) * scale - 0.5
-    )
+    return align_quad(source, quad, size, config), frame

@@ -15,22 +15,24 @@ from PIL import Image
 
 from magec.errors import MagecError
 from magec.faces.chips import DCGAN_CHIP, ChipBox
-from magec.faces.detection import NO_FACE, Face, detection_array, select_face
-from magec.faces.paste import Framing
-from magec.weights import age_gender_models_dir
+from magec.faces.detection import NO_FACE, ChipShapes, Face, detection_array, select_face
+from magec.faces.frame import FaceFrame
+from magec.weights import landmarks5_file_path
 
 
 def detect_chip(
-    image: Image.Image, face_index: int = 0, faces: list[Face] | None = None
+    image: Image.Image, face_index: int = 0, faces: list[Face] | None = None, shapes: ChipShapes | None = None
 ) -> tuple[float, float, float, float]:
     """dlib's padding-0.2 face chip in ``image``: (centre x, centre y, side, angle in radians); largest face first.
 
     ``faces``: the faces a caller already found in ``image`` (``LandmarkDetector(upsample=1).detect(image)``,
-    largest first), so that one detection serves framing and landmarks alike; None runs dlib's detector here."""
+    largest first), so that one detection serves framing and landmarks alike; None runs dlib's detector here.
+    ``shapes``: where the 5 chip landmarks come from (a detector that keeps dlib's 5-point model loaded, e.g.
+    ``LandmarkDetector``); None reads the model here."""
     import dlib
 
     rgb, factor = detection_array(image)
-    predictor = dlib.shape_predictor(str(age_gender_models_dir() / "shape_predictor_5_face_landmarks.dat"))
+    predictor = shapes.chip_shape if shapes is not None else dlib.shape_predictor(str(landmarks5_file_path()))
     if faces is not None:
         # The same box in the detection copy (``Face.box`` is that box times ``factor``: exact integers again).
         left, top, right, bottom = (int(round(v / factor)) for v in select_face(faces, face_index).box)
@@ -61,10 +63,11 @@ def frame_face_crop(
     face_index: int = 0,
     render: int = 256,
     faces: list[Face] | None = None,
-) -> tuple[Image.Image, Framing]:
+    shapes: ChipShapes | None = None,
+) -> tuple[Image.Image, FaceFrame]:
     """A ``size`` x ``size`` crop of ``image`` whose dlib face chip lands on ``box``, and where it sits in ``image``
-    (``faces``: already found in ``image``, see ``detect_chip``)."""
-    cx, cy, side, angle = detect_chip(image, face_index, faces)
+    (``faces``, ``shapes``: see ``detect_chip``)."""
+    cx, cy, side, angle = detect_chip(image, face_index, faces, shapes)
     render = max(render, size)
     k = side / (box.size * render)  # source pixels per output pixel
     cos, sin = math.cos(angle), math.sin(angle)
@@ -73,15 +76,16 @@ def frame_face_crop(
     a, b, d, e = k * cos, -k * sin, k * sin, k * cos
     c = cx - a * u0 - b * v0
     f = cy - d * u0 - e * v0
-    out = image.convert("RGB").transform(
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # a large photo is not copied
+    out = rgb.transform(
         (render, render),
         Image.Transform.AFFINE,
         (a, b, c, d, e, f),
         resample=Image.Resampling.BICUBIC,
         fillcolor=(128, 128, 128),
     )
-    framing = Framing((c, f), (a * render, d * render), (b * render, e * render), image.size)
-    return (out.resize((size, size), Image.Resampling.LANCZOS) if render != size else out), framing
+    frame = FaceFrame((c, f), (a * render, d * render), (b * render, e * render), image.size)
+    return (out.resize((size, size), Image.Resampling.LANCZOS) if render != size else out), frame
 
 
 def crop_to_chip_box(

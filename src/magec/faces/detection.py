@@ -6,20 +6,22 @@ put it, without importing that package, which pulls ``pkg_resources``); dlib com
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from magec.errors import MagecError, file_error
-from magec.weights import face_models_dir
+from magec.weights import landmarks5_file_path, landmarks68_file_path
 
 #: Faces are searched for on a copy whose longer side is at most this many pixels (dlib's HOG detector
 #: upsamples once, so its memory and time grow with 4x the pixels it is given); landmarks are scaled back.
+#: (Searching a copy half as large is 4x faster on a 2048-pixel photo, but moves the 68 landmarks of a large
+#: face by up to 8-47 pixels: dlib's predictor moves them up to 22 pixels for a 4-pixel shift of its box.)
 DETECTION_SIDE = 2048
-
-PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,6 @@ class Face:
         return (self.landmarks[48] + self.landmarks[54]) / 2.0
 
 
-def predictor_path() -> Path:
-    """Where pip put dlib's 68-point landmark model."""
-    path = face_models_dir() / PREDICTOR_FILE
-    if not path.is_file():
-        raise file_error(path, "missing: the face-recognition-models install is incomplete")
-    return path
-
-
 #: The one wording of "no face" for every command that looks for faces.
 NO_FACE = "no face found (dlib's frontal face detector needs a roughly frontal face of at least ~40 pixels)"
 
@@ -67,21 +61,42 @@ def detection_array(image: Image.Image | np.ndarray, max_side: int = DETECTION_S
     return np.ascontiguousarray(np.asarray(small, dtype=np.uint8)), factor
 
 
+class ChipShapes(Protocol):
+    """Something that keeps dlib's 5-point model loaded: the landmarks a face chip is placed from."""
+
+    def chip_shape(self, rgb: np.ndarray, box: Any) -> Any: ...
+
+
 class LandmarkDetector:
-    """dlib's frontal face detector + 68-point shape predictor; load once, reuse for many photos."""
+    """dlib's frontal face detector + 68-point shape predictor; load once, reuse for many photos (and the 5-point
+    model of face chips, loaded at its first use)."""
 
     def __init__(self, predictor: str | Path | None = None, upsample: int = 1) -> None:
         try:
             import dlib
         except ImportError:
             raise MagecError("face alignment needs dlib (pip install dlib-bin==20.0.1, a prebuilt wheel)") from None
-        path = Path(predictor) if predictor is not None else predictor_path()
+        path = Path(predictor) if predictor is not None else landmarks68_file_path()
         self._detector = dlib.get_frontal_face_detector()
         try:
             self._predictor = dlib.shape_predictor(str(path))
         except RuntimeError as exc:
             raise file_error(path, f"not a dlib shape predictor ({exc})") from None
         self.upsample = upsample
+        self._chip_predictor: Any = None
+
+    def load_chip_model(self) -> None:
+        """Read dlib's 5-point model now (else at the first ``chip_shape``)."""
+        if self._chip_predictor is None:
+            import dlib
+
+            self._chip_predictor = dlib.shape_predictor(str(landmarks5_file_path()))
+
+    def chip_shape(self, rgb: np.ndarray, box: Any) -> Any:
+        """dlib's 5 chip landmarks of the face in ``box`` (a ``dlib.rectangle`` in ``rgb``), for
+        ``get_face_chip_details``; the 5-point model is read once, at the first call."""
+        self.load_chip_model()
+        return self._chip_predictor(rgb, box)
 
     def detect(self, image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> list[Face]:
         """All faces in ``image``, largest first (ties: higher detector score first).
@@ -108,3 +123,44 @@ def select_face(faces: list[Face], face_index: int = 0) -> Face:
     if not 0 <= face_index < len(faces):
         raise MagecError(f"no face {face_index}: only {len(faces)} face(s) found (0 = largest)")
     return faces[face_index]
+
+
+class SharedDetector:
+    """One ``LandmarkDetector`` for a server's threads, read at its first use or in the background (``preload``:
+    dlib's two models take 2-3 s to read, which a server's first photo would otherwise wait for), then used by one
+    thread at a time (dlib's objects are not documented as thread-safe). A failed background read is tried again,
+    and reported, at the first use."""
+
+    def __init__(self, upsample: int = 1) -> None:
+        self.upsample = upsample
+        self._lock = threading.Lock()
+        self._detector: LandmarkDetector | None = None
+        self._preloading = False
+
+    def preload(self) -> None:
+        """Start reading the models in a background thread (once); a use meanwhile waits for them."""
+        if not self._preloading:
+            self._preloading = True
+            threading.Thread(target=self._read, name="magec-face-models", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            with self._lock:
+                self._load().load_chip_model()
+        except Exception:  # noqa: BLE001 - the first use reads the models again and says what is wrong
+            pass
+
+    def _load(self) -> LandmarkDetector:
+        if self._detector is None:
+            self._detector = LandmarkDetector(upsample=self.upsample)
+        return self._detector
+
+    def detect(self, image: Image.Image | np.ndarray, max_side: int = DETECTION_SIDE) -> list[Face]:
+        """``LandmarkDetector.detect``, waiting for the models and for any other thread's use."""
+        with self._lock:
+            return self._load().detect(image, max_side)
+
+    def chip_shape(self, rgb: np.ndarray, box: Any) -> Any:
+        """``LandmarkDetector.chip_shape``, likewise."""
+        with self._lock:
+            return self._load().chip_shape(rgb, box)

@@ -1,12 +1,11 @@
 """Paste an edited face back into the user's photo: the inverse of the framing, blended with a feathered mask.
 
-Framing a photo for a generator (FFHQ alignment, or the embedded DCGAN's face crop) maps the output
-square onto an oriented square of the photo: a similarity transform, recorded as a ``Framing``. Pasting
-back samples the generator's square at every photo pixel the square covers (bilinear, through the inverse
-map) and blends it in under a mask: the convex hull of the face's 68 landmarks, shrunk a little and
-feathered so the seam falls on skin, not on the background, times a ramp that falls to 0 inside the
-generated square's edges (the mask never reaches past the square, so no straight seam). Pixels outside
-the mask are the photo's own bytes, untouched.
+Framing a photo for a generator (``--align`` or ``--face-crop``) maps the output square onto an oriented
+square of the photo, recorded as a ``FaceFrame`` (``magec.faces.frame``). Pasting back samples the
+generator's square at every photo pixel the square covers (bilinear, through the inverse map) and blends it
+in under a mask: the convex hull of the face's 68 landmarks, shrunk a little and feathered so the seam falls
+on skin, not on the background, times a ramp that falls to 0 inside the generated square's edges (the mask
+never reaches past the square, so no straight seam). Pixels outside the mask are the photo's own bytes, untouched.
 
 Two modes (``paste_edit``):
 
@@ -19,7 +18,6 @@ Two modes (``paste_edit``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,51 +26,10 @@ import scipy.ndimage
 from PIL import Image, ImageDraw
 
 from magec.errors import MagecError
+from magec.faces.frame import FaceFrame
 
 if TYPE_CHECKING:
     from magec.faces.detection import Face
-
-
-@dataclass(frozen=True)
-class Framing:
-    """Where a generator's square input sits in the photo: photo point = origin + s * u + t * v, for (s, t)
-    in [0, 1]^2 over the square (s to the right, t down); pixel centres at +0.5 in both images."""
-
-    origin: tuple[float, float]
-    u: tuple[float, float]
-    v: tuple[float, float]
-    #: The photo's (width, height) when it was framed: pasting back needs the same photo.
-    photo_size: tuple[int, int]
-
-    @classmethod
-    def from_quad(cls, quad: np.ndarray, photo_size: tuple[int, int]) -> Framing:
-        """From FFHQ's quad corners (top-left, bottom-left, bottom-right, top-right) in photo pixels."""
-        q = np.asarray(quad, dtype=np.float64)
-        return cls(tuple(q[0]), tuple(q[3] - q[0]), tuple(q[1] - q[0]), tuple(photo_size))
-
-    def scaled(self, factor: float, photo_size: tuple[int, int]) -> Framing:
-        """The same square in a copy of the photo ``factor`` times larger (e.g. the full-size photo)."""
-        mul = lambda p: (p[0] * factor, p[1] * factor)
-        return Framing(mul(self.origin), mul(self.u), mul(self.v), tuple(photo_size))
-
-    def to_dict(self) -> dict[str, list[float] | list[int]]:
-        return {"origin": list(self.origin), "u": list(self.u), "v": list(self.v), "photo_size": list(self.photo_size)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Framing:
-        try:
-            return cls(
-                tuple(float(x) for x in data["origin"]),
-                tuple(float(x) for x in data["u"]),
-                tuple(float(x) for x in data["v"]),
-                tuple(int(x) for x in data["photo_size"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MagecError(f"broken framing record ({exc})") from None
-
-    def square_corners(self) -> np.ndarray:
-        o, u, v = (np.asarray(x) for x in (self.origin, self.u, self.v))
-        return np.stack([o, o + u, o + u + v, o + v])
 
 
 #: Paste modes of ``paste_edit`` (and ``magec edit --paste-mode``); the first is the default.
@@ -108,18 +65,18 @@ def face_mask(size: tuple[int, int], landmarks: np.ndarray, shrink: float = 0.04
     return np.clip(mask, 0.0, 1.0)
 
 
-def _check_photo(photo: Image.Image, framing: Framing) -> Image.Image:
+def _check_photo(photo: Image.Image, frame: FaceFrame) -> Image.Image:
     photo = photo.convert("RGB")
-    if tuple(photo.size) != tuple(framing.photo_size):
+    if tuple(photo.size) != tuple(frame.photo_size):
         raise MagecError(
             f"the photo is {photo.width}x{photo.height}, but the face was framed in a "
-            f"{framing.photo_size[0]}x{framing.photo_size[1]} photo: paste back into the same photo"
+            f"{frame.photo_size[0]}x{frame.photo_size[1]} photo: paste back into the same photo"
         )
     return photo
 
 
 def _blend(
-    photo: Image.Image, square: np.ndarray, framing: Framing, landmarks: np.ndarray, mask: np.ndarray | None, add: bool
+    photo: Image.Image, square: np.ndarray, frame: FaceFrame, landmarks: np.ndarray, mask: np.ndarray | None, add: bool
 ) -> Image.Image:
     """``square`` (H, W, 3 float: the generator's square or a difference of two) warped into the photo and
     blended under the mask times ``square_weight``: added to the photo (``add``) or drawn over it."""
@@ -133,10 +90,10 @@ def _blend(
         return photo.copy()
     top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     # Inverse map of the framing: photo pixel centre -> (s, t) in the square -> square pixel.
-    basis = np.array([framing.u, framing.v], dtype=np.float64).T  # columns u, v
+    basis = np.array([frame.u, frame.v], dtype=np.float64).T  # columns u, v
     inverse = np.linalg.inv(basis)
     gy, gx = np.mgrid[top:bottom, left:right].astype(np.float64)
-    rel = np.stack([gx + 0.5 - framing.origin[0], gy + 0.5 - framing.origin[1]])
+    rel = np.stack([gx + 0.5 - frame.origin[0], gy + 0.5 - frame.origin[1]])
     s, t = np.tensordot(inverse, rel, axes=1)
     m = mask[top:bottom, left:right] * square_weight(s, t)
     changed = m > 0
@@ -161,7 +118,7 @@ def _square_array(image: Image.Image) -> np.ndarray:
 
 
 def paste_back(
-    photo: Image.Image, crop: Image.Image, framing: Framing, landmarks: np.ndarray, mask: np.ndarray | None = None
+    photo: Image.Image, crop: Image.Image, frame: FaceFrame, landmarks: np.ndarray, mask: np.ndarray | None = None
 ) -> Image.Image:
     """``photo`` with ``crop`` (the edited square, any size) warped back into the framed square and blended
     under the feathered landmark mask (the ``composite`` mode); every pixel where the mask is 0 is the
@@ -169,15 +126,15 @@ def paste_back(
 
     ``mask``: ``face_mask(photo.size, landmarks)`` computed once by a caller that pastes many edits into one
     photo (the studio, at every slider release); None computes it here."""
-    photo = _check_photo(photo, framing)
-    return _blend(photo, _square_array(crop), framing, landmarks, mask, add=False)
+    photo = _check_photo(photo, frame)
+    return _blend(photo, _square_array(crop), frame, landmarks, mask, add=False)
 
 
 def paste_edit(
     photo: Image.Image,
     edited: Image.Image,
     projection: Image.Image,
-    framing: Framing,
+    frame: FaceFrame,
     landmarks: np.ndarray,
     mask: np.ndarray | None = None,
     mode: str = "sharp",
@@ -191,21 +148,21 @@ def paste_edit(
     if mode not in PASTE_MODES:
         raise ValueError(f"unknown paste mode {mode!r}; expected one of {', '.join(PASTE_MODES)}")
     if mode == "composite":
-        return paste_back(photo, edited, framing, landmarks, mask)
+        return paste_back(photo, edited, frame, landmarks, mask)
     if edited.size != projection.size:
         raise ValueError(f"edited square {edited.size} and projection {projection.size} differ in size")
-    photo = _check_photo(photo, framing)
+    photo = _check_photo(photo, frame)
     delta = _square_array(edited) - _square_array(projection)
-    return _blend(photo, delta, framing, landmarks, mask, add=True)
+    return _blend(photo, delta, frame, landmarks, mask, add=True)
 
 
-def face_landmarks_for(photo: Image.Image, framing: Framing, scale: float = 1.0) -> np.ndarray:
+def face_landmarks_for(photo: Image.Image, frame: FaceFrame, scale: float = 1.0) -> np.ndarray:
     """The 68 landmarks (in ``photo``'s pixels times ``scale``) of the face nearest the framed square's centre."""
-    return located_face_landmarks(photo, framing, scale)[0]
+    return located_face_landmarks(photo, frame, scale)[0]
 
 
 def located_face_landmarks(
-    photo: Image.Image, framing: Framing, scale: float = 1.0, faces: list[Face] | None = None
+    photo: Image.Image, frame: FaceFrame, scale: float = 1.0, faces: list[Face] | None = None
 ) -> tuple[np.ndarray, int]:
     """``face_landmarks_for``, and how many faces the photo holds (so a caller can say it took one of several).
 
@@ -216,7 +173,7 @@ def located_face_landmarks(
     faces = faces if faces is not None else LandmarkDetector().detect(photo)
     if not faces:
         raise MagecError(NO_FACE)
-    centre = framing.square_corners().mean(0) - 0.5  # landmarks count pixel centres at integers
+    centre = frame.square_corners().mean(0) - 0.5  # landmarks count pixel centres at integers
     nearest = min(faces, key=lambda f: float(np.hypot(*(f.landmarks.mean(0) - centre))))
     return (nearest.landmarks + 0.5) * scale - 0.5, len(faces)
 
@@ -224,7 +181,7 @@ def located_face_landmarks(
 def paste_into_photo(
     photo: str | Path,
     crops: list[Image.Image],
-    framing: Framing,
+    frame: FaceFrame,
     max_pixels: int,
     projection: Image.Image | None = None,
     mode: str = "sharp",
@@ -239,18 +196,18 @@ def paste_into_photo(
         raise ValueError("the sharp paste needs the projection's square")
     preview = read_image(photo, max_pixels, reduce_to=DETECTION_SIDE)
     full = read_image(photo, max_pixels)
-    if tuple(full.size) != tuple(framing.photo_size):
+    if tuple(full.size) != tuple(frame.photo_size):
         raise file_error(
             photo,
             f"is {full.width}x{full.height}, but the face was framed in a "
-            f"{framing.photo_size[0]}x{framing.photo_size[1]} photo: paste back into the photo that was inverted",
+            f"{frame.photo_size[0]}x{frame.photo_size[1]} photo: paste back into the photo that was inverted",
         )
     try:
         landmarks = face_landmarks_for(
-            preview, framing.scaled(preview.width / full.width, preview.size), full.width / preview.width
+            preview, frame.scaled(preview.width / full.width, preview.size), full.width / preview.width
         )
     except MagecError as exc:
         raise file_error(photo, str(exc)) from None
     mask = face_mask(full.size, landmarks)
     base = projection if projection is not None else crops[0]
-    return [paste_edit(full, crop, base, framing, landmarks, mask, mode) for crop in crops]
+    return [paste_edit(full, crop, base, frame, landmarks, mask, mode) for crop in crops]

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from magec.faces.detection import detection_array
-from magec.weights import age_gender_models_dir, face_models_dir
+from magec.weights import landmarks5_file_path, recognition_file_path
 
 #: dlib's threshold: descriptors closer than this belong to the same person.
 SAME_PERSON = 0.6
@@ -25,8 +25,8 @@ class FaceRecognizer:
         import dlib
 
         self._detector = dlib.get_frontal_face_detector()
-        self._landmarks = dlib.shape_predictor(str(age_gender_models_dir() / "shape_predictor_5_face_landmarks.dat"))
-        self._net = dlib.face_recognition_model_v1(str(face_models_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
+        self._landmarks = dlib.shape_predictor(str(landmarks5_file_path()))
+        self._net = dlib.face_recognition_model_v1(str(recognition_file_path()))
 
     def descriptor(self, image: Image.Image, near: tuple[float, float] | None = None) -> np.ndarray | None:
         """The 128-d descriptor of the face nearest ``near`` (photo pixels; default: the largest), or None."""

@@ -8,7 +8,7 @@ inverted again only if one of its images is not finished, and only the unfinishe
 
 An image is *finished* when its three outputs are recorded in the folder's index as belonging to its
 input, exist, and its ``.json`` (written last) carries the same ``request`` (method, schedule, weights,
-pack, seed, batch size, framing): the request is what a rerun must match to skip the image.
+pack, seed, batch size, framing options): the request is what a rerun must match to skip the image.
 """
 
 from __future__ import annotations
@@ -39,13 +39,19 @@ OUTPUT_SUFFIXES = (".latent.safetensors", ".png", ".json")
 
 
 @dataclass(frozen=True)
-class Framing:
-    """How each photo is framed before inversion (``--align`` / ``--face-crop`` / plain centre square)."""
+class FramingOptions:
+    """How each photo is framed before inversion: ``magec invert``'s ``--align`` / ``--face-crop`` (neither: the
+    centred square), ``--face`` and ``--max-pixels``."""
 
     align: bool = False
     face_crop: bool = False
     face: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @property
+    def framing(self) -> str:
+        """The framing's name (``magec.faces.framing``): ``align``, ``face-crop`` or ``centre``."""
+        return "align" if self.align else "face-crop" if self.face_crop else "centre"
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class FolderJob:
     method: str
     config: InversionConfig
     seed: int
-    framing: Framing
+    framing: FramingOptions
     #: What a rerun must match to skip a finished image (also written into every output's metadata).
     request: dict[str, Any]
     #: Extra metadata for every output (e.g. the pack as given).
@@ -205,30 +211,18 @@ def is_finished(out_dir: Path, index: dict[str, str], item: Item, request: dict[
     return isinstance(record, dict) and record.get("request") == json.loads(json.dumps(request))
 
 
-def read_framed(path: str | Path, size: int, framing: Framing) -> tuple[torch.Tensor, dict[str, Any]]:
+def read_framed(path: str | Path, size: int, framing: FramingOptions) -> tuple[torch.Tensor, dict[str, Any]]:
     """One input image as a (1, 3, size, size) tensor in [-1, 1], framed as ``framing`` says, and where its face
-    sits in the photo (``magec.faces.paste.Framing`` as a dict under "framing"; empty for a plain centre square),
-    which ``magec edit --paste-back`` needs."""
-    from magec.io.images import image_size, load_image, pil_to_tensor
+    sits in the photo (the ``framing`` name and the ``magec.faces.frame.FaceFrame`` as a dict, what
+    ``magec edit --paste-back`` reads; empty for the centred square)."""
+    from magec.io.images import load_image, pil_to_tensor
 
-    if framing.align:
-        from magec.faces.alignment import align_photo
+    if framing.framing == "centre":
+        return load_image(path, size, framing.max_pixels), {}
+    from magec.faces.framing import read_framed_photo
 
-        aligned = align_photo(path, size, face_index=framing.face, max_pixels=framing.max_pixels)
-        return pil_to_tensor(aligned.image), {"framing": "align", **aligned.framing.to_dict()}
-    if framing.face_crop:
-        from magec.faces.crop import frame_face_crop
-        from magec.faces.detection import DETECTION_SIDE
-        from magec.io.images import read_image
-
-        photo = read_image(path, framing.max_pixels, reduce_to=DETECTION_SIDE)
-        try:
-            crop, where = frame_face_crop(photo, size, face_index=framing.face)
-        except MagecError as exc:
-            raise MagecError(f"{path}: {exc}") from None
-        full = image_size(path, framing.max_pixels)
-        return pil_to_tensor(crop), {"framing": "face-crop", **where.scaled(full[0] / photo.width, full).to_dict()}
-    return load_image(path, size, framing.max_pixels), {}
+    framed = read_framed_photo(path, size, framing.framing, framing.face, framing.max_pixels, landmarks=False)
+    return pil_to_tensor(framed.image), {"framing": framing.framing, **framed.frame.to_dict()}
 
 
 def one_line(exc: BaseException) -> str:

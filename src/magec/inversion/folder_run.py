@@ -18,7 +18,7 @@ from magec.inversion.config import PTI_METHODS, method_config
 from magec.inversion.folder import (
     BatchOutcome,
     FolderJob,
-    Framing,
+    FramingOptions,
     Inputs,
     Item,
     collect_inputs,
@@ -244,7 +244,7 @@ def _job(out: Path, s: FolderSettings, config: Any, init: str) -> FolderJob:
         s.method,
         config,
         s.seed,
-        Framing(s.align, s.face_crop, s.face, s.max_pixels),
+        FramingOptions(s.align, s.face_crop, s.face, s.max_pixels),
         request,
         {**settings, "init": init},
         pti=PTIConfig().scaled(s.steps_scale) if s.method in PTI_METHODS else None,

@@ -39,7 +39,7 @@ class Projection:
     notes: list[str] = field(default_factory=list)
     #: For ``+pti``: the generator tuned around this latent (renders use it instead of the pipeline's).
     tuned: Generator | None = None
-    #: Where the face sits in its photo (``{"framing": "align" | "face-crop", **magec.faces.paste.Framing}``), which
+    #: Where the face sits in its photo (``{"framing": "align" | "face-crop", **magec.faces.frame.FaceFrame}``), which
     #: ``magec edit --paste-back`` reads; None for a plain centre square or an image that was not a photo.
     photo: dict[str, Any] | None = None
     #: Everything recorded with it in its latent file (settings, source name, request...).

@@ -556,6 +556,7 @@ def serve(
     block: bool = True,
 ) -> Any:
     """Build and start the page; with ``block`` it serves until Ctrl-C, else returns the running app."""
+    studio.read_face_models()  # while the page starts: the first photo does not wait for dlib's models
     app = build_app(studio, study_db)
     app.queue(default_concurrency_limit=None)
     try:

@@ -35,14 +35,15 @@ from PIL import Image
 
 from magec import __version__
 from magec.errors import MagecError
-from magec.faces.detection import DETECTION_SIDE, Face, LandmarkDetector
-from magec.faces.framing import frame_face_located, framing_for
-from magec.faces.paste import Framing, face_mask, located_face_landmarks, paste_edit
+from magec.faces.detection import SharedDetector
+from magec.faces.frame import FaceFrame
+from magec.faces.framing import frame_face_located, framing_for, read_framed_photo
+from magec.faces.paste import face_mask, located_face_landmarks, paste_edit
 from magec.inversion import invert, method_config
 from magec.inversion.config import MEAN_PTI_METHODS, PAPER_METHODS, PTI_METHODS, base_method
 from magec.inversion.outputs import save_projection
 from magec.inversion.pti import PTIConfig, pivotal_tuning
-from magec.io.images import image_size, pil_to_tensor, read_image, save_png, tensor_to_pil
+from magec.io.images import pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
 from magec.studio.jobs import Job, JobQueue
@@ -60,8 +61,6 @@ METHODS = (*PAPER_METHODS, *MEAN_PTI_METHODS)
 #: mask (``face_mask``: eroded by 0.04 of the face, blurred with sigma 0.03 truncated at 4 sigma) is the same
 #: computed there as over the whole photo, and a slider release does not touch the rest of a 40 MP photo.
 PASTE_MARGIN = 0.25
-#: How the studio records a framing in a downloaded latent (``magec edit --paste-back`` reads it).
-FRAMING_RECORD = {"chip-box": "face-crop", "ffhq": "align"}
 #: How many renders the studio keeps (``Studio.render``): per viewer, the unedited image and the last edit are
 #: what a slider change reuses; a few viewers fit.
 RENDER_CACHE = 8
@@ -74,7 +73,7 @@ class FramedPhoto:
 
     image: Image.Image
     photo: Image.Image | None = None
-    framing: Framing | None = None
+    frame: FaceFrame | None = None
     landmarks: np.ndarray | None = None
     #: How many faces the photo holds, and which one is framed (0 = the largest).
     faces: int = 1
@@ -84,7 +83,7 @@ class FramedPhoto:
 
     @property
     def can_paste(self) -> bool:
-        return self.photo is not None and self.framing is not None and self.landmarks is not None
+        return self.photo is not None and self.frame is not None and self.landmarks is not None
 
     def release(self) -> None:
         """Drop the photo and its paste region (its viewer has gone; the web framework may keep the page's state
@@ -95,29 +94,29 @@ class FramedPhoto:
         """The part of the photo around the face, with the framing and landmarks moved into it and its face
         mask (computed once per photo, then reused by every paste)."""
         if self._region is None:
-            assert self.photo is not None and self.framing is not None and self.landmarks is not None
+            assert self.photo is not None and self.frame is not None and self.landmarks is not None
             lo, hi = self.landmarks.min(0), self.landmarks.max(0)
             margin = PASTE_MARGIN * float((hi - lo).max()) + 2.0
             width, height = self.photo.size
             left, top = max(0, int(np.floor(lo[0] - margin))), max(0, int(np.floor(lo[1] - margin)))
             right, bottom = min(width, int(np.ceil(hi[0] + margin)) + 1), min(height, int(np.ceil(hi[1] + margin)) + 1)
             size = (right - left, bottom - top)
-            f = self.framing
-            framing = Framing((f.origin[0] - left, f.origin[1] - top), f.u, f.v, size)
+            f = self.frame
+            frame = FaceFrame((f.origin[0] - left, f.origin[1] - top), f.u, f.v, size)
             landmarks = self.landmarks - np.array([left, top], dtype=np.float64)
             photo = self.photo.crop((left, top, right, bottom))
-            self._region = PasteRegion((left, top), photo, framing, landmarks, face_mask(size, landmarks))
+            self._region = PasteRegion((left, top), photo, frame, landmarks, face_mask(size, landmarks))
         return self._region
 
 
 @dataclass(frozen=True)
 class PasteRegion:
-    """Where a photo's face is pasted: the region's top-left corner in the photo, its pixels, the framing and
+    """Where a photo's face is pasted: the region's top-left corner in the photo, its pixels, the frame and
     landmarks in its coordinates, and the feathered face mask."""
 
     corner: tuple[int, int]
     photo: Image.Image
-    framing: Framing
+    frame: FaceFrame
     landmarks: np.ndarray
     mask: np.ndarray
 
@@ -152,10 +151,9 @@ class Studio:
         #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
         #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
         self._step_seconds: dict[str, dict[str, float]] = {}
-        #: dlib's detector and 68-point model, loaded at the first photo (about a second) and kept for the next;
-        #: dlib's objects are not documented as thread-safe, so viewers take turns (``_faces_in``).
-        self._detector: LandmarkDetector | None = None
-        self._detector_lock = threading.Lock()
+        #: dlib's detector and landmark models, read at the first photo or in the background (``read_face_models``)
+        #: and kept; viewers take turns with them (dlib's objects are not documented as thread-safe).
+        self._faces = SharedDetector()
         #: Per viewer, what this studio made for it (photos, projections; weak: never kept alive from here) and the
         #: download folders it wrote: ``end_session`` releases and deletes them. ``_ended``: viewers gone while a
         #: job of theirs still ran (what that job makes is released as it is made).
@@ -191,18 +189,20 @@ class Studio:
                 f"{name}: {size / 2**20:.1f} MB, above the page's limit of {self.max_bytes / 2**20:.0f} MB"
             )
         try:
-            preview = read_image(resolved, self.max_pixels, reduce_to=DETECTION_SIDE, limit_option="")
-            full_size = image_size(resolved, self.max_pixels)
-            framed = self.frame(preview, name, face, owner)
-            if tuple(full_size) != tuple(preview.size):  # a large JPEG decoded reduced: the full photo for pasting
-                assert framed.framing is not None and framed.landmarks is not None
-                scale = full_size[0] / preview.width
-                framed.photo = read_image(resolved, self.max_pixels, limit_option="")
-                framed.framing = framed.framing.scaled(scale, framed.photo.size)
-                framed.landmarks = (framed.landmarks + 0.5) * scale - 0.5
+            found = read_framed_photo(
+                resolved, self.resolution, self.framing, face, self.max_pixels, self._faces, limit_option=""
+            )
+            # a large JPEG was decoded reduced to find the face: the whole photo, for pasting back
+            photo = found.photo if found.scale == 1.0 else read_image(resolved, self.max_pixels, limit_option="")
         except MagecError as exc:  # the message names the server's temporary path: name the file instead
             raise MagecError(str(exc).replace(str(resolved), name)) from None
-        return framed
+        framed = FramedPhoto(found.image, photo, found.frame, found.landmarks, faces=len(found.faces or ()), face=face)
+        return self._own(owner, framed)
+
+    def read_face_models(self) -> None:
+        """Start reading dlib's face models in the background (2-3 s), so that the first photo does not wait for
+        them (``serve`` calls it as the page starts)."""
+        self._faces.preload()
 
     def discard_upload(self, path: str | Path | None) -> None:
         """Delete an uploaded file once it has been read (only inside this studio's upload folder: never
@@ -222,19 +222,12 @@ class Studio:
         landmarks (for pasting back) and how many faces the photo holds."""
         photo = photo if photo.mode == "RGB" else photo.convert("RGB")
         try:
-            found = self._faces_in(photo)  # one detection: the framing and the paste-back landmarks share it
-            image, framing = frame_face_located(photo, self.resolution, self.framing, face_index=face, faces=found)
-            landmarks, faces = located_face_landmarks(photo, framing, faces=found)
+            found = self._faces.detect(photo)  # one detection: the framing and the paste-back landmarks share it
+            image, frame = frame_face_located(photo, self.resolution, self.framing, face, found, self._faces)
+            landmarks, faces = located_face_landmarks(photo, frame, faces=found)
         except MagecError as exc:
             raise MagecError(f"{name}: {exc}") from None
-        return self._own(owner, FramedPhoto(image, photo, framing, landmarks, faces=faces, face=face))
-
-    def _faces_in(self, photo: Image.Image) -> list[Face]:
-        """Every face in ``photo``, largest first (dlib, upsampling once as both framings do)."""
-        with self._detector_lock:
-            if self._detector is None:
-                self._detector = LandmarkDetector()
-            return self._detector.detect(photo)
+        return self._own(owner, FramedPhoto(image, photo, frame, landmarks, faces=faces, face=face))
 
     def example(self, which: str, index: int = 0, owner: str | None = None) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
@@ -520,7 +513,7 @@ class Studio:
         assert framed.photo is not None
         region = framed.paste_region()
         edited, unedited = (tensor_to_pil(self.render(projection, v)[0]) for v in (values, {}))
-        face = paste_edit(region.photo, edited, unedited, region.framing, region.landmarks, region.mask)
+        face = paste_edit(region.photo, edited, unedited, region.frame, region.landmarks, region.mask)
         factor = -(-max(framed.photo.size) // max_side) if max_side else 1
         if factor <= 1:
             out = framed.photo.copy()
@@ -588,8 +581,8 @@ class Studio:
         png = save_png(self.render(projection, values)[0], folder / f"{stem}-edited.png")
         meta = {"method": projection.method, "source_name": "studio upload", **self.pipeline.settings()}
         framed = projection.framed
-        if framed is not None and framed.framing is not None:  # where the face sits: --paste-back reads it
-            meta["photo"] = {"framing": FRAMING_RECORD[self.framing], **framed.framing.to_dict()}
+        if framed is not None and framed.frame is not None:  # where the face sits: --paste-back reads it
+            meta["photo"] = {"framing": self.framing, **framed.frame.to_dict()}
         latent, *tuned = save_projection(projection, folder / stem, meta, self.pipeline.generator)
         (folder / f"{stem}-settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         files = [png, latent, folder / f"{stem}-settings.json", *tuned]
