@@ -15,6 +15,7 @@ from magec.cli.options import (
     add_force,
     add_max_pixels,
     add_pack,
+    add_pipeline_options,
     add_precision,
     non_negative_float,
     non_negative_int,
@@ -81,14 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p,
         "editor whose edits the MAGEC term uses: interfacegan (the paper) or styleflow (the pack's flow)",
     )
-    p.add_argument("--perceptual", default="auto", help="auto | lpips-vgg[:PATH] | describer-features")
-    p.add_argument(
-        "--identity",
-        default="auto",
-        help="auto (default: dlib for the embedded face generator, else none) | none | dlib (dlib's face "
-        "recognition, ships on PyPI) | arcface:PATH | moco:PATH",
-    )
-    p.add_argument("--describer", help="override the pack's describer spec (must have the same descriptor layout)")
+    add_pipeline_options(p)
     framing = p.add_mutually_exclusive_group()
     framing.add_argument(
         "--align", action="store_true", help="FFHQ-align each photo first (dlib 68 landmarks), for FFHQ generators"
