@@ -215,11 +215,9 @@ def paste_columns(paste: list[dict[str, str]], methods: Sequence[str]) -> tuple[
     return columns, labels
 
 
-def _paste_section(doc: _Doc, paste: list[dict[str, str]], methods: Sequence[str]) -> list[ColumnResult]:
+def _paste_section(doc: _Doc, results: list[ColumnResult], labels: Sequence[str], methods: Sequence[str]) -> None:
     from magec.faces.recognition import SAME_PERSON
 
-    columns, labels = paste_columns(paste, methods)
-    results = [evaluate_column(c, labels) for c in columns]
     doc.h(2, "Your photo, edited: the paste-back (--paste-back)")
     doc.p(
         "Each face's projection (amount 0) and its random edits pasted back into the photo it was cut from, in "
@@ -239,7 +237,6 @@ def _paste_section(doc: _Doc, paste: list[dict[str, str]], methods: Sequence[str
         table.append([(m, False)] + [_test_cell(r.tests[pair]) for r in results])
     if table:
         doc.table(header, table)
-    return results
 
 
 def faces_found_sentence(rec: list[dict[str, str]]) -> str:
@@ -457,6 +454,8 @@ def write_report(
     t2 = [evaluate_column(c, methods) for c in editability_columns(edits, editors)]
     t3 = [evaluate_column(c, methods) for c in ecs_columns(ecs)]
     tid = [evaluate_column(c, methods) for c in identity_columns(rec, edits, ecs)]
+    paste_cols, paste_labels = paste_columns(paste, methods) if paste else ([], [])
+    tpaste = [evaluate_column(c, paste_labels) for c in paste_cols]
     n_images = len({r["image"] for r in rec})
 
     from magec.evaluation.plots import distribution_plots, ecs_examples
@@ -470,6 +469,8 @@ def write_report(
     summary = {"table1": _summary(t1), "table2": _summary(t2), "table3": _summary(t3)}
     if tid:
         summary["identity"] = _summary(tid)
+    if tpaste:
+        summary["paste_back"] = _summary(tpaste)
     atomic.write_json(assets / "summary.json", summary)
 
     doc = _Doc()
@@ -498,9 +499,8 @@ def write_report(
     _pvalue_table(doc, t1, methods)
     if tid:
         _identity_section(doc, tid, methods, rec)
-    if paste:
-        summary["paste_back"] = _summary(_paste_section(doc, paste, methods))
-        atomic.write_json(assets / "summary.json", summary)
+    if tpaste:
+        _paste_section(doc, tpaste, paste_labels, methods)
     doc.h(2, "Table 2: realism and improved-target score of random edits")
     plan = meta["config"]["plan"]
     doc.p(
