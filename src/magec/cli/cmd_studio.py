@@ -52,14 +52,9 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from magec.studio.study import StudyDB
-    from magec.weights import magec_cache_dir
+    from magec.studio.study import StudyDB, study_db_path
 
-    if args.study_db:
-        study_db = Path(args.study_db)
-    else:
-        study_db = magec_cache_dir() / "study.sqlite"
-        study_db.parent.mkdir(parents=True, exist_ok=True)
+    study_db = study_db_path(args.study_db)
     StudyDB(study_db, create=True)  # a corrupted database is refused before the models load
     check_port_free(args.host, args.port)
 

@@ -82,14 +82,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     from magec.errors import file_error
     from magec.faces.detection import DETECTION_SIDE
     from magec.io.images import read_image
-    from magec.studio.study import StudyDB
-    from magec.weights import magec_cache_dir
+    from magec.studio.study import StudyDB, study_db_path
 
-    if args.db:
-        db_path = Path(args.db)
-    else:
-        db_path = magec_cache_dir() / "study.sqlite"
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path = study_db_path(args.db)
     # Inputs first: a refused photo leaves no database behind.
     photos = [(Path(p).name, read_image(p, args.max_pixels, reduce_to=DETECTION_SIDE)) for p in args.photos]
     generated, steps_scale = size_settings(args)

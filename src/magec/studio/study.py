@@ -101,6 +101,17 @@ def png_image(data: bytes) -> Image.Image:
         return img.convert("RGB")
 
 
+def study_db_path(given: str | Path | None) -> Path:
+    """The study database ``magec studio`` and ``magec study`` share: the one given, else the one in magec's cache."""
+    if given:
+        return Path(given)
+    from magec.weights import magec_cache_dir
+
+    path = magec_cache_dir() / "study.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class StudyDB:
     """A study database: the pool of edits and the judgements. Opening checks that it is one."""
 
