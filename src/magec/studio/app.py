@@ -295,9 +295,10 @@ def _wire_edits(studio: Studio, state: Any, tab: EditorTab) -> None:
     POST, the image inline in the reply), then, in a Gradio request, the photo it is pasted into (the edit is drawn
     once for both: ``Studio.render`` keeps it).
 
-    Through Gradio's event the image took, after the value changed: 20 ms before the request left, ~45 ms in the
-    server, a second GET for the image file and the component's update, ~150 ms in all to the image loaded (median,
-    load 10 on 2 cores); the route's reply puts it on screen ~100 ms after the change at the same load.
+    Why the route (measured in the page, medians after the value changed, load 8-11 on 2 cores): through Gradio's
+    event the request left at 20-29 ms, the server answered ~45 ms later (render and F ~35 ms), the image's file
+    came by a second GET and the image loaded at 150-200 ms, with 18-20 long main-thread tasks (1.5-2.1 s) in 15
+    changes; through the route the request leaves at 6 ms, the image is shown at 55-70 ms, with 0-2 long tasks.
     F's caption stays in the image's request: sent with the photo instead, the image came sooner but the next
     change then overlapped that second request, and the page was slower (p50 227-233 against 156-193 ms, load 16).
     """
@@ -305,7 +306,16 @@ def _wire_edits(studio: Studio, state: Any, tab: EditorTab) -> None:
 
     sliders = tab.sliders
     for slider in sliders:  # in the page: the handler posts to the route and shows its reply (no Python handler)
-        slider.change(None, sliders, None, js=SLIDER_JS, queue=False, show_progress="hidden", api_name=False)
+        slider.change(
+            None,
+            sliders,
+            None,
+            js=SLIDER_JS,
+            queue=False,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_name=False,
+        )
 
     def on_pasted(st: dict, *values: float) -> Any:
         projection = (st or {}).get("projection")
