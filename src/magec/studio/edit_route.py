@@ -89,7 +89,12 @@ def add_render_route(blocks: Any, studio: Studio, state: Any, fmt: str) -> None:
     from starlette.responses import JSONResponse, Response
 
     async def read(request: Request) -> tuple[str, list[float]]:
-        return parse_request(await request.body(), len(studio.sliders))
+        body = b""
+        async for chunk in request.stream():  # never more than the limit held: a large body is refused as it comes
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                break
+        return parse_request(body, len(studio.sliders))
 
     def draw(session: str, values: list[float]) -> Response:
         if session not in getattr(getattr(blocks, "state_holder", None), "session_data", {}):
