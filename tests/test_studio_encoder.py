@@ -151,7 +151,7 @@ def _handlers(gr, studio) -> tuple:
     with gr.Blocks() as page:
         state = gr.State({})
         tab = editor_tab(studio, state)
-    fns = {f.fn.__name__: f.fn for f in page.fns.values()}
+    fns = {f.fn.__name__: f.fn for f in page.fns.values() if f.fn is not None}
     return page, tab, state, fns
 
 

@@ -1,8 +1,9 @@
 """The studio's speed figures for ``magec bench``, measured through the running web server.
 
 - ``studio_edit_ms``: a slider change -> the new edited image returned by the server (p50 and p95 over
-  many changes): the HTTP request, rendering (``render_latent``), F's caption, PNG encoding, and the
-  download of the image file, as a browser does it (Gradio's own Python client plays the browser).
+  many changes): the HTTP request to the slider's route (``magec.studio.edit_route``), rendering
+  (``render_latent``), F's caption and PNG encoding, as the page does it (Gradio's own Python client opens the
+  session and inverts).
 - ``studio_inversion_images_per_s``: one full magec inversion (the paper's schedule) of the astronaut
   through the server's job queue, from the click to the projection shown; compare with ``images_per_s``
   at batch 1 of ``magec bench`` (the same optimisation without the page).
@@ -48,6 +49,7 @@ def studio_figures(pipeline: Pipeline, changes: int = 40, steps_scale: float = 1
         from gradio_client import Client
 
         from magec.studio.app import serve
+        from magec.studio.edit_route import RENDER_PATH
         from magec.studio.session import Studio
 
         studio = Studio(pipeline, steps_scale=steps_scale, upload_root=uploads)
@@ -62,23 +64,21 @@ def studio_figures(pipeline: Pipeline, changes: int = 40, steps_scale: float = 1
             inversion_s = time.perf_counter() - started
             reach = studio.sliders[0].maximum
             times = []
-            # A slider change as the page sends it: one POST (the event is not queued), then the image's GET.
-            fn_index = client._infer_fn_index("/render", None)
-            base = f"http://127.0.0.1:{port}"
+            # A slider change as the page sends it: one POST to the studio's route (``edit_route``), whose reply
+            # holds the image and its caption.
             for k in range(changes + 3):
                 values = list(zeros)
                 values[0] = reach * ((k % 20) + 1) / 20 * (1 if k % 2 else -1)
-                body = {"data": [None, *values], "fn_index": fn_index, "session_hash": client.session_hash}
+                body = {"session": client.session_hash, "values": values}
                 started = time.perf_counter()
                 request = urllib.request.Request(
-                    f"{base}/gradio_api/run/predict",
+                    f"http://127.0.0.1:{port}{RENDER_PATH}",
                     json.dumps(body).encode(),
                     {"Content-Type": "application/json"},
                 )
                 with urllib.request.urlopen(request, timeout=30) as response:
-                    image = json.loads(response.read())["data"][0]
-                with urllib.request.urlopen(image["url"], timeout=30) as response:
-                    response.read()
+                    if "image" not in json.loads(response.read()):
+                        raise MagecError("studio bench: the slider's route drew no image")
                 if k >= 3:  # the first changes warm up
                     times.append((time.perf_counter() - started) * 1000)
             getattr(client, "close", lambda: None)()
