@@ -140,12 +140,18 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
 
 
 def _shown(studio: Studio, tab: Any, projection: Projection, values: list[float]) -> dict:
-    """The original, the projection and the edited image at ``values``, with F's captions (one batch through F),
-    the projection's caption naming which projection it is."""
+    """The original, the projection and the edited image at ``values``, with F's captions (one batch through F,
+    the edited image left out of it when no slider moves it), the projection's caption naming which projection
+    it is."""
     image = studio.projection_image(projection)
     amounts = studio.slider_values(values)
-    edited = studio.render(projection, amounts) if any(amounts.values()) else image
-    source, drawn, moved = studio.captions(torch.cat([projection.source, image, edited]))
+    if any(amounts.values()):
+        edited = studio.render(projection, amounts)
+        source, drawn, moved = studio.captions(torch.cat([projection.source, image, edited]))
+    else:  # the sliders at zero: the edited image is the projection, described once
+        edited = image
+        source, drawn = studio.captions(torch.cat([projection.source, image]))
+        moved = drawn
     return {
         tab.shown["original"]: display(projection.source[0]),
         tab.shown["projection"]: display(image),
