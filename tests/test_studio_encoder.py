@@ -174,6 +174,7 @@ def test_the_page_shows_the_encoders_projection_then_swaps_in_the_methods(gr, st
     assert shown[tab.captions["projection"]].startswith("instant (encoder): ")
     assert "instant (encoder)" in shown[tab.status]
     assert shown[tab.shown["edited"]] is not None and shown[tab.shown["projection"]] is not None
+    assert next(stream) == {tab.pasted: None}  # the photo with the edit pasted (a generated face has none)
     queued = next(stream)  # then the method is queued behind it, and the request ends
     assert list(stream) == []
     st = queued[state]
