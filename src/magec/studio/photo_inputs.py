@@ -109,7 +109,7 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
         return
 
     # With an encoder, the first look comes in the framing's own request (a chained event cost one more round trip
-    # through Gradio's queue: ~80 ms of the ~600 from the upload to the first look, measured on 2 cores).
+    # through Gradio's queue: 80-200 ms from the framing's answer to the next handler, at load 5-8 on 2 cores).
     first_look, follow, landed, outputs = _first_look_handlers(studio, state, tab)
 
     def looked(framing: tuple, chosen: str, request: Any, values: tuple) -> Any:
