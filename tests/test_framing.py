@@ -92,3 +92,26 @@ def test_a_large_jpeg_is_framed_in_the_whole_photos_pixels(detector, photos, tmp
     # Without a detector or landmarks (a folder run: no 68-point model to read), the same square.
     light = read_framed_photo(path, 64, FACE_CROP, landmarks=False)
     assert light.faces is None and _close(light.frame.square_corners(), framed.frame.square_corners())
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_photo_turned_by_its_exif_is_framed_in_its_upright_pixels(detector, tmp_path, suffix):
+    """A photo decoded whole takes its size from the decode (no second look at the file): upright, as the header's
+    EXIF orientation says, for a PNG (whose EXIF may follow the pixels) as for a JPEG."""
+    from magec.io.images import image_size
+
+    upright = _hopper()  # 512 wide, 600 tall
+    path = tmp_path / f"turned{suffix}"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: stored turned the other way
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif.tobytes())
+    framed = read_framed_photo(path, 64, FACE_CROP, detector=detector)
+    straight = read_framed_photo(_saved(upright, tmp_path / f"straight{suffix}"), 64, FACE_CROP, detector=detector)
+    assert framed.full_size == image_size(path) == upright.size == framed.frame.photo_size and framed.scale == 1
+    # The same face in the same place (within a few pixels: a JPEG's blocks fall elsewhere on the turned pixels).
+    assert _close(framed.frame.square_corners(), straight.frame.square_corners(), tol=6.0)
+
+
+def _saved(image: Image.Image, path: Path) -> Path:
+    image.save(path)
+    return path

@@ -314,3 +314,52 @@ def test_an_upload_is_deleted_once_read_and_nothing_else_is(tone_pipeline, tmp_p
         studio.discard_upload(upload)  # twice is fine
     finally:
         studio.close()
+
+
+def test_an_upload_framed_on_arrival_is_the_one_the_page_gets(tone_pipeline, tmp_path, monkeypatch):
+    """``prepare_upload`` (called as Gradio's upload route answers) frames the file once, ahead of the page's
+    request; ``read_upload`` takes that framing only for the largest face of the very same file, and an error found
+    ahead is the same one line."""
+    from skimage import data
+
+    from magec.studio import session
+    from magec.studio.session import Studio
+
+    pytest.importorskip("dlib")
+    root = tmp_path / "uploads"
+    root.mkdir()
+    photo, outside = root / "me.png", tmp_path / "mine.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    Image.fromarray(data.astronaut()).save(outside)
+    studio = Studio(tone_pipeline, upload_root=root)
+    framings = []
+    real = session.read_framed_photo
+    monkeypatch.setattr(session, "read_framed_photo", lambda *a, **k: framings.append(a[3]) or real(*a, **k))
+    try:
+        plain = studio.read_upload(photo)
+        studio.prepare_upload(outside)  # not the studio's file: nothing done
+        studio.prepare_upload(photo)
+        prepared = studio.read_upload(photo, owner="me")
+        assert framings == [0, 0]  # framed once on arrival, not again when asked
+        assert prepared.frame == plain.frame and (prepared.landmarks == plain.landmarks).all()
+        assert prepared.faces == plain.faces and prepared.image.tobytes() == plain.image.tobytes()
+        studio.end_session("me")
+        assert prepared.photo is None  # owned by the viewer who asked for it
+
+        studio.prepare_upload(photo)  # another face asked for: framed for that face
+        assert studio.read_upload(photo, face=1).face == 1 and sorted(framings[2:]) == [0, 1]
+        studio.prepare_upload(photo)
+        Image.fromarray(data.astronaut()[:, ::-1].copy()).save(photo)  # the file changed since: framed again
+        assert studio.read_upload(photo).frame != plain.frame and framings[4:] == [0, 0]
+
+        broken = root / "broken.png"
+        broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+        studio.prepare_upload(broken)
+        with pytest.raises(MagecError, match="^broken.png: ") as caught:
+            studio.read_upload(broken)
+        assert str(root) not in str(caught.value)
+        studio.prepare_upload(photo)
+        studio.discard_upload(photo)  # gone with its file
+        assert not photo.exists() and not studio._prepared
+    finally:
+        studio.close()

@@ -158,23 +158,29 @@ def _handlers(gr, studio) -> tuple:
 def test_the_page_shows_the_encoders_projection_then_swaps_in_the_methods(gr, studio):
     page, tab, state, fns = _handlers(gr, studio)
     request = SimpleNamespace(session_hash="viewer")
-    photo = studio.example("generated", 5)
     spec_index = next(k for k, s in enumerate(studio.sliders) if s.editor == "interfacegan")
     values = [0.0] * len(studio.sliders)
     values[spec_index] = studio.sliders[spec_index].maximum
 
-    stream = fns["first_look"]({"photo": photo}, "magec", request, *values)
-    shown = next(stream)  # the first yield: everything the user needs to start editing
+    # The generated example's own request: the framed photo, then the encoder's look in the same stream.
+    stream = fns["on_generated_look"](5, {}, "magec", request, *values)
+    framed = next(stream)
+    st = framed[state]
+    assert framed[tab.framed] is not None and "projection" not in st
+    photo = st["photo"]
+    shown = next(stream)  # the next yield: everything the user needs to start editing
     st = shown[state]
     assert st["projection"].instant and st["photo"] is photo
     assert shown[tab.captions["projection"]].startswith("instant (encoder): ")
     assert "instant (encoder)" in shown[tab.status]
     assert shown[tab.shown["edited"]] is not None and shown[tab.shown["projection"]] is not None
-    queued = next(stream)  # then the method is queued behind it
+    assert next(stream) == {tab.pasted: None}  # the photo with the edit pasted (a generated face has none)
+    queued = next(stream)  # then the method is queued behind it, and the request ends
+    assert list(stream) == []
     st = queued[state]
     first = st["first_look"]
     assert first.method == "magec" and first.instant is st["projection"]
-    for _ in stream:  # progress until the inversion ends
+    for _ in fns["follow"](st):  # the chained request: progress until the inversion ends
         pass
     assert first.job.state == DONE
 
@@ -189,7 +195,10 @@ def test_the_page_shows_the_encoders_projection_then_swaps_in_the_methods(gr, st
     assert fns["landed"](landed[state], request, *values) == {}  # adopted once
 
     # A photo whose framing failed leaves the previous photo (with its projection) in the state: nothing to do.
-    assert list(fns["first_look"](landed[state], "magec", request, *values)) == [{tab.pasted: None}]
+    failed = list(fns["on_upload_look"](str(studio.upload_root / "gone.png"), 0, landed[state], "magec", request))
+    assert failed[0][state] is landed[state] and "refused" not in failed[0][tab.status]
+    assert failed[1:] == [{tab.pasted: None}]
+    assert list(fns["follow"](failed[0][state])) == [{}]
 
 
 def test_the_page_without_an_encoder_is_wired_as_before(gr, tone_pipeline, tmp_path):
@@ -198,6 +207,6 @@ def test_the_page_without_an_encoder_is_wired_as_before(gr, tone_pipeline, tmp_p
     plain = Studio(tone_pipeline, upload_root=tmp_path)
     try:
         _, _, _, fns = _handlers(gr, plain)
-        assert "first_look" not in fns and "landed" not in fns
+        assert not {"on_upload_look", "follow", "landed"} & set(fns) and "on_upload" in fns
     finally:
         plain.close()

@@ -26,7 +26,7 @@ from magec.faces.alignment import AlignConfig, align_face, align_found_face, ali
 from magec.faces.crop import crop_to_chip_box, frame_face_crop
 from magec.faces.detection import DETECTION_SIDE, ChipShapes, Face, LandmarkDetector, SharedDetector, select_face
 from magec.faces.frame import FaceFrame
-from magec.io.images import image_size, read_image
+from magec.io.images import decodes_reduced, image_size, read_image
 from magec.validation import DEFAULT_MAX_PIXELS
 
 FACE_CROP, ALIGN, CENTRE = "face-crop", "align", "centre"
@@ -130,7 +130,7 @@ def read_framed_photo(
     """
     _check(framing)
     photo = read_image(path, max_pixels, reduce_to=DETECTION_SIDE, limit_option=limit_option)
-    full_size = tuple(image_size(path, max_pixels))
+    full_size = tuple(image_size(path, max_pixels) if decodes_reduced(path, DETECTION_SIDE) else photo.size)
     faces: list[Face] | None = None  # face-crop without landmarks: dlib's detector runs in frame_face_crop
     if framing == ALIGN or detector is not None or landmarks:
         detector = detector if detector is not None else LandmarkDetector(upsample=AlignConfig().upsample)

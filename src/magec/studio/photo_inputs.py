@@ -4,10 +4,11 @@ pipeline, each new photo's instant first look, refined in the queue by the chose
 Without an encoder a new photo is framed and waits for Invert, as it always did. With one
 (``Studio.has_encoder``), framing is followed by two stages (``Studio.instant_projection``, ``Studio.refine``):
 
-1. the encoder's projection, the edited image at the current slider values and their captions are sent at once
-   (the sliders work on it), then the photo with the edit pasted back, then the chosen method is queued;
+1. in the framing's own request (after the framed photo is sent): the encoder's projection, the edited image at
+   the current slider values and their captions are sent at once (the sliders work on it), then the photo with
+   the edit pasted back, then the chosen method is queued (``follow``, chained, shows its progress);
 2. once that inversion lands, its projection replaces the encoder's in the page state and the images are drawn
-   again at the slider values of that moment (``on_landed``, chained after the first stage so that it reads the
+   again at the slider values of that moment (``landed``, chained after ``follow`` so that it reads the
    *current* page state: a photo uploaded meanwhile is never given another photo's projection).
 
 Gradio is imported inside the functions (after ``configure_gradio``); no ``from __future__ import annotations``
@@ -15,6 +16,7 @@ here, since Gradio finds the ``gr.Request`` parameter of a handler from its eval
 """
 
 import html
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,12 @@ from magec.studio.widgets import (
     session_of,
     tuning_stopped_text,
 )
+
+#: Seconds between the first look's last image sent and its method queued: on a 2-core CPU the optimisation,
+#: started at once, took the CPU while the page fetched the first look's images (upload to first look on screen,
+#: medians of 4 uploads at load 6-8: 833 and 703 ms at once, 452 and 431 ms 0.3 s later). The method lands that
+#: much later, out of seconds to minutes.
+HEAD_START_S = 0.3
 
 
 def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
@@ -89,34 +97,68 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
     def on_generated(index: float | None, st: dict, request: gr.Request) -> tuple:
         return on_example("generated", index, st, request)
 
-    if studio.has_encoder:
-        first_look, landed, outputs = _first_look_handlers(studio, state, tab)
-
-        def after_photo(event: Any) -> None:
-            # No progress overlay: after its first yield the images are final, and the user edits them.
-            hidden = {"concurrency_limit": None, "api_name": False, "show_progress": "hidden"}
-            event.then(first_look, [state, tab.method, *tab.sliders], outputs, **hidden).then(
-                landed, [state, *tab.sliders], outputs, **hidden
-            )
-    else:
-
-        def after_photo(event: Any) -> None:
-            event.then(lambda: None, None, tab.pasted)
-
     framed = [tab.framed, tab.status, state]
-    after_photo(tab.upload.upload(on_upload, [tab.upload, tab.face_choice, state], [*framed, tab.upload]))
-    after_photo(tab.face_choice.change(on_face, [tab.face_choice, state], framed))
-    after_photo(tab.astronaut_btn.click(on_astronaut, [tab.face_index, state], framed, api_name="astronaut"))
-    after_photo(tab.generated_btn.click(on_generated, [tab.face_index, state], framed))
+    if not studio.has_encoder:
+        for event in (
+            tab.upload.upload(on_upload, [tab.upload, tab.face_choice, state], [*framed, tab.upload]),
+            tab.face_choice.change(on_face, [tab.face_choice, state], framed),
+            tab.astronaut_btn.click(on_astronaut, [tab.face_index, state], framed, api_name="astronaut"),
+            tab.generated_btn.click(on_generated, [tab.face_index, state], framed),
+        ):
+            event.then(lambda: None, None, tab.pasted)
+        return
+
+    # With an encoder, the first look comes in the framing's own request (a chained event cost one more round trip
+    # through Gradio's queue: 80-200 ms from the framing's answer to the next handler, at load 5-8 on 2 cores).
+    first_look, follow, landed, outputs = _first_look_handlers(studio, state, tab)
+
+    def looked(framing: tuple, chosen: str, request: Any, values: tuple) -> Any:
+        yield dict(zip([*framed, tab.upload], framing))
+        yield from first_look(framing[2], chosen, request, *values)
+
+    def on_upload_look(
+        path: str | None, face: float | None, st: dict, chosen: str, request: gr.Request, *values: float
+    ) -> Any:
+        yield from looked(on_upload(path, face, st, request), chosen, request, values)
+
+    def on_face_look(face: float | None, st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
+        yield from looked(on_face(face, st, request), chosen, request, values)
+
+    def on_astronaut_look(index: float | None, st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
+        yield from looked(on_astronaut(index, st, request), chosen, request, values)
+
+    def on_generated_look(index: float | None, st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
+        yield from looked(on_generated(index, st, request), chosen, request, values)
+
+    # The framing's spinner stays on the framing's outputs; the images come without one (the user edits them).
+    both = {
+        "outputs": [*framed, tab.upload, *(c for c in outputs if all(c is not f for f in framed))],
+        "show_progress_on": [tab.framed, tab.status],
+    }
+    hidden = {"concurrency_limit": None, "api_name": False, "show_progress": "hidden"}
+    rest = [tab.method, *tab.sliders]
+    for event in (
+        tab.upload.upload(on_upload_look, [tab.upload, tab.face_choice, state, *rest], **both),
+        tab.face_choice.change(on_face_look, [tab.face_choice, state, *rest], **both),
+        tab.astronaut_btn.click(on_astronaut_look, [tab.face_index, state, *rest], api_name="astronaut", **both),
+        tab.generated_btn.click(on_generated_look, [tab.face_index, state, *rest], **both),
+    ):
+        event.then(follow, [state], [tab.progress], **hidden).then(landed, [state, *tab.sliders], outputs, **hidden)
 
 
 def _shown(studio: Studio, tab: Any, projection: Projection, values: list[float]) -> dict:
-    """The original, the projection and the edited image at ``values``, with F's captions (one batch through F),
-    the projection's caption naming which projection it is."""
+    """The original, the projection and the edited image at ``values``, with F's captions (one batch through F,
+    the edited image left out of it when no slider moves it), the projection's caption naming which projection
+    it is."""
     image = studio.projection_image(projection)
     amounts = studio.slider_values(values)
-    edited = studio.render(projection, amounts) if any(amounts.values()) else image
-    source, drawn, moved = studio.captions(torch.cat([projection.source, image, edited]))
+    if any(amounts.values()):
+        edited = studio.render(projection, amounts)
+        source, drawn, moved = studio.captions(torch.cat([projection.source, image, edited]))
+    else:  # the sliders at zero: the edited image is the projection, described once
+        edited = image
+        source, drawn = studio.captions(torch.cat([projection.source, image]))
+        moved = drawn
     return {
         tab.shown["original"]: display(projection.source[0]),
         tab.shown["projection"]: display(image),
@@ -127,13 +169,14 @@ def _shown(studio: Studio, tab: Any, projection: Projection, values: list[float]
     }
 
 
-def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any, list[Any]]:
-    """The two stages' handlers (``first_look``, then ``landed``) and the components they update."""
+def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any, Any, list[Any]]:
+    """The two stages' handlers (``first_look``; ``follow`` its queued method, then ``landed``) and the components
+    they update."""
     import gradio as gr
 
     def first_look(st: dict, chosen: str, request: gr.Request, *values: float) -> Any:
-        """Stage one: the encoder's projection now, the pasted photo next, then the chosen method queued (its
-        progress is followed until it ends)."""
+        """Stage one, in the framing's request: the encoder's projection now, the pasted photo next, then the
+        chosen method queued (``follow`` shows its progress)."""
         st = dict(st or {})
         photo = st.get("photo")
         if photo is None or "projection" in st:  # framing failed: the photo in hand is the previous one
@@ -161,19 +204,28 @@ def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any
             **shown,
         }
         try:
-            pasted = pasted_photo(studio, instant, list(values))
+            yield {tab.pasted: pasted_photo(studio, instant, list(values))}
         except Exception:  # the edited image is there; a paste that fails leaves the photo out
-            pasted = None
+            pass
+        time.sleep(HEAD_START_S)  # the page fetches the images just sent before the optimisation takes the CPU
         try:
             first = studio.refine(session_of(request), instant, chosen)
         except Exception as exc:  # e.g. the studio is closing: the encoder's projection stays
-            yield {tab.pasted: pasted, tab.status: message(exc)}
+            yield {tab.status: message(exc)}
             return
         st = dict(st)
         st["first_look"] = first
-        yield {state: st, tab.pasted: pasted, tab.progress: progress_html(first.job, studio.queue.ahead(first.job))}
+        yield {state: st, tab.progress: progress_html(first.job, studio.queue.ahead(first.job))}
+
+    def follow(st: dict) -> Any:
+        """The queued method's progress, until it ends (then ``landed`` runs)."""
+        first = (st or {}).get("first_look")
+        if not isinstance(first, FirstLook):
+            yield {}
+            return
         while not first.job.wait(POLL_SECONDS):
             yield {tab.progress: progress_html(first.job, studio.queue.ahead(first.job))}
+        yield {}
 
     def landed(st: dict, request: gr.Request, *values: float) -> dict:
         """Stage two, on the page state as it is now: the refined projection replaces the encoder's when it
@@ -217,7 +269,7 @@ def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any
         }
 
     outputs = [state, tab.status, tab.progress, *tab.shown.values(), *tab.captions.values(), tab.pasted, tab.tuning_row]
-    return first_look, landed, outputs
+    return first_look, follow, landed, outputs
 
 
 def wire_tuning(studio: Studio, state: Any, tab: Any) -> None:
