@@ -360,6 +360,6 @@ def test_an_upload_framed_on_arrival_is_the_one_the_page_gets(tone_pipeline, tmp
         assert str(root) not in str(caught.value)
         studio.prepare_upload(photo)
         studio.discard_upload(photo)  # gone with its file
-        assert not photo.exists() and not studio._prepared
+        assert not photo.exists() and not len(studio._ahead)
     finally:
         studio.close()

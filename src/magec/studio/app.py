@@ -9,7 +9,6 @@ page (``build_app``, one function per tab) and ``serve``, after ``configure_grad
 # No ``from __future__ import annotations`` here: Gradio finds the ``gr.Request`` parameter of a handler
 # from its evaluated annotation, and ``gr`` is imported inside the page's functions (after ``configure_gradio``).
 import html
-import json
 import logging
 import os
 import sys
@@ -25,6 +24,7 @@ from magec.studio.photo_inputs import wire_photo, wire_tuning
 from magec.studio.session import MAX_UPLOAD_BYTES, Studio, display
 from magec.studio.session import METHODS as EDITOR_METHODS
 from magec.studio.study import StudyDB, Trial, check_judge, png_image
+from magec.studio.uploads_ahead import UploadWatch
 from magec.studio.widgets import (
     POLL_SECONDS,
     message,
@@ -551,41 +551,6 @@ def _wire_study(study_db: Path | None, db: StudyDB | None, state: Any, tab: Stud
     tab.right_btn.click(lambda st: on_choice("right", st), [state], outputs)
 
 
-class UploadWatch:
-    """ASGI middleware that hands each file Gradio's upload route has just stored to ``Studio.prepare_upload``, as
-    its answer leaves: the page's request to frame the photo comes ~100 ms later (the browser handles the upload's
-    answer first), and the framing is then under way or done."""
-
-    def __init__(self, app: Any, studio: Studio) -> None:
-        self.app, self.studio = app, studio
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/gradio_api/upload"):
-            await self.app(scope, receive, send)
-            return
-        status, body = [0], []
-
-        async def watched(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            elif message["type"] == "http.response.body" and status[0] == 200:
-                body.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    self._prepare(b"".join(body))
-            await send(message)
-
-        await self.app(scope, receive, watched)
-
-    def _prepare(self, body: bytes) -> None:
-        try:
-            paths = json.loads(body)
-        except ValueError:
-            return
-        for path in paths if isinstance(paths, list) else ():
-            if isinstance(path, str):
-                self.studio.prepare_upload(path)  # ignores anything outside the studio's upload folder
-
-
 def serve(
     studio: Studio,
     host: str = "127.0.0.1",
@@ -601,7 +566,7 @@ def serve(
 
     try:
         app.launch(
-            app_kwargs={"middleware": [Middleware(UploadWatch, studio=studio)]},
+            app_kwargs={"middleware": [Middleware(UploadWatch, studio=studio)]},  # frames uploads on arrival
             server_name=host,
             server_port=port,
             share=False,

@@ -25,7 +25,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from magec.studio.jobs import Job, JobQueue
 from magec.studio.photos import FramedPhoto
 from magec.studio.projections import INSTANT_LABEL as INSTANT_LABEL  # the page's names, from where they live
 from magec.studio.projections import INSTANT_METHOD, FirstLook, Projection
+from magec.studio.uploads_ahead import FramingAhead, file_key
 
 #: Upload limits of the page (the CLI's are larger: a page left running must not be easy to exhaust).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -58,9 +58,6 @@ MAX_UPLOAD_PIXELS = 40_000_000
 EXAMPLE_SEED = 20_000
 #: The page's methods: the paper's three, and the two followed by pivotal tuning (the study keeps the paper's).
 METHODS = (*PAPER_METHODS, *MEAN_PTI_METHODS)
-#: How many uploads framed on arrival (``Studio.prepare_upload``) wait for the page's request for them: the
-#: request of each comes a fraction of a second later; one never sent (the page closed) is let go after that many.
-PREPARED_UPLOADS = 2
 #: How many renders the studio keeps (``Studio.render``): per viewer, the unedited image and the last edit are
 #: what a slider change reuses; a few viewers fit.
 RENDER_CACHE = 8
@@ -108,9 +105,8 @@ class Studio:
         #: The last few renders (``_cached_render``): a slider change draws the edit once for the edited square and
         #: the pasted photo, and the unedited image a paste subtracts is drawn once per projection.
         self._renders: OrderedDict[tuple, tuple[weakref.ref, Any]] = OrderedDict()
-        #: Uploads being framed as they arrived (``prepare_upload``): path -> (size and mtime, the framing).
-        self._prepared: OrderedDict[Path, tuple[tuple[int, int], Future[FramedPhoto]]] = OrderedDict()
-        self._framer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="magec-upload")
+        #: Uploads being framed as they arrived (``prepare_upload``), until the page's request takes them.
+        self._ahead = FramingAhead()
         if pipeline.encoder is not None:  # refused at start, in one line, rather than at the first upload
             pipeline.encoder.check_generator(pipeline.generator)
 
@@ -131,7 +127,7 @@ class Studio:
         resolved = self._in_uploads(path)
         if resolved is None:
             raise MagecError("refused: the upload did not come through this page")
-        prepared = self._take_prepared(resolved)
+        prepared = self._ahead.take(resolved)
         if prepared is not None and face == 0:
             return self._own(owner, prepared.result())
         return self._own(owner, self._frame_upload(resolved, face))
@@ -141,25 +137,9 @@ class Studio:
         request to frame it comes ~100 ms later (the browser handles the upload's answer first), and
         ``read_upload`` takes this framing then. Files outside the upload folder are ignored."""
         resolved = self._in_uploads(path)
-        key = _file_key(resolved) if resolved is not None else None
-        if resolved is None or key is None or key[0] > self.max_bytes:
-            return
-        try:
-            future = self._framer.submit(self._frame_upload, resolved, 0)
-        except RuntimeError:  # the studio is closing
-            return
-        with self._lock:
-            self._prepared[resolved] = (key, future)
-            while len(self._prepared) > PREPARED_UPLOADS:
-                self._prepared.popitem(last=False)[1][1].cancel()
-
-    def _take_prepared(self, resolved: Path) -> Future[FramedPhoto] | None:
-        """The framing ``prepare_upload`` started for ``resolved``, when the file is still the one it framed."""
-        with self._lock:
-            key, future = self._prepared.pop(resolved, (None, None))
-        if future is None or key != _file_key(resolved) or future.cancelled():
-            return None
-        return future
+        key = file_key(resolved) if resolved is not None else None
+        if resolved is not None and key is not None and key[0] <= self.max_bytes:
+            self._ahead.start(resolved, key, lambda: self._frame_upload(resolved, 0))
 
     def _frame_upload(self, resolved: Path, face: int) -> FramedPhoto:
         """Check an uploaded file's size, read and frame it (no owner yet)."""
@@ -189,7 +169,7 @@ class Studio:
         anything else); the decoded photo stays in the viewer's state."""
         resolved = self._in_uploads(path) if path else None
         if resolved is not None and resolved != self.upload_root:
-            self._take_prepared(resolved)
+            self._ahead.take(resolved)
             if resolved.is_file():
                 resolved.unlink(missing_ok=True)
 
@@ -576,7 +556,7 @@ class Studio:
     def close(self) -> None:
         """Cancel queued work, stop the queue's worker once its current job returns, remove the scratch files."""
         self.queue.close()
-        self._framer.shutdown(wait=False, cancel_futures=True)
+        self._ahead.close()
         self._scratch.cleanup()
 
 
@@ -593,15 +573,6 @@ def _step_timer(seconds: dict[str, list[float]]) -> Any:
         return False
 
     return on_step
-
-
-def _file_key(path: Path) -> tuple[int, int] | None:
-    """A file's size and modification time (what tells that an upload framed ahead is still the same file)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
 
 
 def _astronaut() -> Image.Image:
