@@ -138,7 +138,7 @@ def test_prepare_splits_on_out_of_memory_with_the_same_results(monkeypatch):
 
 
 PREPARE = ["prepare", "--describer", "dlib-age-gender", "--samples", "50", "--no-styleflow", "--fixed-box-labels"]
-PREPARE += ["--no-encoder"]
+PREPARE += ["--no-encoder", "--slider-samples", "0"]  # the sliders are not what these tests are about
 
 
 def test_cli_prepare_retries_then_reports_one_line(monkeypatch, tmp_path, capsys):
