@@ -240,6 +240,7 @@ def toy_editor(flow: ConditionalFlow) -> StyleFlowEditor:
     return StyleFlowEditor(flow, lambda z: torch.stack([torch.sigmoid(4 * z[:, 0]), 40 + 10 * z[:, 1]], dim=1))
 
 
+@pytest.mark.slow
 def test_styleflow_fit_is_seeded():
     x, attrs = toy_data(200)
     config = StyleFlowConfig(hidden=16, iterations=10, batch_size=64)

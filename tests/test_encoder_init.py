@@ -239,6 +239,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_evaluate_runs_the_encoder_methods(tmp_path, tone_pipeline):
     from magec.evaluation.edit_plans import EditPlanConfig
     from magec.evaluation.report import write_report
@@ -313,6 +314,7 @@ def _invert(pack_dir, png, out, *extra):
     return main([*args, "--perceptual", "describer-features", "--steps-scale", "0.2", *extra])
 
 
+@pytest.mark.slow
 def test_cli_init_file_is_loaded_recorded_and_resumed(cli_setup, tmp_path, capsys):
     import json
 

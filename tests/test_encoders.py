@@ -224,6 +224,7 @@ def test_cli_defaults_match_the_library():
     )
 
 
+@pytest.mark.slow
 def test_prepare_pack_trains_the_encoder_only_when_asked(dcgan, tmp_path, one_thread):
     from fakes import ToneDescriber
     from magec.prepare import PrepareConfig, prepare_pack

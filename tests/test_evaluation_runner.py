@@ -76,6 +76,7 @@ def _dying_invert(after_calls):
     return invert
 
 
+@pytest.mark.slow
 def test_killed_then_resumed_run_writes_the_same_csvs(tmp_path):
     whole = _run(tmp_path / "whole")
     with pytest.raises(Killed):

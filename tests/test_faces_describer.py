@@ -62,6 +62,7 @@ def test_smile_edit_raises_p_happy(embedded_pack, faces, dcgan):
     assert float(after[:, 2].mean()) > float(before.mean()) + 0.1
 
 
+@pytest.mark.slow
 def test_missing_face_api_falls_back_and_the_pack_says_so(tmp_path, monkeypatch, caplog, dcgan):
     from magec.pipeline import load_pipeline
     from magec.prepare import PrepareConfig, prepare_pack

@@ -36,6 +36,7 @@ def test_male_normal_raises_male_probability(embedded_pack, dcgan, dlib_describe
     assert (after > before).float().mean() >= 0.8
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_top_ganspace_direction_changes_images_more_than_random(pack, dcgan):
     gs = pack.ganspace  # fitted on the DCGAN's activations: F plays no part
