@@ -307,6 +307,7 @@ def test_doctor_checks_an_encoder_against_the_generators_given_with_it(e4e_file,
 # ---- refusals: one line naming the file ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_mismatched_generator_is_refused(e4e_file, tmp_path):
     with pytest.raises(MagecError) as exc:
         load_e4e_encoder(e4e_file, generator(64), kind="e4e")
@@ -316,6 +317,7 @@ def test_a_mismatched_generator_is_refused(e4e_file, tmp_path):
     one_line_naming(exc, e4e_file, "(8, 64)")
 
 
+@pytest.mark.slow
 def test_a_generator_without_w_plus_is_refused(e4e_file, dcgan):
     with pytest.raises(MagecError) as exc:
         load_e4e_encoder(e4e_file, dcgan, kind="e4e")
@@ -423,6 +425,7 @@ def test_other_layouts_are_refused_saying_what_they_are(content, kind, needle, g
     one_line_naming(exc, path, needle)
 
 
+@pytest.mark.slow
 def test_unreadable_files_are_refused(e4e_file, gen32, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(e4e_file.read_bytes()[: 1 << 20])

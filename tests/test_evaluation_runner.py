@@ -33,6 +33,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_outputs_cover_every_image_method_and_edit(tmp_path):
     paths = _run(tmp_path / "run")
     rec = _rows(paths.reconstruction_csv)

@@ -101,6 +101,7 @@ def test_each_method_lowers_its_own_objective(tone_pipeline, targets, method):
     assert torch.allclose(result.images, tone_pipeline.generator.synthesize(result.latents), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_batches_give_identical_results(tone_pipeline, targets):
     """Determinism: the same images in the same batches give bit-identical latents and histories."""
     config = method_config("magec", steps_scale=0.1)
