@@ -89,6 +89,7 @@ def test_imports_run_downwards_only():
     assert not upward, "\n".join(upward)
 
 
+@pytest.mark.slow
 def test_import_magec_is_light_and_leaves_matplotlib_alone():
     code = (
         "import sys, magec, magec.render, magec.demo, magec.evaluation.plots, magec.visualize, matplotlib\n"
@@ -148,6 +149,7 @@ def test_readme_example_runs_and_frames_the_face(embedded_pack, tmp_path, monkey
     assert framed_distance < centre_distance, (framed_distance, centre_distance)
 
 
+@pytest.mark.slow
 def test_callback_sees_every_step_on_the_device_and_can_stop(tone_pipeline):
     target = tone_pipeline.generator.synthesize(tone_pipeline.generator.sample_latents(2, seed=5))
     seen = []

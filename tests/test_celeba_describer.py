@@ -189,6 +189,7 @@ def test_describer_file_layouts_are_checked(tmp_path):
         CelebADescriber.load(junk)
 
 
+@pytest.mark.slow
 def test_torchvision_resnet_layout_loads_strictly(tmp_path):
     from torchvision.models import resnet18, resnet34
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from magec.generators.dcgan import DCGANFace
@@ -16,6 +17,7 @@ def test_sampling_is_seeded(dcgan):
     assert not torch.equal(dcgan.sample_latents(3, seed=7), dcgan.sample_latents(3, seed=8))
 
 
+@pytest.mark.slow
 def test_gradient_dead_at_zero_but_alive_at_initial_latent(dcgan):
     zero = torch.zeros(1, 100, requires_grad=True)
     dcgan.synthesize(zero).sum().backward()

@@ -10,6 +10,7 @@ from magec.faces.chips import DCGAN_CHIP
 from magec.faces.crop import astronaut_face, detect_chip
 
 
+@pytest.mark.slow
 def test_face_crop_puts_dlib_chip_on_the_generator_box():
     crop = astronaut_face(256)
     cx, cy, side, angle = detect_chip(crop)

@@ -109,6 +109,7 @@ def test_batches_do_not_depend_on_what_is_finished():
     assert [[i.name for i in b] for b in deal_batches(items, 3)] == [["i0", "i1", "i2"], ["i3", "i4", "i5"], ["i6"]]
 
 
+@pytest.mark.slow
 def test_one_unreadable_image_fails_alone_and_finished_ones_are_recognised(tone_pipeline, dcgan, tmp_path):
     with torch.no_grad():
         images = dcgan.synthesize(dcgan.sample_latents(2, seed=3))

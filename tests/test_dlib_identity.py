@@ -108,6 +108,7 @@ def test_descriptor_is_not_a_generic_feature(net, real_chips):
     assert (good - wrong).norm() > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("angle", [0.0, 14.0])
 def test_differentiable_chip_is_dlibs_chip(net, dlib_models, angle):
     """grid_sample at the detected chip reproduces dlib.get_face_chip (dlib truncates to bytes: < 1 grey level)."""

@@ -216,6 +216,7 @@ def one_line_naming(exc: pytest.ExceptionInfo, path, *needles: str) -> str:
 # ---- equal outputs --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_e4e_checkpoint_loads_strictly_and_matches_the_reference(e4e_file, ref_state, avg, gen32, face):
     encoder = load_e4e_encoder(e4e_file, gen32, "cpu", kind="e4e")
     assert encoder.spec == f"e4e:{e4e_file}" and encoder.resolution == 256 and encoder.space == "w+"
@@ -235,6 +236,7 @@ def test_e4e_checkpoint_loads_strictly_and_matches_the_reference(e4e_file, ref_s
     assert not encoder.training  # BatchNorm never leaves its published statistics
 
 
+@pytest.mark.slow
 def test_the_e4e_spec_reaches_the_same_loader(e4e_file, gen32, face):
     """``--init e4e:PATH`` and ``--encoder e4e:PATH`` go through ``load_encoder``: the same strict load and codes."""
     from magec.encoders.loading import load_encoder
@@ -247,6 +249,7 @@ def test_the_e4e_spec_reaches_the_same_loader(e4e_file, gen32, face):
         load_encoder("e4e:", gen32, "cpu")
 
 
+@pytest.mark.slow
 def test_psp_checkpoint_matches_the_reference(ref_state, gen32, face, tmp_path):
     path = tmp_path / "psp_test_encode.pt"
     avg_w = torch.randn(512, generator=torch.Generator().manual_seed(9))  # one W, broadcast to every layer
@@ -262,6 +265,7 @@ def test_psp_checkpoint_matches_the_reference(ref_state, gen32, face, tmp_path):
     assert (got - e4e_head).abs().max() > 1e-2  # the heads differ: pSp's codes are not w0 + deltas
 
 
+@pytest.mark.slow
 def test_codes_are_not_offset_when_the_options_do_not_start_from_the_average(ref_state, avg, gen32, face, tmp_path):
     path = tmp_path / "no_avg.pt"
     opts = {"encoder_type": "Encoder4Editing", "start_from_latent_avg": False}
@@ -274,6 +278,7 @@ def test_codes_are_not_offset_when_the_options_do_not_start_from_the_average(ref
         )
 
 
+@pytest.mark.slow
 def test_describe_and_doctor_say_what_the_file_is(e4e_file, capsys, tmp_path):
     text = describe_encoder_checkpoint(e4e_file)
     assert text.startswith("e4e encoder (Encoder4Editing over IR-SE50, 8 W+ codes of 512: for a 32-px StyleGAN2")
@@ -286,6 +291,7 @@ def test_describe_and_doctor_say_what_the_file_is(e4e_file, capsys, tmp_path):
     assert f"[usable] encoder checkpoint {e4e_file}: e4e encoder" in out
 
 
+@pytest.mark.slow
 def test_doctor_checks_an_encoder_against_the_generators_given_with_it(e4e_file, tmp_path, capsys):
     fits, other = tmp_path / "g32.pt", tmp_path / "g64.pt"
     torch.save({"g_ema": generator(32).state_dict()}, fits)
@@ -301,6 +307,7 @@ def test_doctor_checks_an_encoder_against_the_generators_given_with_it(e4e_file,
 # ---- refusals: one line naming the file ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_mismatched_generator_is_refused(e4e_file, tmp_path):
     with pytest.raises(MagecError) as exc:
         load_e4e_encoder(e4e_file, generator(64), kind="e4e")
@@ -310,12 +317,14 @@ def test_a_mismatched_generator_is_refused(e4e_file, tmp_path):
     one_line_naming(exc, e4e_file, "(8, 64)")
 
 
+@pytest.mark.slow
 def test_a_generator_without_w_plus_is_refused(e4e_file, dcgan):
     with pytest.raises(MagecError) as exc:
         load_e4e_encoder(e4e_file, dcgan, kind="e4e")
     one_line_naming(exc, e4e_file, "has no W+")
 
 
+@pytest.mark.slow
 def test_nan_weights_are_refused(ref_state, avg, gen32, tmp_path):
     path = tmp_path / "nan.pt"
     state = dict(ref_state)
@@ -416,6 +425,7 @@ def test_other_layouts_are_refused_saying_what_they_are(content, kind, needle, g
     one_line_naming(exc, path, needle)
 
 
+@pytest.mark.slow
 def test_unreadable_files_are_refused(e4e_file, gen32, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(e4e_file.read_bytes()[: 1 << 20])

@@ -240,6 +240,7 @@ def toy_editor(flow: ConditionalFlow) -> StyleFlowEditor:
     return StyleFlowEditor(flow, lambda z: torch.stack([torch.sigmoid(4 * z[:, 0]), 40 + 10 * z[:, 1]], dim=1))
 
 
+@pytest.mark.slow
 def test_styleflow_fit_is_seeded():
     x, attrs = toy_data(200)
     config = StyleFlowConfig(hidden=16, iterations=10, batch_size=64)
@@ -250,6 +251,7 @@ def test_styleflow_fit_is_seeded():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_styleflow_learns_the_conditional_and_edits_the_right_coordinate(toy_flow):
     flow, x, _ = toy_flow
     ed = toy_editor(flow)
@@ -272,6 +274,7 @@ def test_styleflow_learns_the_conditional_and_edits_the_right_coordinate(toy_flo
     assert ll.mean() > base_ll.mean() + 2.0  # measured: 4.9 nats
 
 
+@pytest.mark.slow
 def test_styleflow_zero_edit_and_round_trip_are_identity(toy_flow):
     flow, _, _ = toy_flow
     ed = toy_editor(flow)
@@ -286,6 +289,7 @@ def test_styleflow_zero_edit_and_round_trip_are_identity(toy_flow):
     assert (back - z).abs().max() < 1e-3
 
 
+@pytest.mark.slow
 def test_styleflow_sequential_edits_carry_the_condition(toy_flow):
     flow, _, _ = toy_flow
     ed = toy_editor(flow)
@@ -303,6 +307,7 @@ def test_styleflow_sequential_edits_carry_the_condition(toy_flow):
     assert far[:, 0].max() <= flow.attr_max[0] <= 1.0
 
 
+@pytest.mark.slow
 def test_styleflow_per_layer_codes_gradients_and_errors(toy_flow):
     flow, _, _ = toy_flow
     ed = toy_editor(flow)
@@ -346,6 +351,7 @@ def test_styleflow_exact_and_hutchinson_traces_agree_with_the_jacobian():
     assert float(hutch.detach().std()) > 1e-3  # it is an estimate, not the exact value
 
 
+@pytest.mark.slow
 def test_styleflow_saves_and_loads_through_safetensors(toy_flow, tmp_path):
     flow, _, _ = toy_flow
     save_file(flow.tensors(), str(tmp_path / "t.safetensors"))
@@ -421,6 +427,7 @@ def test_pack_directions_export_and_import_bit_for_bit(embedded_pack, dcgan, tmp
     assert torch.equal(imported["ganspace_pc0"].edit(z, "pc0", -1.0), embedded_pack.ganspace.edit(z, "pc0", -1.0))
 
 
+@pytest.mark.slow
 def test_styleflow_adjoint_and_adaptive_solvers_agree_with_the_default(toy_flow):
     flow, _, _ = toy_flow
     z = toy_data(4, seed=13)[0]

@@ -92,6 +92,7 @@ def test_encoder_method_is_exactly_g_of_e(encoded_pipeline, faces):
     assert not result.stopped and result.tuned is None
 
 
+@pytest.mark.slow
 def test_encoder_magec_starts_from_the_code_and_improves_it(encoded_pipeline, faces):
     images, _ = faces
     pipe = encoded_pipeline
@@ -108,6 +109,7 @@ def test_encoder_magec_starts_from_the_code_and_improves_it(encoded_pipeline, fa
     assert bool((final_mse < start_mse).all()), (final_mse, start_mse)
 
 
+@pytest.mark.slow
 def test_init_from_the_api_replaces_the_mean(tone_pipeline, faces):
     import magec
 
@@ -190,6 +192,7 @@ def stylegan2_pipeline():
     return assemble_pipeline(generator, describer, pack, perceptual="describer-features", device="cpu")
 
 
+@pytest.mark.slow
 def test_encoder_magec_from_w_plus_optimises_w_plus_with_the_row_mean(stylegan2_pipeline):
     pipe = stylegan2_pipeline
     gen = pipe.generator
@@ -239,6 +242,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_evaluate_runs_the_encoder_methods(tmp_path, tone_pipeline):
     from magec.evaluation.edit_plans import EditPlanConfig
     from magec.evaluation.report import write_report
@@ -313,6 +317,7 @@ def _invert(pack_dir, png, out, *extra):
     return main([*args, "--perceptual", "describer-features", "--steps-scale", "0.2", *extra])
 
 
+@pytest.mark.slow
 def test_cli_init_file_is_loaded_recorded_and_resumed(cli_setup, tmp_path, capsys):
     import json
 

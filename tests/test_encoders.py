@@ -42,6 +42,7 @@ def trained_dcgan(dcgan, one_thread):
     return train_encoder(dcgan, config, describer=ToneDescriber())
 
 
+@pytest.mark.slow
 def test_training_lowers_the_heldout_mse_and_codes_beat_the_mean(dcgan, trained_dcgan):
     from fakes import ToneDescriber
 
@@ -54,6 +55,7 @@ def test_training_lowers_the_heldout_mse_and_codes_beat_the_mean(dcgan, trained_
     assert 0.0 <= after["encoder"]["f_agreement"] <= 1.0 and after["steps"] == 40
 
 
+@pytest.mark.slow
 def test_wplus_codes_are_offsets_from_the_mean_w(tiny_stylegan, one_thread):
     untrained = MagecEncoder.for_generator(tiny_stylegan, SMALL)
     assert untrained.space == "w+" and untrained.code_shape == tiny_stylegan.spaces["w+"].shape
@@ -72,6 +74,7 @@ def test_same_seed_same_weights(dcgan, one_thread):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_as_an_uninterrupted_one(dcgan, tmp_path, one_thread):
     config = tiny_config(steps=6, checkpoint_every=2)
     whole = train_encoder(dcgan, config)
@@ -90,6 +93,7 @@ def test_a_resumed_run_ends_as_an_uninterrupted_one(dcgan, tmp_path, one_thread)
         train_encoder(dcgan, replace(config, seed=9), checkpoint=ckpt)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_gives_equal_codes(dcgan, trained_dcgan, tmp_path):
     path = save_encoder(tmp_path / "enc.safetensors", trained_dcgan.encoder, dcgan, trained_dcgan.report, {"x": 1})
     report = json.loads(report_path(path).read_text())
@@ -103,6 +107,7 @@ def test_save_load_round_trip_gives_equal_codes(dcgan, trained_dcgan, tmp_path):
     assert loaded.architecture == SMALL and loaded.space == "z"
 
 
+@pytest.mark.slow
 def test_bad_encoder_files_are_one_line_naming_the_file(dcgan, tiny_stylegan, trained_dcgan, tmp_path):
     good = save_encoder(tmp_path / "good.safetensors", trained_dcgan.encoder, dcgan)
     other = tmp_path / "other.safetensors"
@@ -224,6 +229,7 @@ def test_cli_defaults_match_the_library():
     )
 
 
+@pytest.mark.slow
 def test_prepare_pack_trains_the_encoder_only_when_asked(dcgan, tmp_path, one_thread):
     from fakes import ToneDescriber
     from magec.prepare import PrepareConfig, prepare_pack
@@ -238,6 +244,7 @@ def test_prepare_pack_trains_the_encoder_only_when_asked(dcgan, tmp_path, one_th
     assert load_magec_encoder(folder / PACK_ENCODER, dcgan).code_shape == (100,)
 
 
+@pytest.mark.slow
 def test_bench_times_the_encoder_per_image(tone_pipeline, trained_dcgan):
     from magec.bench import encoder_ms_per_image
 

@@ -88,6 +88,7 @@ def test_old_runs_without_identity_stay_resumable_with_no_identity():
     EvaluationConfig(methods=("magec+pti", "no-magec+pti"))  # accepted now
 
 
+@pytest.mark.slow
 def test_faces_source_frames_every_face_as_invert_face_crop(tmp_path):
     import numpy as np
     from PIL import Image
@@ -114,6 +115,7 @@ def test_faces_source_frames_every_face_as_invert_face_crop(tmp_path):
         faces_source(_only(photos / "b-blank.png", tmp_path / "blank"), 64, "face-crop")
 
 
+@pytest.mark.slow
 def test_source_spec_is_checked_once_and_builds_the_same_faces_in_any_process(tmp_path):
     """The typed description ``magec evaluate`` sends to its workers: misuse refused where it is made, and after a
     round trip through pickle (as Ray sends it) it lists the same faces, by the same ids, as ``faces_source``."""

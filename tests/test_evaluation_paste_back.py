@@ -29,6 +29,7 @@ def photos(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_the_sharp_paste_of_the_projection_gives_back_the_photo_and_the_composite_does_not(photos):
     source = faces_source(photos, 64, "face-crop", max_faces=1)
     (face,) = source.locate([0])

@@ -33,6 +33,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_outputs_cover_every_image_method_and_edit(tmp_path):
     paths = _run(tmp_path / "run")
     rec = _rows(paths.reconstruction_csv)
@@ -76,6 +77,7 @@ def _dying_invert(after_calls):
     return invert
 
 
+@pytest.mark.slow
 def test_killed_then_resumed_run_writes_the_same_csvs(tmp_path):
     whole = _run(tmp_path / "whole")
     with pytest.raises(Killed):

@@ -48,6 +48,7 @@ def test_labels_use_aligned_chips_where_dlib_finds_a_face(faces, dcgan):
     assert torch.equal(off, fixed) and off_stats.aligned == 0
 
 
+@pytest.mark.slow
 def test_smile_edit_raises_p_happy(embedded_pack, faces, dcgan):
     """Must-show: InterfaceGAN's smile edit raises P(happy), measured on F's differentiable (fixed-box) path."""
     editor = embedded_pack.editors["interfacegan"]
@@ -61,6 +62,7 @@ def test_smile_edit_raises_p_happy(embedded_pack, faces, dcgan):
     assert float(after[:, 2].mean()) > float(before.mean()) + 0.1
 
 
+@pytest.mark.slow
 def test_missing_face_api_falls_back_and_the_pack_says_so(tmp_path, monkeypatch, caplog, dcgan):
     from magec.pipeline import load_pipeline
     from magec.prepare import PrepareConfig, prepare_pack
@@ -85,6 +87,7 @@ def test_missing_face_api_falls_back_and_the_pack_says_so(tmp_path, monkeypatch,
         load_pipeline(tmp_path / "pack", device="cpu", perceptual="describer-features", describer="faces")
 
 
+@pytest.mark.slow
 def test_attributes_restrict_the_magec_loss(embedded_pack, tone_pipeline):
     from magec.evaluation.config import EvaluationConfig
     from magec.inversion.config import method_config

@@ -59,6 +59,7 @@ def _close(a: object, b: object, tol: float = 1e-6) -> bool:
     return bool(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max() <= tol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["astronaut.png", "hopper.png", "astronaut-1100.png"])
 def test_the_studios_framing_is_the_separate_steps_framing(detector, photos, name):
     """face-crop: the square, its frame and the paste-back landmarks are those of the detector and chip predictor

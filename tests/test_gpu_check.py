@@ -1,9 +1,10 @@
 """``scripts/gpu_check.py``: the whole chain with random weights, one table of seconds and peak memory.
 
-The fast test runs it on the CPU at 32 px (``--quick``) and checks that every step ran and has its row; the slow
-test runs the paper's resolution, 1024 px (StyleGAN2 config-f), on the CPU and bounds every command's peak RSS,
-so that a memory blow-up such as ``prepare`` synthesising 250 images of 1024 px at once cannot come back. It is
-too long for every CI run and runs when ``MAGEC_CHAIN_1024=1`` is set.
+One test runs it on the CPU at 32 px (``--quick``) and checks that every step ran and has its row (slow: about
+twenty commands, each its own process, take minutes on 2 cores); the other runs the paper's resolution, 1024 px
+(StyleGAN2 config-f), on the CPU and bounds every command's peak RSS, so that a memory blow-up such as ``prepare``
+synthesising 250 images of 1024 px at once cannot come back. It is too long for every CI run and runs when
+``MAGEC_CHAIN_1024=1`` is set.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def _steps(report: dict) -> dict[str, dict]:
     return {row["step"]: row for row in report["rows"]}
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_the_chain_and_tables_every_step(tmp_path):
     """Without dlib, lpips, gradio, ray... as on the GPU machine: every step but --align runs."""
     report = _run(

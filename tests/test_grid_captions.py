@@ -3,6 +3,7 @@ width, between attributes, so no text runs into its neighbour's."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from magec.visualize import grid_figure, wrap_label
@@ -17,6 +18,7 @@ def test_wrap_label_breaks_between_attributes_only():
     assert wrap_label("astronaut\nmagec", 25) == "astronaut\nmagec"  # lines already broken stay so
 
 
+@pytest.mark.slow
 def test_no_caption_or_title_overlaps_its_neighbour():
     images = [[torch.zeros(3, 64, 64) for _ in range(5)] for _ in range(2)]
     cells = [[SIX] * 5 for _ in range(2)]

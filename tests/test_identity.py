@@ -68,6 +68,7 @@ def test_arcface_loads_strictly_and_measures_identity(arcface_file):
     assert not any(p.requires_grad for p in loss.parameters())
 
 
+@pytest.mark.slow
 def test_arcface_without_batch_counters_still_loads(arcface_file, tmp_path):
     path, ref = arcface_file
     state = {k: v for k, v in torch.load(path, weights_only=True).items() if not k.endswith("num_batches_tracked")}

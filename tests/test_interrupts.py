@@ -33,6 +33,7 @@ def _claim_many(folder: str, tag: str, n: int) -> None:
         out.claim({f"{tag}/{i}.png": f"/inputs/{tag}/{i}.png"})
 
 
+@pytest.mark.slow
 def test_concurrent_claims_never_lose_an_entry(tmp_path):
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_claim_many, args=(str(tmp_path / "out"), f"run{k}", 30)) for k in range(4)]

@@ -101,6 +101,7 @@ def test_each_method_lowers_its_own_objective(tone_pipeline, targets, method):
     assert torch.allclose(result.images, tone_pipeline.generator.synthesize(result.latents), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_batches_give_identical_results(tone_pipeline, targets):
     """Determinism: the same images in the same batches give bit-identical latents and histories."""
     config = method_config("magec", steps_scale=0.1)
@@ -109,6 +110,7 @@ def test_same_batches_give_identical_results(tone_pipeline, targets):
     assert torch.equal(first.latents, second.latents) and first.history == second.history
 
 
+@pytest.mark.slow
 def test_batched_inversion_solves_the_same_problem_as_sequential(tone_pipeline, targets):
     """What holds across batch sizes: each image's objective is its own (losses summed per image, Adam is
     elementwise), so the first step's losses agree to float rounding; later steps may drift apart as the

@@ -107,6 +107,7 @@ def test_check_fits_refuses_an_obviously_too_large_batch():
     assert str(info.value).endswith("lower --batch-size")
 
 
+@pytest.mark.slow
 def test_prepare_results_do_not_depend_on_the_chunks(monkeypatch):
     torch.manual_seed(0)
     gen, describer = DCGANFace.from_checkpoint(), ToneDescriber()
@@ -118,6 +119,7 @@ def test_prepare_results_do_not_depend_on_the_chunks(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_prepare_splits_on_out_of_memory_with_the_same_results(monkeypatch):
     gen, describer = DCGANFace.from_checkpoint(), ToneDescriber()
     expected = sample_and_describe(gen, describer, 30, seed=1, batch_size=30, progress=False)
@@ -138,9 +140,10 @@ def test_prepare_splits_on_out_of_memory_with_the_same_results(monkeypatch):
 
 
 PREPARE = ["prepare", "--describer", "dlib-age-gender", "--samples", "50", "--no-styleflow", "--fixed-box-labels"]
-PREPARE += ["--no-encoder"]
+PREPARE += ["--no-encoder", "--slider-samples", "0"]  # the sliders are not what these tests are about
 
 
+@pytest.mark.slow
 def test_cli_prepare_retries_then_reports_one_line(monkeypatch, tmp_path, capsys):
     original = DCGANFace.synthesize
     sizes = []

@@ -49,6 +49,7 @@ def test_pasting_the_unedited_crop_back_restores_the_photo(photo, framing):
     )
 
 
+@pytest.mark.slow
 def test_outside_the_mask_the_photo_is_untouched_and_the_face_changes(photo):
     original = Image.open(photo).convert("RGB")
     crop, frame = frame_face_crop(original, 64)

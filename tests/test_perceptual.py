@@ -34,6 +34,7 @@ def test_lpips_loads_backbone_from_cache(torch_home):
     assert (loss(x, y) > 0).all()
 
 
+@pytest.mark.slow
 def test_wrong_backbone_file_is_refused(torch_home):
     bad = torch_home / "not_vgg.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, bad)

@@ -122,6 +122,7 @@ def test_magec_edit_says_when_edits_go_past_the_measured_range(tone_pipeline):
     assert note is not None and "\n" not in note and f"{2 * len(operations)} of the edits go past" in note
 
 
+@pytest.mark.slow
 def test_slider_ranges_are_measured_in_chunks_with_the_same_result(tone_pipeline, monkeypatch):
     """At 1024 px a dozen images at once need GBs: the measurement synthesises in budget-sized chunks."""
     from magec import memory

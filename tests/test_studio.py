@@ -114,6 +114,7 @@ def test_a_closed_studio_leaves_the_next_one_a_working_queue(tone_pipeline):
         first.queue.submit("me", lambda job: 3)
 
 
+@pytest.mark.slow
 def test_a_photo_of_two_people_says_so_and_frames_either(tone_pipeline, tmp_path):
     from skimage import data
 

@@ -76,6 +76,7 @@ def test_a_slider_change_draws_the_edit_once_for_the_image_its_caption_and_the_p
     assert len(drawn) == 3
 
 
+@pytest.mark.slow
 def test_the_page_gets_small_lossless_images_and_the_downloads_stay_whole(gr, studio, astronaut):
     from magec.studio.app import PIXELS_CLASS, generator_images
     from magec.studio.session import display
@@ -124,6 +125,7 @@ def test_the_studios_renders_keep_no_projection_alive_and_refuse_a_released_one(
         studio.render(second, {})
 
 
+@pytest.mark.slow
 def test_a_large_photo_is_pasted_for_the_page_from_its_reduced_copy_as_if_reduced_whole(studio, astronaut):
     from magec.studio.widgets import PASTED_DISPLAY_SIDE, pasted_photo
 

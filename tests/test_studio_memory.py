@@ -54,6 +54,7 @@ def _session(studio, photo: Image.Image, owner: str) -> dict:
     return {"photo": framed, "projection": projection, "job": job}
 
 
+@pytest.mark.slow
 def test_memory_returns_after_ten_sessions_end(studio, one_thread):
     from skimage import data
 

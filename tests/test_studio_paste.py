@@ -71,6 +71,7 @@ def test_an_upload_comes_back_as_the_photo_with_the_edit_pasted_in(studio, astro
     assert not [p for p in studio.downloads(generated, {}) if p.name.endswith("-pasted.png")]
 
 
+@pytest.mark.slow
 def test_a_large_jpeg_is_kept_and_framed_at_its_full_resolution(studio, astronaut):
     """A JPEG above twice the detection side is framed on a reduced decode; the photo kept for pasting is full size."""
     big = astronaut.resize((4608, 4608), Image.Resampling.BILINEAR)
@@ -83,6 +84,7 @@ def test_a_large_jpeg_is_kept_and_framed_at_its_full_resolution(studio, astronau
     assert np.allclose(np.asarray(framed.frame.origin) / 9, small.frame.origin, atol=2.0)
 
 
+@pytest.mark.slow
 def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astronaut):
     framed = studio.example("astronaut")
     results = _invert(studio, framed, ("magec", "magec+pti"))
@@ -109,6 +111,7 @@ def test_magec_pti_in_the_studio_renders_with_its_tuned_generator(studio, astron
     assert torch.equal(shown, studio.render(tuned, {}))
 
 
+@pytest.mark.slow
 def test_an_upload_costs_one_face_detection_and_frames_as_two_did(studio, astronaut, monkeypatch):
     """Framing and the paste-back landmarks share one dlib detection; the result is what two separate ones gave."""
     import dlib

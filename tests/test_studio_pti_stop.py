@@ -67,6 +67,7 @@ def test_a_pti_stopped_in_its_tuning_keeps_the_latent_and_says_so(studio, one_th
         studio.discard_tuning(early.result["magec"])
 
 
+@pytest.mark.slow
 def test_finishing_a_stopped_tuning_gives_what_an_uninterrupted_run_gives(studio, one_thread):
     framed = studio.example("astronaut")
     job, _ = _cancel_in_tuning(studio, framed)
@@ -88,6 +89,7 @@ def test_finishing_a_stopped_tuning_gives_what_an_uninterrupted_run_gives(studio
     assert "studio-magec+pti.pti.safetensors" in names  # the tuned generator, as for any +pti
 
 
+@pytest.mark.slow
 def test_discarding_a_stopped_tuning_gives_the_untuned_latent_as_magec(studio, one_thread):
     framed = studio.example("astronaut")
     job, _ = _cancel_in_tuning(studio, framed)

@@ -38,6 +38,7 @@ class _Stop(KeyboardInterrupt):
     pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_pool_resumes_to_the_uninterrupted_one(tone_pipeline, tmp_path, monkeypatch):
     photos = _photos(tone_pipeline, 2)
     whole = StudyDB(tmp_path / "whole.sqlite", create=True)

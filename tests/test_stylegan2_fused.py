@@ -47,6 +47,7 @@ def test_fused_layers_match_the_plain_layers_values_and_every_gradient(clamp):
     assert all(close(fused["params"][k], plain["params"][k]) for k in plain["params"])
 
 
+@pytest.mark.slow
 def test_fused_layers_keep_under_a_third_of_the_plain_layers_memory_for_backward():
     model = StyleGAN2Generator.random(StyleGAN2Config(resolution=64), seed=0)
     w = torch.randn(2, model.n_latent, model.style_dim, requires_grad=True)
@@ -82,6 +83,7 @@ def test_precision_is_refused_where_the_generator_has_none(dcgan):
         pass
 
 
+@pytest.mark.slow
 def test_step_stats_reports_time_and_memory_on_cpu():
     stats = step_stats(16, batch=2, device="cpu", repeats=1)
     assert stats["ms"] > 0 and stats["peak_bytes"] is None and stats["saved_bytes"] > 0
