@@ -60,13 +60,14 @@ def embedded_pack(dcgan, dlib_describer):
 def tone_pipeline(dcgan):
     """A fast pipeline: the embedded DCGAN with the toy ToneDescriber as F."""
     from fakes import ToneDescriber
+    from magec.latent.reach import ReachConfig
     from magec.pipeline import assemble_pipeline
     from magec.prepare import PrepareConfig, prepare_pack
 
     describer = ToneDescriber()
-    pack = prepare_pack(
-        dcgan, describer, PrepareConfig(n_samples=600, ganspace_samples=300, styleflow=None), progress=False
-    )
+    # 4 samples per slider reach (the default 12 was 3 of this fixture's 7 s, built once per test process)
+    config = PrepareConfig(n_samples=600, ganspace_samples=300, styleflow=None, sliders=ReachConfig(samples=4))
+    pack = prepare_pack(dcgan, describer, config, progress=False)
     return assemble_pipeline(dcgan, describer, pack, perceptual="describer-features", device="cpu")
 
 

@@ -79,6 +79,7 @@ def test_the_studios_framing_is_the_separate_steps_framing(detector, photos, nam
     assert np.array_equal(np.asarray(aligned_fast.image), np.asarray(aligned.image))
 
 
+@pytest.mark.slow
 def test_a_large_jpeg_is_framed_in_the_whole_photos_pixels(detector, photos, tmp_path):
     """A large JPEG is decoded reduced to find the face; its frame and landmarks are given in the whole photo."""
     path = tmp_path / "big.jpg"

@@ -124,6 +124,7 @@ def test_batched_inversion_solves_the_same_problem_as_sequential(tone_pipeline, 
         assert torch.allclose(start, alone, rtol=1e-5, atol=1e-7), key
 
 
+@pytest.mark.slow
 def test_magec_loss_pulls_latent_towards_descriptor(tone_pipeline, targets):
     """With only the MAGEC term, optimisation lowers L_MAGEC: the latent becomes consistent with F's descriptor."""
     config = InversionConfig(

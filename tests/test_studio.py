@@ -317,6 +317,7 @@ def test_an_upload_is_deleted_once_read_and_nothing_else_is(tone_pipeline, tmp_p
         studio.close()
 
 
+@pytest.mark.slow
 def test_an_upload_framed_on_arrival_is_the_one_the_page_gets(tone_pipeline, tmp_path, monkeypatch):
     """``prepare_upload`` (called as Gradio's upload route answers) frames the file once, ahead of the page's
     request; ``read_upload`` takes that framing only for the largest face of the very same file, and an error found

@@ -40,6 +40,7 @@ def _handlers(gr, studio):
     return tab, {f.fn.__name__: f.fn for f in page.fns.values() if f.fn is not None}
 
 
+@pytest.mark.slow
 def test_a_slider_change_draws_the_edit_once_for_the_image_its_caption_and_the_photo(
     gr, studio, astronaut, monkeypatch
 ):
