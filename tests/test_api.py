@@ -21,7 +21,7 @@ PACKAGE = ROOT / "src" / "magec"
 
 #: The architecture, bottom to top: a module may import from its own part or from parts below it.
 LAYERS: list[set[str]] = [
-    {"errors", "validation", "seeding", "timing", "devices", "memory"},
+    {"errors", "validation", "seeding", "timing", "devices", "memory", "_version"},
     {"io", "weights"},
     {"faces", "generators", "visualize"},
     {"describers"},

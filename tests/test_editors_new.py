@@ -15,7 +15,6 @@ from magec.errors import MagecError
 from magec.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from magec.latent.boundaries import (
     export_directions,
-    export_pack_directions,
     load_direction,
     load_directions,
     read_direction,
@@ -411,7 +410,7 @@ def test_styleflow_male_edit_raises_f_male_on_the_embedded_pack(embedded_pack, p
 def test_pack_directions_export_and_import_bit_for_bit(embedded_pack, dcgan, tmp_path):
     embedded_pack.editors["sefa"] = SeFaEditor.fit(dcgan, dcgan.sample_latents(500, seed=1))
     try:
-        folder = export_pack_directions(embedded_pack, tmp_path / "dirs")
+        folder = embedded_pack.export_directions(tmp_path / "dirs")
     finally:
         del embedded_pack.editors["sefa"]
     index = json.loads((folder / "directions.json").read_text())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from magec.entanglement import entanglement, write_entanglement
-from magec.latent.boundaries import export_pack_directions, load_direction, load_directions
+from magec.latent.boundaries import load_direction, load_directions
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_the_male_edit_moves_male_most(pipeline, tmp_path):
 def test_exported_directions_come_back_bit_for_bit(tone_pipeline, tmp_path):
     """On the tone pack (prepares in seconds): the files do not depend on which F labelled the pack."""
     pack = tone_pipeline.pack
-    export_pack_directions(pack, tmp_path / "dirs")
+    pack.export_directions(tmp_path / "dirs")
     back = load_directions(tmp_path / "dirs", pack.latent_dim)
     z = tone_pipeline.generator.sample_latents(3, seed=1)
     original = pack.interfacegan.edit(z, "bright", 2.0)

@@ -27,6 +27,7 @@ from magec.io.atomic import atomic_dir, atomic_path, write_text
 from magec.io.hashing import sha256_file
 from magec.io.json_files import read_json_file
 from magec.io.output_folder import OutputFolder
+from magec.latent.boundaries import export_directions, linear_editors
 from magec.latent.editors import LatentEditor
 from magec.latent.ganspace import GANSpaceEditor
 from magec.latent.interfacegan import InterfaceGANEditor
@@ -105,6 +106,13 @@ class Pack:
     @property
     def latent_dim(self) -> int:
         return self.linknet.latent_dim
+
+    def export_directions(self, folder: str | Path) -> Path:
+        """Write every fixed direction of the pack (its ``editors``: InterfaceGAN, GANSpace, SeFa) as ``.npy``
+        files with an index naming the pack's generator and latent size (``magec export-directions``)."""
+        return export_directions(
+            linear_editors(self.editors), folder, generator=self.generator_spec, latent_dim=self.latent_dim
+        )
 
     def to(self, device: torch.device | str) -> Pack:
         self.linknet.to(device)

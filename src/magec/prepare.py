@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from magec import __version__, validation
+from magec import validation
+from magec._version import __version__
 from magec.describers.base import Describer, DescriptorLayout
 from magec.encoders.files import report_path, save_encoder
 from magec.encoders.names import PACK_ENCODER

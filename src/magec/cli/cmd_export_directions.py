@@ -20,10 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from magec.latent.boundaries import export_pack_directions
     from magec.pack import Pack
 
     pack = Pack.load(args.pack)
-    folder = export_pack_directions(pack, args.out)
+    folder = pack.export_directions(args.out)
     print(f"wrote {sum(len(e.operations()) for e in pack.editors.values() if e.traits.linear)} directions to {folder}")
     return 0

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from magec import __version__
+from magec._version import __version__
 from magec.errors import file_error
 from magec.io.atomic import atomic_path
 from magec.validation import DEFAULT_MAX_PIXELS

@@ -18,7 +18,7 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +28,6 @@ from magec.io.arrays import npy_header
 from magec.io.atomic import atomic_path, write_json
 from magec.io.json_files import read_json_file
 from magec.latent.editors import DirectionEditor
-
-if TYPE_CHECKING:
-    from magec.pack import Pack
 
 INDEX_FILE = "directions.json"
 INDEX_FORMAT = "magec-directions"
@@ -171,13 +168,6 @@ def export_directions(
 def linear_editors(editors: dict[str, Any]) -> dict[str, DirectionEditor]:
     """The editors (kind -> editor) that are fixed directions: InterfaceGAN, GANSpace, SeFa, imported files."""
     return {kind: ed for kind, ed in editors.items() if isinstance(ed, DirectionEditor)}
-
-
-def export_pack_directions(pack: Pack, folder: str | Path) -> Path:
-    """Export every fixed direction of a ``magec.pack.Pack`` (its ``editors``) with the pack's generator and size."""
-    return export_directions(
-        linear_editors(pack.editors), folder, generator=pack.generator_spec, latent_dim=pack.latent_dim
-    )
 
 
 def load_directions(folder: str | Path, latent_dim: int) -> dict[str, DirectionEditor]:

@@ -12,7 +12,7 @@ from magec.inversion.projection import Projection as InvertedImage
 from magec.studio.jobs import CANCELLED, DONE, Job
 
 if TYPE_CHECKING:
-    from magec.studio.session import FramedPhoto
+    from magec.studio.photos import FramedPhoto
 
 #: The method name of the encoder's projection (as ``magec invert --method encoder``: the encoder's code alone),
 #: and how the page names it.
