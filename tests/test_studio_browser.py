@@ -328,17 +328,19 @@ STAGE_RECORDER = """() => {
                                                      characterData: true});
   document.addEventListener('load', check, true);  // an image's load does not bubble: caught on the way down
 }"""
-#: The page's clock for a slider change (``test_studio_in_a_browser``): the Enter keydown in the male slider's
-#: number box starts it; it ends at the first animation frame after a *new* source of ``#edited img`` (set on the
-#: element, or a new element) has been decoded.
+#: The page's clock for a slider change (``test_studio_in_a_browser``): the new value's first event in the male
+#: slider's number box (its input, or the Enter that commits it) starts it; it ends at the first animation frame
+#: after a *new* source of ``#edited img`` (set on the element, or a new element) has been decoded.
 SLIDER_CLOCK = """() => {
   const s = window.__magecSlider = {t0: null, src: null, times: []};
   const box = document.querySelector('#slider-interfacegan-male input[type=number]');
-  box.addEventListener('keydown', e => {
-    if (e.key !== 'Enter') return;
+  const start = () => {  // the value's first change in the page starts the clock (typing it, or its Enter)
+    if (s.t0 !== null) return;
     s.t0 = performance.now();
     s.src = (document.querySelector('#edited img') || {}).src;
-  }, true);
+  };
+  box.addEventListener('input', start, true);
+  box.addEventListener('keydown', e => { if (e.key === 'Enter') start(); }, true);
   const shown = img => {
     if (s.t0 === null || !img || img.tagName !== 'IMG' || !img.src || img.src === s.src) return;
     const t0 = s.t0; s.t0 = null;
