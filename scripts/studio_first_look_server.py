@@ -49,22 +49,34 @@ def main() -> None:
     events = open(log, "a")  # noqa: SIM115 - written until the server stops
 
     def logged(owner: Any, name: str) -> None:
-        inner = getattr(owner, name)
+        inner = getattr(owner, name, None)
+        if inner is None:  # a step another source tree does not have
+            return
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.time()
+            started, cpu = time.time(), time.thread_time()
             try:
                 return inner(*args, **kwargs)
             finally:
-                events.write(json.dumps([name, started * 1000, time.time() * 1000]) + "\n")
+                label = f"{name} cpu {(time.thread_time() - cpu) * 1000:.0f}"
+                events.write(json.dumps([label, started * 1000, time.time() * 1000]) + "\n")
                 events.flush()
 
         setattr(owner, name, timed)
 
-    for name in ("read_upload", "instant_projection", "captions", "projection_image", "refine"):
+    for name in (
+        "read_upload",
+        "_frame_ahead",
+        "_encoded",
+        "instant_projection",
+        "captions",
+        "projection_image",
+        "refine",
+    ):
         logged(Studio, name)
     logged(LandmarkDetector, "detect")
-    logged(inputs, "_shown")
+    logged(inputs, "_drawn")
+    logged(inputs, "_captions")
     logged(inputs, "pasted_photo")
     pipeline = load_pipeline(None, "cpu", perceptual="describer-features")
     studio = Studio(replace(pipeline, encoder=ConvEncoder().eval()), steps_scale=steps_scale, upload_root=uploads)

@@ -90,7 +90,8 @@ def main() -> None:
                 res.append((st["framed"] - up, st["instant"] - up))
                 print(
                     f"#{i} framed {st['framed'] - up:.0f} ms, instant caption {st['instantText'] - up:.0f} ms, "
-                    f"instant {st['instant'] - up:.0f} ms after the upload's request ended (load {load:.2f})"
+                    f"instant {st['instant'] - up:.0f} ms, F's caption {st['described'] - up:.0f} ms after the "
+                    f"upload's request ended (load {load:.2f})"
                 )
                 if args.verbose:
                     for t, msg in page.evaluate("() => window.__chunks"):

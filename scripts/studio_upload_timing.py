@@ -72,7 +72,7 @@ def main() -> None:
             paths[side] = Path(tmp) / f"astronaut-{side}.png"
             astronaut.resize((side, side), Image.Resampling.LANCZOS).save(paths[side])
         studio = Studio(pipeline, upload_root=Path(tmp))
-        studio.read_face_models()  # as ``serve`` does while the page starts
+        studio.warm_up()  # as ``serve`` does while the page starts
         try:
             time.sleep(args.start_gap)
             started = time.perf_counter()

@@ -310,17 +310,23 @@ finally:
 """
 
 #: Records in the page (``performance.now()``, ms) when each stage is on screen: the framed photo, the encoder's
-#: projection (its caption says so and its image has loaded), the pasted photo under it, the refined projection.
-STAGE_RECORDER = """() => {
+#: projection (the first image loaded in ``#projection``: a fresh page's first upload has none before it;
+#: ``instantBy``: that image's class, ``magec-first-look`` when the first look's route laid it there), its caption
+#: naming it and F's numbers in it, the pasted photo under it, the refined projection.
+STAGE_RECORDER = r"""() => {
   const rec = window.__magecStages = {};
   const loaded = sel => { const i = document.querySelector(sel); return !!(i && i.complete && i.naturalWidth > 0); };
-  const text = sel => { const e = document.querySelector(sel); return e ? e.innerText : ''; };
+  const text = sel => { const e = document.querySelector(sel); return e ? e.textContent : ''; };  // no layout forced
   const check = () => {
     const now = performance.now();
     if (!rec.framed && loaded('#framed img')) rec.framed = now;
     const caption = text('#caption-projection');
     if (!rec.instantText && caption.includes('instant (encoder)')) rec.instantText = now;
-    if (!rec.instant && caption.includes('instant (encoder)') && loaded('#projection img')) rec.instant = now;
+    if (!rec.instant && loaded('#projection img')) {  // the first upload of the page: no projection before
+      rec.instant = now;
+      rec.instantBy = document.querySelector('#projection img').className;  // the first look's route: its own
+    }
+    if (!rec.described && /instant \(encoder\): .*\d/.test(caption)) rec.described = now;  // F's numbers
     if (rec.instant && !rec.refined && !rec.pastedInstant && loaded('#pasted img')) rec.pastedInstant = now;
     if (!rec.refined && text('#progress').includes('replaced the instant')) rec.refined = now;
   };
@@ -423,6 +429,7 @@ def test_the_encoders_first_look_comes_before_the_optimisation(chromium, embedde
             assert a.shape != b.shape or np.abs(a - b).mean() > 0.05, "the pasted photo kept the first look"
             stages = page.evaluate("() => window.__magecStages")
             upload_end = page.evaluate(UPLOAD_END)
+            assert page.locator("img.magec-first-look").count() == 0  # the route's images gave way to Gradio's
             browser.close()
     finally:
         if server.poll() is None:
@@ -433,12 +440,14 @@ def test_the_encoders_first_look_comes_before_the_optimisation(chromium, embedde
                 server.kill()
     first_look = stages["instant"] - stages["framed"]
     print(
-        f"studio first look in the page: the encoder's projection {first_look:.0f} ms after the framed photo "
-        f"(its caption {stages['instantText'] - stages['framed']:.0f} ms, then its image), "
+        f"studio first look in the page (shown by {stages['instantBy'] or 'Gradio'}): the encoder's projection "
+        f"{first_look:.0f} ms after the framed photo "
+        f"(its caption {stages['instantText'] - stages['framed']:.0f} ms, then its image; F's numbers in the caption "
+        f"{stages['described'] - stages['framed']:.0f} ms), "
         f"{stages['instant'] - upload_end:.0f} ms after the upload's request ended (framing "
         f"{stages['framed'] - upload_end:.0f} ms), the photo pasted {stages['pastedInstant'] - stages['instant']:.0f}"
         f" ms later; magec+pti (steps x0.25) landed {(stages['refined'] - stages['instant']) / 1000:.1f} s after it "
         f"(1-min load average {load:.1f} before the upload, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)"
     )
-    assert stages["framed"] < stages["instant"] < stages["refined"]
+    assert stages["framed"] <= stages["instant"] < stages["refined"]  # the framed photo comes with the first look
     assert first_look < 3000, f"the first look took {first_look:.0f} ms (issue target: 300 ms on a 2-core CPU)"

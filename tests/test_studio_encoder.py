@@ -162,19 +162,19 @@ def test_the_page_shows_the_encoders_projection_then_swaps_in_the_methods(gr, st
     values = [0.0] * len(studio.sliders)
     values[spec_index] = studio.sliders[spec_index].maximum
 
-    # The generated example's own request: the framed photo, then the encoder's look in the same stream.
+    # The generated example's own request: the framed photo and the encoder's look in its first message, the
+    # images alone (all the user needs to start editing), F's captions and the lines after them.
     stream = fns["on_generated_look"](5, {}, "magec", request, *values)
-    framed = next(stream)
-    st = framed[state]
-    assert framed[tab.framed] is not None and "projection" not in st
-    photo = st["photo"]
-    shown = next(stream)  # the next yield: everything the user needs to start editing
+    shown = next(stream)
     st = shown[state]
-    assert st["projection"].instant and st["photo"] is photo
-    assert shown[tab.captions["projection"]].startswith("instant (encoder): ")
-    assert "instant (encoder)" in shown[tab.status]
+    assert shown[tab.framed] is not None and st["projection"].instant and st["projection"].framed is st["photo"]
     assert shown[tab.shown["edited"]] is not None and shown[tab.shown["projection"]] is not None
-    assert next(stream) == {tab.pasted: None}  # the photo with the edit pasted (a generated face has none)
+    assert shown[tab.captions["projection"]] == "instant (encoder): …"  # which projection, before F has spoken
+    assert tab.status not in shown and tab.captions["edited"] not in shown
+    described = next(stream)
+    assert described[tab.captions["projection"]].startswith("instant (encoder): ")
+    assert described[tab.captions["edited"]] not in ("", "…") and "instant (encoder)" in described[tab.status]
+    assert described[tab.pasted] is None  # a generated face has no photo to paste into
     queued = next(stream)  # then the method is queued behind it, and the request ends
     assert list(stream) == []
     st = queued[state]
@@ -196,8 +196,8 @@ def test_the_page_shows_the_encoders_projection_then_swaps_in_the_methods(gr, st
 
     # A photo whose framing failed leaves the previous photo (with its projection) in the state: nothing to do.
     failed = list(fns["on_upload_look"](str(studio.upload_root / "gone.png"), 0, landed[state], "magec", request))
-    assert failed[0][state] is landed[state] and "refused" not in failed[0][tab.status]
-    assert failed[1:] == [{tab.pasted: None}]
+    assert failed[0][state] is landed[state] and failed[0][tab.pasted] is None
+    assert len(failed) == 2 and "refused" not in failed[1][tab.status]  # the framing's own line
     assert list(fns["follow"](failed[0][state])) == [{}]
 
 
@@ -210,3 +210,41 @@ def test_the_page_without_an_encoder_is_wired_as_before(gr, tone_pipeline, tmp_p
         assert not {"on_upload_look", "follow", "landed"} & set(fns) and "on_upload" in fns
     finally:
         plain.close()
+
+
+@pytest.mark.slow
+def test_an_uploads_first_look_is_made_on_arrival(studio, encoder_pipeline, monkeypatch):
+    """``prepare_upload`` frames an upload and makes its first look (the encoder's code, drawn) before the page asks:
+    ``instant_projection`` then hands over that very projection, to the photo it was made from only; and
+    ``warm_up`` takes the example through the same steps without leaving anything behind."""
+    from PIL import Image
+    from skimage import data
+
+    from magec.studio import session
+
+    pytest.importorskip("dlib")
+    encoder = encoder_pipeline.encoder
+    upload = studio.upload_root / "me.png"
+    Image.fromarray(data.astronaut()).save(upload)
+    studio.prepare_upload(upload)
+    framed = studio.read_upload(upload, owner="me")
+    assert encoder.calls == 1  # made with the framing
+    draws = []
+    real = session.render_latent
+    monkeypatch.setattr(session, "render_latent", lambda *a, **k: draws.append(1) or real(*a, **k))
+    look = studio.instant_projection(framed, "me")
+    assert encoder.calls == 1 and look.instant and look.framed is framed
+    studio.projection_image(look)
+    assert draws == []  # drawn ahead: the page's first render is a cache hit
+    assert studio.instant_projection(framed, "me") is look and encoder.calls == 1  # the first-look route asks too
+    other = studio.read_upload(studio.upload_root / "me.png", owner="me")  # re-framed: no look kept for it
+    again = studio.instant_projection(other)
+    assert again is not look and encoder.calls == 2 and again.framed is other
+    studio.end_session("me")
+    assert look.released  # the look belongs to the viewer who uploaded
+
+    before = dict(studio._owned)
+    studio.warm_up()
+    done = threading.Event()
+    studio._ahead.run(done.set)  # after the warm-up on the same thread
+    assert done.wait(60) and encoder.calls == 3 and studio._owned == before

@@ -20,8 +20,10 @@ from magec.errors import MagecError
 from magec.inversion.config import PAPER_METHODS as METHODS
 from magec.studio.edit_route import SLIDER_JS, add_render_route
 from magec.studio.jobs import CANCELLED, FAILED
+from magec.studio.look_route import FIRST_LOOK_CSS, FIRST_LOOK_JS, add_first_look_route
 from magec.studio.photo_inputs import wire_photo, wire_tuning
-from magec.studio.session import MAX_UPLOAD_BYTES, Studio, display
+from magec.studio.photos import display
+from magec.studio.session import MAX_UPLOAD_BYTES, Studio
 from magec.studio.session import METHODS as EDITOR_METHODS
 from magec.studio.study import StudyDB, Trial, check_judge, png_image
 from magec.studio.uploads_ahead import UploadWatch
@@ -559,7 +561,7 @@ def serve(
     block: bool = True,
 ) -> Any:
     """Build and start the page; with ``block`` it serves until Ctrl-C, else returns the running app."""
-    studio.read_face_models()  # while the page starts: the first photo does not wait for dlib's models
+    studio.warm_up()  # while the page starts: the first photo does not wait for dlib's models or first calls
     app, state = _page(studio, study_db)
     app.queue(default_concurrency_limit=None)
     from starlette.middleware import Middleware
@@ -573,7 +575,8 @@ def serve(
             inbrowser=False,
             max_file_size=studio.max_bytes,
             theme=_theme(),
-            css=PAGE_CSS,
+            css=PAGE_CSS + (" " + FIRST_LOOK_CSS if studio.has_encoder else ""),
+            head=FIRST_LOOK_JS if studio.has_encoder else None,  # answers an upload at once (``look_route``)
             prevent_thread_lock=True,
             quiet=True,
             show_error=False,
@@ -583,6 +586,8 @@ def serve(
     except OSError as exc:
         raise MagecError(f"cannot serve on {host}:{port} ({exc})") from None
     add_render_route(app, studio, state, generator_images(studio)["format"])  # before any projection exists
+    if studio.has_encoder:
+        add_first_look_route(app, studio, generator_images(studio)["format"])
     print(f"magec studio: serving on http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     if not block:
         return app

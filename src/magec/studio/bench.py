@@ -102,9 +102,9 @@ def _paste_figures(studio, changes: int) -> dict:
     """Median time of ``Studio.pasted`` on a 1024 px photo (a short no-magec projection is enough to paste)."""
     from PIL import Image
 
-    from magec.studio.session import _astronaut
+    from magec.studio.photos import astronaut_photo
 
-    photo = _astronaut().resize((1024, 1024), Image.Resampling.LANCZOS)
+    photo = astronaut_photo().resize((1024, 1024), Image.Resampling.LANCZOS)
     job = studio.submit("bench", studio.frame(photo), ("no-magec",))
     if not job.wait(600) or job.state != "done":
         raise MagecError(f"studio bench: the projection for the paste timing failed ({job.error})")

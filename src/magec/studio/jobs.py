@@ -12,6 +12,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,3 +154,18 @@ class JobQueue:
                     if job in self._pending:
                         self._pending.remove(job)
                 job._finished.set()
+
+
+def step_timer(seconds: dict[str, list[float]]) -> Any:
+    """An ``invert`` step callback that appends each step's wall time to ``seconds[part]`` (part: the phase
+    number, or "generator" for PTI's tuning steps) and never stops the run."""
+    last = [time.perf_counter()]
+
+    def on_step(info: Any) -> bool:
+        now = time.perf_counter()
+        part = "generator" if info.target == "generator" else str(info.phase)
+        seconds.setdefault(part, []).append(now - last[0])
+        last[0] = now
+        return False
+
+    return on_step

@@ -4,9 +4,10 @@ pipeline, each new photo's instant first look, refined in the queue by the chose
 Without an encoder a new photo is framed and waits for Invert, as it always did. With one
 (``Studio.has_encoder``), framing is followed by two stages (``Studio.instant_projection``, ``Studio.refine``):
 
-1. in the framing's own request (after the framed photo is sent): the encoder's projection, the edited image at
-   the current slider values and their captions are sent at once (the sliders work on it), then the photo with
-   the edit pasted back, then the chosen method is queued (``follow``, chained, shows its progress);
+1. in the framing's own request, with the framed photo: the encoder's projection and the edited image at the
+   current slider values (the sliders work on it; an upload's was made as it arrived, ``prepare_upload``),
+   then F's captions and the photo with the edit pasted back, then the chosen method is queued (``follow``,
+   chained, shows its progress);
 2. once that inversion lands, its projection replaces the encoder's in the page state and the images are drawn
    again at the slider values of that moment (``landed``, chained after ``follow`` so that it reads the
    *current* page state: a photo uploaded meanwhile is never given another photo's projection).
@@ -24,7 +25,8 @@ import torch
 
 from magec.errors import MagecError
 from magec.studio.jobs import FAILED
-from magec.studio.session import INSTANT_LABEL, FirstLook, Projection, Studio, display
+from magec.studio.photos import display
+from magec.studio.session import INSTANT_LABEL, FirstLook, Projection, Studio
 from magec.studio.widgets import (
     POLL_SECONDS,
     message,
@@ -113,8 +115,18 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
     first_look, follow, landed, outputs = _first_look_handlers(studio, state, tab)
 
     def looked(framing: tuple, chosen: str, request: Any, values: tuple) -> Any:
-        yield dict(zip([*framed, tab.upload], framing))
-        yield from first_look(framing[2], chosen, request, *values)
+        """The framed photo comes with the first look's images (one message: one trip through the page less), the
+        rest of the framing's answer (its line, the file box emptied) with the next, which the page draws after."""
+        rest = dict(zip([*framed, tab.upload], framing))
+        now = {tab.framed: rest.pop(tab.framed), state: rest.pop(state)}
+        for update in first_look(framing[2], chosen, request, *values):
+            yield {**now, **update} if now else {**rest, **update} if rest else update
+            if now:
+                now = {}
+            else:
+                rest = {}
+        if now or rest:  # the first look stopped at once (the framing failed)
+            yield {**now, **rest}
 
     def on_upload_look(
         path: str | None, face: float | None, st: dict, chosen: str, request: gr.Request, *values: float
@@ -146,27 +158,43 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
         event.then(follow, [state], [tab.progress], **hidden).then(landed, [state, *tab.sliders], outputs, **hidden)
 
 
-def _shown(studio: Studio, tab: Any, projection: Projection, values: list[float]) -> dict:
-    """The original, the projection and the edited image at ``values``, with F's captions (one batch through F,
-    the edited image left out of it when no slider moves it), the projection's caption naming which projection
-    it is."""
+def _drawn(studio: Studio, projection: Projection, values: list[float]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The projection's image and the edited one at ``values`` (the same tensor when no slider moves it), and
+    whether a slider moves it."""
     image = studio.projection_image(projection)
     amounts = studio.slider_values(values)
-    if any(amounts.values()):
-        edited = studio.render(projection, amounts)
-        source, drawn, moved = studio.captions(torch.cat([projection.source, image, edited]))
-    else:  # the sliders at zero: the edited image is the projection, described once
-        edited = image
-        source, drawn = studio.captions(torch.cat([projection.source, image]))
-        moved = drawn
+    moved = any(amounts.values())
+    return image, studio.render(projection, amounts) if moved else image, moved
+
+
+def _images(tab: Any, projection: Projection, image: torch.Tensor, edited: torch.Tensor) -> dict:
     return {
         tab.shown["original"]: display(projection.source[0]),
         tab.shown["projection"]: display(image),
         tab.shown["edited"]: display(edited),
+    }
+
+
+def _captions(studio: Studio, tab: Any, projection: Projection, image: torch.Tensor, edited: torch.Tensor,
+              moved: bool) -> dict:  # fmt: skip
+    """F's captions of the three, in one batch (the edited image left out of it when it is the projection)."""
+    if moved:
+        source, drawn, changed = studio.captions(torch.cat([projection.source, image, edited]))
+    else:
+        source, drawn = studio.captions(torch.cat([projection.source, image]))
+        changed = drawn
+    return {
         tab.captions["original"]: source,
         tab.captions["projection"]: projection_caption(studio, projection, drawn),
-        tab.captions["edited"]: moved,
+        tab.captions["edited"]: changed,
     }
+
+
+def _shown(studio: Studio, tab: Any, projection: Projection, values: list[float]) -> dict:
+    """The original, the projection and the edited image at ``values``, with F's captions, the projection's
+    caption naming which projection it is."""
+    image, edited, moved = _drawn(studio, projection, values)
+    return {**_images(tab, projection, image, edited), **_captions(studio, tab, projection, image, edited, moved)}
 
 
 def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any, Any, list[Any]]:
@@ -185,14 +213,22 @@ def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any
         try:
             instant = studio.instant_projection(photo, session_of(request))
             assert instant is not None  # wired only when the studio has an encoder
-            shown = _shown(studio, tab, instant, list(values))
+            image, edited, moved = _drawn(studio, instant, list(values))
         except Exception as exc:
             yield {tab.pasted: None, tab.status: message(exc)}
             return
         st["projection"] = instant
-        yield {
+        yield {  # the images alone first (the less the page has to draw, the sooner they are on screen)
             state: st,
-            tab.pasted: None,
+            **_images(tab, instant, image, edited),
+            tab.captions["projection"]: projection_caption(studio, instant, "…"),  # which projection it is, at once
+        }
+        try:
+            captions = _captions(studio, tab, instant, image, edited, moved)
+        except Exception as exc:
+            yield {tab.pasted: None, tab.status: message(exc)}
+            return
+        text = {
             tab.status: (
                 f"Showing the **{INSTANT_LABEL}** projection: move the sliders to edit. {html.escape(chosen)} "
                 "refines it in the background; it replaces this one when it lands, at your slider values."
@@ -201,12 +237,12 @@ def _first_look_handlers(studio: Studio, state: Any, tab: Any) -> tuple[Any, Any
                 None,
                 text=f"{INSTANT_LABEL} projection in {instant.seconds * 1000:.0f} ms; {chosen} queued to refine it",
             ),
-            **shown,
+            **captions,
         }
         try:
-            yield {tab.pasted: pasted_photo(studio, instant, list(values))}
+            yield {**text, tab.pasted: pasted_photo(studio, instant, list(values))}
         except Exception:  # the edited image is there; a paste that fails leaves the photo out
-            pass
+            yield {**text, tab.pasted: None}
         time.sleep(HEAD_START_S)  # the page fetches the images just sent before the optimisation takes the CPU
         try:
             first = studio.refine(session_of(request), instant, chosen)

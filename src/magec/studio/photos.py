@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from PIL import Image
 
 from magec.faces.frame import FaceFrame
 from magec.faces.paste import face_mask
+from magec.io.images import tensor_to_pil
 
 #: Margin (a fraction of the face's size) around the landmarks of the region a paste works in: the feathered
 #: mask (``face_mask``: eroded by 0.04 of the face, blurred with sigma 0.03 truncated at 4 sigma) is the same
@@ -73,3 +75,26 @@ class PasteRegion:
     frame: FaceFrame
     landmarks: np.ndarray
     mask: np.ndarray
+
+
+#: The longest side of an image in the page: a larger generator's images (a 1024-px StyleGAN2) are reduced for the
+#: page, whose squares are at most 256 CSS pixels (twice that on a high-density screen); downloads keep them whole.
+DISPLAY_MAX_SIDE = 512
+
+
+def display(image: torch.Tensor | Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
+    """An image for the page: at its own resolution (the page enlarges a small generator image with square pixels,
+    CSS ``image-rendering: pixelated``, so a 64-px image travels as 64 px: nothing invented, a sixteenth of the
+    pixels to encode and decode), reduced when its longer side exceeds ``max_side``."""
+    pil = image if isinstance(image, Image.Image) else tensor_to_pil(image)
+    if max(pil.size) > max_side:
+        pil = pil.copy()
+        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return pil
+
+
+def astronaut_photo() -> Image.Image:
+    """scikit-image's astronaut (Eileen Collins), the page's example photo."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())

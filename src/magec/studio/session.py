@@ -45,8 +45,8 @@ from magec.inversion.pti import PTIConfig, pivotal_tuning
 from magec.io.images import pil_to_tensor, read_image, save_png, tensor_to_pil
 from magec.pipeline import Pipeline
 from magec.render import SliderValues, render_latent, slider_specs
-from magec.studio.jobs import Job, JobQueue
-from magec.studio.photos import FramedPhoto
+from magec.studio.jobs import Job, JobQueue, step_timer
+from magec.studio.photos import FramedPhoto, astronaut_photo
 from magec.studio.projections import INSTANT_LABEL as INSTANT_LABEL  # the page's names, from where they live
 from magec.studio.projections import INSTANT_METHOD, FirstLook, Projection
 from magec.studio.uploads_ahead import FramingAhead, file_key
@@ -93,7 +93,7 @@ class Studio:
         #: Seconds per step, per method and schedule part (phase number, or "generator" for PTI's tuning),
         #: measured on this studio's device: by ``estimate_seconds`` once, then by every finished inversion.
         self._step_seconds: dict[str, dict[str, float]] = {}
-        #: dlib's detector and landmark models, read at the first photo or in the background (``read_face_models``)
+        #: dlib's detector and landmark models, read at the first photo or in the background (``warm_up``)
         #: and kept; viewers take turns with them (dlib's objects are not documented as thread-safe).
         self._faces = SharedDetector()
         #: Per viewer, what this studio made for it (photos, projections; weak: never kept alive from here) and the
@@ -139,7 +139,20 @@ class Studio:
         resolved = self._in_uploads(path)
         key = file_key(resolved) if resolved is not None else None
         if resolved is not None and key is not None and key[0] <= self.max_bytes:
-            self._ahead.start(resolved, key, lambda: self._frame_upload(resolved, 0))
+            self._ahead.start(resolved, key, lambda: self._frame_ahead(resolved))
+
+    def _frame_ahead(self, resolved: Path) -> FramedPhoto:
+        """Frame an upload's largest face and, with an encoder, make its first look and draw it too, so that the
+        page's request only sends them (``instant_projection`` takes the look)."""
+        framed = self._frame_upload(resolved, 0)
+        if self.has_encoder:
+            try:
+                look = self._encoded(framed)
+                self.projection_image(look)  # drawn now: the request's render finds it in the cache
+                self._ahead.keep_look(framed, look)
+            except MagecError:  # the request's own instant_projection says what is wrong
+                pass
+        return framed
 
     def _frame_upload(self, resolved: Path, face: int) -> FramedPhoto:
         """Check an uploaded file's size, read and frame it (no owner yet)."""
@@ -159,10 +172,20 @@ class Studio:
             raise MagecError(str(exc).replace(str(resolved), name)) from None
         return FramedPhoto(found.image, photo, found.frame, found.landmarks, faces=len(found.faces or ()), face=face)
 
-    def read_face_models(self) -> None:
-        """Start reading dlib's face models in the background (2-3 s), so that the first photo does not wait for
-        them (``serve`` calls it as the page starts)."""
+    def warm_up(self) -> None:
+        """Start reading dlib's face models (2-3 s) and, with an encoder, then take the astronaut example through
+        the first look once (detection, encoder, drawing, F), all in the background, so that the first photo
+        pays none of it (``serve`` calls it as the page starts)."""
         self._faces.preload()
+        if self.has_encoder:
+            self._ahead.run(self._first_look_once)
+
+    def _first_look_once(self) -> None:
+        try:
+            look = self._encoded(self.example("astronaut"))
+            self.captions(torch.cat([look.source, self.projection_image(look)]))
+        except Exception:  # noqa: BLE001 - a warm-up only; the first photo says what is wrong
+            pass
 
     def discard_upload(self, path: str | Path | None) -> None:
         """Delete an uploaded file once it has been read (only inside this studio's upload folder: never
@@ -194,7 +217,7 @@ class Studio:
     def example(self, which: str, index: int = 0, owner: str | None = None) -> FramedPhoto:
         """A bundled input: ``astronaut`` (scikit-image's photo, framed) or ``generated`` (an unseen face)."""
         if which == "astronaut":
-            return self.frame(_astronaut(), "astronaut", owner=owner)
+            return self.frame(astronaut_photo(), "astronaut", owner=owner)
         if which == "generated":
             gen = self.pipeline.generator
             with torch.no_grad():
@@ -218,7 +241,7 @@ class Studio:
                 face = gen.synthesize(gen.sample_latents(1, EXAMPLE_SEED)).cpu()
             short = replace(config, phases=tuple(replace(p, steps=3) for p in config.phases))
             seconds: dict[str, list[float]] = {}
-            invert(self.pipeline, face, method, short, self.seed, _step_timer(seconds), pti=PTIConfig(steps=3))
+            invert(self.pipeline, face, method, short, self.seed, step_timer(seconds), pti=PTIConfig(steps=3))
             self._record_steps(method, seconds)
         rates = self._step_seconds[method]
         parts = {str(k): p.steps for k, p in enumerate(config.phases, 1)}
@@ -255,7 +278,7 @@ class Studio:
                 offset, tuning, halted = done, [0], [False]
 
                 seconds: dict[str, list[float]] = {}
-                timer = _step_timer(seconds)
+                timer = step_timer(seconds)
 
                 def callback(
                     info: Any,
@@ -295,10 +318,31 @@ class Studio:
     def instant_projection(self, photo: FramedPhoto | Image.Image, owner: str | None = None) -> Projection | None:
         """The encoder's projection of ``photo``: one forward pass (tens of ms on a CPU), run in the caller's
         thread rather than the queue, so the page shows it and its sliders while the queue is busy; None when
-        the pipeline has no encoder. Its ``seconds`` is the forward pass's wall time."""
-        encoder = self.pipeline.encoder
-        if encoder is None:
+        the pipeline has no encoder. Its ``seconds`` is the forward pass's wall time. An upload's was made with
+        its framing, as it arrived (``prepare_upload``), and is taken from there."""
+        if self.pipeline.encoder is None:
             return None
+        look = self._ahead.look_for(photo) if isinstance(photo, FramedPhoto) else None
+        return self._own(owner, look if look is not None else self._encoded(photo))
+
+    def first_look_ahead(self, path: str | Path, timeout: float = 30.0) -> tuple[FramedPhoto, Projection] | None:
+        """The framed photo and first look made for an upload as it arrived (``prepare_upload``), once they are
+        ready (waiting at most ``timeout`` s), without taking them from the page's request; None when there are
+        none (another file, no encoder, a framing that failed, or one the page's request already took)."""
+        resolved = self._in_uploads(path)
+        future = self._ahead.peek(resolved) if resolved is not None else None
+        try:
+            framed = future.result(timeout) if future is not None else None
+        except Exception:  # noqa: BLE001 - the page's own request reports the framing's error
+            return None
+        look = self._ahead.look_for(framed) if framed is not None else None
+        return None if look is None else (framed, look)
+
+    def _encoded(self, photo: FramedPhoto | Image.Image) -> Projection:
+        """The encoder's code for ``photo`` as a projection (no owner yet); a code of the wrong shape, NaN or
+        infinite is refused."""
+        encoder = self.pipeline.encoder
+        assert encoder is not None
         framed = photo if isinstance(photo, FramedPhoto) else FramedPhoto(photo)
         source = pil_to_tensor(framed.image.convert("RGB"))
         started = time.perf_counter()
@@ -313,11 +357,8 @@ class Studio:
             )
         if not torch.isfinite(code).all():
             raise MagecError(f"{encoder.spec or 'encoder'}: gave a code with NaN or infinite values for this photo")
-        return self._own(
-            owner,
-            Projection(
-                INSTANT_METHOD, code.cpu(), encoder.space, None, source, 0, seconds, False, framed=framed, instant=True
-            ),
+        return Projection(
+            INSTANT_METHOD, code.cpu(), encoder.space, None, source, 0, seconds, False, framed=framed, instant=True
         )
 
     def refine(self, owner: str, instant: Projection, method: str) -> FirstLook:
@@ -558,40 +599,3 @@ class Studio:
         self.queue.close()
         self._ahead.close()
         self._scratch.cleanup()
-
-
-def _step_timer(seconds: dict[str, list[float]]) -> Any:
-    """An ``invert`` step callback that appends each step's wall time to ``seconds[part]`` (part: the phase
-    number, or "generator" for PTI's tuning steps) and never stops the run."""
-    last = [time.perf_counter()]
-
-    def on_step(info: Any) -> bool:
-        now = time.perf_counter()
-        part = "generator" if info.target == "generator" else str(info.phase)
-        seconds.setdefault(part, []).append(now - last[0])
-        last[0] = now
-        return False
-
-    return on_step
-
-
-def _astronaut() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.astronaut())
-
-
-#: The longest side of an image in the page: a larger generator's images (a 1024-px StyleGAN2) are reduced for the
-#: page, whose squares are at most 256 CSS pixels (twice that on a high-density screen); downloads keep them whole.
-DISPLAY_MAX_SIDE = 512
-
-
-def display(image: torch.Tensor | Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
-    """An image for the page: at its own resolution (the page enlarges a small generator image with square pixels,
-    CSS ``image-rendering: pixelated``, so a 64-px image travels as 64 px: nothing invented, a sixteenth of the
-    pixels to encode and decode), reduced when its longer side exceeds ``max_side``."""
-    pil = image if isinstance(image, Image.Image) else tensor_to_pil(image)
-    if max(pil.size) > max_side:
-        pil = pil.copy()
-        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return pil

@@ -1,15 +1,17 @@
 """Framing an upload as it arrives, before the page asks for it.
 
 The browser handles the upload route's answer for about 100 ms before it sends the request that frames the
-photo; dlib's detection (the bulk of the framing) runs in that gap instead of after it. ``UploadWatch`` sees
-the files Gradio's upload route stored and hands them to the studio; ``FramingAhead`` keeps the few framings
-under way until the page's request takes one.
+photo; dlib's detection (the bulk of the framing) runs in that gap instead of after it, and with an encoder the
+first look follows it there (the encoder's code and its image). ``UploadWatch`` sees the files Gradio's upload
+route stored and hands them to the studio; ``FramingAhead`` keeps the few framings under way, and the first looks
+made with them, until the page's request takes them.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +39,8 @@ class FramingAhead:
         self.keep = keep
         self._lock = threading.Lock()
         self._started: OrderedDict[Path, tuple[tuple[int, int], Future]] = OrderedDict()
+        #: First looks made right after their framing, by the framed photo's id (checked through a weak reference).
+        self._looks: OrderedDict[int, tuple[weakref.ref, Any]] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="magec-upload")
 
     def __len__(self) -> int:
@@ -57,6 +61,35 @@ class FramingAhead:
         """The framing started for ``path``, when the file is still the one it framed (and forget it)."""
         with self._lock:
             key, future = self._started.pop(path, (None, None))
+        if future is None or key != file_key(path) or future.cancelled():
+            return None
+        return future
+
+    def run(self, work: Callable[[], Any]) -> None:
+        """Run ``work`` on the framing thread (after the framings already under way)."""
+        try:
+            self._pool.submit(work)
+        except RuntimeError:  # closing
+            pass
+
+    def keep_look(self, framed: Any, look: Any) -> None:
+        """Keep ``look``, the first look made from ``framed`` (a photo framed here), until ``take_look``."""
+        with self._lock:
+            self._looks[id(framed)] = (weakref.ref(framed), look)
+            while len(self._looks) > self.keep:
+                self._looks.popitem(last=False)
+
+    def look_for(self, framed: Any) -> Any | None:
+        """The first look kept for this very ``framed`` object, if any (kept until newer looks push it out: the
+        page's request and its first-look route both ask for it)."""
+        with self._lock:
+            ref, look = self._looks.get(id(framed), (None, None))
+        return look if ref is not None and ref() is framed else None
+
+    def peek(self, path: Path) -> Future | None:
+        """The framing started for ``path`` when the file is still the one it framed, left for ``take``."""
+        with self._lock:
+            key, future = self._started.get(path, (None, None))
         if future is None or key != file_key(path) or future.cancelled():
             return None
         return future

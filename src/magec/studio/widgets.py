@@ -13,7 +13,8 @@ from PIL import Image
 
 from magec.errors import MagecError
 from magec.studio.jobs import QUEUED, Job
-from magec.studio.session import Projection, Studio, display
+from magec.studio.photos import display
+from magec.studio.session import Projection, Studio
 
 #: How often a running inversion's progress is pushed to the page (seconds).
 POLL_SECONDS = 0.25
