@@ -5,7 +5,8 @@ Without an encoder a new photo is framed and waits for Invert, as it always did.
 (``Studio.has_encoder``), framing is followed by two stages (``Studio.instant_projection``, ``Studio.refine``):
 
 1. in the framing's own request, with the framed photo: the encoder's projection and the edited image at the
-   current slider values (the sliders work on it; an upload's was made as it arrived, ``prepare_upload``),
+   current slider values (the sliders work on it; an upload's was made as it arrived, ``prepare_upload``, and
+   is already on screen by the first look's own route, ``magec.studio.look_route``),
    then F's captions and the photo with the edit pasted back, then the chosen method is queued (``follow``,
    chained, shows its progress);
 2. once that inversion lands, its projection replaces the encoder's in the page state and the images are drawn
@@ -118,15 +119,11 @@ def wire_photo(studio: Studio, state: Any, tab: Any) -> None:
         """The framed photo comes with the first look's images (one message: one trip through the page less), the
         rest of the framing's answer (its line, the file box emptied) with the next, which the page draws after."""
         rest = dict(zip([*framed, tab.upload], framing))
-        now = {tab.framed: rest.pop(tab.framed), state: rest.pop(state)}
+        pending = [{tab.framed: rest.pop(tab.framed), state: rest.pop(state)}, rest]
         for update in first_look(framing[2], chosen, request, *values):
-            yield {**now, **update} if now else {**rest, **update} if rest else update
-            if now:
-                now = {}
-            else:
-                rest = {}
-        if now or rest:  # the first look stopped at once (the framing failed)
-            yield {**now, **rest}
+            yield {**pending.pop(0), **update} if pending else update
+        if pending:  # the first look stopped at once (the framing failed)
+            yield {key: value for part in pending for key, value in part.items()}
 
     def on_upload_look(
         path: str | None, face: float | None, st: dict, chosen: str, request: gr.Request, *values: float

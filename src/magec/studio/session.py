@@ -150,7 +150,7 @@ class Studio:
                 look = self._encoded(framed)
                 self.projection_image(look)  # drawn now: the request's render finds it in the cache
                 self._ahead.keep_look(framed, look)
-            except MagecError:  # the request's own instant_projection says what is wrong
+            except Exception:  # noqa: BLE001 - the request's own instant_projection says what is wrong
                 pass
         return framed
 
