@@ -80,7 +80,7 @@ def test_a_slider_change_draws_the_edit_once_for_the_image_its_caption_and_the_p
 @pytest.mark.slow
 def test_the_page_gets_small_lossless_images_and_the_downloads_stay_whole(gr, studio, astronaut):
     from magec.studio.app import PIXELS_CLASS, generator_images
-    from magec.studio.session import display
+    from magec.studio.photos import display
 
     tab, _ = _handlers(gr, studio)
     assert generator_images(studio)["format"] == "png"  # 64 px: lossless, and smaller to encode than WebP at 256
