@@ -44,8 +44,9 @@ def edited_payload(studio: Studio, projection: Projection, values: list[float], 
     return {"image": image_data_uri(image, fmt), "caption": caption}
 
 
-def parse_request(body: bytes, n_sliders: int) -> tuple[str, list[float]]:
-    """The session id and slider values of a request body; one-line ``MagecError`` for anything else."""
+def session_request(body: bytes) -> tuple[dict[str, Any], str]:
+    """A page route's request body as a JSON object, and the session id it names; one-line ``MagecError`` for
+    anything else (both of the page's routes read their bodies through it)."""
     if len(body) > MAX_BODY_BYTES:
         raise MagecError(f"request body above {MAX_BODY_BYTES} bytes")
     try:
@@ -54,9 +55,16 @@ def parse_request(body: bytes, n_sliders: int) -> tuple[str, list[float]]:
         raise MagecError("request body is not JSON") from None
     if not isinstance(data, dict):
         raise MagecError("request body is not a JSON object")
-    session, values = data.get("session"), data.get("values")
+    session = data.get("session")
     if not isinstance(session, str) or not session or len(session) > 128:
         raise MagecError("missing or bad session id")
+    return data, session
+
+
+def parse_request(body: bytes, n_sliders: int) -> tuple[str, list[float]]:
+    """The session id and slider values of a request body; one-line ``MagecError`` for anything else."""
+    data, session = session_request(body)
+    values = data.get("values")
     if not isinstance(values, list) or len(values) != n_sliders:
         raise MagecError(f"expected a list of {n_sliders} slider values")
     out = []

@@ -14,11 +14,10 @@ among the uploads the studio is framing in memory (inside its upload folder), ne
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from magec.errors import MagecError
-from magec.studio.edit_route import MAX_BODY_BYTES, image_data_uri
+from magec.studio.edit_route import MAX_BODY_BYTES, image_data_uri, session_request
 from magec.studio.photos import display
 from magec.studio.session import Studio
 
@@ -92,17 +91,8 @@ FIRST_LOOK_CSS = (
 
 def parse_look_request(body: bytes) -> tuple[str, str]:
     """The session id and upload file name of a request body; one-line ``MagecError`` for anything else."""
-    if len(body) > MAX_BODY_BYTES:
-        raise MagecError(f"request body above {MAX_BODY_BYTES} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MagecError("request body is not JSON") from None
-    if not isinstance(data, dict):
-        raise MagecError("request body is not a JSON object")
-    session, file = data.get("session"), data.get("file")
-    if not isinstance(session, str) or not session or len(session) > 128:
-        raise MagecError("missing or bad session id")
+    data, session = session_request(body)
+    file = data.get("file")
     if not isinstance(file, str) or not file or len(file) > 1024 or "\x00" in file:
         raise MagecError("missing or bad upload file name")
     return session, file
